@@ -1,0 +1,289 @@
+//! Command-line interface: parses arguments, wires the library to progress output and tables, and
+//! maps errors to exit codes. Nothing in the library imports this module.
+
+mod output;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use hydra::doctor;
+use hydra::error::exit;
+use hydra::runtime::{self, Runtime, RuntimeKind};
+use hydra::stack::{self, Stack, StackOptions};
+use hydra::state::{RunRecord, RunStatus};
+use hydra::{gc, images, HarnessError};
+
+#[derive(Parser)]
+#[command(name = "harness", version, about = "Validate a compose stack under docker, podman and rootless podman")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct StackArgs {
+    /// Compose file(s), in -f order (default: the bundled compose/phoenix.yml).
+    #[arg(long = "compose", value_name = "FILE")]
+    compose: Vec<PathBuf>,
+    /// Loopback address published ports bind to.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind_ip: IpAddr,
+    /// Seconds the stack may take to become healthy.
+    #[arg(long, default_value_t = 300)]
+    timeout: u64,
+}
+
+impl StackArgs {
+    fn options(&self, runtime: RuntimeKind) -> StackOptions {
+        let mut o = StackOptions::new(runtime);
+        if !self.compose.is_empty() {
+            o.compose_files = self.compose.clone();
+        }
+        o.bind_ip = self.bind_ip;
+        o.ready_timeout = Duration::from_secs(self.timeout);
+        o
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check each runtime's prerequisites and print a fix for every problem.
+    Doctor {
+        #[arg(long = "runtime", value_name = "R")]
+        runtimes: Vec<RuntimeKind>,
+    },
+    /// Build the stack's images (only those whose inputs changed).
+    Images {
+        #[arg(long = "runtime", value_name = "R")]
+        runtimes: Vec<RuntimeKind>,
+        #[arg(long = "compose", value_name = "FILE")]
+        compose: Vec<PathBuf>,
+    },
+    /// Bring the stack up, wait until healthy, and leave it running.
+    Up {
+        #[arg(long, value_name = "R")]
+        runtime: RuntimeKind,
+        #[command(flatten)]
+        stack: StackArgs,
+    },
+    /// Tear down the stack `up` left running.
+    Down {
+        #[arg(long, value_name = "R")]
+        runtime: RuntimeKind,
+        /// A specific run id (default: the newest kept run of that runtime).
+        #[arg(long)]
+        run: Option<String>,
+    },
+    /// Remove objects of harness runs whose process was killed (only objects the harness labelled).
+    Gc {
+        /// Also remove stacks deliberately left running by `harness up`.
+        #[arg(long)]
+        all: bool,
+        #[arg(long = "runtime", value_name = "R")]
+        runtimes: Vec<RuntimeKind>,
+    },
+    /// Bring the stack up under each runtime, check every service is healthy, tear down, verify nothing is left.
+    Validate {
+        /// Runtimes to use (default: HYDRA_RUNTIMES, else every runtime doctor finds usable).
+        #[arg(long = "runtime", value_name = "R")]
+        runtimes: Vec<RuntimeKind>,
+        /// Runtimes whose absence is a failure (default: HYDRA_REQUIRE).
+        #[arg(long = "require", value_name = "R")]
+        require: Vec<RuntimeKind>,
+        #[command(flatten)]
+        stack: StackArgs,
+        /// Directory for the JSON report.
+        #[arg(long, default_value = "target/hydra")]
+        report: PathBuf,
+    },
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> i32 {
+    init_tracing();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let _ = e.print();
+            return code;
+        }
+    };
+    if let Err(e) = ctrlc::set_handler(runtime::exec::cancel) {
+        eprintln!("warning: cannot install the Ctrl-C handler: {e}");
+    }
+    let result = match cli.command {
+        Command::Doctor { runtimes } => cmd_doctor(&runtimes),
+        Command::Images { runtimes, compose } => cmd_images(&runtimes, compose),
+        Command::Up { runtime, stack } => cmd_up(runtime, &stack),
+        Command::Down { runtime, run } => cmd_down(runtime, run),
+        Command::Gc { all, runtimes } => cmd_gc(all, &runtimes),
+        Command::Validate { runtimes, require, stack, report } => cmd_validate(runtimes, require, &stack, &report),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                eprintln!("  caused by: {s}");
+                source = s.source();
+            }
+            e.exit_code()
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).without_time().try_init();
+}
+
+fn all_or(runtimes: &[RuntimeKind]) -> Vec<RuntimeKind> {
+    if runtimes.is_empty() {
+        RuntimeKind::ALL.to_vec()
+    } else {
+        runtimes.to_vec()
+    }
+}
+
+fn env_list(var: &str) -> Result<Vec<RuntimeKind>, HarnessError> {
+    match std::env::var(var) {
+        Ok(v) => runtime::parse_list(&v).map_err(|e| HarnessError::Usage(format!("{var}: {e}"))),
+        Err(_) => Ok(Vec::new()),
+    }
+}
+
+fn cmd_doctor(runtimes: &[RuntimeKind]) -> Result<i32, HarnessError> {
+    let mut all_usable = true;
+    for kind in all_or(runtimes) {
+        let report = doctor::diagnose(kind);
+        output::doctor_table(&report);
+        all_usable &= report.usable();
+    }
+    let failed = !all_usable;
+    if failed {
+        eprintln!("\nsome runtimes are not usable: apply the fixes above (or run `sudo scripts/setup-host.sh`)");
+    }
+    Ok(if failed { exit::RUNTIME_UNUSABLE } else { exit::OK })
+}
+
+fn cmd_images(runtimes: &[RuntimeKind], compose: Vec<PathBuf>) -> Result<i32, HarnessError> {
+    let files = if compose.is_empty() { vec![stack::bundled_compose_file()] } else { compose };
+    let set = stack::ComposeSet::load(&files)?;
+    let merged = set.merged();
+    for kind in all_or(runtimes) {
+        let rt = Runtime::resolve(kind)?;
+        let progress = output::Progress::new(&format!("{kind}: images"));
+        let report = images::prepare(&rt, &merged, &mut |m| progress.phase(m))?;
+        progress.finish();
+        output::images_table(&report);
+    }
+    Ok(exit::OK)
+}
+
+fn cmd_up(runtime: RuntimeKind, args: &StackArgs) -> Result<i32, HarnessError> {
+    let progress = output::Progress::new(&format!("{runtime}: up"));
+    let (stack, report) = Stack::up(&args.options(runtime), &mut |e| progress.event(e))?;
+    progress.finish();
+    output::ready_table(&report);
+    let record = stack.keep()?;
+    println!("\nstack {} is running (run {}).", record.project, record.run_id);
+    for (var, port) in &record.ports {
+        println!("  {var} = {}:{port}", args.bind_ip);
+    }
+    println!("take it down with: harness down --runtime {runtime}");
+    Ok(exit::OK)
+}
+
+fn cmd_down(runtime: RuntimeKind, run: Option<String>) -> Result<i32, HarnessError> {
+    let record = RunRecord::load_all()
+        .into_iter()
+        .filter(|r| r.runtime == runtime && r.status == RunStatus::Kept)
+        .find(|r| run.as_deref().map(|id| id == r.run_id).unwrap_or(true))
+        .ok_or_else(|| HarnessError::Usage(format!(
+            "no stack left running by `harness up` for runtime {runtime}{}\n  hint: `harness gc` removes leftovers of killed runs",
+            run.map(|r| format!(" with run id {r}")).unwrap_or_default()
+        )))?;
+    let project = record.project.clone();
+    let report = Stack::attach(record)?.down()?;
+    println!("removed {project} in {:.1}s; nothing with its labels is left", report.seconds);
+    if !report.removed_after_compose.is_empty() {
+        println!("  compose down left (removed by the harness): {}", report.removed_after_compose.join(", "));
+    }
+    Ok(exit::OK)
+}
+
+fn cmd_gc(all: bool, runtimes: &[RuntimeKind]) -> Result<i32, HarnessError> {
+    let mut swept = 0;
+    for kind in all_or(runtimes) {
+        let report = doctor::diagnose_reachable(kind);
+        if let Some(reason) = report {
+            println!("{kind}: skipped ({reason})");
+            continue;
+        }
+        let rt = Runtime::resolve(kind)?;
+        for run in gc::sweep(&rt, all)? {
+            let what = match run.verdict {
+                gc::Verdict::Orphaned => {
+                    swept += 1;
+                    "removed"
+                }
+                gc::Verdict::Active => "kept (its harness process is running)",
+                gc::Verdict::Kept => "kept (left running by `harness up`; use --all)",
+            };
+            println!("{kind}: run {} {what}: {}", run.run_id, run.objects.join(", "));
+        }
+    }
+    if swept == 0 {
+        println!("nothing to sweep");
+    }
+    Ok(exit::OK)
+}
+
+fn cmd_validate(runtimes: Vec<RuntimeKind>, require: Vec<RuntimeKind>, args: &StackArgs, report_dir: &std::path::Path) -> Result<i32, HarnessError> {
+    let require = if require.is_empty() { env_list("HYDRA_REQUIRE")? } else { require };
+    let explicit = if runtimes.is_empty() { env_list("HYDRA_RUNTIMES")? } else { runtimes };
+    let candidates = if explicit.is_empty() { RuntimeKind::ALL.to_vec() } else { explicit.clone() };
+    let mut code = exit::OK;
+    let mut outcomes = Vec::new();
+    for kind in candidates {
+        let diagnosis = doctor::diagnose(kind);
+        if !diagnosis.usable() {
+            let reason = diagnosis.reason().unwrap_or_default();
+            if require.contains(&kind) || explicit.contains(&kind) {
+                eprintln!("FAIL {kind}: required but not usable: {reason}");
+                code = exit::RUNTIME_UNUSABLE;
+                outcomes.push(output::Outcome::unusable(kind, &reason));
+            } else {
+                eprintln!("SKIP {kind}: not usable here: {reason}");
+                outcomes.push(output::Outcome::skipped(kind, &reason));
+            }
+            continue;
+        }
+        let outcome = output::validate_one(kind, &args.options(kind));
+        if !outcome.passed() && code == exit::OK {
+            code = outcome.exit_code();
+        }
+        if outcome.interrupted() {
+            outcomes.push(outcome);
+            code = exit::INTERRUPTED;
+            break;
+        }
+        outcomes.push(outcome);
+    }
+    output::summary(&outcomes);
+    std::fs::create_dir_all(report_dir)?;
+    let path = report_dir.join("lifecycle.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&outcomes).expect("report serialises"))?;
+    println!("report: {}", path.display());
+    if outcomes.iter().all(|o| o.is_skip()) && code == exit::OK {
+        eprintln!("no runtime was usable: nothing was validated\n  hint: run `sudo scripts/setup-host.sh`, then `harness doctor`");
+        code = exit::RUNTIME_UNUSABLE;
+    }
+    Ok(code)
+}

@@ -1,0 +1,173 @@
+//! What the CLI shows: progress while waiting, tables, and the per-runtime outcome of `validate`.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use hydra::doctor::{RuntimeReport, Status};
+use hydra::error::exit;
+use hydra::images::ImagesReport;
+use hydra::stack::{Event, Stack, StackOptions, TeardownReport, UpReport};
+use hydra::{HarnessError, RuntimeKind};
+
+/// A spinner on a terminal; plain phase lines otherwise (CI logs).
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    prefix: String,
+    last: std::cell::RefCell<String>,
+}
+
+impl Progress {
+    pub fn new(prefix: &str) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = ProgressBar::new_spinner();
+            b.set_style(ProgressStyle::with_template("{spinner} {prefix}: {msg} [{elapsed}]").expect("valid template"));
+            b.set_prefix(prefix.to_string());
+            b.enable_steady_tick(Duration::from_millis(120));
+            b
+        });
+        Self { bar, prefix: prefix.to_string(), last: Default::default() }
+    }
+
+    pub fn phase(&self, msg: &str) {
+        match &self.bar {
+            Some(b) => b.set_message(msg.to_string()),
+            None => {
+                if *self.last.borrow() != msg {
+                    eprintln!("{}: {msg}", self.prefix);
+                    *self.last.borrow_mut() = msg.to_string();
+                }
+            }
+        }
+    }
+
+    pub fn event(&self, e: &Event) {
+        match e {
+            Event::Phase(p) => self.phase(p),
+            Event::Waiting(w) => self.phase(&format!("healthy {}/{}; waiting for {}", w.ready, w.total, w.pending.join(", "))),
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED).set_header(header.to_vec());
+    t
+}
+
+pub fn doctor_table(r: &RuntimeReport) {
+    let mut t = table(&["check", "status", "detail", "fix"]);
+    for f in &r.findings {
+        let status = match f.status {
+            Status::Ok => "ok",
+            Status::Warn => "WARN",
+            Status::Fail => "FAIL",
+        };
+        t.add_row(vec![f.check, status, f.detail.as_str(), f.fix.as_deref().unwrap_or("")]);
+    }
+    println!("{} — {}\n{t}", r.runtime, if r.usable() { "usable" } else { "NOT USABLE" });
+}
+
+pub fn images_table(r: &ImagesReport) {
+    let mut t = table(&["image", "services", "result", "seconds"]);
+    for i in &r.images {
+        t.add_row(vec![i.reference.clone(), i.services.join(", "), if i.built { "built".into() } else { "unchanged".into() }, format!("{:.1}", i.seconds)]);
+    }
+    println!("{}: images in {:.1}s{}\n{t}", r.runtime, r.seconds, if r.base_imported { " (base image imported)" } else { "" });
+}
+
+pub fn ready_table(r: &UpReport) {
+    let mut t = table(&["service", "container", "healthy after (s)", "harness probes"]);
+    for s in &r.services {
+        t.add_row(vec![s.service.clone(), s.container.clone(), format!("{:.1}", s.seconds), s.probes.to_string()]);
+    }
+    println!(
+        "{} via {} {}: all {} services healthy in {:.1}s (compose up {:.1}s)\n{t}",
+        r.runtime,
+        r.compose.tool,
+        r.compose.version,
+        r.services.len(),
+        r.total_seconds,
+        r.compose_up_seconds
+    );
+}
+
+/// One runtime's result in `validate`.
+#[derive(Debug, Serialize)]
+pub struct Outcome {
+    pub runtime: RuntimeKind,
+    pub status: &'static str,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub up: Option<UpReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub teardown: Option<TeardownReport>,
+    #[serde(skip)]
+    code: i32,
+}
+
+impl Outcome {
+    pub fn is_skip(&self) -> bool {
+        self.status == "skip"
+    }
+    pub fn passed(&self) -> bool {
+        self.status == "pass" || self.status == "skip"
+    }
+    pub fn interrupted(&self) -> bool {
+        self.code == exit::INTERRUPTED
+    }
+    pub fn exit_code(&self) -> i32 {
+        self.code
+    }
+    pub fn unusable(runtime: RuntimeKind, reason: &str) -> Self {
+        Self { runtime, status: "fail", detail: format!("required runtime unusable: {reason}"), up: None, teardown: None, code: exit::RUNTIME_UNUSABLE }
+    }
+    pub fn skipped(runtime: RuntimeKind, reason: &str) -> Self {
+        Self { runtime, status: "skip", detail: reason.to_string(), up: None, teardown: None, code: exit::OK }
+    }
+    fn failed(runtime: RuntimeKind, e: &HarnessError, up: Option<UpReport>) -> Self {
+        Self { runtime, status: "fail", detail: e.to_string(), up, teardown: None, code: e.exit_code() }
+    }
+}
+
+/// Up, report, down, verify for one runtime.
+pub fn validate_one(kind: RuntimeKind, opts: &StackOptions) -> Outcome {
+    let progress = Progress::new(&format!("{kind}"));
+    let result = Stack::up(opts, &mut |e| progress.event(e));
+    progress.finish();
+    let (stack, up) = match result {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("FAIL {kind}: {e}");
+            return Outcome::failed(kind, &e, None);
+        }
+    };
+    ready_table(&up);
+    match stack.down() {
+        Ok(td) => {
+            println!("{kind}: torn down in {:.1}s, nothing left{}", td.seconds, if td.removed_after_compose.is_empty() { String::new() } else { format!(" (compose down left {} object(s), removed by the harness)", td.removed_after_compose.len()) });
+            Outcome { runtime: kind, status: "pass", detail: format!("{} services healthy", up.services.len()), up: Some(up), teardown: Some(td), code: exit::OK }
+        }
+        Err(e) => {
+            eprintln!("FAIL {kind}: {e}");
+            Outcome::failed(kind, &e, Some(up))
+        }
+    }
+}
+
+pub fn summary(outcomes: &[Outcome]) {
+    let mut t = table(&["runtime", "result", "detail"]);
+    for o in outcomes {
+        t.add_row(vec![o.runtime.to_string(), o.status.to_uppercase(), o.detail.lines().next().unwrap_or("").to_string()]);
+    }
+    println!("\n{t}");
+}

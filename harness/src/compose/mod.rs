@@ -1,0 +1,235 @@
+//! Compose tools (`docker compose` v2, `docker-compose` v1, `podman-compose`): detection, command
+//! lines as data, and parsing of what they print. Their exit codes are not trusted for `ps`/`down`
+//! (podman-compose exits 0 whatever happened): the stack verifies state through the engine.
+
+pub mod file;
+pub mod ps;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{HarnessError, Result};
+use crate::runtime::{exec, CommandSpec, Interrupt, Runtime, RuntimeKind};
+
+/// A compose implementation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ComposeTool {
+    /// `docker compose` (Go, v2).
+    DockerComposeV2,
+    /// `docker-compose` (Python, 1.x).
+    DockerComposeV1,
+    /// `podman-compose`.
+    PodmanCompose,
+}
+
+impl fmt::Display for ComposeTool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ComposeTool::DockerComposeV2 => "docker compose",
+            ComposeTool::DockerComposeV1 => "docker-compose",
+            ComposeTool::PodmanCompose => "podman-compose",
+        })
+    }
+}
+
+/// A detected tool with its version.
+#[derive(Debug, Clone, Serialize)]
+pub struct Provider {
+    pub tool: ComposeTool,
+    pub version: String,
+}
+
+/// Extracts a version number from `... version 1.29.2, build ...` or `v2.24.0` style output.
+pub fn parse_version(text: &str) -> Option<String> {
+    text.split(|c: char| c.is_whitespace() || c == ',')
+        .map(|w| w.trim_start_matches('v'))
+        .find(|w| w.split('.').count() >= 2 && w.split('.').all(|p| !p.is_empty() && p.chars().next().unwrap().is_ascii_digit()))
+        .map(String::from)
+}
+
+/// Finds the compose tool for a runtime: v2 is preferred over v1 for Docker; `HYDRA_DOCKER_COMPOSE`
+/// (`v1` or `v2`) forces one.
+pub fn detect(runtime: &Runtime) -> Result<Provider> {
+    let candidates: Vec<ComposeTool> = match runtime.kind() {
+        RuntimeKind::Docker => match std::env::var("HYDRA_DOCKER_COMPOSE").ok().as_deref() {
+            Some("v1") => vec![ComposeTool::DockerComposeV1],
+            Some("v2") => vec![ComposeTool::DockerComposeV2],
+            _ => vec![ComposeTool::DockerComposeV2, ComposeTool::DockerComposeV1],
+        },
+        _ => vec![ComposeTool::PodmanCompose],
+    };
+    let mut tried = Vec::new();
+    for tool in candidates {
+        let spec = version_command(runtime, tool);
+        tried.push(spec.display());
+        if let Ok(out) = exec::run(&spec, Duration::from_secs(30), Interrupt::Allowed) {
+            if out.success() {
+                // podman-compose prints its own version and then podman's: take the first line.
+                if let Some(version) = out.stdout.lines().next().and_then(parse_version) {
+                    return Ok(Provider { tool, version });
+                }
+            }
+        }
+    }
+    Err(HarnessError::RuntimeUnusable {
+        runtime: runtime.kind().to_string(),
+        reason: format!("no compose tool found (tried: {})", tried.join("; ")),
+        hint: match runtime.kind() {
+            RuntimeKind::Docker => "install docker-compose (apt-get install docker-compose) or the compose v2 plugin".into(),
+            _ => "run `sudo scripts/setup-host.sh` (installs podman-compose 1.6.0 in /opt/hydra/podman-compose)".into(),
+        },
+    })
+}
+
+fn version_command(runtime: &Runtime, tool: ComposeTool) -> CommandSpec {
+    match tool {
+        ComposeTool::DockerComposeV2 => runtime.command("docker").args(["compose", "version"]),
+        ComposeTool::DockerComposeV1 => runtime.command("docker-compose").arg("version"),
+        ComposeTool::PodmanCompose => runtime.command("podman-compose").arg("--version"),
+    }
+}
+
+/// Everything that identifies one compose project invocation.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub name: String,
+    pub files: Vec<PathBuf>,
+    pub workdir: PathBuf,
+    pub env: Vec<(String, String)>,
+}
+
+/// Compose subcommands the harness uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Start detached without building (images are built and tagged beforehand).
+    Up,
+    /// Remove containers, networks and named volumes.
+    Down { timeout_secs: u32 },
+    /// List containers (all states).
+    Ps,
+    Stop { service: String },
+    Start { service: String },
+}
+
+/// The argv for `action` on `project` with `tool`, run as the runtime's user. Pure.
+pub fn command(runtime: &Runtime, tool: ComposeTool, project: &Project, action: &Action) -> CommandSpec {
+    let mut spec = match tool {
+        ComposeTool::DockerComposeV2 => runtime.command("docker").arg("compose"),
+        ComposeTool::DockerComposeV1 => runtime.command("docker-compose"),
+        ComposeTool::PodmanCompose => runtime.command("podman-compose"),
+    };
+    spec = spec.args(["-p", &project.name]);
+    for f in &project.files {
+        spec = spec.arg("-f").arg(f.display().to_string());
+    }
+    spec = spec.args(action_args(tool, action));
+    for (k, v) in runtime.compose_env().into_iter().chain(project.env.iter().cloned()) {
+        spec = spec.env(k, v);
+    }
+    // For a user switch the working directory must be one that user can enter: the project's own.
+    spec.cwd(&project.workdir)
+}
+
+fn action_args(tool: ComposeTool, action: &Action) -> Vec<String> {
+    let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    match action {
+        Action::Up => v(&["up", "-d", "--no-build"]),
+        Action::Down { timeout_secs } => {
+            let t = timeout_secs.to_string();
+            v(&["down", "-v", "--remove-orphans", "-t", &t])
+        }
+        Action::Ps => match tool {
+            ComposeTool::DockerComposeV2 => v(&["ps", "-a", "--format", "json"]),
+            ComposeTool::DockerComposeV1 => v(&["ps", "-a", "-q"]),
+            ComposeTool::PodmanCompose => v(&["ps", "-a", "--format", "json"]),
+        },
+        Action::Stop { service } => v(&["stop", service]),
+        Action::Start { service } => v(&["start", service]),
+    }
+}
+
+/// Compose project names: lowercase letters, digits, `-` and `_`, starting with a letter or digit.
+pub fn valid_project_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn project() -> Project {
+        Project {
+            name: "hydra-docker-1a2b3c4d".into(),
+            files: vec!["/p/compose/phoenix.yml".into(), "/s/override.yml".into()],
+            workdir: "/p/compose".into(),
+            env: vec![("PHOENIX_NGINX_PORT".into(), "41000".into())],
+        }
+    }
+
+    fn rt(kind: RuntimeKind) -> Runtime {
+        Runtime::for_tests(kind)
+    }
+
+    #[rstest]
+    #[case::v2(RuntimeKind::Docker, ComposeTool::DockerComposeV2, "docker", &["compose", "-p"])]
+    #[case::v1(RuntimeKind::Docker, ComposeTool::DockerComposeV1, "docker-compose", &["-p"])]
+    #[case::podman(RuntimeKind::Podman, ComposeTool::PodmanCompose, "podman-compose", &["-p"])]
+    fn up_command_lines(#[case] kind: RuntimeKind, #[case] tool: ComposeTool, #[case] program: &str, #[case] prefix: &[&str]) {
+        let spec = command(&rt(kind), tool, &project(), &Action::Up);
+        assert_eq!(spec.program, program);
+        assert_eq!(&spec.args[..prefix.len()], prefix);
+        let line = spec.display();
+        assert!(line.contains("-p hydra-docker-1a2b3c4d -f /p/compose/phoenix.yml -f /s/override.yml up -d --no-build"), "{line}");
+        assert_eq!(spec.cwd.as_deref(), Some(std::path::Path::new("/p/compose")));
+        assert!(spec.env.contains(&("PHOENIX_NGINX_PORT".into(), "41000".into())));
+    }
+
+    #[rstest]
+    #[case(ComposeTool::DockerComposeV1)]
+    #[case(ComposeTool::PodmanCompose)]
+    fn down_removes_volumes_and_orphans(#[case] tool: ComposeTool) {
+        let kind = if tool == ComposeTool::PodmanCompose { RuntimeKind::Podman } else { RuntimeKind::Docker };
+        let line = command(&rt(kind), tool, &project(), &Action::Down { timeout_secs: 10 }).display();
+        assert!(line.ends_with("down -v --remove-orphans -t 10"), "{line}");
+    }
+
+    #[test]
+    fn podman_compose_builds_keep_docker_format() {
+        let spec = command(&rt(RuntimeKind::Podman), ComposeTool::PodmanCompose, &project(), &Action::Up);
+        assert!(spec.env.contains(&("BUILDAH_FORMAT".into(), "docker".into())));
+    }
+
+    #[test]
+    fn v2_ps_asks_for_json() {
+        let line = command(&rt(RuntimeKind::Docker), ComposeTool::DockerComposeV2, &project(), &Action::Ps).display();
+        assert!(line.ends_with("ps -a --format json"), "{line}");
+    }
+
+    #[rstest]
+    #[case("docker-compose version 1.29.2, build unknown", Some("1.29.2"))]
+    #[case("Docker Compose version v2.24.6", Some("2.24.6"))]
+    #[case("podman-compose version 1.6.0", Some("1.6.0"))]
+    #[case("2.29.1", Some("2.29.1"))]
+    #[case("no version here", None)]
+    fn parses_tool_versions(#[case] text: &str, #[case] expected: Option<&str>) {
+        assert_eq!(parse_version(text).as_deref(), expected);
+    }
+
+    #[rstest]
+    #[case("hydra-docker-1a2b3c4d", true)]
+    #[case("hydra_podman", true)]
+    #[case("Hydra", false)]
+    #[case("-x", false)]
+    #[case("", false)]
+    #[case("a.b", false)]
+    fn project_names(#[case] name: &str, #[case] ok: bool) {
+        assert_eq!(valid_project_name(name), ok);
+    }
+}

@@ -1,0 +1,77 @@
+//! Typed errors of the library and the exit code each maps to.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Exit codes of the `harness` CLI; documented in the README.
+pub mod exit {
+    pub const OK: i32 = 0;
+    /// A check failed, or the stack did not become healthy.
+    pub const FAILED: i32 = 1;
+    /// Bad command line, compose file or spec.
+    pub const USAGE: i32 = 2;
+    /// A required runtime is missing or unusable.
+    pub const RUNTIME_UNUSABLE: i32 = 3;
+    /// Teardown could not remove everything the run created.
+    pub const LEFTOVERS: i32 = 4;
+    /// Interrupted by SIGINT/SIGTERM (after teardown).
+    pub const INTERRUPTED: i32 = 130;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    #[error("could not start `{cmd}`")]
+    Spawn {
+        cmd: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{cmd}` did not finish within {after:?}{}", stderr_hint(stderr))]
+    Timeout { cmd: String, after: Duration, stderr: String },
+    #[error("`{cmd}` failed (exit {}){}", status.map(|s| s.to_string()).unwrap_or_else(|| "signal".into()), stderr_hint(stderr))]
+    Failed { cmd: String, status: Option<i32>, stderr: String },
+    #[error("interrupted")]
+    Interrupted,
+    #[error("runtime {runtime} is not usable: {reason}\n  hint: {hint}")]
+    RuntimeUnusable { runtime: String, reason: String, hint: String },
+    #[error("invalid compose file {path}: {reason}")]
+    Compose { path: PathBuf, reason: String },
+    #[error("could not parse {what} output: {reason}")]
+    Parse { what: String, reason: String },
+    #[error("stack {project} did not become healthy within {after:?}: {detail}")]
+    Unhealthy { project: String, after: Duration, detail: String },
+    #[error("teardown of {project} left objects behind: {left}")]
+    Leftovers { project: String, left: String },
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+fn stderr_hint(stderr: &str) -> String {
+    let s = stderr.trim();
+    if s.is_empty() {
+        String::new()
+    } else {
+        format!(":\n{}", indent(s))
+    }
+}
+
+fn indent(s: &str) -> String {
+    s.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+}
+
+impl HarnessError {
+    /// The CLI exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            HarnessError::Interrupted => exit::INTERRUPTED,
+            HarnessError::RuntimeUnusable { .. } => exit::RUNTIME_UNUSABLE,
+            HarnessError::Compose { .. } | HarnessError::Usage(_) => exit::USAGE,
+            HarnessError::Leftovers { .. } => exit::LEFTOVERS,
+            _ => exit::FAILED,
+        }
+    }
+}
+
+pub type Result<T, E = HarnessError> = std::result::Result<T, E>;

@@ -1,0 +1,165 @@
+//! Sweeping what killed runs left behind. Only objects labelled by the harness are considered; a
+//! run is swept when its owner process is gone and it was not deliberately kept by `harness up`.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::labels;
+use crate::runtime::{ObjectKind, Runtime};
+use crate::state::{owner_alive, RunRecord, RunStatus};
+
+/// Why a run was kept or swept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// Its owner process is alive.
+    Active,
+    /// Left running by a successful `harness up` (swept only with `--all`).
+    Kept,
+    /// Owner gone: swept.
+    Orphaned,
+}
+
+/// The labels gc needs from one object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Owner {
+    pub run_id: String,
+    pub pid: Option<u32>,
+    pub start: Option<u64>,
+}
+
+impl Owner {
+    pub fn from_labels(get: &dyn Fn(&str) -> Option<String>) -> Option<Self> {
+        Some(Self {
+            run_id: get(labels::RUN)?,
+            pid: get(labels::OWNER_PID).and_then(|p| p.parse().ok()),
+            start: get(labels::OWNER_START).and_then(|s| s.parse().ok()),
+        })
+    }
+}
+
+/// Decides a run's fate (pure but for the liveness probe passed in).
+pub fn verdict(owner: &Owner, record: Option<&RunRecord>, all: bool, alive: &dyn Fn(u32, u64) -> bool) -> Verdict {
+    if let (Some(pid), Some(start)) = (owner.pid, owner.start) {
+        if alive(pid, start) {
+            return Verdict::Active;
+        }
+    }
+    if !all && record.is_some_and(|r| r.status == RunStatus::Kept) {
+        return Verdict::Kept;
+    }
+    Verdict::Orphaned
+}
+
+/// One run found in one runtime.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunFound {
+    pub runtime: String,
+    pub run_id: String,
+    pub verdict: Verdict,
+    /// `kind name` of each object, removed when the verdict is Orphaned.
+    pub objects: Vec<String>,
+}
+
+/// Finds every harness-labelled object in `runtime`, groups them by run and removes orphaned runs.
+pub fn sweep(runtime: &Runtime, all: bool) -> Result<Vec<RunFound>> {
+    let managed = labels::filter(labels::MANAGED, "true");
+    let mut runs: BTreeMap<String, (Owner, Vec<(ObjectKind, String)>)> = BTreeMap::new();
+    for kind in ObjectKind::ALL {
+        let ids = runtime.list_by_label(kind, &managed)?;
+        let owners: Vec<(String, Owner)> = match kind {
+            ObjectKind::Container => runtime
+                .inspect_containers(&ids)?
+                .into_iter()
+                .filter_map(|c| Some((c.id.clone(), Owner::from_labels(&|k| c.label(k).map(String::from))?)))
+                .collect(),
+            _ => runtime
+                .inspect_labelled(kind, &ids)?
+                .into_iter()
+                .filter_map(|o| Some((o.name.clone(), Owner::from_labels(&|k| o.label(k).map(String::from))?)))
+                .collect(),
+        };
+        for (id, owner) in owners {
+            let entry = runs.entry(owner.run_id.clone()).or_insert_with(|| (owner.clone(), Vec::new()));
+            if entry.0.pid.is_none() {
+                entry.0 = owner;
+            }
+            entry.1.push((kind, id));
+        }
+    }
+    let mut found = Vec::new();
+    for (run_id, (owner, objects)) in runs {
+        let record = RunRecord::load(&run_id);
+        let v = verdict(&owner, record.as_ref(), all, &owner_alive);
+        if v == Verdict::Orphaned {
+            for kind in ObjectKind::ALL {
+                let ids: Vec<String> = objects.iter().filter(|(k, _)| *k == kind).map(|(_, id)| id.clone()).collect();
+                runtime.remove(kind, &ids)?;
+            }
+            if let Some(r) = record {
+                r.remove();
+            }
+        }
+        found.push(RunFound {
+            runtime: runtime.kind().to_string(),
+            run_id,
+            verdict: v,
+            objects: objects.iter().map(|(k, id)| format!("{} {}", k.name(), &id[..id.len().min(24)])).collect(),
+        });
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compose::ComposeTool;
+    use crate::runtime::RuntimeKind;
+
+    fn record(status: RunStatus) -> RunRecord {
+        RunRecord {
+            run_id: "r".into(),
+            project: "hydra-docker-r".into(),
+            runtime: RuntimeKind::Docker,
+            tool: ComposeTool::DockerComposeV1,
+            compose_files: vec![],
+            workdir: "/".into(),
+            env: vec![],
+            services: vec![],
+            ports: Default::default(),
+            owner_pid: 1,
+            owner_start: 1,
+            status,
+            created_unix: 0,
+        }
+    }
+
+    #[test]
+    fn verdicts() {
+        let owner = Owner { run_id: "r".into(), pid: Some(10), start: Some(5) };
+        let alive = |_: u32, _: u64| true;
+        let dead = |_: u32, _: u64| false;
+        assert_eq!(verdict(&owner, None, false, &alive), Verdict::Active);
+        assert_eq!(verdict(&owner, None, true, &alive), Verdict::Active, "--all never sweeps a live run");
+        assert_eq!(verdict(&owner, None, false, &dead), Verdict::Orphaned);
+        assert_eq!(verdict(&owner, Some(&record(RunStatus::Starting)), false, &dead), Verdict::Orphaned);
+        assert_eq!(verdict(&owner, Some(&record(RunStatus::Kept)), false, &dead), Verdict::Kept);
+        assert_eq!(verdict(&owner, Some(&record(RunStatus::Kept)), true, &dead), Verdict::Orphaned);
+        let unknown = Owner { run_id: "r".into(), pid: None, start: None };
+        assert_eq!(verdict(&unknown, None, false, &alive), Verdict::Orphaned);
+    }
+
+    #[test]
+    fn owner_needs_a_run_label() {
+        assert_eq!(Owner::from_labels(&|_| None), None);
+        let o = Owner::from_labels(&|k| match k {
+            labels::RUN => Some("abc".into()),
+            labels::OWNER_PID => Some("12".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(o, Owner { run_id: "abc".into(), pid: Some(12), start: None });
+    }
+}

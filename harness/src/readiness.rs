@@ -1,0 +1,189 @@
+//! What "ready" means for a stack (every expected service has a running container whose
+//! healthcheck passes, or that has none) and the loop that waits for it. On Podman without
+//! systemd nothing runs healthchecks, so the loop runs `podman healthcheck run` itself.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::error::{HarnessError, Result};
+use crate::labels;
+use crate::runtime::inspect::{ContainerInspect, HealthStatus};
+use crate::runtime::{exec, HealthDriver, ObjectKind, Runtime};
+
+/// Label compose tools put on a service's containers (both v1, v2 and podman-compose).
+pub const SERVICE_LABEL: &str = "com.docker.compose.service";
+
+/// How long a service's container may stay exited before the wait gives up early.
+const EXITED_GRACE: Duration = Duration::from_secs(15);
+
+/// When one service became ready, counted from the start of `up`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceReady {
+    pub service: String,
+    pub container: String,
+    pub seconds: f64,
+    /// How many health probes the harness ran for it (0 when the engine runs them).
+    pub probes: u32,
+}
+
+/// Progress of the wait, for the CLI's progress display.
+#[derive(Debug, Clone)]
+pub struct WaitProgress {
+    pub ready: usize,
+    pub total: usize,
+    pub pending: Vec<String>,
+}
+
+/// One service's state during the wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceState {
+    Missing,
+    Exited(i64),
+    Starting,
+    Unhealthy,
+    Ready,
+}
+
+/// Classifies a container (pure).
+pub fn classify(c: &ContainerInspect) -> ServiceState {
+    if !c.state.running {
+        return if c.state.status == "created" || c.state.status == "restarting" { ServiceState::Starting } else { ServiceState::Exited(c.state.exit_code) };
+    }
+    match c.health_status() {
+        HealthStatus::Healthy | HealthStatus::NoHealthcheck => ServiceState::Ready,
+        HealthStatus::Unhealthy => ServiceState::Unhealthy,
+        HealthStatus::Starting => ServiceState::Starting,
+    }
+}
+
+/// Waits until every service in `services` is ready, or `deadline` passes (then reports the stuck
+/// services with their last health output and log lines).
+pub fn wait(
+    runtime: &Runtime,
+    run_id: &str,
+    project: &str,
+    services: &[String],
+    started: Instant,
+    timeout: Duration,
+    on_progress: &mut dyn FnMut(&WaitProgress),
+) -> Result<Vec<ServiceReady>> {
+    let driver = runtime.health_driver();
+    let run_filter = labels::filter(labels::RUN, run_id);
+    let mut ready: BTreeMap<String, ServiceReady> = BTreeMap::new();
+    let mut last_probe: BTreeMap<String, Instant> = BTreeMap::new();
+    let mut probes: BTreeMap<String, u32> = BTreeMap::new();
+    let mut exited_since: BTreeMap<String, Instant> = BTreeMap::new();
+    let wait_start = Instant::now();
+    loop {
+        if exec::is_cancelled() {
+            return Err(HarnessError::Interrupted);
+        }
+        let ids = runtime.list_by_label(ObjectKind::Container, &run_filter)?;
+        let containers = runtime.inspect_containers(&ids)?;
+        let by_service: BTreeMap<&str, &ContainerInspect> =
+            containers.iter().filter_map(|c| Some((c.label(SERVICE_LABEL)?, c))).collect();
+        let mut states: BTreeMap<&str, ServiceState> = BTreeMap::new();
+        for svc in services {
+            if ready.contains_key(svc) {
+                continue;
+            }
+            let Some(c) = by_service.get(svc.as_str()) else {
+                states.insert(svc, ServiceState::Missing);
+                continue;
+            };
+            let mut state = classify(c);
+            if driver == HealthDriver::Harness && matches!(state, ServiceState::Starting | ServiceState::Unhealthy) && c.state.running {
+                let due = last_probe.get(svc).map(|t| t.elapsed() >= c.health_interval().min(Duration::from_secs(5))).unwrap_or(true);
+                if due {
+                    last_probe.insert(svc.clone(), Instant::now());
+                    *probes.entry(svc.clone()).or_default() += 1;
+                    if runtime.run_healthcheck(&c.id)? {
+                        state = ServiceState::Ready;
+                    }
+                }
+            }
+            if let ServiceState::Exited(_) = state {
+                let since = *exited_since.entry(svc.clone()).or_insert_with(Instant::now);
+                if since.elapsed() >= EXITED_GRACE {
+                    return Err(stuck(runtime, project, &[(svc.as_str(), c, &state)], wait_start.elapsed(), "exited and did not restart"));
+                }
+            } else {
+                exited_since.remove(svc);
+            }
+            if state == ServiceState::Ready {
+                ready.insert(
+                    svc.clone(),
+                    ServiceReady { service: svc.clone(), container: c.short_name().to_string(), seconds: started.elapsed().as_secs_f64(), probes: probes.get(svc).copied().unwrap_or(0) },
+                );
+            } else {
+                states.insert(svc, state);
+            }
+        }
+        let pending: Vec<String> = services.iter().filter(|s| !ready.contains_key(*s)).cloned().collect();
+        on_progress(&WaitProgress { ready: ready.len(), total: services.len(), pending: pending.clone() });
+        if pending.is_empty() {
+            return Ok(services.iter().filter_map(|s| ready.remove(s)).collect());
+        }
+        if wait_start.elapsed() >= timeout {
+            let stuck_list: Vec<(&str, &ContainerInspect, &ServiceState)> =
+                pending.iter().filter_map(|s| Some((s.as_str(), *by_service.get(s.as_str())?, states.get(s.as_str())?))).collect();
+            let missing: Vec<&String> = pending.iter().filter(|s| !by_service.contains_key(s.as_str())).collect();
+            let mut err = stuck(runtime, project, &stuck_list, timeout, "not healthy");
+            if !missing.is_empty() {
+                if let HarnessError::Unhealthy { detail, .. } = &mut err {
+                    detail.push_str(&format!("\n  no container was created for: {}", missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")));
+                }
+            }
+            return Err(err);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn stuck(runtime: &Runtime, project: &str, list: &[(&str, &ContainerInspect, &ServiceState)], after: Duration, what: &str) -> HarnessError {
+    let mut detail = String::new();
+    for (svc, c, state) in list {
+        detail.push_str(&format!("\n  service {svc} ({}) {what}: state {state:?}", c.short_name()));
+        if let Some(out) = c.last_health_output().filter(|o| !o.is_empty()) {
+            detail.push_str(&format!("\n    last health probe: {}", exec::tail(out, 3).replace('\n', "\n      ")));
+        }
+        let logs = runtime.logs_tail(&c.id, 15);
+        if !logs.trim().is_empty() {
+            detail.push_str("\n    last log lines:\n");
+            detail.push_str(&logs.lines().map(|l| format!("      {l}")).collect::<Vec<_>>().join("\n"));
+        }
+    }
+    HarnessError::Unhealthy { project: project.to_string(), after, detail }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::inspect::parse_containers;
+    use rstest::rstest;
+
+    fn container(state: &str, health: Option<&str>) -> ContainerInspect {
+        let running = state == "running";
+        let health_json = health.map(|h| format!(r#","Health":{{"Status":"{h}"}}"#)).unwrap_or_default();
+        let hc = if health.is_some() { r#"{"Test":["CMD","true"],"Interval":2000000000}"# } else { "null" };
+        let json = format!(
+            r#"[{{"Id":"x","Name":"/c","State":{{"Status":"{state}","Running":{running},"ExitCode":3{health_json}}},"Config":{{"Healthcheck":{hc}}}}}]"#
+        );
+        parse_containers(&json).unwrap().remove(0)
+    }
+
+    #[rstest]
+    #[case("running", Some("healthy"), ServiceState::Ready)]
+    #[case("running", None, ServiceState::Ready)]
+    #[case("running", Some("starting"), ServiceState::Starting)]
+    #[case("running", Some(""), ServiceState::Starting)]
+    #[case("running", Some("unhealthy"), ServiceState::Unhealthy)]
+    #[case("exited", Some("unhealthy"), ServiceState::Exited(3))]
+    #[case("created", None, ServiceState::Starting)]
+    #[case("restarting", Some("starting"), ServiceState::Starting)]
+    fn classifies_containers(#[case] state: &str, #[case] health: Option<&str>, #[case] expected: ServiceState) {
+        assert_eq!(classify(&container(state, health)), expected);
+    }
+}

@@ -1,0 +1,228 @@
+//! `docker inspect` / `podman inspect` output for containers, parsed into the typed subset the
+//! lifecycle needs. Engine differences in field names are absorbed here.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{HarnessError, Result};
+
+/// A container as the engine reports it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerInspect {
+    pub id: String,
+    pub name: String,
+    pub state: State,
+    pub config: Config,
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Mount {
+    #[serde(default, rename = "Type")]
+    pub kind: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub destination: String,
+}
+
+/// A network or volume with its labels. Podman 4 prints network keys in lower case.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LabelledObject {
+    #[serde(alias = "Name", alias = "name")]
+    pub name: String,
+    #[serde(default, alias = "Labels", alias = "labels")]
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+impl LabelledObject {
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels.as_ref()?.get(key).map(String::as_str)
+    }
+}
+
+/// Parses `network inspect` / `volume inspect` JSON arrays.
+pub fn parse_labelled(json: &str) -> Result<Vec<LabelledObject>> {
+    serde_json::from_str(json).map_err(|e| HarnessError::Parse { what: "network/volume inspect".into(), reason: e.to_string() })
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct State {
+    pub status: String,
+    #[serde(default)]
+    pub running: bool,
+    #[serde(default)]
+    pub exit_code: i64,
+    /// Docker calls it `Health`; Podman 4.x `Healthcheck` (and newer Podman `Health`).
+    #[serde(default, alias = "Healthcheck")]
+    pub health: Option<Health>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Health {
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub failing_streak: i64,
+    #[serde(default)]
+    pub log: Option<Vec<HealthLog>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HealthLog {
+    #[serde(default)]
+    pub exit_code: i64,
+    #[serde(default)]
+    pub output: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Config {
+    #[serde(default)]
+    pub labels: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub healthcheck: Option<HealthcheckConfig>,
+}
+
+/// The configured healthcheck; durations are nanoseconds in both engines' JSON.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HealthcheckConfig {
+    #[serde(default)]
+    pub test: Option<Vec<String>>,
+    #[serde(default)]
+    pub interval: Option<u64>,
+    #[serde(default)]
+    pub timeout: Option<u64>,
+    #[serde(default)]
+    pub start_period: Option<u64>,
+    #[serde(default)]
+    pub retries: Option<i64>,
+}
+
+/// Health as the lifecycle sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthStatus {
+    Healthy,
+    Unhealthy,
+    Starting,
+    /// The container has no healthcheck: running counts as ready.
+    NoHealthcheck,
+}
+
+impl ContainerInspect {
+    /// Container name without Docker's leading slash.
+    pub fn short_name(&self) -> &str {
+        self.name.trim_start_matches('/')
+    }
+
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.config.labels.as_ref()?.get(key).map(String::as_str)
+    }
+
+    /// Whether a real healthcheck is configured (`NONE` disables one).
+    pub fn has_healthcheck(&self) -> bool {
+        match self.config.healthcheck.as_ref().and_then(|h| h.test.as_ref()) {
+            Some(test) => !test.is_empty() && test[0] != "NONE",
+            None => false,
+        }
+    }
+
+    pub fn health_status(&self) -> HealthStatus {
+        if !self.has_healthcheck() {
+            return HealthStatus::NoHealthcheck;
+        }
+        match self.state.health.as_ref().map(|h| h.status.as_str()) {
+            Some("healthy") => HealthStatus::Healthy,
+            Some("unhealthy") => HealthStatus::Unhealthy,
+            _ => HealthStatus::Starting,
+        }
+    }
+
+    /// The configured healthcheck interval (engine default 30 s when unset or zero).
+    pub fn health_interval(&self) -> Duration {
+        let ns = self.config.healthcheck.as_ref().and_then(|h| h.interval).filter(|&n| n > 0).unwrap_or(30_000_000_000);
+        Duration::from_nanos(ns)
+    }
+
+    /// Names of the volumes mounted into the container (named and anonymous).
+    pub fn volume_names(&self) -> Vec<String> {
+        self.mounts.iter().filter(|m| m.kind == "volume").filter_map(|m| m.name.clone()).collect()
+    }
+
+    /// The output of the most recent health probe, if any.
+    pub fn last_health_output(&self) -> Option<&str> {
+        self.state.health.as_ref()?.log.as_ref()?.last().map(|l| l.output.trim())
+    }
+}
+
+/// Parses the JSON array printed by `inspect` for one or more containers.
+pub fn parse_containers(json: &str) -> Result<Vec<ContainerInspect>> {
+    serde_json::from_str(json).map_err(|e| HarnessError::Parse { what: "container inspect".into(), reason: e.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn fixture(name: &str) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/inspect").join(name);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    #[rstest]
+    #[case::docker("docker-gap-detector.json")]
+    #[case::podman("podman-gap-detector.json")]
+    #[case::podman_rootless("podman-rootless-gap-detector.json")]
+    fn parses_recorded_inspect_of_a_healthy_service(#[case] file: &str) {
+        let c = &parse_containers(&fixture(file)).unwrap()[0];
+        assert!(c.state.running);
+        assert_eq!(c.health_status(), HealthStatus::Healthy);
+        assert_eq!(c.label("com.docker.compose.service"), Some("gap-detector"));
+        assert!(c.label("io.hydra.run").is_some());
+        assert!(c.health_interval() < Duration::from_secs(30));
+        assert!(!c.short_name().starts_with('/'));
+    }
+
+    #[test]
+    fn no_healthcheck_and_none_test_mean_running_is_ready() {
+        let json = r#"[{"Id":"x","Name":"/a","State":{"Status":"running","Running":true},"Config":{"Labels":null,"Healthcheck":{"Test":["NONE"]}}}]"#;
+        let c = &parse_containers(json).unwrap()[0];
+        assert_eq!(c.health_status(), HealthStatus::NoHealthcheck);
+        assert_eq!(c.health_interval(), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn podman_healthcheck_key_is_understood() {
+        let json = r#"[{"Id":"x","Name":"a","State":{"Status":"running","Running":true,"Healthcheck":{"Status":"unhealthy","FailingStreak":3,"Log":[{"ExitCode":1,"Output":"boom"}]}},"Config":{"Healthcheck":{"Test":["CMD-SHELL","true"],"Interval":2000000000}}}]"#;
+        let c = &parse_containers(json).unwrap()[0];
+        assert_eq!(c.health_status(), HealthStatus::Unhealthy);
+        assert_eq!(c.last_health_output(), Some("boom"));
+        assert_eq!(c.health_interval(), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn network_labels_in_both_key_cases() {
+        let docker = r#"[{"Name":"p_net","Id":"1","Labels":{"io.hydra.run":"a"}}]"#;
+        let podman = r#"[{"name":"p_net","id":"1","labels":{"io.hydra.run":"b"}}]"#;
+        assert_eq!(parse_labelled(docker).unwrap()[0].label("io.hydra.run"), Some("a"));
+        assert_eq!(parse_labelled(podman).unwrap()[0].label("io.hydra.run"), Some("b"));
+        let none = r#"[{"Name":"v","Labels":null}]"#;
+        assert_eq!(parse_labelled(none).unwrap()[0].label("io.hydra.run"), None);
+    }
+
+    #[test]
+    fn garbage_is_a_parse_error() {
+        assert!(matches!(parse_containers("json"), Err(HarnessError::Parse { .. })));
+    }
+}

@@ -1,0 +1,356 @@
+//! Container runtimes (docker, podman, podman-rootless): how to reach each engine, and every engine
+//! quirk the rest of the harness must not know about.
+
+pub mod exec;
+pub mod inspect;
+pub mod rootless;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{HarnessError, Result};
+pub use exec::{CommandSpec, Interrupt, Output};
+pub use rootless::RootlessUser;
+
+/// Deadline for quick engine queries (inspect, ps, exists).
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The runtimes the harness can drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuntimeKind {
+    Docker,
+    Podman,
+    PodmanRootless,
+}
+
+impl RuntimeKind {
+    pub const ALL: [RuntimeKind; 3] = [RuntimeKind::Docker, RuntimeKind::Podman, RuntimeKind::PodmanRootless];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RuntimeKind::Docker => "docker",
+            RuntimeKind::Podman => "podman",
+            RuntimeKind::PodmanRootless => "podman-rootless",
+        }
+    }
+
+    /// A short form used in project names and trial names (`podman_rootless`).
+    pub fn ident(self) -> &'static str {
+        match self {
+            RuntimeKind::Docker => "docker",
+            RuntimeKind::Podman => "podman",
+            RuntimeKind::PodmanRootless => "podman_rootless",
+        }
+    }
+
+    pub fn engine_program(self) -> &'static str {
+        match self {
+            RuntimeKind::Docker => "docker",
+            RuntimeKind::Podman | RuntimeKind::PodmanRootless => "podman",
+        }
+    }
+
+    pub fn is_podman(self) -> bool {
+        !matches!(self, RuntimeKind::Docker)
+    }
+}
+
+impl fmt::Display for RuntimeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for RuntimeKind {
+    type Err = HarnessError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+            "docker" => Ok(RuntimeKind::Docker),
+            "podman" => Ok(RuntimeKind::Podman),
+            "podman-rootless" | "rootless" => Ok(RuntimeKind::PodmanRootless),
+            other => Err(HarnessError::Usage(format!(
+                "unknown runtime '{other}'\n  hint: use one of docker, podman, podman-rootless"
+            ))),
+        }
+    }
+}
+
+/// Parses a comma- or space-separated runtime list such as `HYDRA_RUNTIMES=docker,podman`.
+pub fn parse_list(s: &str) -> Result<Vec<RuntimeKind>> {
+    let mut out = Vec::new();
+    for part in s.split([',', ' ']).filter(|p| !p.trim().is_empty()) {
+        let kind: RuntimeKind = part.parse()?;
+        if !out.contains(&kind) {
+            out.push(kind);
+        }
+    }
+    Ok(out)
+}
+
+/// How container healthchecks get run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HealthDriver {
+    /// The engine runs healthchecks itself (Docker; Podman with systemd).
+    Engine,
+    /// Nothing runs them (Podman without systemd): the harness runs `podman healthcheck run`.
+    Harness,
+}
+
+/// One runtime, resolved to the commands that reach it.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    kind: RuntimeKind,
+    /// For rootless: whose podman we drive, and whether we must switch to that user.
+    rootless: Option<RootlessUser>,
+}
+
+impl Runtime {
+    /// Resolves a runtime for the current process (root drives rootless via `runuser`).
+    pub fn resolve(kind: RuntimeKind) -> Result<Self> {
+        let rootless = match kind {
+            RuntimeKind::PodmanRootless => Some(RootlessUser::resolve()?),
+            _ => None,
+        };
+        Ok(Self { kind, rootless })
+    }
+
+    /// A runtime with a fixed identity, for argv tests that must not look at the host.
+    #[doc(hidden)]
+    pub fn for_tests(kind: RuntimeKind) -> Self {
+        let rootless = (kind == RuntimeKind::PodmanRootless).then(|| RootlessUser {
+            name: "hydra".into(),
+            uid: 1001,
+            gid: 1001,
+            home: "/home/hydra".into(),
+            runtime_dir: "/run/user/1001".into(),
+            switch: true,
+        });
+        Self { kind, rootless }
+    }
+
+    pub fn kind(&self) -> RuntimeKind {
+        self.kind
+    }
+
+    pub fn rootless_user(&self) -> Option<&RootlessUser> {
+        self.rootless.as_ref()
+    }
+
+    /// A command run as whoever owns this runtime's engine (switching user for rootless-as-root).
+    pub fn command(&self, program: &str) -> CommandSpec {
+        match &self.rootless {
+            Some(user) => user.wrap(program),
+            None => CommandSpec::new(program),
+        }
+    }
+
+    /// `docker ...` / `podman ...` for this runtime.
+    pub fn engine(&self) -> CommandSpec {
+        self.command(self.kind.engine_program())
+    }
+
+    /// Runs an engine subcommand with the query deadline and returns its stdout, failing on non-zero exit.
+    pub fn query(&self, args: &[&str]) -> Result<String> {
+        let spec = self.engine().args(args.iter().copied());
+        Ok(exec::run_ok(&spec, QUERY_TIMEOUT, Interrupt::Ignored)?.stdout)
+    }
+
+    /// Whether a health driver is needed: Podman runs healthchecks through systemd timers only.
+    pub fn health_driver(&self) -> HealthDriver {
+        if self.kind.is_podman() && !systemd_is_init() {
+            HealthDriver::Harness
+        } else {
+            HealthDriver::Engine
+        }
+    }
+
+    /// Runs one healthcheck probe now (Podman); `Ok(true)` when healthy.
+    pub fn run_healthcheck(&self, container: &str) -> Result<bool> {
+        let spec = self.engine().args(["healthcheck", "run", container]);
+        let out = exec::run(&spec, Duration::from_secs(60), Interrupt::Allowed)?;
+        match out.status {
+            Some(0) => Ok(true),
+            Some(1) => Ok(false),
+            _ => Err(HarnessError::Failed { cmd: spec.display(), status: out.status, stderr: out.stderr }),
+        }
+    }
+
+    /// Extra flags for `build` so the image keeps its HEALTHCHECK (Podman defaults to OCI format).
+    pub fn build_args(&self) -> Vec<String> {
+        match self.kind {
+            RuntimeKind::Docker => vec![],
+            _ => vec!["--format".into(), "docker".into(), "--layers".into()],
+        }
+    }
+
+    /// Environment the compose tool needs so that builds keep HEALTHCHECK (pitfall 18).
+    pub fn compose_env(&self) -> Vec<(String, String)> {
+        match self.kind {
+            RuntimeKind::Docker => vec![],
+            _ => vec![("BUILDAH_FORMAT".into(), "docker".into())],
+        }
+    }
+
+    /// Whether an image reference exists in this runtime's storage.
+    pub fn image_exists(&self, reference: &str) -> Result<bool> {
+        let spec = self.engine().args(["image", "inspect", "--format", "{{.Id}}", reference]);
+        Ok(exec::run(&spec, QUERY_TIMEOUT, Interrupt::Ignored)?.success())
+    }
+
+    /// The image ID of a reference, if present.
+    pub fn image_id(&self, reference: &str) -> Result<Option<String>> {
+        let spec = self.engine().args(["image", "inspect", "--format", "{{.Id}}", reference]);
+        let out = exec::run(&spec, QUERY_TIMEOUT, Interrupt::Ignored)?;
+        Ok(out.success().then(|| out.stdout.trim().to_string()))
+    }
+
+    /// IDs of objects of `kind` carrying `label` (`key=value`).
+    pub fn list_by_label(&self, kind: ObjectKind, label: &str) -> Result<Vec<String>> {
+        let filter = format!("label={label}");
+        let args: Vec<&str> = match kind {
+            ObjectKind::Container => vec!["ps", "-a", "-q", "--no-trunc", "--filter", &filter],
+            ObjectKind::Network => vec!["network", "ls", "-q", "--filter", &filter],
+            ObjectKind::Volume => vec!["volume", "ls", "-q", "--filter", &filter],
+        };
+        let out = self.query(&args)?;
+        Ok(out.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
+    }
+
+    /// Removes objects by ID; containers with their anonymous volumes.
+    pub fn remove(&self, kind: ObjectKind, ids: &[String]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut spec = self.engine();
+        spec = match kind {
+            ObjectKind::Container => spec.args(["rm", "-f", "-v"]),
+            ObjectKind::Network => spec.args(["network", "rm"]),
+            ObjectKind::Volume => spec.args(["volume", "rm", "-f"]),
+        };
+        exec::run_ok(&spec.args(ids.iter().cloned()), Duration::from_secs(120), Interrupt::Ignored)?;
+        Ok(())
+    }
+
+    /// Inspects containers by ID (none given, none returned).
+    pub fn inspect_containers(&self, ids: &[String]) -> Result<Vec<inspect::ContainerInspect>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let spec = self.engine().arg("container").arg("inspect").args(ids.iter().cloned());
+        let out = exec::run(&spec, QUERY_TIMEOUT, Interrupt::Ignored)?;
+        // A container removed between list and inspect makes the call fail for that ID only: parse what came back.
+        if out.stdout.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        inspect::parse_containers(&out.stdout)
+    }
+
+    /// Inspects networks or volumes for their labels.
+    pub fn inspect_labelled(&self, kind: ObjectKind, ids: &[String]) -> Result<Vec<inspect::LabelledObject>> {
+        if ids.is_empty() || kind == ObjectKind::Container {
+            return Ok(Vec::new());
+        }
+        let sub = if kind == ObjectKind::Network { "network" } else { "volume" };
+        let spec = self.engine().args([sub, "inspect"]).args(ids.iter().cloned());
+        let out = exec::run(&spec, QUERY_TIMEOUT, Interrupt::Ignored)?;
+        if out.stdout.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        inspect::parse_labelled(&out.stdout)
+    }
+
+    /// Whether a volume of this name exists.
+    pub fn volume_exists(&self, name: &str) -> Result<bool> {
+        let spec = self.engine().args(["volume", "inspect", name]);
+        Ok(exec::run(&spec, QUERY_TIMEOUT, Interrupt::Ignored)?.success())
+    }
+
+    /// The last `lines` lines of a container's log (stdout and stderr).
+    pub fn logs_tail(&self, container: &str, lines: usize) -> String {
+        let spec = self.engine().args(["logs", "--tail", &lines.to_string(), container]);
+        match exec::run(&spec, QUERY_TIMEOUT, Interrupt::Ignored) {
+            Ok(out) => format!("{}{}", out.stdout, out.stderr),
+            Err(e) => format!("(logs unavailable: {e})"),
+        }
+    }
+
+    /// Engine version string (`20.10.24`, `4.3.1`).
+    pub fn version(&self) -> Result<String> {
+        let out = self.query(&["version", "--format", "{{.Server.Version}}"]).or_else(|_| self.query(&["--version"]))?;
+        Ok(out.trim().rsplit(' ').next().unwrap_or_default().to_string())
+    }
+}
+
+/// Kinds of engine objects the harness creates and must clean up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    Container,
+    Network,
+    Volume,
+}
+
+impl ObjectKind {
+    pub const ALL: [ObjectKind; 3] = [ObjectKind::Container, ObjectKind::Network, ObjectKind::Volume];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ObjectKind::Container => "container",
+            ObjectKind::Network => "network",
+            ObjectKind::Volume => "volume",
+        }
+    }
+}
+
+/// Whether PID 1 is systemd (then Podman runs healthchecks through timers).
+pub fn systemd_is_init() -> bool {
+    std::fs::read_to_string("/proc/1/comm").map(|c| c.trim() == "systemd").unwrap_or(false)
+}
+
+/// Effective uid of this process.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case("docker", RuntimeKind::Docker)]
+    #[case("podman", RuntimeKind::Podman)]
+    #[case("podman-rootless", RuntimeKind::PodmanRootless)]
+    #[case("podman_rootless", RuntimeKind::PodmanRootless)]
+    #[case(" Docker ", RuntimeKind::Docker)]
+    fn parses_runtime_names(#[case] input: &str, #[case] expected: RuntimeKind) {
+        assert_eq!(input.parse::<RuntimeKind>().unwrap(), expected);
+    }
+
+    #[test]
+    fn unknown_runtime_is_a_usage_error_with_hint() {
+        let err = "containerd".parse::<RuntimeKind>().unwrap_err();
+        assert_eq!(err.exit_code(), crate::error::exit::USAGE);
+        assert!(err.to_string().contains("hint: use one of docker, podman, podman-rootless"));
+    }
+
+    #[test]
+    fn parses_lists_without_duplicates() {
+        assert_eq!(parse_list("docker, podman,docker").unwrap(), vec![RuntimeKind::Docker, RuntimeKind::Podman]);
+        assert!(parse_list("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn podman_builds_keep_healthchecks() {
+        let rt = Runtime { kind: RuntimeKind::Podman, rootless: None };
+        assert!(rt.build_args().windows(2).any(|w| w == ["--format", "docker"]));
+        assert!(rt.compose_env().contains(&("BUILDAH_FORMAT".into(), "docker".into())));
+        let docker = Runtime { kind: RuntimeKind::Docker, rootless: None };
+        assert!(docker.build_args().is_empty());
+    }
+}

@@ -1,0 +1,162 @@
+//! Who rootless Podman runs as: the current user, or (when the harness runs as root) an unprivileged
+//! user reached through `runuser` with its own `XDG_RUNTIME_DIR`.
+
+use std::path::{Path, PathBuf};
+
+use super::exec::CommandSpec;
+use crate::error::{HarnessError, Result};
+
+/// Default unprivileged user for rootless Podman when the harness runs as root.
+pub const DEFAULT_USER: &str = "hydra";
+
+/// The unprivileged identity that owns the rootless engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootlessUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+    pub runtime_dir: PathBuf,
+    /// True when the harness runs as root and must switch to this user for every call.
+    pub switch: bool,
+}
+
+/// One `/etc/passwd` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswdEntry {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+}
+
+/// Parses `/etc/passwd` text into entries, skipping malformed lines.
+pub fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
+    text.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.len() < 7 {
+                return None;
+            }
+            Some(PasswdEntry {
+                name: f[0].to_string(),
+                uid: f[2].parse().ok()?,
+                gid: f[3].parse().ok()?,
+                home: PathBuf::from(f[5]),
+            })
+        })
+        .collect()
+}
+
+/// Whether `/etc/subuid`-style text grants `name` (or `uid`) a range of at least `min` ids.
+pub fn has_subid_range(text: &str, name: &str, uid: u32, min: u64) -> bool {
+    text.lines().any(|line| {
+        let f: Vec<&str> = line.trim().split(':').collect();
+        f.len() == 3 && (f[0] == name || f[0] == uid.to_string()) && f[2].parse::<u64>().map(|n| n >= min).unwrap_or(false)
+    })
+}
+
+impl RootlessUser {
+    /// Resolves the rootless identity: `HYDRA_ROOTLESS_USER` (default `hydra`) when root, else the caller.
+    pub fn resolve() -> Result<Self> {
+        let passwd = std::fs::read_to_string("/etc/passwd")?;
+        let entries = parse_passwd(&passwd);
+        let euid = super::euid();
+        if euid == 0 {
+            let name = std::env::var("HYDRA_ROOTLESS_USER").unwrap_or_else(|_| DEFAULT_USER.to_string());
+            let entry = entries.into_iter().find(|e| e.name == name).ok_or_else(|| HarnessError::RuntimeUnusable {
+                runtime: "podman-rootless".into(),
+                reason: format!("user '{name}' does not exist"),
+                hint: "run `sudo scripts/setup-host.sh` (creates it), or set HYDRA_ROOTLESS_USER to an existing unprivileged user".into(),
+            })?;
+            if entry.uid == 0 {
+                return Err(HarnessError::RuntimeUnusable {
+                    runtime: "podman-rootless".into(),
+                    reason: format!("user '{name}' is uid 0"),
+                    hint: "set HYDRA_ROOTLESS_USER to an unprivileged user".into(),
+                });
+            }
+            Ok(Self {
+                runtime_dir: PathBuf::from(format!("/run/user/{}", entry.uid)),
+                name: entry.name,
+                uid: entry.uid,
+                gid: entry.gid,
+                home: entry.home,
+                switch: true,
+            })
+        } else {
+            let entry = entries.into_iter().find(|e| e.uid == euid);
+            let runtime_dir = std::env::var_os("XDG_RUNTIME_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(format!("/run/user/{euid}")));
+            Ok(Self {
+                name: entry.as_ref().map(|e| e.name.clone()).unwrap_or_else(|| euid.to_string()),
+                uid: euid,
+                gid: entry.as_ref().map(|e| e.gid).unwrap_or(euid),
+                home: entry.map(|e| e.home).unwrap_or_else(|| PathBuf::from("/")),
+                runtime_dir,
+                switch: false,
+            })
+        }
+    }
+
+    /// A command that runs `program` as this user with its runtime dir (the same for engine and compose).
+    pub fn wrap(&self, program: &str) -> CommandSpec {
+        if self.switch {
+            CommandSpec::new("runuser")
+                .args(["-u", &self.name, "--", "env"])
+                .arg(format!("XDG_RUNTIME_DIR={}", self.runtime_dir.display()))
+                .arg(format!("HOME={}", self.home.display()))
+                .arg(program)
+                .cwd(&self.home)
+        } else {
+            CommandSpec::new(program).env("XDG_RUNTIME_DIR", self.runtime_dir.display().to_string())
+        }
+    }
+
+    /// Whether this user can read `path` (and traverse to it): checked by the user itself when switching.
+    pub fn can_read(&self, path: &Path) -> bool {
+        if !self.switch {
+            return std::fs::metadata(path).is_ok();
+        }
+        let spec = CommandSpec::new("runuser").args(["-u", &self.name, "--", "test", "-r"]).arg(path.display().to_string());
+        super::exec::run(&spec, std::time::Duration::from_secs(10), super::exec::Interrupt::Ignored)
+            .map(|o| o.success())
+            .unwrap_or(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\nhydra:x:1001:1001::/home/hydra:/bin/bash\nbroken line\n";
+
+    #[test]
+    fn parses_passwd_entries() {
+        let e = parse_passwd(PASSWD);
+        assert_eq!(e.len(), 2);
+        assert_eq!(e[1], PasswdEntry { name: "hydra".into(), uid: 1001, gid: 1001, home: "/home/hydra".into() });
+    }
+
+    #[test]
+    fn subid_ranges_by_name_or_uid() {
+        let text = "hydra:100000:65536\n1002:200000:1000\n";
+        assert!(has_subid_range(text, "hydra", 1001, 65536));
+        assert!(!has_subid_range(text, "other", 1002, 65536));
+        assert!(has_subid_range(text, "other", 1002, 1000));
+        assert!(!has_subid_range(text, "nobody", 9, 1));
+    }
+
+    #[test]
+    fn switching_wraps_with_runuser_and_runtime_dir() {
+        let u = RootlessUser { name: "hydra".into(), uid: 1001, gid: 1001, home: "/home/hydra".into(), runtime_dir: "/run/user/1001".into(), switch: true };
+        let spec = u.wrap("podman").args(["ps", "-a"]);
+        assert_eq!(spec.program, "runuser");
+        assert_eq!(spec.args, ["-u", "hydra", "--", "env", "XDG_RUNTIME_DIR=/run/user/1001", "HOME=/home/hydra", "podman", "ps", "-a"]);
+        let direct = RootlessUser { switch: false, ..u };
+        let spec = direct.wrap("podman");
+        assert_eq!(spec.program, "podman");
+        assert!(spec.env.contains(&("XDG_RUNTIME_DIR".into(), "/run/user/1001".into())));
+    }
+}

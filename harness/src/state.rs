@@ -1,0 +1,162 @@
+//! Run records on disk: which runs exist, who owns them, and which were deliberately left running
+//! by `harness up` (so `down` finds them and `gc` leaves them alone).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::compose::ComposeTool;
+use crate::error::Result;
+use crate::runtime::RuntimeKind;
+
+/// Root of the harness's state: `HYDRA_STATE_DIR`, else `/var/tmp/hydra/state` (readable by the rootless user).
+pub fn state_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("HYDRA_STATE_DIR") {
+        return PathBuf::from(dir);
+    }
+    if crate::runtime::euid() == 0 {
+        PathBuf::from("/var/tmp/hydra/state")
+    } else {
+        let base = std::env::var_os("XDG_STATE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+            .unwrap_or_else(|| PathBuf::from("/tmp"));
+        base.join("hydra")
+    }
+}
+
+/// Creates `dir` and missing parents with mode 0755 (the rootless user must read override files).
+pub fn create_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o755).create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunStatus {
+    /// `up` in progress; its owner process must be alive, else `gc` sweeps it.
+    Starting,
+    /// Left running on purpose by a successful `harness up`.
+    Kept,
+}
+
+/// Everything needed to find, reach and remove a run's stack later.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub project: String,
+    pub runtime: RuntimeKind,
+    pub tool: ComposeTool,
+    pub compose_files: Vec<PathBuf>,
+    pub workdir: PathBuf,
+    pub env: Vec<(String, String)>,
+    pub services: Vec<String>,
+    pub ports: BTreeMap<String, u16>,
+    pub owner_pid: u32,
+    pub owner_start: u64,
+    pub status: RunStatus,
+    pub created_unix: u64,
+}
+
+impl RunRecord {
+    pub fn dir_for(run_id: &str) -> PathBuf {
+        state_dir().join("runs").join(run_id)
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        Self::dir_for(&self.run_id)
+    }
+
+    pub fn save(&self) -> Result<()> {
+        create_dir(&self.dir())?;
+        let tmp = self.dir().join("run.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self).expect("record serialises"))?;
+        std::fs::rename(tmp, self.dir().join("run.json"))?;
+        Ok(())
+    }
+
+    pub fn load(run_id: &str) -> Option<Self> {
+        let text = std::fs::read(Self::dir_for(run_id).join("run.json")).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    /// All readable records, newest first.
+    pub fn load_all() -> Vec<Self> {
+        let mut out: Vec<Self> = std::fs::read_dir(state_dir().join("runs"))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .filter_map(|e| Self::load(&e.file_name().to_string_lossy()))
+            .collect();
+        out.sort_by(|a, b| b.created_unix.cmp(&a.created_unix));
+        out
+    }
+
+    /// Deletes the record and its run directory (override file, staged copy).
+    pub fn remove(&self) {
+        let _ = std::fs::remove_dir_all(self.dir());
+    }
+
+    /// Whether the process that owns this run is still the same live process.
+    pub fn owner_alive(&self) -> bool {
+        owner_alive(self.owner_pid, self.owner_start)
+    }
+}
+
+/// Start time of a process in clock ticks since boot (`/proc/PID/stat` field 22).
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_start_time(&stat)
+}
+
+/// Parses field 22 of a `/proc/PID/stat` line (the command may contain spaces and parentheses). Pure.
+pub fn parse_start_time(stat: &str) -> Option<u64> {
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// True when `pid` is alive and started at `start` (not a reused PID).
+pub fn owner_alive(pid: u32, start: u64) -> bool {
+    process_start_time(pid) == Some(start)
+}
+
+/// A fresh run id: 8 hex digits, or `HYDRA_RUN_ID` when set (tests use it to find their run).
+pub fn new_run_id() -> String {
+    std::env::var("HYDRA_RUN_ID").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_string())
+}
+
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_survives_odd_command_names() {
+        let stat = "4242 (my (odd) cmd) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10 0";
+        assert_eq!(parse_start_time(stat), Some(987654));
+        assert_eq!(parse_start_time("garbage"), None);
+    }
+
+    #[test]
+    fn this_process_is_alive_and_a_reused_pid_is_not() {
+        let pid = std::process::id();
+        let start = process_start_time(pid).unwrap();
+        assert!(owner_alive(pid, start));
+        assert!(!owner_alive(pid, start + 1));
+        assert!(!owner_alive(u32::MAX - 1, start));
+    }
+
+    #[test]
+    fn run_ids_are_short_hex() {
+        std::env::remove_var("HYDRA_RUN_ID");
+        let id = new_run_id();
+        assert_eq!(id.len(), 8);
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+}
