@@ -106,7 +106,7 @@ pub fn sweep(runtime: &Runtime, all: bool) -> Result<Vec<RunFound>> {
             runtime: runtime.kind().to_string(),
             run_id,
             verdict: v,
-            objects: objects.iter().map(|(k, id)| format!("{} {}", k.name(), &id[..id.len().min(24)])).collect(),
+            objects: objects.iter().map(|(k, id)| format!("{} {}", k.name(), crate::runtime::short_id(id))).collect(),
         });
     }
     Ok(found)

@@ -16,7 +16,7 @@ use crate::error::{HarnessError, Result};
 use crate::images::{self, ImagesReport};
 use crate::labels;
 use crate::readiness::{self, ServiceReady, WaitProgress};
-use crate::runtime::{exec, Interrupt, ObjectKind, Runtime, RuntimeKind};
+use crate::runtime::{exec, short_id, Interrupt, ObjectKind, Runtime, RuntimeKind};
 use crate::state::{self, RunRecord, RunStatus};
 
 /// Default deadline for the whole stack to become ready.
@@ -204,6 +204,7 @@ impl Stack {
                 stderr: exec::tail(&out.stderr, 30),
             });
         }
+        on_event(&Event::Phase(format!("waiting for {} services to become healthy", stack.record.services.len())));
         let services = readiness::wait(
             &stack.runtime,
             &run_id,
@@ -321,13 +322,13 @@ pub fn teardown(runtime: &Runtime, provider: &Provider, record: &RunRecord) -> R
         }
         if kind == ObjectKind::Volume {
             for v in &mounted {
-                if !left.contains(v) && runtime.volume_exists(v)? {
+                if !left.contains(v) && runtime.exists(ObjectKind::Volume, v) {
                     left.push(v.clone());
                 }
             }
         }
         if !left.is_empty() {
-            report.removed_after_compose.extend(left.iter().map(|id| format!("{} {}", kind.name(), short(id))));
+            report.removed_after_compose.extend(left.iter().map(|id| format!("{} {}", kind.name(), short_id(id))));
             runtime.remove(kind, &left)?;
         }
     }
@@ -336,13 +337,13 @@ pub fn teardown(runtime: &Runtime, provider: &Provider, record: &RunRecord) -> R
     for kind in ObjectKind::ALL {
         for filter in [&run_filter, &project_filter] {
             for id in runtime.list_by_label(kind, filter)? {
-                remaining.push(format!("{} {}", kind.name(), short(&id)));
+                remaining.push(format!("{} {}", kind.name(), short_id(&id)));
             }
         }
     }
     for v in &mounted {
-        if runtime.volume_exists(v)? {
-            remaining.push(format!("volume {}", short(v)));
+        if runtime.exists(ObjectKind::Volume, v) {
+            remaining.push(format!("volume {}", short_id(v)));
         }
     }
     remaining.sort();
@@ -352,14 +353,6 @@ pub fn teardown(runtime: &Runtime, provider: &Provider, record: &RunRecord) -> R
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
-}
-
-fn short(id: &str) -> &str {
-    if id.len() == 64 && id.chars().all(|c| c.is_ascii_hexdigit()) {
-        &id[..12]
-    } else {
-        id
-    }
 }
 
 /// Environment for compose: bind variables get the bind address, port variables a free port on

@@ -61,6 +61,9 @@ enum Command {
         runtimes: Vec<RuntimeKind>,
         #[arg(long = "compose", value_name = "FILE")]
         compose: Vec<PathBuf>,
+        /// Only bootstrap and import the offline base image.
+        #[arg(long)]
+        base_only: bool,
     },
     /// Bring the stack up, wait until healthy, and leave it running.
     Up {
@@ -117,7 +120,7 @@ pub fn main() -> i32 {
     }
     let result = match cli.command {
         Command::Doctor { runtimes } => cmd_doctor(&runtimes),
-        Command::Images { runtimes, compose } => cmd_images(&runtimes, compose),
+        Command::Images { runtimes, compose, base_only } => cmd_images(&runtimes, compose, base_only),
         Command::Up { runtime, stack } => cmd_up(runtime, &stack),
         Command::Down { runtime, run } => cmd_down(runtime, run),
         Command::Gc { all, runtimes } => cmd_gc(all, &runtimes),
@@ -172,7 +175,14 @@ fn cmd_doctor(runtimes: &[RuntimeKind]) -> Result<i32, HarnessError> {
     Ok(if failed { exit::RUNTIME_UNUSABLE } else { exit::OK })
 }
 
-fn cmd_images(runtimes: &[RuntimeKind], compose: Vec<PathBuf>) -> Result<i32, HarnessError> {
+fn cmd_images(runtimes: &[RuntimeKind], compose: Vec<PathBuf>, base_only: bool) -> Result<i32, HarnessError> {
+    if base_only {
+        for kind in all_or(runtimes) {
+            let imported = images::base::ensure(&Runtime::resolve(kind)?)?;
+            println!("{kind}: {} {}", images::base::BASE_IMAGE, if imported { "imported" } else { "already present" });
+        }
+        return Ok(exit::OK);
+    }
     let files = if compose.is_empty() { vec![stack::bundled_compose_file()] } else { compose };
     let set = stack::ComposeSet::load(&files)?;
     let merged = set.merged();
@@ -190,6 +200,10 @@ fn cmd_up(runtime: RuntimeKind, args: &StackArgs) -> Result<i32, HarnessError> {
     let progress = output::Progress::new(&format!("{runtime}: up"));
     let (stack, report) = Stack::up(&args.options(runtime), &mut |e| progress.event(e))?;
     progress.finish();
+    if runtime::exec::is_cancelled() {
+        stack.down()?;
+        return Err(HarnessError::Interrupted);
+    }
     output::ready_table(&report);
     let record = stack.keep()?;
     println!("\nstack {} is running (run {}).", record.project, record.run_id);

@@ -228,12 +228,41 @@ impl Runtime {
         }
         let mut spec = self.engine();
         spec = match kind {
+            // Podman refuses to remove a container others `--requires` (compose depends_on)
+            // unless its dependants go with it.
+            ObjectKind::Container if self.kind.is_podman() => spec.args(["rm", "-f", "-v", "--depend"]),
             ObjectKind::Container => spec.args(["rm", "-f", "-v"]),
             ObjectKind::Network => spec.args(["network", "rm"]),
             ObjectKind::Volume => spec.args(["volume", "rm", "-f"]),
         };
-        exec::run_ok(&spec.args(ids.iter().cloned()), Duration::from_secs(120), Interrupt::Ignored)?;
-        Ok(())
+        let base = spec;
+        let mut pending: Vec<String> = ids.to_vec();
+        let mut last_err = None;
+        // Another remover (compose, a dependant's removal, a probe still exec'ing in a container)
+        // may be racing: retry with what still exists, a few times.
+        for attempt in 0..4 {
+            let spec = base.clone().args(pending.iter().cloned());
+            let out = exec::run(&spec, Duration::from_secs(120), Interrupt::Ignored)?;
+            pending.retain(|id| self.exists(kind, id));
+            if pending.is_empty() {
+                return Ok(());
+            }
+            tracing::debug!(attempt, stderr = %out.stderr, "remove left {} {}(s)", pending.len(), kind.name());
+            last_err = Some(HarnessError::Failed { cmd: spec.display(), status: out.status, stderr: exec::tail(&out.stderr, 10) });
+            std::thread::sleep(Duration::from_millis(500 * (attempt + 1)));
+        }
+        Err(last_err.expect("at least one attempt"))
+    }
+
+    /// Whether an object still exists.
+    pub fn exists(&self, kind: ObjectKind, id: &str) -> bool {
+        let sub = match kind {
+            ObjectKind::Container => "container",
+            ObjectKind::Network => "network",
+            ObjectKind::Volume => "volume",
+        };
+        let spec = self.engine().args([sub, "inspect", id]);
+        exec::run(&spec, QUERY_TIMEOUT, Interrupt::Ignored).map(|o| o.success()).unwrap_or(true)
     }
 
     /// Inspects containers by ID (none given, none returned).
@@ -264,11 +293,6 @@ impl Runtime {
         inspect::parse_labelled(&out.stdout)
     }
 
-    /// Whether a volume of this name exists.
-    pub fn volume_exists(&self, name: &str) -> Result<bool> {
-        let spec = self.engine().args(["volume", "inspect", name]);
-        Ok(exec::run(&spec, QUERY_TIMEOUT, Interrupt::Ignored)?.success())
-    }
 
     /// The last `lines` lines of a container's log (stdout and stderr).
     pub fn logs_tail(&self, container: &str, lines: usize) -> String {
@@ -303,6 +327,15 @@ impl ObjectKind {
             ObjectKind::Network => "network",
             ObjectKind::Volume => "volume",
         }
+    }
+}
+
+/// A 64-hex-digit engine ID shortened to 12 digits; names are left whole.
+pub fn short_id(id: &str) -> &str {
+    if id.len() == 64 && id.chars().all(|c| c.is_ascii_hexdigit()) {
+        &id[..12]
+    } else {
+        id
     }
 }
 

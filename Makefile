@@ -1,0 +1,23 @@
+# Quick start (as root, on a fresh Debian/Ubuntu machine with a Rust toolchain):
+#   make validate   # set the host up, then validate the bundled stack under every runtime
+#   make test       # set the host up, then run the test suite
+# HYDRA_REQUIRE=docker,podman,podman-rootless turns a missing runtime into a failure (CI sets it).
+
+CARGO ?= cargo
+
+.PHONY: setup validate test doctor gc clean-state
+
+setup:
+	bash scripts/setup-host.sh
+
+validate: setup
+	$(CARGO) run --release --bin harness -- validate
+
+test: setup
+	$(CARGO) test --workspace
+
+doctor:
+	$(CARGO) run --release --bin harness -- doctor
+
+gc:
+	$(CARGO) run --release --bin harness -- gc

@@ -1,0 +1,112 @@
+//! The `harness` binary's exit codes and messages for bad input and unusable runtimes. These runs
+//! never start a stack: each fails before, which is what they check.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn harness() -> Command {
+    let mut cmd = Command::cargo_bin("harness").expect("binary built");
+    cmd.timeout(std::time::Duration::from_secs(120));
+    cmd
+}
+
+#[test]
+fn unknown_runtime_is_a_usage_error_with_the_choices() {
+    harness()
+        .args(["doctor", "--runtime", "containerd"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unknown runtime 'containerd'").and(predicate::str::contains("docker, podman, podman-rootless")));
+}
+
+#[test]
+fn doctor_names_a_missing_engine_and_how_to_fix_it() {
+    harness()
+        .args(["doctor", "--runtime", "docker"])
+        .env("PATH", "/nonexistent")
+        .assert()
+        .code(3)
+        .stdout(predicate::str::contains("`docker` not found on PATH").and(predicate::str::contains("setup-host.sh")));
+}
+
+#[test]
+fn doctor_names_a_missing_rootless_user() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP: only as root does the harness switch to HYDRA_ROOTLESS_USER");
+        return;
+    }
+    harness()
+        .args(["doctor", "--runtime", "podman-rootless"])
+        .env("HYDRA_ROOTLESS_USER", "no-such-hydra-user")
+        .assert()
+        .code(3)
+        .stdout(predicate::str::contains("user 'no-such-hydra-user' does not exist"));
+}
+
+#[test]
+fn missing_compose_file_is_a_usage_error_naming_it() {
+    let state = tempfile::tempdir().unwrap();
+    harness()
+        .args(["up", "--runtime", "docker", "--compose", "/nonexistent/stack.yml"])
+        .env("HYDRA_STATE_DIR", state.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("/nonexistent/stack.yml").and(predicate::str::contains("hint: pass an existing file")));
+}
+
+#[test]
+fn invalid_compose_file_is_a_usage_error_with_the_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.yml");
+    std::fs::write(&file, "services:\n  web: {}\n").unwrap();
+    harness()
+        .args(["images", "--runtime", "docker", "--compose"])
+        .arg(&file)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("service 'web' has neither image nor build"));
+}
+
+#[test]
+fn non_loopback_bind_address_is_refused() {
+    harness()
+        .args(["up", "--runtime", "docker", "--bind-ip", "0.0.0.0"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not a loopback address"));
+}
+
+#[test]
+fn down_without_a_kept_stack_says_so() {
+    let state = tempfile::tempdir().unwrap();
+    harness()
+        .args(["down", "--runtime", "podman"])
+        .env("HYDRA_STATE_DIR", state.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no stack left running by `harness up` for runtime podman"));
+}
+
+#[test]
+fn gc_skips_unreachable_runtimes_visibly_and_succeeds() {
+    harness()
+        .arg("gc")
+        .env("PATH", "/nonexistent")
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("docker: skipped").and(predicate::str::contains("podman-rootless: skipped")));
+}
+
+#[test]
+fn validate_fails_with_code_3_when_a_required_runtime_is_missing() {
+    let report = tempfile::tempdir().unwrap();
+    harness()
+        .args(["validate", "--runtime", "docker", "--report"])
+        .arg(report.path())
+        .env("PATH", "/nonexistent")
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("FAIL docker: required but not usable"));
+    let json = std::fs::read_to_string(report.path().join("lifecycle.json")).unwrap();
+    assert!(json.contains("\"status\": \"fail\""), "{json}");
+}

@@ -1,0 +1,206 @@
+//! Lifecycle under every runtime, for real: the bundled stack comes up healthy and `down` leaves
+//! nothing; SIGINT during readiness leaves nothing; after `kill -9` of `harness up`, `harness gc`
+//! removes that run's objects and leaves an unrelated container alone.
+//!
+//! Trials are named `<runtime>::lifecycle::<check>`. A runtime that is not usable here is shown as
+//! ignored (reason on stderr), or fails when `HYDRA_REQUIRE` names it.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Availability;
+use hydra::labels;
+use hydra::runtime::{exec, CommandSpec, Interrupt, Runtime, RuntimeKind};
+use hydra::stack::{Stack, StackOptions};
+use libtest_mimic::{Arguments, Failed, Trial};
+
+fn main() {
+    let args = Arguments::from_args();
+    let mut trials = Vec::new();
+    for (kind, availability) in common::runtimes() {
+        let checks: [(&str, fn(RuntimeKind) -> Result<(), Failed>); 3] = [
+            ("up_healthy_down_leaves_nothing", up_healthy_down_leaves_nothing),
+            ("sigint_during_readiness_leaves_nothing", sigint_during_readiness_leaves_nothing),
+            ("gc_sweeps_killed_run_only", gc_sweeps_killed_run_only),
+        ];
+        for (name, check) in checks {
+            let trial_name = format!("{}::lifecycle::{name}", kind.ident());
+            let trial = match &availability {
+                Availability::Use => Trial::test(trial_name, move || check(kind)),
+                Availability::Skip(reason) => {
+                    eprintln!("SKIP {trial_name}: {reason}");
+                    Trial::test(trial_name, || Ok(())).with_ignored_flag(true)
+                }
+                Availability::Broken(reason) => {
+                    let reason = reason.clone();
+                    Trial::test(trial_name, move || Err(format!("required runtime unusable: {reason}").into()))
+                }
+            };
+            trials.push(trial);
+        }
+    }
+    libtest_mimic::run(&args, trials).exit();
+}
+
+fn up_healthy_down_leaves_nothing(kind: RuntimeKind) -> Result<(), Failed> {
+    let (stack, report) = Stack::up(&StackOptions::new(kind), &mut |_| {}).map_err(|e| format!("{e}"))?;
+    let expected = stack.record().services.clone();
+    let got: Vec<String> = report.services.iter().map(|s| s.service.clone()).collect();
+    if got != expected {
+        return Err(format!("ready services {got:?} != compose services {expected:?}").into());
+    }
+    // Independent of the readiness loop: every container of the run is running and healthy now.
+    let rt = stack.runtime().clone();
+    let run_label = labels::filter(labels::RUN, &stack.record().run_id);
+    let ids = rt.list_by_label(hydra::runtime::ObjectKind::Container, &run_label)?;
+    let containers = rt.inspect_containers(&ids)?;
+    if containers.len() != expected.len() {
+        return Err(format!("{} containers for {} services", containers.len(), expected.len()).into());
+    }
+    for c in &containers {
+        if !c.state.running || c.health_status() != hydra::runtime::inspect::HealthStatus::Healthy {
+            return Err(format!("{} is {} / {:?}", c.short_name(), c.state.status, c.health_status()).into());
+        }
+    }
+    if common::objects_with(&rt, &run_label).iter().filter(|o| o.starts_with("network")).count() == 0 {
+        return Err("the run's networks do not carry its label".into());
+    }
+    let project = stack.record().project.clone();
+    stack.down().map_err(|e| format!("{e}"))?;
+    let left: Vec<String> = [run_label, labels::filter("com.docker.compose.project", &project)].iter().flat_map(|l| common::objects_with(&rt, l)).collect();
+    if !left.is_empty() {
+        return Err(format!("left after down: {left:?}").into());
+    }
+    Ok(())
+}
+
+/// Starts `harness up` for `kind` with a fixed run id and returns it once readiness has begun.
+fn start_up_until_waiting(kind: RuntimeKind, run_id: &str) -> Result<std::process::Child, Failed> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["up", "--runtime", kind.name()])
+        .env("HYDRA_RUN_ID", run_id)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stderr = child.stderr.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let lines = seen.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            // Printed once compose up has returned, before the first readiness poll.
+            let waiting = line.contains("services to become healthy");
+            lines.lock().unwrap().push(line);
+            if waiting {
+                let _ = tx.send(());
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(600)) {
+        Ok(()) => Ok(child),
+        Err(why) => {
+            let _ = child.kill();
+            let status = child.wait().ok().and_then(|s| s.code());
+            let out = seen.lock().unwrap().join("\n");
+            Err(format!("harness up never reported readiness in progress ({why:?}; exit {status:?}); it printed:\n{out}").into())
+        }
+    }
+}
+
+fn wait_exit(child: &mut std::process::Child, deadline: Duration) -> Result<Option<i32>, Failed> {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status.code());
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            return Err(format!("harness did not exit within {deadline:?}").into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn test_run_id(tag: &str) -> String {
+    format!("t{tag}{:06x}", std::process::id() & 0xffffff)
+}
+
+fn sigint_during_readiness_leaves_nothing(kind: RuntimeKind) -> Result<(), Failed> {
+    let run_id = test_run_id("i");
+    let rt = Runtime::resolve(kind)?;
+    let run_label = labels::filter(labels::RUN, &run_id);
+    let mut child = start_up_until_waiting(kind, &run_id)?;
+    if common::objects_with(&rt, &run_label).is_empty() {
+        let _ = child.kill();
+        return Err("no object of the run existed when readiness began".into());
+    }
+    // SAFETY: signalling our own child process by PID.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let code = wait_exit(&mut child, Duration::from_secs(300))?;
+    let left = common::objects_with(&rt, &run_label);
+    if !left.is_empty() {
+        let _ = hydra::gc::sweep(&rt, false);
+        return Err(format!("left after SIGINT: {left:?}").into());
+    }
+    if code != Some(hydra::error::exit::INTERRUPTED) {
+        return Err(format!("exit code {code:?}, expected {}", hydra::error::exit::INTERRUPTED).into());
+    }
+    if hydra::state::RunRecord::load(&run_id).is_some() {
+        return Err("the interrupted run's record was not removed".into());
+    }
+    Ok(())
+}
+
+/// An unrelated container (not created by the harness) that must survive `gc`; removed on drop.
+struct Unrelated {
+    rt: Runtime,
+    id: String,
+}
+
+impl Drop for Unrelated {
+    fn drop(&mut self) {
+        let _ = self.rt.remove(hydra::runtime::ObjectKind::Container, &[self.id.clone()]);
+    }
+}
+
+fn gc_sweeps_killed_run_only(kind: RuntimeKind) -> Result<(), Failed> {
+    let rt = Runtime::resolve(kind)?;
+    let spec: CommandSpec = rt
+        .engine()
+        .args(["run", "-d", "--network", "none", "--label", "io.hydra.test=unrelated", hydra::images::base::BASE_IMAGE, "sleep", "600"]);
+    let out = exec::run_ok(&spec, Duration::from_secs(60), Interrupt::Ignored)?;
+    let unrelated = Unrelated { rt: rt.clone(), id: out.stdout.trim().to_string() };
+
+    let run_id = test_run_id("k");
+    let run_label = labels::filter(labels::RUN, &run_id);
+    let mut child = start_up_until_waiting(kind, &run_id)?;
+    child.kill()?; // SIGKILL: no teardown runs
+    child.wait()?;
+    // Give compose a moment to finish what it was doing; then the run's objects must still be there.
+    std::thread::sleep(Duration::from_secs(2));
+    let leaked = common::objects_with(&rt, &run_label);
+    if leaked.is_empty() {
+        return Err("nothing leaked after kill -9: the test proves nothing".into());
+    }
+    let gc = Command::new(env!("CARGO_BIN_EXE_harness")).args(["gc", "--runtime", kind.name()]).output()?;
+    if gc.status.code() != Some(0) {
+        return Err(format!("gc exited {:?}: {}", gc.status.code(), String::from_utf8_lossy(&gc.stderr)).into());
+    }
+    let stdout = String::from_utf8_lossy(&gc.stdout);
+    if !stdout.contains(&format!("run {run_id} removed")) {
+        return Err(format!("gc did not report removing {run_id}:\n{stdout}").into());
+    }
+    let left = common::objects_with(&rt, &run_label);
+    if !left.is_empty() {
+        return Err(format!("left after gc: {left:?}").into());
+    }
+    let still = rt.list_by_label(hydra::runtime::ObjectKind::Container, "io.hydra.test=unrelated")?;
+    if !still.iter().any(|id| id.starts_with(&unrelated.id) || unrelated.id.starts_with(id.as_str())) {
+        return Err("gc removed an unrelated container".into());
+    }
+    drop(unrelated);
+    Ok(())
+}
