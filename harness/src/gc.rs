@@ -129,6 +129,7 @@ mod tests {
             env: vec![],
             services: vec![],
             ports: Default::default(),
+            bind_ip: std::net::IpAddr::from([127, 0, 0, 1]),
             owner_pid: 1,
             owner_start: 1,
             status,

@@ -184,6 +184,7 @@ impl Stack {
             env,
             services: merged.services.keys().cloned().collect(),
             ports,
+            bind_ip: opts.bind_ip,
             owner_pid,
             owner_start,
             status: RunStatus::Starting,
@@ -250,6 +251,31 @@ impl Stack {
     /// Host port chosen for each port variable of the compose file.
     pub fn ports(&self) -> &BTreeMap<String, u16> {
         &self.record.ports
+    }
+
+    /// The run's containers by compose service name, as the engine reports them now.
+    pub fn containers(&self) -> Result<BTreeMap<String, crate::runtime::inspect::ContainerInspect>> {
+        let ids = self.runtime.list_by_label(ObjectKind::Container, &labels::filter(labels::RUN, &self.record.run_id))?;
+        Ok(self
+            .runtime
+            .inspect_containers(&ids)?
+            .into_iter()
+            .filter_map(|c| Some((c.label(readiness::SERVICE_LABEL)?.to_string(), c)))
+            .collect())
+    }
+
+    /// Runs `argv` inside `service`'s container without a TTY (`exec -T` semantics) and returns
+    /// its output; a non-zero exit is returned, not raised.
+    pub fn exec(&self, service: &str, argv: &[&str], timeout: Duration) -> Result<exec::Output> {
+        let containers = self.containers()?;
+        let c = containers.get(service).ok_or_else(|| HarnessError::Usage(format!("service '{service}' has no container in {}", self.record.project)))?;
+        let spec = self.runtime.engine().args(["exec", &c.id]).args(argv.iter().copied());
+        exec::run(&spec, timeout, Interrupt::Allowed)
+    }
+
+    /// Host address published ports bind to.
+    pub fn bind_ip(&self) -> std::net::IpAddr {
+        self.record.bind_ip
     }
 
     /// Leaves the stack running and records it so that `harness down` finds it.

@@ -55,6 +55,9 @@ pub struct RunRecord {
     pub env: Vec<(String, String)>,
     pub services: Vec<String>,
     pub ports: BTreeMap<String, u16>,
+    /// Host address published ports were bound to.
+    #[serde(default = "loopback")]
+    pub bind_ip: std::net::IpAddr,
     pub owner_pid: u32,
     pub owner_start: u64,
     pub status: RunStatus,
@@ -104,6 +107,10 @@ impl RunRecord {
     pub fn owner_alive(&self) -> bool {
         owner_alive(self.owner_pid, self.owner_start)
     }
+}
+
+fn loopback() -> std::net::IpAddr {
+    std::net::IpAddr::from([127, 0, 0, 1])
 }
 
 /// Start time of a process in clock ticks since boot (`/proc/PID/stat` field 22).

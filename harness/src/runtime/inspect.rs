@@ -18,6 +18,46 @@ pub struct ContainerInspect {
     pub config: Config,
     #[serde(default)]
     pub mounts: Vec<Mount>,
+    #[serde(default)]
+    pub network_settings: Option<NetworkSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkSettings {
+    /// `"5432/tcp"` to its host bindings (null when the port is exposed but not published).
+    #[serde(default)]
+    pub ports: Option<BTreeMap<String, Option<Vec<PortBinding>>>>,
+    /// Network name to this container's endpoint on it.
+    #[serde(default)]
+    pub networks: Option<BTreeMap<String, Endpoint>>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct PortBinding {
+    #[serde(default)]
+    pub host_ip: String,
+    #[serde(default)]
+    pub host_port: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct Endpoint {
+    #[serde(default, rename = "IPAddress")]
+    pub ip_address: String,
+    #[serde(default)]
+    pub aliases: Option<Vec<String>>,
+}
+
+/// One published port: container port/protocol bound to a host address and port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub container_port: u16,
+    pub protocol: String,
+    pub host_ip: String,
+    pub host_port: u16,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -154,6 +194,31 @@ impl ContainerInspect {
         Duration::from_nanos(ns)
     }
 
+    /// Every host binding of every published port.
+    pub fn published(&self) -> Vec<Published> {
+        let mut out = Vec::new();
+        let Some(ports) = self.network_settings.as_ref().and_then(|n| n.ports.as_ref()) else { return out };
+        for (key, bindings) in ports {
+            let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
+            let Ok(container_port) = port.parse() else { continue };
+            for b in bindings.iter().flatten() {
+                if let Ok(host_port) = b.host_port.parse() {
+                    out.push(Published { container_port, protocol: proto.to_string(), host_ip: b.host_ip.clone(), host_port });
+                }
+            }
+        }
+        out
+    }
+
+    /// Names of the networks the container is attached to, with its address on each.
+    pub fn networks(&self) -> BTreeMap<String, String> {
+        self.network_settings
+            .as_ref()
+            .and_then(|n| n.networks.as_ref())
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.ip_address.clone())).collect())
+            .unwrap_or_default()
+    }
+
     /// Names of the volumes mounted into the container (named and anonymous).
     pub fn volume_names(&self) -> Vec<String> {
         self.mounts.iter().filter(|m| m.kind == "volume").filter_map(|m| m.name.clone()).collect()
@@ -192,6 +257,22 @@ mod tests {
         assert!(c.label("io.hydra.run").is_some());
         assert!(c.health_interval() < Duration::from_secs(30));
         assert!(!c.short_name().starts_with('/'));
+    }
+
+    #[rstest]
+    #[case::docker("docker-db.json")]
+    #[case::podman("podman-db.json")]
+    #[case::podman_rootless("podman-rootless-db.json")]
+    fn db_publishes_5432_on_loopback_only_and_sits_on_the_data_network(#[case] file: &str) {
+        let c = &parse_containers(&fixture(file)).unwrap()[0];
+        let published = c.published();
+        assert_eq!(published.len(), 1, "{published:?}");
+        assert_eq!((published[0].container_port, published[0].host_ip.as_str()), (5432, "127.0.0.1"));
+        let nets = c.networks();
+        assert_eq!(nets.len(), 1);
+        let (name, ip) = nets.iter().next().unwrap();
+        assert!(name.ends_with("phoenix-data"), "{name}");
+        assert!(ip.parse::<std::net::Ipv4Addr>().is_ok(), "{ip}");
     }
 
     #[test]
