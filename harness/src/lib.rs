@@ -11,6 +11,7 @@ pub mod error;
 pub mod gc;
 pub mod images;
 pub mod labels;
+pub mod outcome;
 pub mod readiness;
 pub mod runtime;
 pub mod stack;
