@@ -5,6 +5,7 @@
 //! compose files), `images` (offline base and hashed builds), `readiness`, `stack` (RAII lifecycle),
 //! `state` (run records), `gc`, `doctor`. The `harness` binary is a thin CLI over these.
 
+pub mod checks;
 pub mod compose;
 pub mod doctor;
 pub mod error;
@@ -13,9 +14,12 @@ pub mod images;
 pub mod labels;
 pub mod outcome;
 pub mod readiness;
+pub mod report;
 pub mod runtime;
+pub mod spec;
 pub mod stack;
 pub mod state;
+pub mod validate;
 
 pub use error::{HarnessError, Result};
 pub use runtime::RuntimeKind;

@@ -77,6 +77,9 @@ pub struct UpReport {
     pub total_seconds: f64,
     /// What `compose up` printed on stderr (warnings such as ignored `depends_on` conditions).
     pub compose_up_stderr: String,
+    /// Each service's state and health the moment `compose up` returned, before the harness ran
+    /// any probe: shows whether the tool itself waited for `depends_on` conditions.
+    pub at_compose_return: BTreeMap<String, String>,
 }
 
 /// What `down` found and removed.
@@ -113,6 +116,10 @@ impl ComposeSet {
                 }
                 if svc.build.is_some() {
                     entry.build = svc.build.clone();
+                }
+                if !svc.networks.is_empty() {
+                    entry.networks = svc.networks.clone();
+                    entry.uses_default_network = svc.uses_default_network;
                 }
                 entry.port_vars.extend(svc.port_vars.iter().cloned());
                 entry.bind_vars.extend(svc.bind_vars.iter().cloned());
@@ -205,6 +212,14 @@ impl Stack {
                 stderr: exec::tail(&out.stderr, 30),
             });
         }
+        let at_compose_return = stack
+            .containers()?
+            .into_iter()
+            .map(|(svc, c)| {
+                let health = c.state.health.as_ref().map(|h| h.status.clone()).filter(|h| !h.is_empty()).unwrap_or_else(|| "none".into());
+                (svc, format!("{}/{}", c.state.status, health))
+            })
+            .collect();
         on_event(&Event::Phase(format!("waiting for {} services to become healthy", stack.record.services.len())));
         let services = readiness::wait(
             &stack.runtime,
@@ -225,6 +240,7 @@ impl Stack {
             services,
             total_seconds: started.elapsed().as_secs_f64(),
             compose_up_stderr: out.stderr,
+            at_compose_return,
         };
         Ok((stack, report))
     }
@@ -271,6 +287,32 @@ impl Stack {
         let c = containers.get(service).ok_or_else(|| HarnessError::Usage(format!("service '{service}' has no container in {}", self.record.project)))?;
         let spec = self.runtime.engine().args(["exec", &c.id]).args(argv.iter().copied());
         exec::run(&spec, timeout, Interrupt::Allowed)
+    }
+
+    /// Runs a compose action on this run's project; the tool's exit code is returned, not trusted.
+    pub fn compose_run(&self, action: &Action) -> Result<exec::Output> {
+        exec::run(&self.compose(action), UP_TIMEOUT, Interrupt::Allowed)
+    }
+
+    /// Waits until every service is ready again (after a stop/start or a restart).
+    pub fn wait_ready(&self, timeout: Duration) -> Result<Vec<ServiceReady>> {
+        readiness::wait(&self.runtime, &self.record.run_id, &self.record.project, &self.record.services, Instant::now(), timeout, &mut |_| {})
+    }
+
+    /// `compose down` without removing volumes, then `compose up -d` and wait: the volumes of the
+    /// run must survive. Verifies the containers were really removed in between.
+    pub fn restart_keeping_volumes(&self, timeout: Duration) -> Result<()> {
+        let before: Vec<String> = self.containers()?.values().map(|c| c.id.clone()).collect();
+        self.compose_run(&Action::DownKeepVolumes { timeout_secs: 10 })?;
+        let left: Vec<String> = self.containers()?.values().map(|c| c.id.clone()).filter(|id| before.contains(id)).collect();
+        if !left.is_empty() {
+            return Err(HarnessError::Failed { cmd: self.compose(&Action::DownKeepVolumes { timeout_secs: 10 }).display(), status: Some(0), stderr: format!("exited but {} containers still exist", left.len()) });
+        }
+        let out = self.compose_run(&Action::Up)?;
+        if !out.success() {
+            return Err(HarnessError::Failed { cmd: self.compose(&Action::Up).display(), status: out.status, stderr: exec::tail(&out.stderr, 20) });
+        }
+        self.wait_ready(timeout).map(|_| ())
     }
 
     /// Host address published ports bind to.

@@ -27,6 +27,8 @@ pub struct Service {
     pub build: Option<BuildSpec>,
     /// True when the service names no networks (it joins `default`).
     pub uses_default_network: bool,
+    /// Networks the service joins (`default` when it names none), with the aliases it asks for.
+    pub networks: BTreeMap<String, Vec<String>>,
     /// Host-port variables found in `ports:` (`${PHOENIX_DB_PORT:-15432}` gives `PHOENIX_DB_PORT`).
     pub port_vars: Vec<String>,
     /// Bind-address variables found in `ports:`.
@@ -156,6 +158,30 @@ fn parse_service(path: &Path, name: &str, def: &Mapping) -> Result<Service> {
         Some(Value::Mapping(m)) => m.contains_key("default"),
         Some(_) => false,
     };
+    let mut networks: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    match def.get("networks") {
+        Some(Value::Sequence(s)) => {
+            for n in s.iter().filter_map(Value::as_str) {
+                networks.insert(n.to_string(), Vec::new());
+            }
+        }
+        Some(Value::Mapping(m)) => {
+            for (k, v) in m {
+                let Some(name) = k.as_str() else { continue };
+                let aliases = v
+                    .as_mapping()
+                    .and_then(|m| m.get("aliases"))
+                    .and_then(Value::as_sequence)
+                    .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
+                    .unwrap_or_default();
+                networks.insert(name.to_string(), aliases);
+            }
+        }
+        _ => {}
+    }
+    if uses_default_network {
+        networks.entry("default".to_string()).or_default();
+    }
     let mut port_vars = Vec::new();
     let mut bind_vars = Vec::new();
     if let Some(Value::Sequence(ports)) = def.get("ports") {
@@ -174,7 +200,7 @@ fn parse_service(path: &Path, name: &str, def: &Mapping) -> Result<Service> {
             }
         }
     }
-    Ok(Service { image, build, uses_default_network, port_vars, bind_vars })
+    Ok(Service { image, build, uses_default_network, networks, port_vars, bind_vars })
 }
 
 fn scalar(v: &Value) -> Option<String> {
@@ -377,6 +403,16 @@ volumes:
         assert_eq!(api.build.as_ref().unwrap().args["EMPTY"], "");
         assert!(api.uses_default_network);
         assert_eq!(f.dir(), Path::new("/p/compose"));
+        assert_eq!(db.networks.keys().collect::<Vec<_>>(), ["data"]);
+        assert_eq!(api.networks.keys().collect::<Vec<_>>(), ["default"]);
+    }
+
+    #[test]
+    fn network_aliases_are_read() {
+        let text = "services:\n  db:\n    image: x\n    networks:\n      data: {aliases: [postgres, pg]}\n      other:\n";
+        let f = ComposeFile::parse(Path::new("/c.yml"), text).unwrap();
+        assert_eq!(f.services["db"].networks["data"], ["postgres", "pg"]);
+        assert!(f.services["db"].networks["other"].is_empty());
     }
 
     #[test]

@@ -111,8 +111,12 @@ pub enum Action {
     Down { timeout_secs: u32 },
     /// List containers (all states).
     Ps,
+    /// Remove containers and networks, keep volumes.
+    DownKeepVolumes { timeout_secs: u32 },
     Stop { service: String },
     Start { service: String },
+    /// Recreate one service's container without touching its dependencies.
+    Recreate { service: String },
 }
 
 /// The argv for `action` on `project` with `tool`, run as the runtime's user. Pure.
@@ -147,6 +151,11 @@ fn action_args(tool: ComposeTool, action: &Action) -> Vec<String> {
             ComposeTool::DockerComposeV1 => v(&["ps", "-a", "-q"]),
             ComposeTool::PodmanCompose => v(&["ps", "-a", "--format", "json"]),
         },
+        Action::DownKeepVolumes { timeout_secs } => {
+            let t = timeout_secs.to_string();
+            v(&["down", "-t", &t])
+        }
+        Action::Recreate { service } => v(&["up", "-d", "--no-build", "--no-deps", "--force-recreate", service]),
         Action::Stop { service } => v(&["stop", service]),
         Action::Start { service } => v(&["start", service]),
     }

@@ -303,6 +303,17 @@ impl Runtime {
         }
     }
 
+    /// Storage driver and cgroup version as the engine reports them (`overlay2`, `1`).
+    pub fn storage_and_cgroups(&self) -> (String, String) {
+        let fmt = match self.kind {
+            RuntimeKind::Docker => "{{.Driver}} {{.CgroupVersion}}",
+            _ => "{{.Store.GraphDriverName}} {{.Host.CgroupsVersion}}",
+        };
+        let out = self.query(&["info", "--format", fmt]).unwrap_or_default();
+        let mut parts = out.split_whitespace().map(String::from);
+        (parts.next().unwrap_or_else(|| "unknown".into()), parts.next().unwrap_or_else(|| "unknown".into()))
+    }
+
     /// Engine version string (`20.10.24`, `4.3.1`).
     pub fn version(&self) -> Result<String> {
         let out = self.query(&["version", "--format", "{{.Server.Version}}"]).or_else(|_| self.query(&["--version"]))?;

@@ -1,0 +1,206 @@
+//! Inter-service DNS from inside every container: expected peers resolve, by service name and by
+//! each alias, to an address the peer holds on a network they share; services that share no
+//! network do not resolve each other.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use super::{CheckId, Recorder};
+use crate::compose::file::ComposeFile;
+use crate::runtime::inspect::ContainerInspect;
+use crate::spec::Spec;
+use crate::stack::Stack;
+
+/// What one DNS check expects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsCheck {
+    pub id: CheckId,
+    pub from: String,
+    pub to: String,
+    /// Names to look up (service name and its aliases on shared networks).
+    pub names: Vec<String>,
+    pub expect_resolves: bool,
+}
+
+/// Plans DNS checks: the spec's explicit pairs first (they win), then, with `all_pairs`, every
+/// ordered pair judged by whether the compose file puts them on a common network. Pure.
+pub fn plan(spec: &Spec, compose: &ComposeFile) -> Vec<DnsCheck> {
+    let mut expectations: BTreeMap<(String, String), bool> = BTreeMap::new();
+    if spec.dns.all_pairs {
+        for (a, sa) in &compose.services {
+            for (b, sb) in &compose.services {
+                if a != b {
+                    let shared = sa.networks.keys().any(|n| sb.networks.contains_key(n));
+                    expectations.insert((a.clone(), b.clone()), shared);
+                }
+            }
+        }
+    }
+    for (a, b) in &spec.dns.resolve {
+        expectations.insert((a.clone(), b.clone()), true);
+    }
+    for (a, b) in &spec.dns.isolated {
+        expectations.insert((a.clone(), b.clone()), false);
+    }
+    expectations
+        .into_iter()
+        .map(|((from, to), expect_resolves)| {
+            let mut names = vec![to.clone()];
+            if let Some(target) = compose.services.get(&to) {
+                for aliases in target.networks.values() {
+                    names.extend(aliases.iter().filter(|a| !names.contains(a)).cloned().collect::<Vec<_>>());
+                }
+            }
+            let verb = if expect_resolves { "resolves" } else { "cannot_resolve" };
+            DnsCheck { id: CheckId::new("dns", format!("{from}_{verb}_{to}")), from, to, names, expect_resolves }
+        })
+        .collect()
+}
+
+/// The addresses in `getent hosts` output (`10.89.0.5  db.dns.podman db`). Pure.
+pub fn parse_getent(stdout: &str) -> Vec<String> {
+    stdout.lines().filter_map(|l| l.split_whitespace().next()).map(String::from).collect()
+}
+
+/// Judges one lookup (pure): `status` is getent's exit code (0 found, 2 not found).
+pub fn judge(check: &DnsCheck, name: &str, status: Option<i32>, addresses: &[String], peer_addresses: &BTreeSet<String>) -> Result<String, String> {
+    let (from, to) = (&check.from, &check.to);
+    match (check.expect_resolves, status, addresses.is_empty()) {
+        (true, Some(0), false) => {
+            if addresses.iter().any(|a| peer_addresses.contains(a)) {
+                Ok(format!("{from} resolves {name} to {}, an address {to} holds on a shared network", addresses.join(", ")))
+            } else {
+                Err(format!("{from} resolves {name} to {} but {to} holds {} on networks it shares with {from}", addresses.join(", "), fmt_set(peer_addresses)))
+            }
+        }
+        (true, _, _) => Err(format!("{from} cannot resolve {name} (getent exit {status:?}) although it must reach {to}")),
+        (false, Some(0), false) => Err(format!("{from} resolves {name} to {} although it must be isolated from {to}", addresses.join(", "))),
+        (false, Some(2), _) | (false, Some(0), true) => Ok(format!("{from} cannot resolve {name}")),
+        (false, other, _) => Err(format!("lookup of {name} in {from} failed unexpectedly (getent exit {other:?})")),
+    }
+}
+
+fn fmt_set(s: &BTreeSet<String>) -> String {
+    if s.is_empty() {
+        "no address".into()
+    } else {
+        s.iter().cloned().collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// Addresses `to` holds on networks it shares with `from`, from the engine's view.
+pub fn shared_addresses(from: &ContainerInspect, to: &ContainerInspect) -> BTreeSet<String> {
+    let from_nets = from.networks();
+    to.networks().into_iter().filter(|(n, ip)| from_nets.contains_key(n) && !ip.is_empty()).map(|(_, ip)| ip).collect()
+}
+
+/// Runs the planned checks that `selected` keeps, a few containers at a time.
+pub fn run(stack: &Stack, checks: &[DnsCheck], selected: &dyn Fn(&CheckId) -> bool, rec: &mut Recorder) {
+    let checks: Vec<&DnsCheck> = checks.iter().filter(|c| selected(&c.id)).collect();
+    if checks.is_empty() {
+        return;
+    }
+    let containers = match stack.containers() {
+        Ok(c) => c,
+        Err(e) => {
+            for c in checks {
+                rec.check(&c.id, Some(&c.from), || Err(format!("cannot inspect the stack: {e}")));
+            }
+            return;
+        }
+    };
+    let results: Vec<(CheckId, String, Result<String, String>, f64)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = checks
+            .chunks(checks.len().div_ceil(4))
+            .map(|chunk| {
+                let containers = &containers;
+                scope.spawn(move || chunk.iter().map(|c| run_one(stack, containers, c)).collect::<Vec<_>>())
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("dns worker")).collect()
+    });
+    for (id, from, result, secs) in results {
+        let (verdict, message) = match result {
+            Ok(m) => (crate::outcome::Verdict::Pass, m),
+            Err(m) => (crate::outcome::Verdict::Fail, m),
+        };
+        rec.push(&id, Some(&from), verdict, message, secs);
+    }
+}
+
+fn run_one(stack: &Stack, containers: &BTreeMap<String, ContainerInspect>, c: &DnsCheck) -> (CheckId, String, Result<String, String>, f64) {
+    let started = std::time::Instant::now();
+    let result = (|| {
+        let from = containers.get(&c.from).ok_or_else(|| format!("service {} has no container", c.from))?;
+        let to = containers.get(&c.to).ok_or_else(|| format!("service {} has no container", c.to))?;
+        let peer = shared_addresses(from, to);
+        let mut messages = Vec::new();
+        for name in &c.names {
+            let out = stack.exec(&c.from, &["getent", "hosts", name], Duration::from_secs(15)).map_err(|e| format!("exec getent in {}: {e}", c.from))?;
+            messages.push(judge(c, name, out.status, &parse_getent(&out.stdout), &peer)?);
+        }
+        Ok(messages.join("; "))
+    })();
+    (c.id.clone(), c.from.clone(), result, started.elapsed().as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+    use std::path::Path;
+
+    fn setup(spec_text: &str) -> (Spec, ComposeFile) {
+        let compose = ComposeFile::parse(
+            Path::new("/c.yml"),
+            "services:\n  nginx: {image: x, networks: [front]}\n  api: {image: x, networks: [front, back]}\n  db: {image: x, networks: {back: {aliases: [postgres]}}}\n",
+        )
+        .unwrap();
+        let known: Vec<String> = compose.services.keys().cloned().collect();
+        (Spec::parse(Path::new("/s.toml"), spec_text, vec![], &known).unwrap(), compose)
+    }
+
+    #[test]
+    fn plans_all_pairs_from_networks_and_aliases() {
+        let (spec, compose) = setup("");
+        let checks = plan(&spec, &compose);
+        assert_eq!(checks.len(), 6);
+        let nginx_db = checks.iter().find(|c| c.id.name == "nginx_cannot_resolve_db").unwrap();
+        assert!(!nginx_db.expect_resolves);
+        assert_eq!(nginx_db.names, ["db", "postgres"]);
+        assert!(checks.iter().any(|c| c.id.name == "api_resolves_db"));
+    }
+
+    #[test]
+    fn explicit_expectations_override_the_network_view() {
+        // An overlay that moves nginx onto `back` changes the networks, not the spec's intent.
+        let (spec, compose) = setup("[dns]\nisolated = [[\"api\", \"db\"]]\nall_pairs = false\n");
+        let checks = plan(&spec, &compose);
+        assert_eq!(checks.len(), 1);
+        assert_eq!(checks[0].id.name, "api_cannot_resolve_db");
+    }
+
+    fn check(expect: bool) -> DnsCheck {
+        DnsCheck { id: CheckId::new("dns", "x"), from: "nginx".into(), to: "db".into(), names: vec!["db".into()], expect_resolves: expect }
+    }
+
+    #[rstest]
+    #[case::resolves_to_peer(true, Some(0), "10.0.0.5 db\n", true)]
+    #[case::resolves_elsewhere(true, Some(0), "10.9.9.9 db\n", false)]
+    #[case::missing(true, Some(2), "", false)]
+    #[case::isolated_ok(false, Some(2), "", true)]
+    #[case::isolation_broken(false, Some(0), "10.0.0.5 db\n", false)]
+    #[case::getent_broken(false, Some(126), "", false)]
+    fn judges_lookups(#[case] expect: bool, #[case] status: Option<i32>, #[case] out: &str, #[case] pass: bool) {
+        let peer: BTreeSet<String> = ["10.0.0.5".to_string()].into();
+        let r = judge(&check(expect), "db", status, &parse_getent(out), &peer);
+        assert_eq!(r.is_ok(), pass, "{r:?}");
+        let msg = r.unwrap_or_else(|e| e);
+        assert!(msg.contains("nginx") && msg.contains("db"), "{msg}");
+    }
+
+    #[test]
+    fn podman_getent_output() {
+        assert_eq!(parse_getent("10.89.1.4      gap-detector.dns.podman gap-detector\n"), ["10.89.1.4"]);
+    }
+}

@@ -1,0 +1,250 @@
+//! Health: every health endpoint answers with the expected status and JSON fields on its own
+//! published port and through the proxy; the engine reports every service healthy; and health is
+//! transitive for real: stopping a dependency turns its dependants unhealthy within a deadline, and
+//! starting it again brings them back.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::{slug, CheckId, Recorder};
+use crate::compose::Action;
+use crate::outcome::Verdict;
+use crate::runtime::inspect::HealthStatus;
+use crate::runtime::HealthDriver;
+use crate::spec::{HealthProbe, Spec, Transitive};
+use crate::stack::Stack;
+
+/// One planned endpoint probe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointCheck {
+    pub id: CheckId,
+    pub service: String,
+    /// Service whose published port is used (the service itself, or `via`).
+    pub through: String,
+    pub probe: HealthProbe,
+}
+
+/// Plans endpoint, engine-health and transitive checks. Pure.
+pub fn plan(spec: &Spec, services: &[String]) -> (Vec<EndpointCheck>, Vec<CheckId>, Vec<(CheckId, CheckId, String, Transitive)>) {
+    let mut endpoints = Vec::new();
+    for (svc, s) in &spec.services {
+        for p in &s.health {
+            let through = p.via.clone().unwrap_or_else(|| svc.clone());
+            endpoints.push(EndpointCheck { id: CheckId::new("health", format!("{through}_{}", slug(&p.path))), service: svc.clone(), through, probe: p.clone() });
+        }
+    }
+    let engine = services.iter().map(|s| CheckId::new("health", format!("engine_reports_{s}_healthy"))).collect();
+    let mut transitive = Vec::new();
+    for t in &spec.transitive {
+        for d in &t.dependants {
+            transitive.push((CheckId::new("health", format!("stopping_{}_fails_{d}", t.stop)), CheckId::new("health", format!("starting_{}_recovers_{d}", t.stop)), d.clone(), t.clone()));
+        }
+    }
+    (endpoints, engine, transitive)
+}
+
+/// Judges an HTTP answer against a probe (pure).
+pub fn judge_response(service: &str, url: &str, probe: &HealthProbe, status: u16, body: &str) -> Result<String, String> {
+    if status != probe.status {
+        return Err(format!("{service}: GET {url} answered {status}, expected {} (body: {})", probe.status, truncate(body, 200)));
+    }
+    if probe.fields.is_empty() {
+        return Ok(format!("GET {url} answered {status}"));
+    }
+    let json: serde_json::Value = serde_json::from_str(body).map_err(|e| format!("{service}: GET {url} answered {status} but not JSON ({e}): {}", truncate(body, 200)))?;
+    for (k, v) in &probe.fields {
+        match json.get(k) {
+            Some(serde_json::Value::String(s)) if s == v => {}
+            Some(other) => return Err(format!("{service}: GET {url}: field {k} is {other}, expected \"{v}\"")),
+            None => return Err(format!("{service}: GET {url}: field {k} is missing, expected \"{v}\"")),
+        }
+    }
+    Ok(format!("GET {url} answered {status} with {}", probe.fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")))
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    let t: String = s.chars().take(n).collect();
+    if t.len() < s.len() {
+        format!("{t}...")
+    } else {
+        t
+    }
+}
+
+fn http_client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).no_proxy().build().expect("http client")
+}
+
+/// The host address of `service`'s published `port` (or its first published port).
+fn published_addr(stack: &Stack, service: &str, port: Option<u16>, spec: &Spec) -> Result<SocketAddr, String> {
+    let containers = stack.containers().map_err(|e| format!("cannot inspect the stack: {e}"))?;
+    let c = containers.get(service).ok_or_else(|| format!("service {service} has no container"))?;
+    let port = port.or_else(|| spec.services.get(service).and_then(|s| s.published.first().copied())).ok_or_else(|| format!("{service} publishes no port to probe"))?;
+    let bind = stack.bind_ip();
+    c.published()
+        .into_iter()
+        .find(|p| p.container_port == port && p.host_ip.parse().ok() == Some(bind))
+        .map(|p| SocketAddr::new(bind, p.host_port))
+        .ok_or_else(|| format!("{service} port {port} is not published on {bind}"))
+}
+
+fn get(client: &reqwest::blocking::Client, url: &str) -> Result<(u16, String), String> {
+    let resp = client.get(url).send().map_err(|e| format!("GET {url}: {e}"))?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.text().unwrap_or_default()))
+}
+
+/// Runs the endpoint probes that `selected` keeps. A just-started stack may need a moment for a
+/// proxy's first lookup, so each probe is retried for a few seconds before it fails.
+pub fn run_endpoints(stack: &Stack, spec: &Spec, checks: &[EndpointCheck], selected: &dyn Fn(&CheckId) -> bool, rec: &mut Recorder) {
+    let client = http_client();
+    for c in checks.iter().filter(|c| selected(&c.id)) {
+        rec.check(&c.id, Some(&c.service), || {
+            let port = if c.probe.via.is_some() { None } else { c.probe.port };
+            let addr = published_addr(stack, &c.through, port, spec)?;
+            let url = format!("http://{addr}{}", c.probe.path);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let result = get(&client, &url).and_then(|(status, body)| judge_response(&c.service, &url, &c.probe, status, &body));
+                if result.is_ok() || Instant::now() >= deadline {
+                    return result;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        });
+    }
+}
+
+/// Whether the engine reports `service` healthy now (running a probe first where the harness
+/// drives healthchecks).
+fn engine_healthy(stack: &Stack, service: &str) -> Result<bool, String> {
+    let containers = stack.containers().map_err(|e| e.to_string())?;
+    let c = containers.get(service).ok_or_else(|| format!("service {service} has no container"))?;
+    if !c.state.running {
+        return Ok(false);
+    }
+    if stack.runtime().health_driver() == HealthDriver::Harness && c.has_healthcheck() {
+        return stack.runtime().run_healthcheck(&c.id).map_err(|e| e.to_string());
+    }
+    Ok(matches!(c.health_status(), HealthStatus::Healthy | HealthStatus::NoHealthcheck))
+}
+
+/// Runs the engine-health checks.
+pub fn run_engine(stack: &Stack, ids: &[CheckId], selected: &dyn Fn(&CheckId) -> bool, rec: &mut Recorder) {
+    for id in ids.iter().filter(|i| selected(i)) {
+        let service = id.name.trim_start_matches("engine_reports_").trim_end_matches("_healthy").to_string();
+        rec.check(id, Some(&service), || match engine_healthy(stack, &service)? {
+            true => Ok(format!("engine reports {service} healthy")),
+            false => Err(format!("engine does not report {service} healthy")),
+        });
+    }
+}
+
+/// A dependant's health as its own endpoint reports it (published) or as its healthcheck does.
+fn dependant_healthy(stack: &Stack, spec: &Spec, client: &reqwest::blocking::Client, service: &str) -> Result<bool, String> {
+    let own = spec.services.get(service).and_then(|s| s.health.iter().find(|h| h.via.is_none()).cloned());
+    if let Some(probe) = own {
+        if let Ok(addr) = published_addr(stack, service, probe.port, spec) {
+            let (status, _) = get(client, &format!("http://{addr}{}", probe.path))?;
+            return Ok(status == probe.status);
+        }
+    }
+    engine_healthy(stack, service)
+}
+
+/// Stops each transitive dependency, watches dependants fail, starts it and watches them recover.
+pub fn run_transitive(stack: &Stack, spec: &Spec, plans: &[(CheckId, CheckId, String, Transitive)], selected: &dyn Fn(&CheckId) -> bool, rec: &mut Recorder) {
+    let client = http_client();
+    let mut by_stop: Vec<(&Transitive, Vec<&(CheckId, CheckId, String, Transitive)>)> = Vec::new();
+    for p in plans.iter().filter(|p| selected(&p.0) || selected(&p.1)) {
+        match by_stop.iter_mut().find(|(t, _)| t.stop == p.3.stop) {
+            Some((_, v)) => v.push(p),
+            None => by_stop.push((&p.3, vec![p])),
+        }
+    }
+    for (t, items) in by_stop {
+        let stopped_at = Instant::now();
+        let stop = stack.compose_run(&Action::Stop { service: t.stop.clone() });
+        // The tool's exit code is not trusted: the engine must show the container stopped.
+        let really_stopped = stack.containers().ok().and_then(|c| c.get(&t.stop).map(|c| !c.state.running)).unwrap_or(false);
+        if !really_stopped {
+            for (fail_id, rec_id, d, _) in &items {
+                let why = format!("could not stop {} (compose stop: {:?}); {d} not tested", t.stop, stop.as_ref().map(|o| o.status));
+                rec.push(fail_id, Some(d), Verdict::Fail, why.clone(), 0.0);
+                rec.push(rec_id, Some(d), Verdict::Fail, why, 0.0);
+            }
+            continue;
+        }
+        let mut pending: Vec<&String> = items.iter().map(|i| &i.2).collect();
+        let mut failed_after: Vec<(String, f64)> = Vec::new();
+        let deadline = Duration::from_secs(t.within_secs);
+        while !pending.is_empty() && stopped_at.elapsed() < deadline {
+            pending.retain(|d| match dependant_healthy(stack, spec, &client, d) {
+                Ok(false) | Err(_) => {
+                    failed_after.push((d.to_string(), stopped_at.elapsed().as_secs_f64()));
+                    false
+                }
+                Ok(true) => true,
+            });
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        for (fail_id, _, d, _) in &items {
+            match failed_after.iter().find(|(s, _)| s == d) {
+                Some((_, secs)) => rec.push(fail_id, Some(d), Verdict::Pass, format!("{d} turned unhealthy {secs:.1}s after {} stopped", t.stop), *secs),
+                None => rec.push(fail_id, Some(d), Verdict::Fail, format!("{d} still reports healthy {}s after {} stopped: its health is not transitive", t.within_secs, t.stop), t.within_secs as f64),
+            }
+        }
+        let started_at = Instant::now();
+        let _ = stack.compose_run(&Action::Start { service: t.stop.clone() });
+        let mut pending: Vec<&String> = items.iter().map(|i| &i.2).collect();
+        let mut recovered: Vec<(String, f64)> = Vec::new();
+        let deadline = Duration::from_secs(t.recover_within_secs);
+        while !pending.is_empty() && started_at.elapsed() < deadline {
+            pending.retain(|d| {
+                if dependant_healthy(stack, spec, &client, d).unwrap_or(false) {
+                    recovered.push((d.to_string(), started_at.elapsed().as_secs_f64()));
+                    false
+                } else {
+                    true
+                }
+            });
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        for (_, rec_id, d, _) in &items {
+            match recovered.iter().find(|(s, _)| s == d) {
+                Some((_, secs)) => rec.push(rec_id, Some(d), Verdict::Pass, format!("{d} healthy again {secs:.1}s after {} started", t.stop), *secs),
+                None => rec.push(rec_id, Some(d), Verdict::Fail, format!("{d} not healthy {}s after {} started again", t.recover_within_secs, t.stop), t.recover_within_secs as f64),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+    use std::collections::BTreeMap;
+
+    fn probe(status: u16, fields: &[(&str, &str)]) -> HealthProbe {
+        HealthProbe { path: "/health".into(), port: None, via: None, status, fields: fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>() }
+    }
+
+    #[rstest]
+    #[case::ok(200, r#"{"status":"ok","service":"gap"}"#, true)]
+    #[case::status_500(500, r#"{"status":"ok","service":"gap"}"#, false)]
+    #[case::wrong_field(200, r#"{"status":"fail","service":"gap"}"#, false)]
+    #[case::missing_field(200, r#"{"service":"gap"}"#, false)]
+    #[case::not_json(200, "<html>", false)]
+    fn judges_responses(#[case] status: u16, #[case] body: &str, #[case] pass: bool) {
+        let r = judge_response("gap", "http://127.0.0.1:1/health", &probe(200, &[("status", "ok"), ("service", "gap")]), status, body);
+        assert_eq!(r.is_ok(), pass, "{r:?}");
+        if let Err(m) = r {
+            assert!(m.starts_with("gap: GET http://127.0.0.1:1/health"), "{m}");
+        }
+    }
+
+    #[test]
+    fn status_only_probes_ignore_the_body() {
+        assert!(judge_response("n", "u", &probe(200, &[]), 200, "not json").is_ok());
+    }
+}

@@ -1,0 +1,400 @@
+//! The declarative spec: what must hold for a compose stack under every runtime (health
+//! endpoints, DNS reachability and isolation, published and internal ports, persistence probes,
+//! posture allowances). Parsing is pure; unknown keys and references to services that the compose
+//! file does not define are errors that name the line.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::compose::file::ComposeFile;
+use crate::error::{HarnessError, Result};
+
+/// A validated spec.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub path: PathBuf,
+    /// Compose files named by the spec, resolved against the spec's directory.
+    pub compose: Vec<PathBuf>,
+    pub services: BTreeMap<String, ServiceSpec>,
+    pub dns: DnsSpec,
+    pub transitive: Vec<Transitive>,
+    pub persistence: Option<Persistence>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ServiceSpec {
+    /// Container ports that must be published on the bind address only.
+    pub published: Vec<u16>,
+    /// Container ports peers on a shared network must reach (and others must not).
+    pub internal: Vec<u16>,
+    pub health: Vec<HealthProbe>,
+    /// Posture settings, interpreted by the posture checks.
+    pub posture: Option<toml::Table>,
+}
+
+/// One HTTP health expectation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthProbe {
+    pub path: String,
+    /// Container port of the service reached through its published host port (default: the first
+    /// published port).
+    pub port: Option<u16>,
+    /// Reach the path through this service's published port instead (e.g. `nginx`).
+    pub via: Option<String>,
+    pub status: u16,
+    /// Top-level JSON fields and the string values they must have.
+    pub fields: BTreeMap<String, String>,
+}
+
+/// Name-resolution expectations: `(from, to)` pairs.
+#[derive(Debug, Clone, Default)]
+pub struct DnsSpec {
+    pub resolve: Vec<(String, String)>,
+    pub isolated: Vec<(String, String)>,
+    /// Also check every pair of services against the compose file's networks.
+    pub all_pairs: bool,
+}
+
+/// Stopping `stop` must turn each dependant's health 503 within `within_secs`; starting it again
+/// must bring them back within `recover_within_secs`.
+#[derive(Debug, Clone)]
+pub struct Transitive {
+    pub stop: String,
+    pub dependants: Vec<String>,
+    pub within_secs: u64,
+    pub recover_within_secs: u64,
+}
+
+/// A PostgreSQL persistence probe over the service's published port.
+#[derive(Debug, Clone)]
+pub struct Persistence {
+    pub service: String,
+    pub volume: String,
+    pub port: u16,
+    pub user: String,
+    pub database: String,
+    /// Resolved against the spec's directory.
+    pub password_env_file: PathBuf,
+    pub password_var: String,
+    pub rows: u32,
+}
+
+impl Persistence {
+    /// Reads the password from its env file.
+    pub fn password(&self) -> Result<String> {
+        let text = std::fs::read_to_string(&self.password_env_file).map_err(|e| {
+            HarnessError::Usage(format!("cannot read {}: {e}\n  hint: fix persistence.password.env_file in the spec", self.password_env_file.display()))
+        })?;
+        env_file_value(&text, &self.password_var).ok_or_else(|| {
+            HarnessError::Usage(format!("{} does not set {}\n  hint: fix persistence.password.var in the spec", self.password_env_file.display(), self.password_var))
+        })
+    }
+}
+
+/// The value of `var` in `KEY=VALUE` env-file text (comments and blank lines ignored). Pure.
+pub fn env_file_value(text: &str, var: &str) -> Option<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .find(|(k, _)| k.trim() == var)
+        .map(|(_, v)| v.trim().trim_matches('"').trim_matches('\'').to_string())
+}
+
+// ----- raw serde layer (private) --------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpec {
+    #[serde(default)]
+    compose: Vec<String>,
+    #[serde(default)]
+    services: BTreeMap<Spanned<String>, RawService>,
+    #[serde(default)]
+    dns: RawDns,
+    #[serde(default)]
+    transitive: Vec<RawTransitive>,
+    persistence: Option<RawPersistence>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    #[serde(default)]
+    published: Vec<u16>,
+    #[serde(default)]
+    internal: Vec<u16>,
+    #[serde(default)]
+    health: Vec<RawHealth>,
+    posture: Option<toml::Table>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    path: String,
+    port: Option<u16>,
+    via: Option<Spanned<String>>,
+    #[serde(default = "ok_status")]
+    status: u16,
+    #[serde(default)]
+    fields: BTreeMap<String, String>,
+}
+
+fn ok_status() -> u16 {
+    200
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDns {
+    #[serde(default)]
+    resolve: Vec<[Spanned<String>; 2]>,
+    #[serde(default)]
+    isolated: Vec<[Spanned<String>; 2]>,
+    #[serde(default = "yes")]
+    all_pairs: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTransitive {
+    stop: Spanned<String>,
+    dependants: Vec<Spanned<String>>,
+    #[serde(default = "default_within")]
+    within_secs: u64,
+    #[serde(default = "default_recover")]
+    recover_within_secs: u64,
+}
+
+fn default_within() -> u64 {
+    20
+}
+fn default_recover() -> u64 {
+    90
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPersistence {
+    service: Spanned<String>,
+    volume: String,
+    port: u16,
+    user: String,
+    database: String,
+    password: RawPassword,
+    #[serde(default = "default_rows")]
+    rows: u32,
+}
+
+fn default_rows() -> u32 {
+    500
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPassword {
+    env_file: String,
+    var: String,
+}
+
+// ----- resolution ---------------------------------------------------------------------------
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+fn spec_error(path: &Path, reason: impl Into<String>) -> HarnessError {
+    HarnessError::Usage(format!("invalid spec {}: {}", path.display(), reason.into()))
+}
+
+impl Spec {
+    /// Reads and validates a spec file against the compose files it names (or `compose_override`).
+    pub fn load(path: &Path, compose_override: &[PathBuf]) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| spec_error(path, format!("cannot read it: {e}\n  hint: pass an existing file with --spec")))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let raw = Self::parse_raw(path, &text)?;
+        let compose: Vec<PathBuf> = if compose_override.is_empty() { raw.compose.iter().map(|c| base.join(c)).collect() } else { compose_override.to_vec() };
+        if compose.is_empty() {
+            return Err(spec_error(path, "names no compose file\n  hint: add `compose = [\"path/to/compose.yml\"]` or pass --compose"));
+        }
+        let files = compose.iter().map(|p| ComposeFile::load(p)).collect::<Result<Vec<_>>>()?;
+        let known: Vec<String> = files.iter().flat_map(|f| f.services.keys().cloned()).collect();
+        Self::resolve(path, &text, raw, compose, &known)
+    }
+
+    /// Parses spec text and validates service references against `known` services. Pure.
+    pub fn parse(path: &Path, text: &str, compose: Vec<PathBuf>, known: &[String]) -> Result<Self> {
+        let raw = Self::parse_raw(path, text)?;
+        Self::resolve(path, text, raw, compose, known)
+    }
+
+    fn parse_raw(path: &Path, text: &str) -> Result<RawSpec> {
+        toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| format!("line {}: ", line_of(text, s.start))).unwrap_or_default();
+            spec_error(path, format!("{line}{}", e.message()))
+        })
+    }
+
+    fn resolve(path: &Path, text: &str, raw: RawSpec, compose: Vec<PathBuf>, known: &[String]) -> Result<Self> {
+        let check = |s: &Spanned<String>, what: &str| -> Result<String> {
+            if known.iter().any(|k| k == s.get_ref()) {
+                Ok(s.get_ref().clone())
+            } else {
+                Err(spec_error(
+                    path,
+                    format!(
+                        "line {}: {what} '{}' is not a service of the compose file\n  hint: services are: {}",
+                        line_of(text, s.span().start),
+                        s.get_ref(),
+                        known.join(", ")
+                    ),
+                ))
+            }
+        };
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut services = BTreeMap::new();
+        for (name, svc) in raw.services {
+            let n = check(&name, "service")?;
+            let mut health = Vec::new();
+            for h in svc.health {
+                let via = h.via.as_ref().map(|v| check(v, "health.via")).transpose()?;
+                if !h.path.starts_with('/') {
+                    return Err(spec_error(path, format!("service '{n}': health path '{}' must start with '/'", h.path)));
+                }
+                health.push(HealthProbe { path: h.path, port: h.port, via, status: h.status, fields: h.fields });
+            }
+            services.insert(n, ServiceSpec { published: svc.published, internal: svc.internal, health, posture: svc.posture });
+        }
+        let pairs = |list: &[[Spanned<String>; 2]], what: &str| -> Result<Vec<(String, String)>> {
+            list.iter().map(|[a, b]| Ok((check(a, what)?, check(b, what)?))).collect()
+        };
+        let dns = DnsSpec { resolve: pairs(&raw.dns.resolve, "dns.resolve")?, isolated: pairs(&raw.dns.isolated, "dns.isolated")?, all_pairs: raw.dns.all_pairs };
+        for (a, b) in &dns.resolve {
+            if dns.isolated.contains(&(a.clone(), b.clone())) {
+                return Err(spec_error(path, format!("dns: '{a}' -> '{b}' is listed both in resolve and in isolated")));
+            }
+        }
+        let transitive = raw
+            .transitive
+            .iter()
+            .map(|t| {
+                Ok(Transitive {
+                    stop: check(&t.stop, "transitive.stop")?,
+                    dependants: t.dependants.iter().map(|d| check(d, "transitive.dependants")).collect::<Result<_>>()?,
+                    within_secs: t.within_secs,
+                    recover_within_secs: t.recover_within_secs,
+                })
+            })
+            .collect::<Result<_>>()?;
+        let persistence = raw
+            .persistence
+            .map(|p| -> Result<Persistence> {
+                Ok(Persistence {
+                    service: check(&p.service, "persistence.service")?,
+                    volume: p.volume,
+                    port: p.port,
+                    user: p.user,
+                    database: p.database,
+                    password_env_file: base.join(p.password.env_file),
+                    password_var: p.password.var,
+                    rows: p.rows,
+                })
+            })
+            .transpose()?;
+        Ok(Spec { path: path.to_path_buf(), compose, services, dns, transitive, persistence })
+    }
+}
+
+/// The bundled spec for the Phoenix Hydra stack.
+pub fn bundled_spec_file() -> PathBuf {
+    crate::stack::workspace_root().join("fixtures/phoenix.spec.toml")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    const KNOWN: &[&str] = &["db", "nginx", "api"];
+
+    fn parse(text: &str) -> Result<Spec> {
+        let known: Vec<String> = KNOWN.iter().map(|s| s.to_string()).collect();
+        Spec::parse(Path::new("/s/spec.toml"), text, vec!["/s/c.yml".into()], &known)
+    }
+
+    const GOOD: &str = r#"
+compose = ["c.yml"]
+[services.api]
+published = [8000]
+internal = [8000]
+health = [{ path = "/health", fields = { status = "ok" } }, { path = "/api/health", via = "nginx", status = 200 }]
+[services.db]
+published = [5432]
+[dns]
+resolve = [["api", "db"]]
+isolated = [["nginx", "db"]]
+[[transitive]]
+stop = "db"
+dependants = ["api"]
+[persistence]
+service = "db"
+volume = "db_data"
+port = 5432
+user = "u"
+database = "d"
+password = { env_file = "x.env", var = "PW" }
+"#;
+
+    #[test]
+    fn parses_a_full_spec() {
+        let s = parse(GOOD).unwrap();
+        assert_eq!(s.services["api"].health.len(), 2);
+        assert_eq!(s.services["api"].health[0].status, 200);
+        assert_eq!(s.services["api"].health[1].via.as_deref(), Some("nginx"));
+        assert_eq!(s.dns.isolated, [("nginx".to_string(), "db".to_string())]);
+        assert!(s.dns.all_pairs);
+        assert_eq!(s.transitive[0].within_secs, 20);
+        let p = s.persistence.unwrap();
+        assert_eq!(p.password_env_file, Path::new("/s/x.env"));
+        assert_eq!(p.rows, 500);
+    }
+
+    #[rstest]
+    #[case::unknown_key("[services.api]\npublishd = [1]\n", "line 2", "unknown field `publishd`")]
+    #[case::unknown_service("[services.web]\npublished = [1]\n", "line 1", "service 'web' is not a service")]
+    #[case::unknown_dns_peer("[dns]\nresolve = [[\"api\", \"cache\"]]\n", "line 2", "'cache' is not a service")]
+    #[case::unknown_via("[services.api]\nhealth = [{ path = \"/h\", via = \"proxy\" }]\n", "line 2", "health.via 'proxy'")]
+    #[case::unknown_top("colour = 1\n", "line 1", "unknown field `colour`")]
+    #[case::relative_path("[services.api]\nhealth = [{ path = \"h\" }]\n", "", "must start with '/'")]
+    #[case::contradiction("[dns]\nresolve = [[\"api\",\"db\"]]\nisolated = [[\"api\",\"db\"]]\n", "", "both in resolve and in isolated")]
+    fn bad_specs_name_the_line_and_the_cause(#[case] text: &str, #[case] line: &str, #[case] cause: &str) {
+        let err = parse(text).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("/s/spec.toml") && msg.contains(line) && msg.contains(cause), "{msg}");
+        assert_eq!(err.exit_code(), crate::error::exit::USAGE);
+    }
+
+    #[rstest]
+    #[case("PW=secret\n", Some("secret"))]
+    #[case("# c\nPW = \"quoted\"\n", Some("quoted"))]
+    #[case("OTHER=1\n", None)]
+    fn env_file_values(#[case] text: &str, #[case] expected: Option<&str>) {
+        assert_eq!(env_file_value(text, "PW").as_deref(), expected);
+    }
+
+    #[test]
+    fn the_bundled_spec_is_valid_against_the_bundled_compose_file() {
+        let spec = Spec::load(&bundled_spec_file(), &[]).unwrap();
+        assert!(spec.services.len() >= 7, "{:?}", spec.services.keys());
+        assert!(spec.dns.isolated.contains(&("nginx".into(), "db".into())));
+        assert!(spec.persistence.is_some());
+    }
+}

@@ -1,0 +1,143 @@
+//! `cargo test --test migration`: every check of the spec as its own trial
+//! `<runtime>::<area>::<check>`, each runtime's stack brought up once, checks run in a safe order,
+//! teardown always. Filters, `--skip`, `--exact` and `--list` work as in libtest. Reports: JUnit
+//! at `target/hydra/junit/migration.xml` (`HYDRA_JUNIT`), parity report in `target/hydra/`
+//! (`HYDRA_REPORT_DIR`). Spec: `HYDRA_SPEC` (default `fixtures/phoenix.spec.toml`), extra compose
+//! overlays: `HYDRA_COMPOSE` (colon-separated, replaces the spec's list).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use hydra::outcome::{CheckOutcome, RunSummary, Verdict};
+use hydra::report;
+use hydra::runtime::RuntimeKind;
+use hydra::spec::Spec;
+use hydra::stack::StackOptions;
+use hydra::validate::{self, Availability, Plan, RuntimeRun};
+use libtest_mimic::{Arguments, Failed, Trial};
+
+type Session = Arc<OnceLock<RuntimeRun>>;
+
+fn main() {
+    let args = Arguments::from_args();
+    if let Err(e) = ctrlc::set_handler(hydra::runtime::exec::cancel) {
+        eprintln!("warning: no Ctrl-C handler: {e}");
+    }
+    let spec_path = std::env::var_os("HYDRA_SPEC").map(PathBuf::from).unwrap_or_else(hydra::spec::bundled_spec_file);
+    let compose: Vec<PathBuf> = std::env::var("HYDRA_COMPOSE").ok().map(|v| v.split(':').filter(|s| !s.is_empty()).map(PathBuf::from).collect()).unwrap_or_default();
+    let plan = match Spec::load(&spec_path, &compose).and_then(Plan::new) {
+        Ok(p) => Arc::new(p),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(hydra::error::exit::USAGE);
+        }
+    };
+    let runtimes = if args.list {
+        RuntimeKind::ALL.iter().map(|k| (*k, Availability::Use)).collect()
+    } else {
+        match validate::availability(&[], &[]) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(hydra::error::exit::USAGE);
+            }
+        }
+    };
+    let filters: Vec<String> = args.filter.iter().cloned().collect();
+    let selected = validate::selection(&filters, &args.skip, args.exact);
+    let sessions: Arc<Mutex<BTreeMap<RuntimeKind, Session>>> = Default::default();
+    let mut trials = Vec::new();
+    for (kind, availability) in &runtimes {
+        let kind = *kind;
+        let session: Session = Arc::new(OnceLock::new());
+        sessions.lock().unwrap().insert(kind, session.clone());
+        for id in plan.ids() {
+            let name = id.trial_name(kind);
+            let trial = match availability {
+                Availability::Use => {
+                    let (plan, session, selected, id) = (plan.clone(), session.clone(), selected.clone(), id.clone());
+                    Trial::test(name, move || {
+                        let run = session.get_or_init(|| {
+                            let keep = |c: &hydra::checks::CheckId| selected(&c.trial_name(kind));
+                            validate::run(kind, &plan, &StackOptions::new(kind), &keep, &mut |e| {
+                                if let hydra::stack::Event::Phase(p) = e {
+                                    eprintln!("{kind}: {p}");
+                                }
+                            })
+                        });
+                        verdict_of(run, &id)
+                    })
+                }
+                Availability::Skip(reason) => {
+                    eprintln!("SKIP {name}: {reason}");
+                    Trial::test(name, || Ok(())).with_ignored_flag(true)
+                }
+                Availability::Broken(reason) => {
+                    let reason = reason.clone();
+                    Trial::test(name, move || Err(format!("required runtime unusable: {reason}").into()))
+                }
+            };
+            trials.push(trial);
+        }
+    }
+    let conclusion = libtest_mimic::run(&args, trials);
+    if !args.list {
+        write_reports(&plan, &runtimes, &sessions.lock().unwrap());
+    }
+    conclusion.exit();
+}
+
+fn verdict_of(run: &RuntimeRun, id: &hydra::checks::CheckId) -> Result<(), Failed> {
+    let o = run.outcomes.iter().find(|o| o.area == id.area && o.name == id.name).ok_or_else(|| Failed::from("no outcome recorded for this check"))?;
+    match o.verdict {
+        Verdict::Pass => Ok(()),
+        Verdict::Fail => Err(Failed::from(failure_text(o))),
+        Verdict::Skip | Verdict::NotEnforceable => Err(Failed::from(format!("{:?}: {}", o.verdict, o.message))),
+    }
+}
+
+fn failure_text(o: &CheckOutcome) -> String {
+    match &o.logs {
+        Some(logs) if !logs.trim().is_empty() => format!("{}\n--- recent logs of {} ---\n{}", o.message, o.service.as_deref().unwrap_or("?"), report::sanitize::sanitize(logs)),
+        _ => o.message.clone(),
+    }
+}
+
+fn write_reports(plan: &Plan, runtimes: &[(RuntimeKind, Availability)], sessions: &BTreeMap<RuntimeKind, Session>) {
+    let mut summary = RunSummary::default();
+    for (kind, availability) in runtimes {
+        match (availability, sessions.get(kind).and_then(|s| s.get())) {
+            (_, Some(run)) => {
+                summary.runtimes.push(run.info.clone());
+                summary.outcomes.extend(run.outcomes.iter().cloned());
+                summary.observations.extend(run.observations.iter().cloned());
+            }
+            (Availability::Skip(reason), None) | (Availability::Broken(reason), None) => {
+                let verdict = if matches!(availability, Availability::Skip(_)) { Verdict::Skip } else { Verdict::Fail };
+                summary.outcomes.push(CheckOutcome {
+                    runtime: *kind,
+                    area: "lifecycle".into(),
+                    name: "runtime_available".into(),
+                    verdict,
+                    message: reason.clone(),
+                    service: None,
+                    logs: None,
+                    seconds: 0.0,
+                });
+            }
+            (Availability::Use, None) => {}
+        }
+    }
+    if summary.outcomes.is_empty() {
+        return;
+    }
+    let junit = std::env::var_os("HYDRA_JUNIT").map(PathBuf::from).unwrap_or_else(|| hydra::stack::workspace_root().join(report::junit::DEFAULT_JUNIT_PATH));
+    let dir = std::env::var_os("HYDRA_REPORT_DIR").map(PathBuf::from).unwrap_or_else(|| hydra::stack::workspace_root().join(report::parity::DEFAULT_REPORT_DIR));
+    let redactor = plan.spec.persistence.as_ref().and_then(|p| report::redact::Redactor::from_env_files([p.password_env_file.as_path()]).ok());
+    match report::write_all(&summary, &junit, &dir, redactor.as_ref()) {
+        Ok(w) => eprintln!("reports: {}, {}, {}", w.junit.display(), w.parity_md.display(), w.parity_json.display()),
+        Err(e) => eprintln!("error: writing reports failed: {e}"),
+    }
+    eprint!("{}", report::terminal::render(&summary, redactor.as_ref()));
+}
