@@ -38,6 +38,12 @@ if ! "$VENV/bin/podman-compose" --version 2>/dev/null | grep -q "podman-compose 
   "$VENV/bin/pip" install -q "podman-compose==$PODMAN_COMPOSE_VERSION" >"$LOG_DIR/pip.log" 2>&1 || die "pip install failed (see $LOG_DIR/pip.log)"
 fi
 ln -sf "$VENV/bin/podman-compose" /usr/local/bin/podman-compose
+# junitparser: a real JUnit consumer, used to check the suite's report.
+if ! /opt/hydra/junit-venv/bin/python -c 'import junitparser' 2>/dev/null; then
+  say "installing junitparser in /opt/hydra/junit-venv (checks the JUnit report)"
+  rm -rf /opt/hydra/junit-venv && /usr/bin/python3 -m venv /opt/hydra/junit-venv
+  /opt/hydra/junit-venv/bin/pip install -q junitparser >>"$LOG_DIR/pip.log" 2>&1 || die "pip install junitparser failed (see $LOG_DIR/pip.log)"
+fi
 
 # --- dockerd ----------------------------------------------------------------------------------
 if ! docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then

@@ -13,6 +13,7 @@ pub mod gc;
 pub mod images;
 pub mod labels;
 pub mod outcome;
+pub mod posture;
 pub mod readiness;
 pub mod report;
 pub mod runtime;

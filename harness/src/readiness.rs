@@ -17,6 +17,8 @@ pub const SERVICE_LABEL: &str = "com.docker.compose.service";
 
 /// How long a service's container may stay exited before the wait gives up early.
 const EXITED_GRACE: Duration = Duration::from_secs(15);
+/// Restarts during the wait after which a service counts as crash-looping.
+const RESTART_LOOP: u64 = 3;
 
 /// When one service became ready, counted from the start of `up`.
 #[derive(Debug, Clone, Serialize)]
@@ -103,6 +105,9 @@ pub fn wait(
                         state = ServiceState::Ready;
                     }
                 }
+            }
+            if c.restart_count >= RESTART_LOOP {
+                return Err(stuck(runtime, project, &[(svc.as_str(), c, &state)], wait_start.elapsed(), &format!("restarted {} times (crash loop)", c.restart_count)));
             }
             if let ServiceState::Exited(_) = state {
                 let since = *exited_since.entry(svc.clone()).or_insert_with(Instant::now);

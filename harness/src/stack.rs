@@ -102,7 +102,13 @@ impl ComposeSet {
         if paths.is_empty() {
             return Err(HarnessError::Usage("no compose file given\n  hint: pass --compose FILE".into()));
         }
-        Ok(Self { files: paths.iter().map(|p| ComposeFile::load(p)).collect::<Result<_>>()? })
+        let set = Self { files: paths.iter().map(|p| ComposeFile::load(p)).collect::<Result<_>>()? };
+        // Overlays may name only what they change; the merged result must still be runnable.
+        if let Some((name, _)) = set.merged().services.iter().find(|(_, s)| s.image.is_none() && s.build.is_none()) {
+            let path = set.files.iter().rev().find(|f| f.services.contains_key(name)).map(|f| f.path.clone()).unwrap_or_default();
+            return Err(HarnessError::Compose { path, reason: format!("service '{name}' has neither image nor build") });
+        }
+        Ok(set)
     }
 
     /// A single file equivalent for planning: later files' services, networks and volumes win.
@@ -117,9 +123,10 @@ impl ComposeSet {
                 if svc.build.is_some() {
                     entry.build = svc.build.clone();
                 }
-                if !svc.networks.is_empty() {
+                if svc.declares_networks || entry.networks.is_empty() {
                     entry.networks = svc.networks.clone();
                     entry.uses_default_network = svc.uses_default_network;
+                    entry.declares_networks |= svc.declares_networks;
                 }
                 entry.port_vars.extend(svc.port_vars.iter().cloned());
                 entry.bind_vars.extend(svc.bind_vars.iter().cloned());
@@ -425,7 +432,10 @@ pub fn teardown(runtime: &Runtime, provider: &Provider, record: &RunRecord) -> R
 
 /// Environment for compose: bind variables get the bind address, port variables a free port on
 /// it unless the caller set them. Returns the env and the chosen ports.
-fn publish_env(file: &ComposeFile, bind_ip: IpAddr) -> Result<(Vec<(String, String)>, BTreeMap<String, u16>)> {
+/// Compose environment and the host port chosen for each port variable.
+type PublishEnv = (Vec<(String, String)>, BTreeMap<String, u16>);
+
+fn publish_env(file: &ComposeFile, bind_ip: IpAddr) -> Result<PublishEnv> {
     let mut env = Vec::new();
     let mut ports = BTreeMap::new();
     for var in file.bind_vars() {
@@ -509,6 +519,25 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlays_keep_base_networks_unless_they_name_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("base.yml");
+        let ports = dir.path().join("ports.yml");
+        let nets = dir.path().join("nets.yml");
+        std::fs::write(&base, "services:\n  web: {image: x, networks: [front]}\n").unwrap();
+        std::fs::write(&ports, "services:\n  web: {ports: ['0.0.0.0::80']}\n").unwrap();
+        std::fs::write(&nets, "services:\n  web: {networks: [front, back]}\n").unwrap();
+        let keep = ComposeSet::load(&[base.clone(), ports]).unwrap().merged();
+        assert_eq!(keep.services["web"].networks.keys().collect::<Vec<_>>(), ["front"]);
+        let moved = ComposeSet::load(&[base, nets]).unwrap().merged();
+        assert_eq!(moved.services["web"].networks.keys().collect::<Vec<_>>(), ["back", "front"]);
+        let partial = dir.path().join("partial.yml");
+        std::fs::write(&partial, "services:\n  api: {ports: ['1:1']}\n").unwrap();
+        let err = ComposeSet::load(&[partial]).unwrap_err().to_string();
+        assert!(err.contains("service 'api' has neither image nor build"), "{err}");
+    }
 
     #[test]
     fn project_names_are_valid_and_name_the_runtime() {

@@ -94,7 +94,7 @@ impl RunRecord {
             .filter_map(|e| e.ok())
             .filter_map(|e| Self::load(&e.file_name().to_string_lossy()))
             .collect();
-        out.sort_by(|a, b| b.created_unix.cmp(&a.created_unix));
+        out.sort_by_key(|r| std::cmp::Reverse(r.created_unix));
         out
     }
 

@@ -21,8 +21,9 @@ pub struct Plan {
     pub ports: Vec<checks::ports::PortCheck>,
     pub endpoints: Vec<checks::health::EndpointCheck>,
     pub engine_health: Vec<CheckId>,
-    pub transitive: Vec<(CheckId, CheckId, String, crate::spec::Transitive)>,
+    pub transitive: Vec<checks::health::TransitivePlan>,
     pub persistence: Vec<CheckId>,
+    pub posture: Vec<CheckId>,
 }
 
 pub fn up_id() -> CheckId {
@@ -42,6 +43,10 @@ impl Plan {
             dns: checks::dns::plan(&spec, &compose),
             ports: checks::ports::plan(&spec, &compose),
             persistence: checks::persistence::plan(&spec.persistence),
+            posture: services
+                .iter()
+                .flat_map(|s| crate::posture::CheckId::ALL.iter().map(move |c| CheckId::new("posture", format!("{s}::{}", c.name()))))
+                .collect(),
             endpoints,
             engine_health,
             transitive,
@@ -57,9 +62,10 @@ impl Plan {
         ids.extend(self.ports.iter().map(|c| c.id().clone()));
         ids.extend(self.endpoints.iter().map(|c| c.id.clone()));
         ids.extend(self.engine_health.iter().cloned());
-        for (fail, recover, _, _) in &self.transitive {
-            ids.push(fail.clone());
-            ids.push(recover.clone());
+        ids.extend(self.posture.iter().cloned());
+        for t in &self.transitive {
+            ids.push(t.fails.clone());
+            ids.push(t.recovers.clone());
         }
         ids.extend(self.persistence.iter().cloned());
         ids.push(down_id());
@@ -119,6 +125,18 @@ pub fn run(kind: RuntimeKind, plan: &Plan, opts: &StackOptions, selected: &dyn F
     on_event(&Event::Phase("checks: health".into()));
     checks::health::run_endpoints(&stack, &plan.spec, &plan.endpoints, selected, &mut rec);
     checks::health::run_engine(&stack, &plan.engine_health, selected, &mut rec);
+    if plan.posture.iter().any(selected) {
+        on_event(&Event::Phase("checks: posture".into()));
+        let t = Instant::now();
+        match crate::posture::evaluate(&stack, &plan.spec.posture_config()) {
+            Ok(outcomes) => rec.outcomes.extend(outcomes.into_iter().filter(|o| selected(&CheckId::new("posture", o.name.clone())))),
+            Err(e) => {
+                for id in plan.posture.iter().filter(|i| selected(i)) {
+                    rec.push(id, None, Verdict::Fail, format!("posture evaluation failed: {e}"), t.elapsed().as_secs_f64());
+                }
+            }
+        }
+    }
     on_event(&Event::Phase("checks: transitive health".into()));
     checks::health::run_transitive(&stack, &plan.spec, &plan.transitive, selected, &mut rec);
     on_event(&Event::Phase("checks: persistence".into()));
@@ -243,7 +261,7 @@ mod tests {
         let spec = Spec::load(&crate::spec::bundled_spec_file(), &[]).unwrap();
         let plan = Plan::new(spec).unwrap();
         let ids = plan.ids();
-        for area in ["lifecycle", "dns", "ports", "health", "persistence"] {
+        for area in ["lifecycle", "dns", "ports", "health", "persistence", "posture"] {
             assert!(ids.iter().any(|i| i.area == area), "no {area} checks");
         }
         let names: BTreeSet<String> = ids.iter().map(|i| i.trial_name(RuntimeKind::Docker)).collect();

@@ -103,10 +103,28 @@ fn validate_fails_with_code_3_when_a_required_runtime_is_missing() {
     harness()
         .args(["validate", "--runtime", "docker", "--report"])
         .arg(report.path())
+        .arg("--junit")
+        .arg(report.path().join("junit.xml"))
         .env("PATH", "/nonexistent")
         .assert()
         .code(3)
-        .stderr(predicate::str::contains("FAIL docker: required but not usable"));
-    let json = std::fs::read_to_string(report.path().join("lifecycle.json")).unwrap();
-    assert!(json.contains("\"status\": \"fail\""), "{json}");
+        .stderr(predicate::str::contains("FAIL docker: installed: `docker` not found on PATH"));
+    let json = std::fs::read_to_string(report.path().join("parity.json")).unwrap();
+    assert!(json.contains("runtime_available") && json.contains("not found on PATH"), "{json}");
+    assert!(std::fs::read_to_string(report.path().join("junit.xml")).unwrap().contains("<failure"));
+}
+
+#[test]
+fn validate_rejects_a_bad_spec_with_code_2_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.toml");
+    std::fs::write(&spec, "[services.web]\npublished = [80]\n").unwrap();
+    harness()
+        .args(["validate", "--spec"])
+        .arg(&spec)
+        .arg("--compose")
+        .arg(hydra::stack::bundled_compose_file())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("line 1: service 'web' is not a service of the compose file"));
 }

@@ -21,7 +21,7 @@ fn main() {
     let args = Arguments::from_args();
     let mut trials = Vec::new();
     for (kind, availability) in common::runtimes() {
-        let checks: [(&str, fn(RuntimeKind) -> Result<(), Failed>); 3] = [
+        let checks: [(&str, Check); 3] = [
             ("up_healthy_down_leaves_nothing", up_healthy_down_leaves_nothing),
             ("sigint_during_readiness_leaves_nothing", sigint_during_readiness_leaves_nothing),
             ("gc_sweeps_killed_run_only", gc_sweeps_killed_run_only),
@@ -44,6 +44,9 @@ fn main() {
     }
     libtest_mimic::run(&args, trials).exit();
 }
+
+/// One lifecycle check, run under a runtime.
+type Check = fn(RuntimeKind) -> Result<(), Failed>;
 
 fn up_healthy_down_leaves_nothing(kind: RuntimeKind) -> Result<(), Failed> {
     let (stack, report) = Stack::up(&StackOptions::new(kind), &mut |_| {}).map_err(|e| format!("{e}"))?;
@@ -162,7 +165,7 @@ struct Unrelated {
 
 impl Drop for Unrelated {
     fn drop(&mut self) {
-        let _ = self.rt.remove(hydra::runtime::ObjectKind::Container, &[self.id.clone()]);
+        let _ = self.rt.remove(hydra::runtime::ObjectKind::Container, std::slice::from_ref(&self.id));
     }
 }
 

@@ -95,6 +95,10 @@ class App:
         """200 only when every check passes. Checks run in parallel, each in its own daemon thread,
         and the answer never waits longer than HEALTH_DEADLINE: a check stuck in DNS or connect
         counts as failed instead of hanging the probe (and stuck threads cannot starve a pool)."""
+        # Fault injection for the harness's negative fixtures: answer a fixed status instead.
+        fault = os.environ.get("PHOENIX_HEALTH_FAULT_STATUS", "")
+        if fault.isdigit():
+            return int(fault), {"status": "fault", "service": self.service, "checks": {}}
         deadline = time.monotonic() + HEALTH_DEADLINE
         outcomes = {}
 

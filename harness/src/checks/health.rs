@@ -24,8 +24,20 @@ pub struct EndpointCheck {
     pub probe: HealthProbe,
 }
 
+/// One dependant of a transitive rule: its "fails when stopped" and "recovers" checks.
+#[derive(Debug, Clone)]
+pub struct TransitivePlan {
+    pub fails: CheckId,
+    pub recovers: CheckId,
+    pub dependant: String,
+    pub rule: Transitive,
+}
+
+/// What `plan` returns: endpoint probes, engine-health checks, transitive checks.
+pub type HealthPlan = (Vec<EndpointCheck>, Vec<CheckId>, Vec<TransitivePlan>);
+
 /// Plans endpoint, engine-health and transitive checks. Pure.
-pub fn plan(spec: &Spec, services: &[String]) -> (Vec<EndpointCheck>, Vec<CheckId>, Vec<(CheckId, CheckId, String, Transitive)>) {
+pub fn plan(spec: &Spec, services: &[String]) -> HealthPlan {
     let mut endpoints = Vec::new();
     for (svc, s) in &spec.services {
         for p in &s.health {
@@ -37,7 +49,12 @@ pub fn plan(spec: &Spec, services: &[String]) -> (Vec<EndpointCheck>, Vec<CheckI
     let mut transitive = Vec::new();
     for t in &spec.transitive {
         for d in &t.dependants {
-            transitive.push((CheckId::new("health", format!("stopping_{}_fails_{d}", t.stop)), CheckId::new("health", format!("starting_{}_recovers_{d}", t.stop)), d.clone(), t.clone()));
+            transitive.push(TransitivePlan {
+                fails: CheckId::new("health", format!("stopping_{}_fails_{d}", t.stop)),
+                recovers: CheckId::new("health", format!("starting_{}_recovers_{d}", t.stop)),
+                dependant: d.clone(),
+                rule: t.clone(),
+            });
         }
     }
     (endpoints, engine, transitive)
@@ -153,13 +170,13 @@ fn dependant_healthy(stack: &Stack, spec: &Spec, client: &reqwest::blocking::Cli
 }
 
 /// Stops each transitive dependency, watches dependants fail, starts it and watches them recover.
-pub fn run_transitive(stack: &Stack, spec: &Spec, plans: &[(CheckId, CheckId, String, Transitive)], selected: &dyn Fn(&CheckId) -> bool, rec: &mut Recorder) {
+pub fn run_transitive(stack: &Stack, spec: &Spec, plans: &[TransitivePlan], selected: &dyn Fn(&CheckId) -> bool, rec: &mut Recorder) {
     let client = http_client();
-    let mut by_stop: Vec<(&Transitive, Vec<&(CheckId, CheckId, String, Transitive)>)> = Vec::new();
-    for p in plans.iter().filter(|p| selected(&p.0) || selected(&p.1)) {
-        match by_stop.iter_mut().find(|(t, _)| t.stop == p.3.stop) {
+    let mut by_stop: Vec<(&Transitive, Vec<&TransitivePlan>)> = Vec::new();
+    for p in plans.iter().filter(|p| selected(&p.fails) || selected(&p.recovers)) {
+        match by_stop.iter_mut().find(|(t, _)| t.stop == p.rule.stop) {
             Some((_, v)) => v.push(p),
-            None => by_stop.push((&p.3, vec![p])),
+            None => by_stop.push((&p.rule, vec![p])),
         }
     }
     for (t, items) in by_stop {
@@ -168,14 +185,14 @@ pub fn run_transitive(stack: &Stack, spec: &Spec, plans: &[(CheckId, CheckId, St
         // The tool's exit code is not trusted: the engine must show the container stopped.
         let really_stopped = stack.containers().ok().and_then(|c| c.get(&t.stop).map(|c| !c.state.running)).unwrap_or(false);
         if !really_stopped {
-            for (fail_id, rec_id, d, _) in &items {
+            for TransitivePlan { fails: fail_id, recovers: rec_id, dependant: d, .. } in items.iter().copied() {
                 let why = format!("could not stop {} (compose stop: {:?}); {d} not tested", t.stop, stop.as_ref().map(|o| o.status));
                 rec.push(fail_id, Some(d), Verdict::Fail, why.clone(), 0.0);
                 rec.push(rec_id, Some(d), Verdict::Fail, why, 0.0);
             }
             continue;
         }
-        let mut pending: Vec<&String> = items.iter().map(|i| &i.2).collect();
+        let mut pending: Vec<&String> = items.iter().map(|i| &i.dependant).collect();
         let mut failed_after: Vec<(String, f64)> = Vec::new();
         let deadline = Duration::from_secs(t.within_secs);
         while !pending.is_empty() && stopped_at.elapsed() < deadline {
@@ -188,7 +205,7 @@ pub fn run_transitive(stack: &Stack, spec: &Spec, plans: &[(CheckId, CheckId, St
             });
             std::thread::sleep(Duration::from_millis(300));
         }
-        for (fail_id, _, d, _) in &items {
+        for TransitivePlan { fails: fail_id, dependant: d, .. } in items.iter().copied() {
             match failed_after.iter().find(|(s, _)| s == d) {
                 Some((_, secs)) => rec.push(fail_id, Some(d), Verdict::Pass, format!("{d} turned unhealthy {secs:.1}s after {} stopped", t.stop), *secs),
                 None => rec.push(fail_id, Some(d), Verdict::Fail, format!("{d} still reports healthy {}s after {} stopped: its health is not transitive", t.within_secs, t.stop), t.within_secs as f64),
@@ -196,7 +213,7 @@ pub fn run_transitive(stack: &Stack, spec: &Spec, plans: &[(CheckId, CheckId, St
         }
         let started_at = Instant::now();
         let _ = stack.compose_run(&Action::Start { service: t.stop.clone() });
-        let mut pending: Vec<&String> = items.iter().map(|i| &i.2).collect();
+        let mut pending: Vec<&String> = items.iter().map(|i| &i.dependant).collect();
         let mut recovered: Vec<(String, f64)> = Vec::new();
         let deadline = Duration::from_secs(t.recover_within_secs);
         while !pending.is_empty() && started_at.elapsed() < deadline {
@@ -210,7 +227,7 @@ pub fn run_transitive(stack: &Stack, spec: &Spec, plans: &[(CheckId, CheckId, St
             });
             std::thread::sleep(Duration::from_millis(500));
         }
-        for (_, rec_id, d, _) in &items {
+        for TransitivePlan { recovers: rec_id, dependant: d, .. } in items.iter().copied() {
             match recovered.iter().find(|(s, _)| s == d) {
                 Some((_, secs)) => rec.push(rec_id, Some(d), Verdict::Pass, format!("{d} healthy again {secs:.1}s after {} started", t.stop), *secs),
                 None => rec.push(rec_id, Some(d), Verdict::Fail, format!("{d} not healthy {}s after {} started again", t.recover_within_secs, t.stop), t.recover_within_secs as f64),

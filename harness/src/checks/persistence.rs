@@ -170,6 +170,7 @@ fn kill_during_commits(db: &Db<'_>) -> Result<String, String> {
     let stack = db.stack;
     let service = &db.spec.service;
     let client = db.connect(Duration::from_secs(60))?;
+    db.rt.block_on(client.batch_execute("CREATE TABLE IF NOT EXISTS hydra_acks (id bigint PRIMARY KEY); TRUNCATE hydra_acks;")).map_err(|e| format!("{service}: preparing the commit stream: {e}"))?;
     let id = stack.containers().map_err(|e| e.to_string())?.get(service).map(|c| c.id.clone()).ok_or("no db container")?;
     let (acked, write_error) = db.rt.block_on(async {
         let writer = async {
@@ -191,23 +192,23 @@ fn kill_during_commits(db: &Db<'_>) -> Result<String, String> {
         let kill_ok = matches!(kill, Ok(Ok(ref o)) if o.success());
         (acked, if kill_ok { err } else { Some(format!("kill failed: {kill:?}")) })
     });
-    let write_error = write_error.ok_or("the writer never saw the db die: kill -9 had no effect")?;
+    let write_error = write_error.ok_or_else(|| format!("{service}: the writer never saw the db die: kill -9 had no effect"))?;
     if write_error.starts_with("kill failed") {
-        return Err(write_error);
+        return Err(format!("{service}: {write_error}"));
     }
     if acked.is_empty() {
-        return Err("no commit was acknowledged before the kill: the check proves nothing".into());
+        return Err(format!("{service}: no commit was acknowledged before the kill ({write_error}): the check proves nothing"));
     }
     // The restart policy may already have restarted it; `start` makes sure either way.
     let _ = stack.compose_run(&Action::Start { service: service.clone() });
     stack.wait_ready(READY_TIMEOUT).map_err(|e| format!("{service} did not come back after kill -9: {e}"))?;
     let c = db.connect(Duration::from_secs(60))?;
     let max = *acked.last().expect("non-empty");
-    let present: i64 = db
-        .rt
-        .block_on(c.query_one("SELECT count(*) FROM hydra_acks WHERE id <= $1", &[&max]))
-        .map_err(|e| format!("counting rows after restart: {e}"))?
-        .get(0);
+    let present: i64 = match db.rt.block_on(c.query_one("SELECT count(*) FROM hydra_acks WHERE id <= $1", &[&max])) {
+        Ok(row) => row.get(0),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => 0,
+        Err(e) => return Err(format!("{service}: counting acknowledged rows after restart: {e}")),
+    };
     if present == acked.len() as i64 {
         Ok(format!("all {} acknowledged commits survived kill -9 (writer stopped with: {})", acked.len(), write_error.lines().next().unwrap_or("")))
     } else {

@@ -88,7 +88,7 @@ enum Command {
         #[arg(long = "runtime", value_name = "R")]
         runtimes: Vec<RuntimeKind>,
     },
-    /// Bring the stack up under each runtime, check every service is healthy, tear down, verify nothing is left.
+    /// Validate a stack under each runtime: lifecycle, DNS, ports, health, persistence, posture.
     Validate {
         /// Runtimes to use (default: HYDRA_RUNTIMES, else every runtime doctor finds usable).
         #[arg(long = "runtime", value_name = "R")]
@@ -96,11 +96,27 @@ enum Command {
         /// Runtimes whose absence is a failure (default: HYDRA_REQUIRE).
         #[arg(long = "require", value_name = "R")]
         require: Vec<RuntimeKind>,
-        #[command(flatten)]
-        stack: StackArgs,
-        /// Directory for the JSON report.
-        #[arg(long, default_value = "target/hydra")]
+        /// Compose file(s), in -f order (default: the spec's list).
+        #[arg(long = "compose", value_name = "FILE")]
+        compose: Vec<PathBuf>,
+        /// The spec of what must hold (default: fixtures/phoenix.spec.toml).
+        #[arg(long, value_name = "FILE")]
+        spec: Option<PathBuf>,
+        /// Only checks whose `<runtime>::<area>::<check>` name contains this text.
+        #[arg(long, value_name = "TEXT")]
+        filter: Vec<String>,
+        /// JUnit XML output.
+        #[arg(long, value_name = "PATH", default_value = "target/hydra/junit/migration.xml")]
+        junit: PathBuf,
+        /// Directory for parity.md and parity.json.
+        #[arg(long, value_name = "DIR", default_value = "target/hydra")]
         report: PathBuf,
+        /// Loopback address published ports bind to.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind_ip: IpAddr,
+        /// Seconds each stack may take to become healthy.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
     },
 }
 
@@ -124,7 +140,10 @@ pub fn main() -> i32 {
         Command::Up { runtime, stack } => cmd_up(runtime, &stack),
         Command::Down { runtime, run } => cmd_down(runtime, run),
         Command::Gc { all, runtimes } => cmd_gc(all, &runtimes),
-        Command::Validate { runtimes, require, stack, report } => cmd_validate(runtimes, require, &stack, &report),
+        Command::Validate { runtimes, require, compose, spec, filter, junit, report, bind_ip, timeout } => {
+            let args = ValidateArgs { runtimes, require, compose, spec, filter, junit, report, stack: StackArgs { compose: Vec::new(), bind_ip, timeout } };
+            cmd_validate(&args)
+        }
     };
     match result {
         Ok(code) => code,
@@ -151,13 +170,6 @@ fn all_or(runtimes: &[RuntimeKind]) -> Vec<RuntimeKind> {
         RuntimeKind::ALL.to_vec()
     } else {
         runtimes.to_vec()
-    }
-}
-
-fn env_list(var: &str) -> Result<Vec<RuntimeKind>, HarnessError> {
-    match std::env::var(var) {
-        Ok(v) => runtime::parse_list(&v).map_err(|e| HarnessError::Usage(format!("{var}: {e}"))),
-        Err(_) => Ok(Vec::new()),
     }
 }
 
@@ -259,45 +271,71 @@ fn cmd_gc(all: bool, runtimes: &[RuntimeKind]) -> Result<i32, HarnessError> {
     Ok(exit::OK)
 }
 
-fn cmd_validate(runtimes: Vec<RuntimeKind>, require: Vec<RuntimeKind>, args: &StackArgs, report_dir: &std::path::Path) -> Result<i32, HarnessError> {
-    let require = if require.is_empty() { env_list("HYDRA_REQUIRE")? } else { require };
-    let explicit = if runtimes.is_empty() { env_list("HYDRA_RUNTIMES")? } else { runtimes };
-    let candidates = if explicit.is_empty() { RuntimeKind::ALL.to_vec() } else { explicit.clone() };
-    let mut code = exit::OK;
-    let mut outcomes = Vec::new();
-    for kind in candidates {
-        let diagnosis = doctor::diagnose(kind);
-        if !diagnosis.usable() {
-            let reason = diagnosis.reason().unwrap_or_default();
-            if require.contains(&kind) || explicit.contains(&kind) {
-                eprintln!("FAIL {kind}: required but not usable: {reason}");
-                code = exit::RUNTIME_UNUSABLE;
-                outcomes.push(output::Outcome::unusable(kind, &reason));
-            } else {
-                eprintln!("SKIP {kind}: not usable here: {reason}");
-                outcomes.push(output::Outcome::skipped(kind, &reason));
-            }
+struct ValidateArgs {
+    runtimes: Vec<RuntimeKind>,
+    require: Vec<RuntimeKind>,
+    compose: Vec<PathBuf>,
+    spec: Option<PathBuf>,
+    filter: Vec<String>,
+    junit: PathBuf,
+    report: PathBuf,
+    stack: StackArgs,
+}
+
+fn cmd_validate(args: &ValidateArgs) -> Result<i32, HarnessError> {
+    use hydra::outcome::{CheckOutcome, RunSummary, Verdict};
+    use hydra::validate::{self, Availability, Plan};
+    let spec_path = args.spec.clone().unwrap_or_else(hydra::spec::bundled_spec_file);
+    let plan = Plan::new(hydra::spec::Spec::load(&spec_path, &args.compose)?)?;
+    let runtimes = validate::availability(&args.runtimes, &args.require)?;
+    let selected = validate::selection(&args.filter, &[], false);
+    let mut summary = RunSummary::default();
+    let mut unusable = false;
+    for (kind, availability) in runtimes {
+        let not_usable = match availability {
+            Availability::Use => None,
+            Availability::Skip(reason) => Some((false, reason)),
+            Availability::Broken(reason) => Some((true, reason)),
+        };
+        if let Some((broken, reason)) = not_usable {
+            eprintln!("{} {kind}: {reason}", if broken { "FAIL" } else { "SKIP" });
+            unusable |= broken;
+            summary.outcomes.push(CheckOutcome {
+                runtime: kind,
+                area: "lifecycle".into(),
+                name: "runtime_available".into(),
+                verdict: if broken { Verdict::Fail } else { Verdict::Skip },
+                message: reason,
+                service: None,
+                logs: None,
+                seconds: 0.0,
+            });
             continue;
         }
-        let outcome = output::validate_one(kind, &args.options(kind));
-        if !outcome.passed() && code == exit::OK {
-            code = outcome.exit_code();
+        let progress = output::Progress::new(kind.name());
+        let run = validate::run(kind, &plan, &args.stack.options(kind), &|id| selected(&id.trial_name(kind)), &mut |e| progress.event(e));
+        progress.finish();
+        summary.runtimes.push(run.info);
+        summary.outcomes.extend(run.outcomes);
+        summary.observations.extend(run.observations);
+        if runtime::exec::is_cancelled() {
+            return Err(HarnessError::Interrupted);
         }
-        if outcome.interrupted() {
-            outcomes.push(outcome);
-            code = exit::INTERRUPTED;
-            break;
-        }
-        outcomes.push(outcome);
     }
-    output::summary(&outcomes);
-    std::fs::create_dir_all(report_dir)?;
-    let path = report_dir.join("lifecycle.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(&outcomes).expect("report serialises"))?;
-    println!("report: {}", path.display());
-    if outcomes.iter().all(|o| o.is_skip()) && code == exit::OK {
+    let redactor = plan.spec.persistence.as_ref().and_then(|p| hydra::report::redact::Redactor::from_env_files([p.password_env_file.as_path()]).ok());
+    let written = hydra::report::write_all(&summary, &args.junit, &args.report, redactor.as_ref())?;
+    print!("{}", hydra::report::terminal::render(&summary, redactor.as_ref()));
+    println!("reports: {}, {}, {}", written.junit.display(), written.parity_md.display(), written.parity_json.display());
+    let failed = summary.outcomes.iter().any(|o| o.verdict == Verdict::Fail && !(o.area == "lifecycle" && o.name == "runtime_available"));
+    let ran = summary.outcomes.iter().any(|o| o.name != "runtime_available");
+    Ok(if failed {
+        exit::FAILED
+    } else if unusable {
+        exit::RUNTIME_UNUSABLE
+    } else if !ran {
         eprintln!("no runtime was usable: nothing was validated\n  hint: run `sudo scripts/setup-host.sh`, then `harness doctor`");
-        code = exit::RUNTIME_UNUSABLE;
-    }
-    Ok(code)
+        exit::RUNTIME_UNUSABLE
+    } else {
+        exit::OK
+    })
 }

@@ -5,13 +5,10 @@ use std::time::Duration;
 
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
 
 use hydra::doctor::{RuntimeReport, Status};
-use hydra::error::exit;
 use hydra::images::ImagesReport;
-use hydra::stack::{Event, Stack, StackOptions, TeardownReport, UpReport};
-use hydra::{HarnessError, RuntimeKind};
+use hydra::stack::{Event, UpReport};
 
 /// A spinner on a terminal; plain phase lines otherwise (CI logs).
 pub struct Progress {
@@ -99,75 +96,4 @@ pub fn ready_table(r: &UpReport) {
         r.total_seconds,
         r.compose_up_seconds
     );
-}
-
-/// One runtime's result in `validate`.
-#[derive(Debug, Serialize)]
-pub struct Outcome {
-    pub runtime: RuntimeKind,
-    pub status: &'static str,
-    pub detail: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub up: Option<UpReport>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub teardown: Option<TeardownReport>,
-    #[serde(skip)]
-    code: i32,
-}
-
-impl Outcome {
-    pub fn is_skip(&self) -> bool {
-        self.status == "skip"
-    }
-    pub fn passed(&self) -> bool {
-        self.status == "pass" || self.status == "skip"
-    }
-    pub fn interrupted(&self) -> bool {
-        self.code == exit::INTERRUPTED
-    }
-    pub fn exit_code(&self) -> i32 {
-        self.code
-    }
-    pub fn unusable(runtime: RuntimeKind, reason: &str) -> Self {
-        Self { runtime, status: "fail", detail: format!("required runtime unusable: {reason}"), up: None, teardown: None, code: exit::RUNTIME_UNUSABLE }
-    }
-    pub fn skipped(runtime: RuntimeKind, reason: &str) -> Self {
-        Self { runtime, status: "skip", detail: reason.to_string(), up: None, teardown: None, code: exit::OK }
-    }
-    fn failed(runtime: RuntimeKind, e: &HarnessError, up: Option<UpReport>) -> Self {
-        Self { runtime, status: "fail", detail: e.to_string(), up, teardown: None, code: e.exit_code() }
-    }
-}
-
-/// Up, report, down, verify for one runtime.
-pub fn validate_one(kind: RuntimeKind, opts: &StackOptions) -> Outcome {
-    let progress = Progress::new(&format!("{kind}"));
-    let result = Stack::up(opts, &mut |e| progress.event(e));
-    progress.finish();
-    let (stack, up) = match result {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("FAIL {kind}: {e}");
-            return Outcome::failed(kind, &e, None);
-        }
-    };
-    ready_table(&up);
-    match stack.down() {
-        Ok(td) => {
-            println!("{kind}: torn down in {:.1}s, nothing left{}", td.seconds, if td.removed_after_compose.is_empty() { String::new() } else { format!(" (compose down left {} object(s), removed by the harness)", td.removed_after_compose.len()) });
-            Outcome { runtime: kind, status: "pass", detail: format!("{} services healthy", up.services.len()), up: Some(up), teardown: Some(td), code: exit::OK }
-        }
-        Err(e) => {
-            eprintln!("FAIL {kind}: {e}");
-            Outcome::failed(kind, &e, Some(up))
-        }
-    }
-}
-
-pub fn summary(outcomes: &[Outcome]) {
-    let mut t = table(&["runtime", "result", "detail"]);
-    for o in outcomes {
-        t.add_row(vec![o.runtime.to_string(), o.status.to_uppercase(), o.detail.lines().next().unwrap_or("").to_string()]);
-    }
-    println!("\n{t}");
 }

@@ -29,6 +29,9 @@ pub struct Service {
     pub uses_default_network: bool,
     /// Networks the service joins (`default` when it names none), with the aliases it asks for.
     pub networks: BTreeMap<String, Vec<String>>,
+    /// Whether this file itself has a `networks:` (or `network_mode:`) key for the service; an
+    /// overlay without one keeps the base file's networks.
+    pub declares_networks: bool,
     /// Host-port variables found in `ports:` (`${PHOENIX_DB_PORT:-15432}` gives `PHOENIX_DB_PORT`).
     pub port_vars: Vec<String>,
     /// Bind-address variables found in `ports:`.
@@ -149,11 +152,8 @@ fn parse_service(path: &Path, name: &str, def: &Mapping) -> Result<Service> {
         }
         Some(_) => return Err(bad(path, format!("service '{name}': build is neither a path nor a mapping"))),
     };
-    if image.is_none() && build.is_none() {
-        return Err(bad(path, format!("service '{name}' has neither image nor build")));
-    }
     let uses_default_network = match def.get("networks") {
-        None => !matches!(def.get("network_mode"), Some(_)),
+        None => def.get("network_mode").is_none(),
         Some(Value::Sequence(s)) => s.iter().any(|n| n.as_str() == Some("default")),
         Some(Value::Mapping(m)) => m.contains_key("default"),
         Some(_) => false,
@@ -200,7 +200,8 @@ fn parse_service(path: &Path, name: &str, def: &Mapping) -> Result<Service> {
             }
         }
     }
-    Ok(Service { image, build, uses_default_network, networks, port_vars, bind_vars })
+    let declares_networks = def.contains_key("networks") || def.contains_key("network_mode");
+    Ok(Service { image, build, uses_default_network, networks, declares_networks, port_vars, bind_vars })
 }
 
 fn scalar(v: &Value) -> Option<String> {
@@ -424,7 +425,6 @@ volumes:
 
     #[rstest]
     #[case("services: [a]", "no `services:` mapping")]
-    #[case("services:\n  a: {}\n", "service 'a' has neither image nor build")]
     #[case("services:\n  a: {build: 3}\n", "build is neither")]
     #[case("- x", "top level is not a mapping")]
     #[case("services: {a: [", "")]

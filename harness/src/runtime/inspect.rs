@@ -20,6 +20,9 @@ pub struct ContainerInspect {
     pub mounts: Vec<Mount>,
     #[serde(default)]
     pub network_settings: Option<NetworkSettings>,
+    /// How often the engine restarted it under its restart policy.
+    #[serde(default)]
+    pub restart_count: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]

@@ -22,6 +22,18 @@ pub struct Spec {
     pub dns: DnsSpec,
     pub transitive: Vec<Transitive>,
     pub persistence: Option<Persistence>,
+    /// The project's seccomp profile every service must run with (absolute), if the spec asks.
+    pub seccomp_profile: Option<PathBuf>,
+}
+
+impl Spec {
+    /// The posture configuration: the project seccomp profile and each service's allowances.
+    pub fn posture_config(&self) -> crate::posture::PostureConfig {
+        crate::posture::PostureConfig {
+            seccomp_profile: self.seccomp_profile.clone(),
+            services: self.services.iter().filter_map(|(k, s)| Some((k.clone(), s.posture.clone()?))).collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -31,8 +43,8 @@ pub struct ServiceSpec {
     /// Container ports peers on a shared network must reach (and others must not).
     pub internal: Vec<u16>,
     pub health: Vec<HealthProbe>,
-    /// Posture settings, interpreted by the posture checks.
-    pub posture: Option<toml::Table>,
+    /// Posture allowances (each with its reason), interpreted by the posture checks.
+    pub posture: Option<crate::posture::ServicePosture>,
 }
 
 /// One HTTP health expectation.
@@ -118,6 +130,14 @@ struct RawSpec {
     #[serde(default)]
     transitive: Vec<RawTransitive>,
     persistence: Option<RawPersistence>,
+    posture: Option<RawPosture>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPosture {
+    /// Relative to the spec file.
+    seccomp_profile: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -129,7 +149,7 @@ struct RawService {
     internal: Vec<u16>,
     #[serde(default)]
     health: Vec<RawHealth>,
-    posture: Option<toml::Table>,
+    posture: Option<crate::posture::ServicePosture>,
 }
 
 #[derive(Deserialize)]
@@ -148,7 +168,7 @@ fn ok_status() -> u16 {
     200
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDns {
     #[serde(default)]
@@ -161,6 +181,12 @@ struct RawDns {
 
 fn yes() -> bool {
     true
+}
+
+impl Default for RawDns {
+    fn default() -> Self {
+        Self { resolve: Vec::new(), isolated: Vec::new(), all_pairs: true }
+    }
 }
 
 #[derive(Deserialize)]
@@ -309,7 +335,15 @@ impl Spec {
                 })
             })
             .transpose()?;
-        Ok(Spec { path: path.to_path_buf(), compose, services, dns, transitive, persistence })
+        let seccomp_profile = raw.posture.and_then(|p| p.seccomp_profile).map(|p| base.join(p));
+        for (name, s) in &services {
+            for a in s.posture.iter().flat_map(|p| &p.allow) {
+                if a.reason.trim().is_empty() {
+                    return Err(spec_error(path, format!("service '{name}': posture allowance '{}' has no reason\n  hint: add reason = \"<why the service needs it>\"", a.check)));
+                }
+            }
+        }
+        Ok(Spec { path: path.to_path_buf(), compose, services, dns, transitive, persistence, seccomp_profile })
     }
 }
 
@@ -374,6 +408,8 @@ password = { env_file = "x.env", var = "PW" }
     #[case::unknown_via("[services.api]\nhealth = [{ path = \"/h\", via = \"proxy\" }]\n", "line 2", "health.via 'proxy'")]
     #[case::unknown_top("colour = 1\n", "line 1", "unknown field `colour`")]
     #[case::relative_path("[services.api]\nhealth = [{ path = \"h\" }]\n", "", "must start with '/'")]
+    #[case::allowance_without_reason("[services.api]\nposture = { allow = [{ check = \"capabilities\", reason = \" \" }] }\n", "", "has no reason")]
+    #[case::unknown_posture_check("[services.api]\nposture = { allow = [{ check = \"telepathy\", reason = \"x\" }] }\n", "line 2", "telepathy")]
     #[case::contradiction("[dns]\nresolve = [[\"api\",\"db\"]]\nisolated = [[\"api\",\"db\"]]\n", "", "both in resolve and in isolated")]
     fn bad_specs_name_the_line_and_the_cause(#[case] text: &str, #[case] line: &str, #[case] cause: &str) {
         let err = parse(text).unwrap_err();
@@ -396,5 +432,8 @@ password = { env_file = "x.env", var = "PW" }
         assert!(spec.services.len() >= 7, "{:?}", spec.services.keys());
         assert!(spec.dns.isolated.contains(&("nginx".into(), "db".into())));
         assert!(spec.persistence.is_some());
+        let posture = spec.posture_config();
+        assert!(posture.seccomp_profile.as_ref().is_some_and(|p| p.exists()), "{:?}", posture.seccomp_profile);
+        assert!(posture.services["db"].allow.iter().all(|a| !a.reason.is_empty()));
     }
 }

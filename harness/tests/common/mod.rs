@@ -2,36 +2,13 @@
 
 #![allow(dead_code)]
 
-use hydra::runtime::{self, ObjectKind, Runtime, RuntimeKind};
+use hydra::runtime::{ObjectKind, Runtime, RuntimeKind};
 
-/// Whether a runtime is used, skipped (with why) or required-but-broken (with why).
-pub enum Availability {
-    Use,
-    Skip(String),
-    Broken(String),
-}
+pub use hydra::validate::Availability;
 
-/// `HYDRA_RUNTIMES` (default: all) filtered by doctor; `HYDRA_REQUIRE` turns a skip into a failure.
+/// `HYDRA_RUNTIMES` (default: all) diagnosed by doctor; `HYDRA_REQUIRE` turns a skip into a failure.
 pub fn runtimes() -> Vec<(RuntimeKind, Availability)> {
-    let wanted = std::env::var("HYDRA_RUNTIMES").ok().map(|v| runtime::parse_list(&v).expect("HYDRA_RUNTIMES")).filter(|l| !l.is_empty()).unwrap_or_else(|| RuntimeKind::ALL.to_vec());
-    let required = std::env::var("HYDRA_REQUIRE").ok().map(|v| runtime::parse_list(&v).expect("HYDRA_REQUIRE")).unwrap_or_default();
-    RuntimeKind::ALL
-        .into_iter()
-        .map(|kind| {
-            if !wanted.contains(&kind) {
-                if required.contains(&kind) {
-                    return (kind, Availability::Broken("required by HYDRA_REQUIRE but not in HYDRA_RUNTIMES".into()));
-                }
-                return (kind, Availability::Skip("not in HYDRA_RUNTIMES".into()));
-            }
-            let report = hydra::doctor::diagnose(kind);
-            match report.reason() {
-                None => (kind, Availability::Use),
-                Some(reason) if required.contains(&kind) => (kind, Availability::Broken(reason)),
-                Some(reason) => (kind, Availability::Skip(reason)),
-            }
-        })
-        .collect()
+    hydra::validate::availability(&[], &[]).expect("HYDRA_RUNTIMES / HYDRA_REQUIRE")
 }
 
 /// Every object (`kind id`) in the runtime carrying `label`.

@@ -1,0 +1,631 @@
+//! Configuration checks: normalised facts + configuration -> outcomes. Pure; no engine knowledge
+//! (engine differences are gone by the time facts reach here).
+
+use std::net::IpAddr;
+
+use serde_json::Value;
+
+use super::config::{CheckId, PostureConfig};
+use super::facts::{CapSet, ContainerFacts, Namespace, Seccomp};
+use crate::outcome::{CheckOutcome, Verdict};
+use crate::runtime::RuntimeKind;
+
+/// What the rules need to know about the run and the host, besides the container.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub runtime: RuntimeKind,
+    /// Host address published ports must bind to.
+    pub bind_ip: IpAddr,
+    /// The engine runs as an unprivileged user.
+    pub rootless: bool,
+    /// The host runs the unified cgroup hierarchy (v2).
+    pub cgroup_v2: bool,
+    /// Content of the configured project seccomp profile, if the configuration names one.
+    pub project_seccomp: Option<Value>,
+}
+
+impl Context {
+    /// Whether the host can enforce memory/pids limits for this engine: rootless on cgroup v1
+    /// cannot (Podman: "Resource limits are not supported and ignored on cgroups V1 rootless
+    /// systems").
+    pub fn limits_enforceable(&self) -> bool {
+        !self.rootless || self.cgroup_v2
+    }
+}
+
+/// A violation found by a rule: `value` is what an allowance may name to cover it.
+struct Violation {
+    value: Option<String>,
+    text: String,
+}
+
+fn violation(value: Option<&str>, text: impl Into<String>) -> Violation {
+    Violation {
+        value: value.map(str::to_string),
+        text: text.into(),
+    }
+}
+
+/// Builds an outcome for `service`/`check`.
+pub fn outcome(
+    ctx: &Context,
+    service: &str,
+    check: CheckId,
+    verdict: Verdict,
+    cause: &str,
+) -> CheckOutcome {
+    let cis = check
+        .cis()
+        .map(|id| format!(" (CIS {id})"))
+        .unwrap_or_default();
+    let message = match verdict {
+        Verdict::Fail => format!("{service}: {cause}{cis}"),
+        _ => format!("{service}: {cause}"),
+    };
+    CheckOutcome {
+        runtime: ctx.runtime,
+        area: "posture".into(),
+        name: format!("{service}::{}", check.name()),
+        verdict,
+        message,
+        service: Some(service.to_string()),
+        logs: None,
+        seconds: 0.0,
+    }
+}
+
+/// Passes when nothing is violated; a violation covered by an allowance passes with its reason.
+fn judge(
+    ctx: &Context,
+    config: &PostureConfig,
+    service: &str,
+    check: CheckId,
+    violations: Vec<Violation>,
+    ok: &str,
+) -> CheckOutcome {
+    if violations.is_empty() {
+        return outcome(ctx, service, check, Verdict::Pass, ok);
+    }
+    let mut allowed = Vec::new();
+    let mut failed = Vec::new();
+    for v in violations {
+        match config.allowance(service, check, v.value.as_deref()) {
+            Some(a) => allowed.push(format!("{} (allowed: {})", v.text, a.reason.trim())),
+            None => failed.push(v.text),
+        }
+    }
+    if failed.is_empty() {
+        outcome(ctx, service, check, Verdict::Pass, &allowed.join("; "))
+    } else {
+        outcome(ctx, service, check, Verdict::Fail, &failed.join("; "))
+    }
+}
+
+fn caps_text(caps: &CapSet) -> String {
+    if caps.is_empty() {
+        "none".into()
+    } else {
+        caps.iter().cloned().collect::<Vec<_>>().join(",")
+    }
+}
+
+/// File names of engine API sockets.
+const ENGINE_SOCKETS: [&str; 4] = ["docker.sock", "podman.sock", "containerd.sock", "crio.sock"];
+
+/// Whether a path is an engine API socket.
+pub fn is_engine_socket(path: &str) -> bool {
+    let name = path
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
+    ENGINE_SOCKETS.contains(&name)
+}
+
+/// Host directories whose bind mount exposes the host (CIS 5.5, plus the runtime directories).
+const SENSITIVE: [&str; 11] = [
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/proc",
+    "/sys",
+    "/usr",
+    "/var/run",
+    "/run",
+    "/var/lib/docker",
+    "/var/lib/containers",
+];
+
+/// Whether a bind-mount source is a sensitive host path: `/` itself, or one of [`SENSITIVE`] or
+/// anything below it.
+pub fn is_sensitive_host_path(path: &str) -> bool {
+    let p = path.trim_end_matches('/');
+    p.is_empty()
+        || SENSITIVE
+            .iter()
+            .any(|s| p == *s || p.starts_with(&format!("{s}/")))
+}
+
+/// Runs every configuration check (not the behavioural ones) for one container.
+pub fn check_config(
+    ctx: &Context,
+    config: &PostureConfig,
+    service: &str,
+    f: &ContainerFacts,
+) -> Vec<CheckOutcome> {
+    let mut out = Vec::new();
+    let mut push = |check: CheckId, violations: Vec<Violation>, ok: &str| {
+        out.push(judge(ctx, config, service, check, violations, ok))
+    };
+
+    let user = if f.user.raw.is_empty() {
+        "image default (root)".to_string()
+    } else {
+        format!("'{}'", f.user.raw)
+    };
+    push(
+        CheckId::User,
+        if f.user.is_root() {
+            vec![violation(None, format!("runs as root (user {user})"))]
+        } else {
+            vec![]
+        },
+        &format!("runs as non-root user {user}"),
+    );
+    push(
+        CheckId::Privileged,
+        if f.privileged {
+            vec![violation(
+                None,
+                "runs privileged: every capability, host devices, no confinement",
+            )]
+        } else {
+            vec![]
+        },
+        "not privileged",
+    );
+    let caps = if f.caps.all {
+        vec![violation(None, "privileged: every capability")]
+    } else {
+        f.caps
+            .bounding
+            .iter()
+            .map(|c| {
+                let state = if f.caps.effective.contains(c) {
+                    "effective"
+                } else {
+                    "bounding set only"
+                };
+                violation(Some(c), format!("may hold CAP_{c} ({state})"))
+            })
+            .collect()
+    };
+    push(CheckId::Capabilities, caps, "no capabilities (all dropped)");
+    push(
+        CheckId::NoNewPrivileges,
+        if f.no_new_privileges {
+            vec![]
+        } else {
+            vec![violation(
+                None,
+                "no-new-privileges is not set: setuid binaries can raise privileges",
+            )]
+        },
+        "no-new-privileges is set",
+    );
+    let seccomp = match (&f.seccomp, &ctx.project_seccomp) {
+        (Seccomp::Unconfined { by_privileged: true }, _) => vec![violation(None, "no seccomp filter: privileged turns it off")],
+        (Seccomp::Unconfined { by_privileged: false }, _) => vec![violation(None, "no seccomp filter: seccomp=unconfined")],
+        (_, None) => vec![],
+        (Seccomp::EngineDefault, Some(_)) => vec![violation(None, "filters with the engine's default profile, not the project profile")],
+        (Seccomp::Custom(src), Some(project)) => match src.content() {
+            Some(p) if p == project => vec![],
+            Some(_) => vec![violation(None, "filters with a custom profile that differs from the project profile")],
+            None => vec![violation(None, "filters with a profile given by path that could not be read to compare with the project profile")],
+        },
+    };
+    let seccomp_ok = if ctx.project_seccomp.is_some() {
+        "filters with the project seccomp profile"
+    } else {
+        "seccomp filter on"
+    };
+    push(CheckId::Seccomp, seccomp, seccomp_ok);
+    push(
+        CheckId::ReadOnlyRootfs,
+        if f.read_only_rootfs {
+            vec![]
+        } else {
+            vec![violation(None, "root filesystem is writable")]
+        },
+        "root filesystem is read-only",
+    );
+    let ns = &f.namespaces;
+    for (check, space, what) in [
+        (CheckId::HostNetwork, &ns.network, "network"),
+        (CheckId::HostPid, &ns.pid, "PID"),
+        (CheckId::HostIpc, &ns.ipc, "IPC"),
+        (CheckId::HostUts, &ns.uts, "UTS"),
+        (CheckId::HostUserns, &ns.user, "user"),
+    ] {
+        let ok = match space {
+            Namespace::Container(id) => format!(
+                "shares the {what} namespace of container {}, not the host's",
+                crate::runtime::short_id(id)
+            ),
+            _ => format!("private {what} namespace"),
+        };
+        push(
+            check,
+            if *space == Namespace::Host {
+                vec![violation(
+                    None,
+                    format!("shares the host's {what} namespace"),
+                )]
+            } else {
+                vec![]
+            },
+            &ok,
+        );
+    }
+    let sockets = f
+        .mounts
+        .iter()
+        .filter(|m| is_engine_socket(&m.source) || is_engine_socket(&m.destination))
+        .map(|m| {
+            violation(
+                Some(&m.source),
+                format!(
+                    "engine socket {} mounted at {} ({}): full control of the engine",
+                    m.source,
+                    m.destination,
+                    if m.rw {
+                        "rw"
+                    } else {
+                        "ro, which does not stop connect()"
+                    }
+                ),
+            )
+        })
+        .collect();
+    push(CheckId::EngineSocket, sockets, "no engine socket mounted");
+    let sensitive = f
+        .mounts
+        .iter()
+        .filter(|m| {
+            m.kind == "bind" && !is_engine_socket(&m.source) && is_sensitive_host_path(&m.source)
+        })
+        .map(|m| {
+            violation(
+                Some(&m.source),
+                format!(
+                    "host path {} mounted at {} ({})",
+                    m.source,
+                    m.destination,
+                    if m.rw { "rw" } else { "ro" }
+                ),
+            )
+        })
+        .collect();
+    push(
+        CheckId::SensitiveMounts,
+        sensitive,
+        "no sensitive host path mounted",
+    );
+    let bind = ctx.bind_ip.to_string();
+    let ports = f
+        .ports
+        .iter()
+        .filter(|p| p.host_ip != bind)
+        .map(|p| {
+            let why = if p.all_interfaces() {
+                "every interface".to_string()
+            } else {
+                format!("{} instead of {bind}", p.host_ip)
+            };
+            violation(
+                Some(&p.host_ip),
+                format!(
+                    "port {} published on {}:{} ({why})",
+                    p.container_port, p.host_ip, p.host_port
+                ),
+            )
+        })
+        .collect();
+    let ports_ok = if f.ports.is_empty() {
+        "publishes no port".to_string()
+    } else {
+        format!("every published port binds {bind} only")
+    };
+    push(CheckId::PortBindIp, ports, &ports_ok);
+
+    for (check, value, what) in [
+        (CheckId::MemoryLimit, f.memory_limit, "memory"),
+        (CheckId::PidsLimit, f.pids_limit, "pids"),
+    ] {
+        if !ctx.limits_enforceable() {
+            out.push(outcome(
+                ctx,
+                service,
+                check,
+                Verdict::NotEnforceable,
+                &format!("{what} limit not enforceable: rootless engine on cgroup v1 ignores it (engine reports {value})"),
+            ));
+        } else {
+            let v = if value > 0 {
+                vec![]
+            } else {
+                vec![violation(None, format!("no {what} limit"))]
+            };
+            out.push(judge(
+                ctx,
+                config,
+                service,
+                check,
+                v,
+                &format!("{what} limit {value}"),
+            ));
+        }
+    }
+    let mut push = |check: CheckId, violations: Vec<Violation>, ok: &str| {
+        out.push(judge(ctx, config, service, check, violations, ok))
+    };
+    push(
+        CheckId::Healthcheck,
+        if f.healthcheck.is_some() {
+            vec![]
+        } else {
+            vec![violation(None, "no healthcheck")]
+        },
+        &format!(
+            "healthcheck {}",
+            f.healthcheck
+                .as_ref()
+                .map(|t| t.join(" "))
+                .unwrap_or_default()
+        ),
+    );
+    push(
+        CheckId::RestartPolicy,
+        if f.restart_policy.is_empty() || f.restart_policy == "no" {
+            vec![violation(None, "no restart policy")]
+        } else {
+            vec![]
+        },
+        &format!("restart policy {}", f.restart_policy),
+    );
+    let secrets = f
+        .secret_env_names()
+        .into_iter()
+        .map(|name| violation(Some(&name), format!("secret-looking variable {name} in plain env (value not shown); pass it as a file")))
+        .collect();
+    push(
+        CheckId::SecretEnv,
+        secrets,
+        "no secret-looking variable in env",
+    );
+    out
+}
+
+/// `caps_text` for messages elsewhere in the module.
+pub(crate) fn describe_caps(caps: &CapSet) -> String {
+    caps_text(caps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::posture::facts::parse_facts;
+    use rstest::rstest;
+    use std::collections::BTreeMap;
+
+    fn fixture(name: &str) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures/inspect")
+            .join(name);
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    fn project_profile() -> Value {
+        let text = std::fs::read_to_string(
+            crate::stack::workspace_root().join("fixtures/seccomp/phoenix.json"),
+        )
+        .unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    fn ctx(runtime: RuntimeKind) -> Context {
+        Context {
+            runtime,
+            bind_ip: IpAddr::from([127, 0, 0, 1]),
+            rootless: runtime == RuntimeKind::PodmanRootless,
+            cgroup_v2: false,
+            project_seccomp: Some(project_profile()),
+        }
+    }
+
+    fn config() -> PostureConfig {
+        PostureConfig::bundled()
+    }
+
+    fn run(file: &str, runtime: RuntimeKind) -> BTreeMap<String, CheckOutcome> {
+        let mut out = BTreeMap::new();
+        for mut f in parse_facts(&fixture(file)).unwrap() {
+            f.resolve_seccomp(&crate::stack::workspace_root().join("compose"));
+            let service = f.service.clone().unwrap();
+            for o in check_config(&ctx(runtime), &config(), &service, &f) {
+                out.insert(o.name.clone(), o);
+            }
+        }
+        out
+    }
+
+    #[rstest]
+    #[case::docker("docker-db.json", RuntimeKind::Docker)]
+    #[case::podman("podman-db.json", RuntimeKind::Podman)]
+    #[case::podman_rootless("podman-rootless-db.json", RuntimeKind::PodmanRootless)]
+    #[case::docker_gap("docker-gap-detector.json", RuntimeKind::Docker)]
+    #[case::podman_gap("podman-gap-detector.json", RuntimeKind::Podman)]
+    #[case::podman_rootless_gap("podman-rootless-gap-detector.json", RuntimeKind::PodmanRootless)]
+    fn bundled_services_pass_every_configuration_check(
+        #[case] file: &str,
+        #[case] runtime: RuntimeKind,
+    ) {
+        let out = run(file, runtime);
+        assert_eq!(out.len(), 19);
+        for o in out.values() {
+            let limit = o.name.ends_with("memory_limit") || o.name.ends_with("pids_limit");
+            if runtime == RuntimeKind::PodmanRootless && limit {
+                assert_eq!(o.verdict, Verdict::NotEnforceable, "{}", o.message);
+            } else {
+                assert_eq!(o.verdict, Verdict::Pass, "{}: {}", o.name, o.message);
+            }
+        }
+        let secret = out
+            .values()
+            .find(|o| o.name.ends_with("::secret_env"))
+            .unwrap();
+        assert!(secret.message.contains("allowed:"), "{}", secret.message);
+    }
+
+    /// (service::check, words the message must contain), per planted flaw; consequences of a flaw
+    /// (privileged implies every capability) included.
+    fn planted(runtime: RuntimeKind) -> Vec<(&'static str, &'static str)> {
+        let mut v = vec![
+            ("gap-detector::user", "runs as root"),
+            ("recurrent-processor::engine_socket", "/var/run/docker.sock"),
+            ("analysis-engine::capabilities", "CAP_SYS_ADMIN"),
+            ("model-service::port_bind_ip", "every interface"),
+            ("rubik-agent::privileged", "privileged"),
+            ("rubik-agent::capabilities", "every capability"),
+            ("nginx::read_only_rootfs", "writable"),
+            ("nginx::secret_env", "PHOENIX_API_TOKEN"),
+        ];
+        match runtime {
+            // docker-compose drops the planted seccomp=unconfined; privileged turns seccomp off.
+            RuntimeKind::Docker => v.push(("rubik-agent::seccomp", "privileged turns it off")),
+            _ => v.push(("db::seccomp", "seccomp=unconfined")),
+        }
+        v
+    }
+
+    #[rstest]
+    #[case::docker("docker-flaws.json", RuntimeKind::Docker)]
+    #[case::podman("podman-flaws.json", RuntimeKind::Podman)]
+    #[case::podman_rootless("podman-rootless-flaws.json", RuntimeKind::PodmanRootless)]
+    fn exactly_the_planted_flaws_fail(#[case] file: &str, #[case] runtime: RuntimeKind) {
+        let out = run(file, runtime);
+        let expected = planted(runtime);
+        for (name, word) in &expected {
+            let o = &out[*name];
+            assert_eq!(o.verdict, Verdict::Fail, "{name}: {}", o.message);
+            let service = name.split("::").next().unwrap();
+            assert!(
+                o.message.starts_with(&format!("{service}: ")) && o.message.contains(word),
+                "{}",
+                o.message
+            );
+        }
+        let failed: Vec<&String> = out
+            .values()
+            .filter(|o| o.verdict == Verdict::Fail)
+            .map(|o| &o.name)
+            .collect();
+        assert_eq!(failed.len(), expected.len(), "{failed:?}");
+    }
+
+    #[rstest]
+    #[case::docker("docker-flaws.json", RuntimeKind::Docker)]
+    #[case::podman("podman-flaws.json", RuntimeKind::Podman)]
+    #[case::podman_rootless("podman-rootless-flaws.json", RuntimeKind::PodmanRootless)]
+    fn secret_values_never_reach_a_message(#[case] file: &str, #[case] runtime: RuntimeKind) {
+        let json = fixture(file);
+        assert!(
+            json.contains("planted-flaw-token-7f3c9a"),
+            "fixture lost its planted secret"
+        );
+        for o in run(file, runtime).values() {
+            assert!(!o.message.contains("planted-flaw-token"), "{}", o.message);
+            assert!(!o.message.contains("<redacted>"), "{}", o.message);
+        }
+    }
+
+    #[test]
+    fn allowances_cover_only_what_they_name() {
+        let mut f = parse_facts(&fixture("docker-flaws.json"))
+            .unwrap()
+            .into_iter()
+            .find(|f| f.service.as_deref() == Some("analysis-engine"))
+            .unwrap();
+        f.caps.bounding.insert("NET_RAW".into());
+        let c = PostureConfig::from_yaml("services:\n  analysis-engine: {allow: [{check: capabilities, value: SYS_ADMIN, reason: needs mounts}]}\n").unwrap();
+        let out = check_config(&ctx(RuntimeKind::Docker), &c, "analysis-engine", &f);
+        let caps = out
+            .iter()
+            .find(|o| o.name == "analysis-engine::capabilities")
+            .unwrap();
+        assert_eq!(caps.verdict, Verdict::Fail);
+        assert!(
+            caps.message.contains("CAP_NET_RAW") && !caps.message.contains("CAP_SYS_ADMIN"),
+            "{}",
+            caps.message
+        );
+        f.caps.bounding.remove("NET_RAW");
+        let out = check_config(&ctx(RuntimeKind::Docker), &c, "analysis-engine", &f);
+        let caps = out
+            .iter()
+            .find(|o| o.name == "analysis-engine::capabilities")
+            .unwrap();
+        assert_eq!(caps.verdict, Verdict::Pass);
+        assert!(
+            caps.message.contains("allowed: needs mounts"),
+            "{}",
+            caps.message
+        );
+    }
+
+    #[rstest]
+    #[case("/var/run/docker.sock", true)]
+    #[case("/run/user/1001/podman/podman.sock", true)]
+    #[case("/run/podman/podman.sock", true)]
+    #[case("/work/main/fixtures/db/schema.sql", false)]
+    fn engine_sockets(#[case] path: &str, #[case] yes: bool) {
+        assert_eq!(is_engine_socket(path), yes);
+    }
+
+    #[rstest]
+    #[case("/", true)]
+    #[case("/etc", true)]
+    #[case("/etc/passwd", true)]
+    #[case("/proc", true)]
+    #[case("/var/run", true)]
+    #[case("/etcetera", false)]
+    #[case("/work/main/fixtures/model/coefficients.json", false)]
+    fn sensitive_paths(#[case] path: &str, #[case] yes: bool) {
+        assert_eq!(is_sensitive_host_path(path), yes);
+    }
+
+    #[test]
+    fn project_profile_mismatch_and_engine_default_fail_when_a_profile_is_required() {
+        let mut f = parse_facts(&fixture("docker-db.json")).unwrap().remove(0);
+        f.seccomp = Seccomp::EngineDefault;
+        let out = check_config(&ctx(RuntimeKind::Docker), &config(), "db", &f);
+        let s = out.iter().find(|o| o.name == "db::seccomp").unwrap();
+        assert_eq!(s.verdict, Verdict::Fail);
+        assert!(
+            s.message.contains("engine's default profile"),
+            "{}",
+            s.message
+        );
+        let mut relaxed = ctx(RuntimeKind::Docker);
+        relaxed.project_seccomp = None;
+        let out = check_config(&relaxed, &config(), "db", &f);
+        assert_eq!(
+            out.iter()
+                .find(|o| o.name == "db::seccomp")
+                .unwrap()
+                .verdict,
+            Verdict::Pass
+        );
+    }
+}

@@ -1,0 +1,99 @@
+//! `cargo test --test overlays`: proves the migration checks can fail. Each compose overlay in
+//! `fixtures/overlays/` breaks one thing; under every runtime, the checks of that area run against
+//! the broken stack and exactly the expected checks must fail, with messages naming the service
+//! and the cause, while the rest of the area still passes.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use hydra::outcome::Verdict;
+use hydra::spec::Spec;
+use hydra::stack::StackOptions;
+use hydra::validate::{self, Availability, Plan};
+use libtest_mimic::{Arguments, Failed, Trial};
+
+/// One negative fixture and what it must break.
+struct Overlay {
+    file: &'static str,
+    area: &'static str,
+    must_fail: &'static [&'static str],
+    /// Words every failure message must contain (service and cause).
+    message_has: &'static [&'static str],
+}
+
+const OVERLAYS: &[Overlay] = &[
+    Overlay {
+        file: "dns-nginx-on-data-network.yml",
+        area: "dns",
+        must_fail: &["nginx_cannot_resolve_db", "nginx_cannot_resolve_model-service", "nginx_cannot_resolve_rubik-agent"],
+        message_has: &["nginx", "isolated"],
+    },
+    Overlay {
+        file: "ports-gap-detector-on-all-interfaces.yml",
+        area: "ports",
+        must_fail: &["gap-detector_5000_bound_to_bind_ip_only"],
+        message_has: &["gap-detector", "0.0.0.0"],
+    },
+    Overlay {
+        file: "persistence-db-on-tmpfs.yml",
+        area: "persistence",
+        must_fail: &["down_up_keeps_data", "force_recreate_keeps_data", "kill_9_keeps_acknowledged_rows"],
+        message_has: &["db"],
+    },
+    Overlay {
+        file: "health-analysis-engine-500.yml",
+        area: "health",
+        must_fail: &["analysis-engine_health", "nginx_analysis_health", "starting_db_recovers_analysis-engine"],
+        message_has: &["analysis-engine"],
+    },
+];
+
+fn main() {
+    let args = Arguments::from_args();
+    let runtimes = if args.list { hydra::RuntimeKind::ALL.iter().map(|k| (*k, Availability::Use)).collect() } else { validate::availability(&[], &[]).expect("runtime selection") };
+    let mut trials = Vec::new();
+    for (kind, availability) in runtimes {
+        for o in OVERLAYS {
+            let name = format!("{}::overlay::{}", kind.ident(), o.file.trim_end_matches(".yml"));
+            trials.push(match availability.clone() {
+                Availability::Use => Trial::test(name, move || run_overlay(kind, o)),
+                Availability::Skip(reason) => {
+                    eprintln!("SKIP {name}: {reason}");
+                    Trial::test(name, || Ok(())).with_ignored_flag(true)
+                }
+                Availability::Broken(reason) => Trial::test(name, move || Err(format!("required runtime unusable: {reason}").into())),
+            });
+        }
+    }
+    libtest_mimic::run(&args, trials).exit();
+}
+
+fn run_overlay(kind: hydra::RuntimeKind, o: &Overlay) -> Result<(), Failed> {
+    let root = hydra::stack::workspace_root();
+    let compose: Vec<PathBuf> = vec![root.join("compose/phoenix.yml"), root.join("fixtures/overlays").join(o.file)];
+    let plan = Plan::new(Spec::load(&hydra::spec::bundled_spec_file(), &compose)?)?;
+    let area = o.area;
+    let run = validate::run(kind, &plan, &StackOptions::new(kind), &|id| id.area == area, &mut |_| {});
+    for lifecycle in ["up_healthy", "down_leaves_nothing"] {
+        if let Some(l) = run.outcomes.iter().find(|x| x.area == "lifecycle" && x.name == lifecycle && x.verdict != Verdict::Pass) {
+            return Err(format!("lifecycle::{lifecycle} failed with the overlay: {}", l.message).into());
+        }
+    }
+    let in_area: Vec<_> = run.outcomes.iter().filter(|x| x.area == area).collect();
+    if in_area.len() < o.must_fail.len() + 1 {
+        return Err(format!("only {} {area} checks ran", in_area.len()).into());
+    }
+    let failed: BTreeSet<&str> = in_area.iter().filter(|x| x.verdict != Verdict::Pass).map(|x| x.name.as_str()).collect();
+    let expected: BTreeSet<&str> = o.must_fail.iter().copied().collect();
+    if failed != expected {
+        let detail: Vec<String> = in_area.iter().filter(|x| x.verdict != Verdict::Pass).map(|x| format!("  {}: {}", x.name, x.message)).collect();
+        return Err(format!("{}: expected exactly {expected:?} to fail, got {failed:?}\n{}", o.file, detail.join("\n")).into());
+    }
+    for x in in_area.iter().filter(|x| x.verdict == Verdict::Fail) {
+        if let Some(word) = o.message_has.iter().find(|w| !x.message.contains(*w)) {
+            return Err(format!("{}::{} failed but its message lacks '{word}': {}", area, x.name, x.message).into());
+        }
+    }
+    eprintln!("{kind} {}: {} of {} {area} checks failed as planted", o.file, failed.len(), in_area.len());
+    Ok(())
+}
