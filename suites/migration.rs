@@ -24,8 +24,13 @@ fn main() {
     if let Err(e) = ctrlc::set_handler(hydra::runtime::exec::cancel) {
         eprintln!("warning: no Ctrl-C handler: {e}");
     }
-    let spec_path = std::env::var_os("HYDRA_SPEC").map(PathBuf::from).unwrap_or_else(hydra::spec::bundled_spec_file);
-    let compose: Vec<PathBuf> = std::env::var("HYDRA_COMPOSE").ok().map(|v| v.split(':').filter(|s| !s.is_empty()).map(PathBuf::from).collect()).unwrap_or_default();
+    let spec_path = std::env::var_os("HYDRA_SPEC")
+        .map(PathBuf::from)
+        .unwrap_or_else(hydra::spec::bundled_spec_file);
+    let compose: Vec<PathBuf> = std::env::var("HYDRA_COMPOSE")
+        .ok()
+        .map(|v| v.split(':').filter(|s| !s.is_empty()).map(PathBuf::from).collect())
+        .unwrap_or_default();
     let plan = match Spec::load(&spec_path, &compose).and_then(Plan::new) {
         Ok(p) => Arc::new(p),
         Err(e) => {
@@ -52,9 +57,20 @@ fn main() {
         let kind = *kind;
         let session: Session = Arc::new(OnceLock::new());
         sessions.lock().unwrap().insert(kind, session.clone());
+        let unenforceable = if matches!(availability, Availability::Use) && !args.list {
+            validate::not_enforceable_here(kind, &plan)
+        } else {
+            Vec::new()
+        };
         for id in plan.ids() {
             let name = id.trial_name(kind);
+            let why_not = unenforceable.iter().find(|(i, _)| *i == id).map(|(_, why)| why.clone());
             let trial = match availability {
+                Availability::Use if why_not.is_some() => {
+                    // Still evaluated by the session (reports show not-enforceable); never a pass.
+                    eprintln!("NOT ENFORCEABLE {name}: {}", why_not.unwrap_or_default());
+                    Trial::test(name, || Ok(())).with_ignored_flag(true)
+                }
                 Availability::Use => {
                     let (plan, session, selected, id) = (plan.clone(), session.clone(), selected.clone(), id.clone());
                     Trial::test(name, move || {
@@ -89,7 +105,11 @@ fn main() {
 }
 
 fn verdict_of(run: &RuntimeRun, id: &hydra::checks::CheckId) -> Result<(), Failed> {
-    let o = run.outcomes.iter().find(|o| o.area == id.area && o.name == id.name).ok_or_else(|| Failed::from("no outcome recorded for this check"))?;
+    let o = run
+        .outcomes
+        .iter()
+        .find(|o| o.area == id.area && o.name == id.name)
+        .ok_or_else(|| Failed::from("no outcome recorded for this check"))?;
     match o.verdict {
         Verdict::Pass => Ok(()),
         Verdict::Fail => Err(Failed::from(failure_text(o))),
@@ -99,7 +119,12 @@ fn verdict_of(run: &RuntimeRun, id: &hydra::checks::CheckId) -> Result<(), Faile
 
 fn failure_text(o: &CheckOutcome) -> String {
     match &o.logs {
-        Some(logs) if !logs.trim().is_empty() => format!("{}\n--- recent logs of {} ---\n{}", o.message, o.service.as_deref().unwrap_or("?"), report::sanitize::sanitize(logs)),
+        Some(logs) if !logs.trim().is_empty() => format!(
+            "{}\n--- recent logs of {} ---\n{}",
+            o.message,
+            o.service.as_deref().unwrap_or("?"),
+            report::sanitize::sanitize(logs)
+        ),
         _ => o.message.clone(),
     }
 }
@@ -114,7 +139,11 @@ fn write_reports(plan: &Plan, runtimes: &[(RuntimeKind, Availability)], sessions
                 summary.observations.extend(run.observations.iter().cloned());
             }
             (Availability::Skip(reason), None) | (Availability::Broken(reason), None) => {
-                let verdict = if matches!(availability, Availability::Skip(_)) { Verdict::Skip } else { Verdict::Fail };
+                let verdict = if matches!(availability, Availability::Skip(_)) {
+                    Verdict::Skip
+                } else {
+                    Verdict::Fail
+                };
                 summary.outcomes.push(CheckOutcome {
                     runtime: *kind,
                     area: "lifecycle".into(),
@@ -132,11 +161,24 @@ fn write_reports(plan: &Plan, runtimes: &[(RuntimeKind, Availability)], sessions
     if summary.outcomes.is_empty() {
         return;
     }
-    let junit = std::env::var_os("HYDRA_JUNIT").map(PathBuf::from).unwrap_or_else(|| hydra::stack::workspace_root().join(report::junit::DEFAULT_JUNIT_PATH));
-    let dir = std::env::var_os("HYDRA_REPORT_DIR").map(PathBuf::from).unwrap_or_else(|| hydra::stack::workspace_root().join(report::parity::DEFAULT_REPORT_DIR));
-    let redactor = plan.spec.persistence.as_ref().and_then(|p| report::redact::Redactor::from_env_files([p.password_env_file.as_path()]).ok());
+    let junit = std::env::var_os("HYDRA_JUNIT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| hydra::stack::workspace_root().join(report::junit::DEFAULT_JUNIT_PATH));
+    let dir = std::env::var_os("HYDRA_REPORT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| hydra::stack::workspace_root().join(report::parity::DEFAULT_REPORT_DIR));
+    let redactor = plan
+        .spec
+        .persistence
+        .as_ref()
+        .and_then(|p| report::redact::Redactor::from_env_files([p.password_env_file.as_path()]).ok());
     match report::write_all(&summary, &junit, &dir, redactor.as_ref()) {
-        Ok(w) => eprintln!("reports: {}, {}, {}", w.junit.display(), w.parity_md.display(), w.parity_json.display()),
+        Ok(w) => eprintln!(
+            "reports: {}, {}, {}",
+            w.junit.display(),
+            w.parity_md.display(),
+            w.parity_json.display()
+        ),
         Err(e) => eprintln!("error: writing reports failed: {e}"),
     }
     eprint!("{}", report::terminal::render(&summary, redactor.as_ref()));

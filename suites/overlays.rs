@@ -25,7 +25,11 @@ const OVERLAYS: &[Overlay] = &[
     Overlay {
         file: "dns-nginx-on-data-network.yml",
         area: "dns",
-        must_fail: &["nginx_cannot_resolve_db", "nginx_cannot_resolve_model-service", "nginx_cannot_resolve_rubik-agent"],
+        must_fail: &[
+            "nginx_cannot_resolve_db",
+            "nginx_cannot_resolve_model-service",
+            "nginx_cannot_resolve_rubik-agent",
+        ],
         message_has: &["nginx", "isolated"],
     },
     Overlay {
@@ -37,20 +41,35 @@ const OVERLAYS: &[Overlay] = &[
     Overlay {
         file: "persistence-db-on-tmpfs.yml",
         area: "persistence",
-        must_fail: &["down_up_keeps_data", "force_recreate_keeps_data", "kill_9_keeps_acknowledged_rows"],
+        must_fail: &[
+            "down_up_keeps_data",
+            "force_recreate_keeps_data",
+            "kill_9_keeps_acknowledged_rows",
+        ],
         message_has: &["db"],
     },
     Overlay {
         file: "health-analysis-engine-500.yml",
         area: "health",
-        must_fail: &["analysis-engine_health", "nginx_analysis_health", "starting_db_recovers_analysis-engine"],
+        must_fail: &[
+            "analysis-engine_health",
+            "nginx_analysis_health",
+            "starting_db_recovers_analysis-engine",
+        ],
         message_has: &["analysis-engine"],
     },
 ];
 
 fn main() {
     let args = Arguments::from_args();
-    let runtimes = if args.list { hydra::RuntimeKind::ALL.iter().map(|k| (*k, Availability::Use)).collect() } else { validate::availability(&[], &[]).expect("runtime selection") };
+    let runtimes = if args.list {
+        hydra::RuntimeKind::ALL
+            .iter()
+            .map(|k| (*k, Availability::Use))
+            .collect()
+    } else {
+        validate::availability(&[], &[]).expect("runtime selection")
+    };
     let mut trials = Vec::new();
     for (kind, availability) in runtimes {
         for o in OVERLAYS {
@@ -61,21 +80,50 @@ fn main() {
                     eprintln!("SKIP {name}: {reason}");
                     Trial::test(name, || Ok(())).with_ignored_flag(true)
                 }
-                Availability::Broken(reason) => Trial::test(name, move || Err(format!("required runtime unusable: {reason}").into())),
+                Availability::Broken(reason) => {
+                    Trial::test(name, move || Err(format!("required runtime unusable: {reason}").into()))
+                }
             });
         }
     }
     libtest_mimic::run(&args, trials).exit();
 }
 
+/// One stack per runtime at a time: under Podman, tearing down any isolated network removes
+/// netavark's isolation jump for all others (netavark 1.4), which would break a concurrent stack's
+/// isolation checks. Different runtimes still run in parallel.
+static RUNTIME_LOCKS: [std::sync::Mutex<()>; 3] = [
+    std::sync::Mutex::new(()),
+    std::sync::Mutex::new(()),
+    std::sync::Mutex::new(()),
+];
+
 fn run_overlay(kind: hydra::RuntimeKind, o: &Overlay) -> Result<(), Failed> {
+    let slot = hydra::RuntimeKind::ALL
+        .iter()
+        .position(|k| *k == kind)
+        .expect("known runtime");
+    let _one_at_a_time = RUNTIME_LOCKS[slot].lock().unwrap_or_else(|p| p.into_inner());
     let root = hydra::stack::workspace_root();
-    let compose: Vec<PathBuf> = vec![root.join("compose/phoenix.yml"), root.join("fixtures/overlays").join(o.file)];
+    let compose: Vec<PathBuf> = vec![
+        root.join("compose/phoenix.yml"),
+        root.join("fixtures/overlays").join(o.file),
+    ];
     let plan = Plan::new(Spec::load(&hydra::spec::bundled_spec_file(), &compose)?)?;
     let area = o.area;
-    let run = validate::run(kind, &plan, &StackOptions::new(kind), &|id| id.area == area, &mut |_| {});
+    let run = validate::run(
+        kind,
+        &plan,
+        &StackOptions::new(kind),
+        &|id| id.area == area,
+        &mut |_| {},
+    );
     for lifecycle in ["up_healthy", "down_leaves_nothing"] {
-        if let Some(l) = run.outcomes.iter().find(|x| x.area == "lifecycle" && x.name == lifecycle && x.verdict != Verdict::Pass) {
+        if let Some(l) = run
+            .outcomes
+            .iter()
+            .find(|x| x.area == "lifecycle" && x.name == lifecycle && x.verdict != Verdict::Pass)
+        {
             return Err(format!("lifecycle::{lifecycle} failed with the overlay: {}", l.message).into());
         }
     }
@@ -83,17 +131,39 @@ fn run_overlay(kind: hydra::RuntimeKind, o: &Overlay) -> Result<(), Failed> {
     if in_area.len() < o.must_fail.len() + 1 {
         return Err(format!("only {} {area} checks ran", in_area.len()).into());
     }
-    let failed: BTreeSet<&str> = in_area.iter().filter(|x| x.verdict != Verdict::Pass).map(|x| x.name.as_str()).collect();
+    let failed: BTreeSet<&str> = in_area
+        .iter()
+        .filter(|x| x.verdict != Verdict::Pass)
+        .map(|x| x.name.as_str())
+        .collect();
     let expected: BTreeSet<&str> = o.must_fail.iter().copied().collect();
     if failed != expected {
-        let detail: Vec<String> = in_area.iter().filter(|x| x.verdict != Verdict::Pass).map(|x| format!("  {}: {}", x.name, x.message)).collect();
-        return Err(format!("{}: expected exactly {expected:?} to fail, got {failed:?}\n{}", o.file, detail.join("\n")).into());
+        let detail: Vec<String> = in_area
+            .iter()
+            .filter(|x| x.verdict != Verdict::Pass)
+            .map(|x| format!("  {}: {}", x.name, x.message))
+            .collect();
+        return Err(format!(
+            "{}: expected exactly {expected:?} to fail, got {failed:?}\n{}",
+            o.file,
+            detail.join("\n")
+        )
+        .into());
     }
     for x in in_area.iter().filter(|x| x.verdict == Verdict::Fail) {
         if let Some(word) = o.message_has.iter().find(|w| !x.message.contains(*w)) {
-            return Err(format!("{}::{} failed but its message lacks '{word}': {}", area, x.name, x.message).into());
+            return Err(format!(
+                "{}::{} failed but its message lacks '{word}': {}",
+                area, x.name, x.message
+            )
+            .into());
         }
     }
-    eprintln!("{kind} {}: {} of {} {area} checks failed as planted", o.file, failed.len(), in_area.len());
+    eprintln!(
+        "{kind} {}: {} of {} {area} checks failed as planted",
+        o.file,
+        failed.len(),
+        in_area.len()
+    );
     Ok(())
 }

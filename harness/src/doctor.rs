@@ -44,23 +44,41 @@ impl RuntimeReport {
 
     /// The first failure, as a one-line reason with its fix.
     pub fn reason(&self) -> Option<String> {
-        self.findings.iter().find(|f| f.status == Status::Fail).map(|f| match &f.fix {
-            Some(fix) => format!("{}: {} (fix: {fix})", f.check, f.detail),
-            None => format!("{}: {}", f.check, f.detail),
-        })
+        self.findings
+            .iter()
+            .find(|f| f.status == Status::Fail)
+            .map(|f| match &f.fix {
+                Some(fix) => format!("{}: {} (fix: {fix})", f.check, f.detail),
+                None => format!("{}: {}", f.check, f.detail),
+            })
     }
 }
 
 const SETUP: &str = "run `sudo scripts/setup-host.sh`";
 
 fn ok(check: &'static str, detail: impl Into<String>) -> Finding {
-    Finding { check, status: Status::Ok, detail: detail.into(), fix: None }
+    Finding {
+        check,
+        status: Status::Ok,
+        detail: detail.into(),
+        fix: None,
+    }
 }
 fn warn(check: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Finding {
-    Finding { check, status: Status::Warn, detail: detail.into(), fix: Some(fix.into()) }
+    Finding {
+        check,
+        status: Status::Warn,
+        detail: detail.into(),
+        fix: Some(fix.into()),
+    }
 }
 fn fail(check: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Finding {
-    Finding { check, status: Status::Fail, detail: detail.into(), fix: Some(fix.into()) }
+    Finding {
+        check,
+        status: Status::Fail,
+        detail: detail.into(),
+        fix: Some(fix.into()),
+    }
 }
 
 /// Maps a failing trivial `run` to the host fix it needs (pure).
@@ -82,31 +100,58 @@ pub fn fix_for_run_failure(stderr: &str) -> String {
 pub fn diagnose(kind: RuntimeKind) -> RuntimeReport {
     let mut findings = Vec::new();
     let program = kind.engine_program();
-    let installed = exec::run(&CommandSpec::new(program).arg("--version"), Duration::from_secs(20), Interrupt::Allowed);
+    let installed = exec::run(
+        &CommandSpec::new(program).arg("--version"),
+        Duration::from_secs(20),
+        Interrupt::Allowed,
+    );
     match installed {
         Ok(out) if out.success() => findings.push(ok("installed", out.stdout.trim().to_string())),
         _ => {
             findings.push(fail("installed", format!("`{program}` not found on PATH"), SETUP));
-            return RuntimeReport { runtime: kind, findings };
+            return RuntimeReport {
+                runtime: kind,
+                findings,
+            };
         }
     }
     if kind == RuntimeKind::Podman && crate::runtime::euid() != 0 {
-        findings.push(fail("privileges", "rootful podman needs root", "run the harness as root, or use podman-rootless"));
-        return RuntimeReport { runtime: kind, findings };
+        findings.push(fail(
+            "privileges",
+            "rootful podman needs root",
+            "run the harness as root, or use podman-rootless",
+        ));
+        return RuntimeReport {
+            runtime: kind,
+            findings,
+        };
     }
     let runtime = match Runtime::resolve(kind) {
         Ok(r) => r,
         Err(e) => {
             findings.push(fail("rootless user", e.to_string(), SETUP));
-            return RuntimeReport { runtime: kind, findings };
+            return RuntimeReport {
+                runtime: kind,
+                findings,
+            };
         }
     };
     if let Some(user) = runtime.rootless_user() {
         rootless_checks(user, &mut findings);
     }
     let (reach_args, reach_fix): (&[&str], &str) = match kind {
-        RuntimeKind::Docker => (&["version", "--format", "{{.Server.Version}}"], "start dockerd (`sudo scripts/setup-host.sh` starts it when no init system does)"),
-        _ => (&["info", "--format", "{{.Host.OCIRuntime.Name}} {{.Store.GraphDriverName}}"], SETUP),
+        RuntimeKind::Docker => (
+            &["version", "--format", "{{.Server.Version}}"],
+            "start dockerd (`sudo scripts/setup-host.sh` starts it when no init system does)",
+        ),
+        _ => (
+            &[
+                "info",
+                "--format",
+                "{{.Host.OCIRuntime.Name}} {{.Store.GraphDriverName}}",
+            ],
+            SETUP,
+        ),
     };
     match runtime.query(reach_args) {
         Ok(out) => {
@@ -118,8 +163,14 @@ pub fn diagnose(kind: RuntimeKind) -> RuntimeReport {
                 }
             } else {
                 let mut parts = out.split_whitespace();
-                let (oci, driver) = (parts.next().unwrap_or("?").to_string(), parts.next().unwrap_or("?").to_string());
-                findings.push(ok("engine reachable", format!("podman {}", runtime.version().unwrap_or_default())));
+                let (oci, driver) = (
+                    parts.next().unwrap_or("?").to_string(),
+                    parts.next().unwrap_or("?").to_string(),
+                );
+                findings.push(ok(
+                    "engine reachable",
+                    format!("podman {}", runtime.version().unwrap_or_default()),
+                ));
                 findings.push(ok("oci runtime", oci));
                 if kind == RuntimeKind::PodmanRootless && driver == "vfs" {
                     findings.push(warn("storage driver", "vfs (slow, copies every layer)", "set driver = \"overlay\" in ~/.config/containers/storage.conf, then `podman system reset` (setup-host.sh does it)"));
@@ -130,23 +181,43 @@ pub fn diagnose(kind: RuntimeKind) -> RuntimeReport {
         }
         Err(e) => {
             findings.push(fail("engine reachable", e.to_string(), reach_fix));
-            return RuntimeReport { runtime: kind, findings };
+            return RuntimeReport {
+                runtime: kind,
+                findings,
+            };
         }
     }
     match runtime.image_exists(BASE_IMAGE) {
         Ok(true) => findings.push(trivial_run(&runtime)),
-        Ok(false) => findings.push(warn("trivial container", format!("not tried: base image {BASE_IMAGE} is not imported yet"), "`harness images` bootstraps and imports it")),
+        Ok(false) => findings.push(warn(
+            "trivial container",
+            format!("not tried: base image {BASE_IMAGE} is not imported yet"),
+            "`harness images` bootstraps and imports it",
+        )),
         Err(e) => findings.push(fail("trivial container", e.to_string(), SETUP)),
     }
     findings.push(match runtime.health_driver() {
-        HealthDriver::Engine => ok("healthchecks", if kind.is_podman() { "run by systemd timers" } else { "run by the engine" }),
-        HealthDriver::Harness => ok("healthchecks", "no systemd: the harness runs `podman healthcheck run` itself"),
+        HealthDriver::Engine => ok(
+            "healthchecks",
+            if kind.is_podman() {
+                "run by systemd timers"
+            } else {
+                "run by the engine"
+            },
+        ),
+        HealthDriver::Harness => ok(
+            "healthchecks",
+            "no systemd: the harness runs `podman healthcheck run` itself",
+        ),
     });
     match compose::detect(&runtime) {
         Ok(p) => findings.push(ok("compose tool", format!("{} {}", p.tool, p.version))),
         Err(e) => findings.push(fail("compose tool", e.to_string(), SETUP)),
     }
-    RuntimeReport { runtime: kind, findings }
+    RuntimeReport {
+        runtime: kind,
+        findings,
+    }
 }
 
 /// A quick check that the engine answers (for `gc`): `None` when reachable, else why not.
@@ -173,23 +244,44 @@ fn trivial_run(runtime: &Runtime) -> Finding {
         .args(["--label", &format!("{}={start}", labels::OWNER_START)])
         .args([BASE_IMAGE, "true"]);
     match exec::run(&spec, Duration::from_secs(120), Interrupt::Allowed) {
-        Ok(out) if out.success() => ok("trivial container", format!("`run {BASE_IMAGE} true` in {:.1}s", out.elapsed.as_secs_f64())),
-        Ok(out) => fail("trivial container", exec::tail(&out.stderr, 3), fix_for_run_failure(&out.stderr)),
+        Ok(out) if out.success() => ok(
+            "trivial container",
+            format!("`run {BASE_IMAGE} true` in {:.1}s", out.elapsed.as_secs_f64()),
+        ),
+        Ok(out) => fail(
+            "trivial container",
+            exec::tail(&out.stderr, 3),
+            fix_for_run_failure(&out.stderr),
+        ),
         Err(e) => fail("trivial container", e.to_string(), SETUP),
     }
 }
 
 fn rootless_checks(user: &RootlessUser, findings: &mut Vec<Finding>) {
-    findings.push(ok("rootless user", format!("{} (uid {}){}", user.name, user.uid, if user.switch { ", reached with runuser" } else { "" })));
+    findings.push(ok(
+        "rootless user",
+        format!(
+            "{} (uid {}){}",
+            user.name,
+            user.uid,
+            if user.switch { ", reached with runuser" } else { "" }
+        ),
+    ));
     for file in ["/etc/subuid", "/etc/subgid"] {
         let text = std::fs::read_to_string(file).unwrap_or_default();
         if has_subid_range(&text, &user.name, user.uid, 65536) {
-            findings.push(ok(if file.ends_with("uid") { "subuid" } else { "subgid" }, format!("{file} has a range for {}", user.name)));
+            findings.push(ok(
+                if file.ends_with("uid") { "subuid" } else { "subgid" },
+                format!("{file} has a range for {}", user.name),
+            ));
         } else {
             findings.push(fail(
                 if file.ends_with("uid") { "subuid" } else { "subgid" },
                 format!("{file} has no range of 65536 ids for {}", user.name),
-                format!("usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {}", user.name),
+                format!(
+                    "usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {}",
+                    user.name
+                ),
             ));
         }
     }
@@ -197,24 +289,54 @@ fn rootless_checks(user: &RootlessUser, findings: &mut Vec<Finding>) {
         Ok(m) => {
             use std::os::unix::fs::{MetadataExt, PermissionsExt};
             if m.uid() != user.uid || m.permissions().mode() & 0o777 != 0o700 {
-                findings.push(fail("runtime dir", format!("{} must be owned by uid {} with mode 0700", user.runtime_dir.display(), user.uid), format!("chown {0}: {1} && chmod 0700 {1}", user.name, user.runtime_dir.display())));
+                findings.push(fail(
+                    "runtime dir",
+                    format!(
+                        "{} must be owned by uid {} with mode 0700",
+                        user.runtime_dir.display(),
+                        user.uid
+                    ),
+                    format!(
+                        "chown {0}: {1} && chmod 0700 {1}",
+                        user.name,
+                        user.runtime_dir.display()
+                    ),
+                ));
             } else {
                 findings.push(ok("runtime dir", user.runtime_dir.display().to_string()));
             }
         }
         Err(_) => findings.push(fail(
             "runtime dir",
-            format!("{} does not exist (no systemd-logind here to create it)", user.runtime_dir.display()),
-            format!("install -d -m 0700 -o {0} -g {0} {1}", user.name, user.runtime_dir.display()),
+            format!(
+                "{} does not exist (no systemd-logind here to create it)",
+                user.runtime_dir.display()
+            ),
+            format!(
+                "install -d -m 0700 -o {0} -g {0} {1}",
+                user.name,
+                user.runtime_dir.display()
+            ),
         )),
     }
     let tun = Path::new("/dev/net/tun");
     if !tun.exists() {
-        findings.push(fail("/dev/net/tun", "missing: slirp4netns cannot give rootless containers a network", "load the tun module (modprobe tun)"));
+        findings.push(fail(
+            "/dev/net/tun",
+            "missing: slirp4netns cannot give rootless containers a network",
+            "load the tun module (modprobe tun)",
+        ));
     } else if user.can_read(tun) {
         findings.push(ok("/dev/net/tun", "readable by the rootless user"));
     } else {
-        findings.push(fail("/dev/net/tun", format!("not readable by {} (slirp4netns fails with permission denied)", user.name), "chmod 0666 /dev/net/tun"));
+        findings.push(fail(
+            "/dev/net/tun",
+            format!(
+                "not readable by {} (slirp4netns fails with permission denied)",
+                user.name
+            ),
+            "chmod 0666 /dev/net/tun",
+        ));
     }
 }
 
@@ -225,19 +347,35 @@ mod tests {
 
     #[rstest]
     #[case("Error: crun: cgroups in hybrid mode not supported", "runtime = \"runc\"")]
-    #[case("Error: crun: setrlimit `RLIMIT_NOFILE`: Operation not permitted", "default_ulimits = []")]
-    #[case("slirp4netns failed: open /dev/net/tun: Permission denied", "chmod 0666 /dev/net/tun")]
+    #[case(
+        "Error: crun: setrlimit `RLIMIT_NOFILE`: Operation not permitted",
+        "default_ulimits = []"
+    )]
+    #[case(
+        "slirp4netns failed: open /dev/net/tun: Permission denied",
+        "chmod 0666 /dev/net/tun"
+    )]
     #[case("something else", "setup-host.sh")]
     fn run_failures_map_to_host_fixes(#[case] stderr: &str, #[case] expected: &str) {
-        assert!(fix_for_run_failure(stderr).contains(expected), "{}", fix_for_run_failure(stderr));
+        assert!(
+            fix_for_run_failure(stderr).contains(expected),
+            "{}",
+            fix_for_run_failure(stderr)
+        );
     }
 
     #[test]
     fn usable_means_no_failure_and_reason_names_the_fix() {
-        let r = RuntimeReport { runtime: RuntimeKind::Docker, findings: vec![ok("a", "x"), warn("b", "y", "z")] };
+        let r = RuntimeReport {
+            runtime: RuntimeKind::Docker,
+            findings: vec![ok("a", "x"), warn("b", "y", "z")],
+        };
         assert!(r.usable());
         assert!(r.reason().is_none());
-        let r = RuntimeReport { runtime: RuntimeKind::Docker, findings: vec![fail("engine reachable", "down", "start dockerd")] };
+        let r = RuntimeReport {
+            runtime: RuntimeKind::Docker,
+            findings: vec![fail("engine reachable", "down", "start dockerd")],
+        };
         assert!(!r.usable());
         assert_eq!(r.reason().unwrap(), "engine reachable: down (fix: start dockerd)");
     }

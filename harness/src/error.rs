@@ -27,19 +27,35 @@ pub enum HarnessError {
         source: std::io::Error,
     },
     #[error("`{cmd}` did not finish within {after:?}{}", stderr_hint(stderr))]
-    Timeout { cmd: String, after: Duration, stderr: String },
+    Timeout {
+        cmd: String,
+        after: Duration,
+        stderr: String,
+    },
     #[error("`{cmd}` failed (exit {}){}", status.map(|s| s.to_string()).unwrap_or_else(|| "signal".into()), stderr_hint(stderr))]
-    Failed { cmd: String, status: Option<i32>, stderr: String },
+    Failed {
+        cmd: String,
+        status: Option<i32>,
+        stderr: String,
+    },
     #[error("interrupted")]
     Interrupted,
     #[error("runtime {runtime} is not usable: {reason}\n  hint: {hint}")]
-    RuntimeUnusable { runtime: String, reason: String, hint: String },
+    RuntimeUnusable {
+        runtime: String,
+        reason: String,
+        hint: String,
+    },
     #[error("invalid compose file {path}: {reason}")]
     Compose { path: PathBuf, reason: String },
     #[error("could not parse {what} output: {reason}")]
     Parse { what: String, reason: String },
     #[error("stack {project} did not become healthy within {after:?}: {detail}")]
-    Unhealthy { project: String, after: Duration, detail: String },
+    Unhealthy {
+        project: String,
+        after: Duration,
+        detail: String,
+    },
     #[error("teardown of {project} left objects behind: {left}")]
     Leftovers { project: String, left: String },
     #[error("{0}")]

@@ -82,7 +82,9 @@ pub fn sweep(runtime: &Runtime, all: bool) -> Result<Vec<RunFound>> {
                 .collect(),
         };
         for (id, owner) in owners {
-            let entry = runs.entry(owner.run_id.clone()).or_insert_with(|| (owner.clone(), Vec::new()));
+            let entry = runs
+                .entry(owner.run_id.clone())
+                .or_insert_with(|| (owner.clone(), Vec::new()));
             if entry.0.pid.is_none() {
                 entry.0 = owner;
             }
@@ -95,7 +97,11 @@ pub fn sweep(runtime: &Runtime, all: bool) -> Result<Vec<RunFound>> {
         let v = verdict(&owner, record.as_ref(), all, &owner_alive);
         if v == Verdict::Orphaned {
             for kind in ObjectKind::ALL {
-                let ids: Vec<String> = objects.iter().filter(|(k, _)| *k == kind).map(|(_, id)| id.clone()).collect();
+                let ids: Vec<String> = objects
+                    .iter()
+                    .filter(|(k, _)| *k == kind)
+                    .map(|(_, id)| id.clone())
+                    .collect();
                 runtime.remove(kind, &ids)?;
             }
             if let Some(r) = record {
@@ -106,7 +112,10 @@ pub fn sweep(runtime: &Runtime, all: bool) -> Result<Vec<RunFound>> {
             runtime: runtime.kind().to_string(),
             run_id,
             verdict: v,
-            objects: objects.iter().map(|(k, id)| format!("{} {}", k.name(), crate::runtime::short_id(id))).collect(),
+            objects: objects
+                .iter()
+                .map(|(k, id)| format!("{} {}", k.name(), crate::runtime::short_id(id)))
+                .collect(),
         });
     }
     Ok(found)
@@ -139,16 +148,37 @@ mod tests {
 
     #[test]
     fn verdicts() {
-        let owner = Owner { run_id: "r".into(), pid: Some(10), start: Some(5) };
+        let owner = Owner {
+            run_id: "r".into(),
+            pid: Some(10),
+            start: Some(5),
+        };
         let alive = |_: u32, _: u64| true;
         let dead = |_: u32, _: u64| false;
         assert_eq!(verdict(&owner, None, false, &alive), Verdict::Active);
-        assert_eq!(verdict(&owner, None, true, &alive), Verdict::Active, "--all never sweeps a live run");
+        assert_eq!(
+            verdict(&owner, None, true, &alive),
+            Verdict::Active,
+            "--all never sweeps a live run"
+        );
         assert_eq!(verdict(&owner, None, false, &dead), Verdict::Orphaned);
-        assert_eq!(verdict(&owner, Some(&record(RunStatus::Starting)), false, &dead), Verdict::Orphaned);
-        assert_eq!(verdict(&owner, Some(&record(RunStatus::Kept)), false, &dead), Verdict::Kept);
-        assert_eq!(verdict(&owner, Some(&record(RunStatus::Kept)), true, &dead), Verdict::Orphaned);
-        let unknown = Owner { run_id: "r".into(), pid: None, start: None };
+        assert_eq!(
+            verdict(&owner, Some(&record(RunStatus::Starting)), false, &dead),
+            Verdict::Orphaned
+        );
+        assert_eq!(
+            verdict(&owner, Some(&record(RunStatus::Kept)), false, &dead),
+            Verdict::Kept
+        );
+        assert_eq!(
+            verdict(&owner, Some(&record(RunStatus::Kept)), true, &dead),
+            Verdict::Orphaned
+        );
+        let unknown = Owner {
+            run_id: "r".into(),
+            pid: None,
+            start: None,
+        };
         assert_eq!(verdict(&unknown, None, false, &alive), Verdict::Orphaned);
     }
 
@@ -161,6 +191,13 @@ mod tests {
             _ => None,
         })
         .unwrap();
-        assert_eq!(o, Owner { run_id: "abc".into(), pid: Some(12), start: None });
+        assert_eq!(
+            o,
+            Owner {
+                run_id: "abc".into(),
+                pid: Some(12),
+                start: None
+            }
+        );
     }
 }

@@ -17,6 +17,10 @@ pub const SERVICE_LABEL: &str = "com.docker.compose.service";
 
 /// How long a service's container may stay exited before the wait gives up early.
 const EXITED_GRACE: Duration = Duration::from_secs(15);
+/// While a service is still starting, the harness probes it at least this often even when its
+/// healthcheck interval is longer (the role of Docker's `start_interval`), so readiness is seen
+/// as soon as it holds.
+const START_PROBE_PERIOD: Duration = Duration::from_secs(1);
 /// Restarts during the wait after which a service counts as crash-looping.
 const RESTART_LOOP: u64 = 3;
 
@@ -51,7 +55,11 @@ pub enum ServiceState {
 /// Classifies a container (pure).
 pub fn classify(c: &ContainerInspect) -> ServiceState {
     if !c.state.running {
-        return if c.state.status == "created" || c.state.status == "restarting" { ServiceState::Starting } else { ServiceState::Exited(c.state.exit_code) };
+        return if c.state.status == "created" || c.state.status == "restarting" {
+            ServiceState::Starting
+        } else {
+            ServiceState::Exited(c.state.exit_code)
+        };
     }
     match c.health_status() {
         HealthStatus::Healthy | HealthStatus::NoHealthcheck => ServiceState::Ready,
@@ -84,8 +92,10 @@ pub fn wait(
         }
         let ids = runtime.list_by_label(ObjectKind::Container, &run_filter)?;
         let containers = runtime.inspect_containers(&ids)?;
-        let by_service: BTreeMap<&str, &ContainerInspect> =
-            containers.iter().filter_map(|c| Some((c.label(SERVICE_LABEL)?, c))).collect();
+        let by_service: BTreeMap<&str, &ContainerInspect> = containers
+            .iter()
+            .filter_map(|c| Some((c.label(SERVICE_LABEL)?, c)))
+            .collect();
         let mut states: BTreeMap<&str, ServiceState> = BTreeMap::new();
         for svc in services {
             if ready.contains_key(svc) {
@@ -96,8 +106,14 @@ pub fn wait(
                 continue;
             };
             let mut state = classify(c);
-            if driver == HealthDriver::Harness && matches!(state, ServiceState::Starting | ServiceState::Unhealthy) && c.state.running {
-                let due = last_probe.get(svc).map(|t| t.elapsed() >= c.health_interval().min(Duration::from_secs(5))).unwrap_or(true);
+            if driver == HealthDriver::Harness
+                && matches!(state, ServiceState::Starting | ServiceState::Unhealthy)
+                && c.state.running
+            {
+                let due = last_probe
+                    .get(svc)
+                    .map(|t| t.elapsed() >= c.health_interval().min(START_PROBE_PERIOD))
+                    .unwrap_or(true);
                 if due {
                     last_probe.insert(svc.clone(), Instant::now());
                     *probes.entry(svc.clone()).or_default() += 1;
@@ -107,12 +123,24 @@ pub fn wait(
                 }
             }
             if c.restart_count >= RESTART_LOOP {
-                return Err(stuck(runtime, project, &[(svc.as_str(), c, &state)], wait_start.elapsed(), &format!("restarted {} times (crash loop)", c.restart_count)));
+                return Err(stuck(
+                    runtime,
+                    project,
+                    &[(svc.as_str(), c, &state)],
+                    wait_start.elapsed(),
+                    &format!("restarted {} times (crash loop)", c.restart_count),
+                ));
             }
             if let ServiceState::Exited(_) = state {
                 let since = *exited_since.entry(svc.clone()).or_insert_with(Instant::now);
                 if since.elapsed() >= EXITED_GRACE {
-                    return Err(stuck(runtime, project, &[(svc.as_str(), c, &state)], wait_start.elapsed(), "exited and did not restart"));
+                    return Err(stuck(
+                        runtime,
+                        project,
+                        &[(svc.as_str(), c, &state)],
+                        wait_start.elapsed(),
+                        "exited and did not restart",
+                    ));
                 }
             } else {
                 exited_since.remove(svc);
@@ -120,25 +148,42 @@ pub fn wait(
             if state == ServiceState::Ready {
                 ready.insert(
                     svc.clone(),
-                    ServiceReady { service: svc.clone(), container: c.short_name().to_string(), seconds: started.elapsed().as_secs_f64(), probes: probes.get(svc).copied().unwrap_or(0) },
+                    ServiceReady {
+                        service: svc.clone(),
+                        container: c.short_name().to_string(),
+                        seconds: started.elapsed().as_secs_f64(),
+                        probes: probes.get(svc).copied().unwrap_or(0),
+                    },
                 );
             } else {
                 states.insert(svc, state);
             }
         }
         let pending: Vec<String> = services.iter().filter(|s| !ready.contains_key(*s)).cloned().collect();
-        on_progress(&WaitProgress { ready: ready.len(), total: services.len(), pending: pending.clone() });
+        on_progress(&WaitProgress {
+            ready: ready.len(),
+            total: services.len(),
+            pending: pending.clone(),
+        });
         if pending.is_empty() {
             return Ok(services.iter().filter_map(|s| ready.remove(s)).collect());
         }
         if wait_start.elapsed() >= timeout {
-            let stuck_list: Vec<(&str, &ContainerInspect, &ServiceState)> =
-                pending.iter().filter_map(|s| Some((s.as_str(), *by_service.get(s.as_str())?, states.get(s.as_str())?))).collect();
-            let missing: Vec<&String> = pending.iter().filter(|s| !by_service.contains_key(s.as_str())).collect();
+            let stuck_list: Vec<(&str, &ContainerInspect, &ServiceState)> = pending
+                .iter()
+                .filter_map(|s| Some((s.as_str(), *by_service.get(s.as_str())?, states.get(s.as_str())?)))
+                .collect();
+            let missing: Vec<&String> = pending
+                .iter()
+                .filter(|s| !by_service.contains_key(s.as_str()))
+                .collect();
             let mut err = stuck(runtime, project, &stuck_list, timeout, "not healthy");
             if !missing.is_empty() {
                 if let HarnessError::Unhealthy { detail, .. } = &mut err {
-                    detail.push_str(&format!("\n  no container was created for: {}", missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")));
+                    detail.push_str(&format!(
+                        "\n  no container was created for: {}",
+                        missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                    ));
                 }
             }
             return Err(err);
@@ -147,20 +192,42 @@ pub fn wait(
     }
 }
 
-fn stuck(runtime: &Runtime, project: &str, list: &[(&str, &ContainerInspect, &ServiceState)], after: Duration, what: &str) -> HarnessError {
+fn stuck(
+    runtime: &Runtime,
+    project: &str,
+    list: &[(&str, &ContainerInspect, &ServiceState)],
+    after: Duration,
+    what: &str,
+) -> HarnessError {
     let mut detail = String::new();
     for (svc, c, state) in list {
-        detail.push_str(&format!("\n  service {svc} ({}) {what}: state {state:?}", c.short_name()));
+        detail.push_str(&format!(
+            "\n  service {svc} ({}) {what}: state {state:?}",
+            c.short_name()
+        ));
         if let Some(out) = c.last_health_output().filter(|o| !o.is_empty()) {
-            detail.push_str(&format!("\n    last health probe: {}", exec::tail(out, 3).replace('\n', "\n      ")));
+            detail.push_str(&format!(
+                "\n    last health probe: {}",
+                exec::tail(out, 3).replace('\n', "\n      ")
+            ));
         }
         let logs = runtime.logs_tail(&c.id, 15);
         if !logs.trim().is_empty() {
             detail.push_str("\n    last log lines:\n");
-            detail.push_str(&logs.lines().map(|l| format!("      {l}")).collect::<Vec<_>>().join("\n"));
+            detail.push_str(
+                &logs
+                    .lines()
+                    .map(|l| format!("      {l}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            );
         }
     }
-    HarnessError::Unhealthy { project: project.to_string(), after, detail }
+    HarnessError::Unhealthy {
+        project: project.to_string(),
+        after,
+        detail,
+    }
 }
 
 #[cfg(test)]
@@ -171,8 +238,14 @@ mod tests {
 
     fn container(state: &str, health: Option<&str>) -> ContainerInspect {
         let running = state == "running";
-        let health_json = health.map(|h| format!(r#","Health":{{"Status":"{h}"}}"#)).unwrap_or_default();
-        let hc = if health.is_some() { r#"{"Test":["CMD","true"],"Interval":2000000000}"# } else { "null" };
+        let health_json = health
+            .map(|h| format!(r#","Health":{{"Status":"{h}"}}"#))
+            .unwrap_or_default();
+        let hc = if health.is_some() {
+            r#"{"Test":["CMD","true"],"Interval":2000000000}"#
+        } else {
+            "null"
+        };
         let json = format!(
             r#"[{{"Id":"x","Name":"/c","State":{{"Status":"{state}","Running":{running},"ExitCode":3{health_json}}},"Config":{{"Healthcheck":{hc}}}}}]"#
         );

@@ -53,7 +53,12 @@ pub struct StackOptions {
 
 impl StackOptions {
     pub fn new(runtime: RuntimeKind) -> Self {
-        Self { runtime, compose_files: vec![bundled_compose_file()], bind_ip: IpAddr::from([127, 0, 0, 1]), ready_timeout: DEFAULT_READY_TIMEOUT }
+        Self {
+            runtime,
+            compose_files: vec![bundled_compose_file()],
+            bind_ip: IpAddr::from([127, 0, 0, 1]),
+            ready_timeout: DEFAULT_READY_TIMEOUT,
+        }
     }
 }
 
@@ -100,13 +105,31 @@ pub struct ComposeSet {
 impl ComposeSet {
     pub fn load(paths: &[PathBuf]) -> Result<Self> {
         if paths.is_empty() {
-            return Err(HarnessError::Usage("no compose file given\n  hint: pass --compose FILE".into()));
+            return Err(HarnessError::Usage(
+                "no compose file given\n  hint: pass --compose FILE".into(),
+            ));
         }
-        let set = Self { files: paths.iter().map(|p| ComposeFile::load(p)).collect::<Result<_>>()? };
+        let set = Self {
+            files: paths.iter().map(|p| ComposeFile::load(p)).collect::<Result<_>>()?,
+        };
         // Overlays may name only what they change; the merged result must still be runnable.
-        if let Some((name, _)) = set.merged().services.iter().find(|(_, s)| s.image.is_none() && s.build.is_none()) {
-            let path = set.files.iter().rev().find(|f| f.services.contains_key(name)).map(|f| f.path.clone()).unwrap_or_default();
-            return Err(HarnessError::Compose { path, reason: format!("service '{name}' has neither image nor build") });
+        if let Some((name, _)) = set
+            .merged()
+            .services
+            .iter()
+            .find(|(_, s)| s.image.is_none() && s.build.is_none())
+        {
+            let path = set
+                .files
+                .iter()
+                .rev()
+                .find(|f| f.services.contains_key(name))
+                .map(|f| f.path.clone())
+                .unwrap_or_default();
+            return Err(HarnessError::Compose {
+                path,
+                reason: format!("service '{name}' has neither image nor build"),
+            });
         }
         Ok(set)
     }
@@ -182,12 +205,18 @@ impl Stack {
         let owner_start = state::process_start_time(owner_pid).unwrap_or(0);
         let labels = run_labels(&run_id, opts.runtime.name(), owner_pid, owner_start);
         let override_path = run_dir.join("hydra.override.yml");
-        std::fs::write(&override_path, override_yaml(&merged, &labels, &images.service_images()))?;
+        std::fs::write(
+            &override_path,
+            override_yaml(&merged, &labels, &images.service_images()),
+        )?;
 
         let (env, ports) = publish_env(&merged, opts.bind_ip)?;
         let mut compose_files = files.clone();
         compose_files.push(override_path);
-        let workdir = files[0].parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+        let workdir = files[0]
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
         let record = RunRecord {
             run_id: run_id.clone(),
             project: project.clone(),
@@ -206,7 +235,12 @@ impl Stack {
         };
         record.save()?;
         // From here on, anything that fails tears down through Drop.
-        let stack = Stack { runtime, provider: provider.clone(), record, armed: true };
+        let stack = Stack {
+            runtime,
+            provider: provider.clone(),
+            record,
+            armed: true,
+        };
 
         on_event(&Event::Phase(format!("{} up", provider.tool)));
         let t = Instant::now();
@@ -223,11 +257,20 @@ impl Stack {
             .containers()?
             .into_iter()
             .map(|(svc, c)| {
-                let health = c.state.health.as_ref().map(|h| h.status.clone()).filter(|h| !h.is_empty()).unwrap_or_else(|| "none".into());
+                let health = c
+                    .state
+                    .health
+                    .as_ref()
+                    .map(|h| h.status.clone())
+                    .filter(|h| !h.is_empty())
+                    .unwrap_or_else(|| "none".into());
                 (svc, format!("{}/{}", c.state.status, health))
             })
             .collect();
-        on_event(&Event::Phase(format!("waiting for {} services to become healthy", stack.record.services.len())));
+        on_event(&Event::Phase(format!(
+            "waiting for {} services to become healthy",
+            stack.record.services.len()
+        )));
         let services = readiness::wait(
             &stack.runtime,
             &run_id,
@@ -255,8 +298,16 @@ impl Stack {
     /// Reattaches to a stack that `harness up` left running.
     pub fn attach(record: RunRecord) -> Result<Stack> {
         let runtime = Runtime::resolve(record.runtime)?;
-        let provider = Provider { tool: record.tool, version: String::new() };
-        Ok(Stack { runtime, provider, record, armed: true })
+        let provider = Provider {
+            tool: record.tool,
+            version: String::new(),
+        };
+        Ok(Stack {
+            runtime,
+            provider,
+            record,
+            armed: true,
+        })
     }
 
     pub fn record(&self) -> &RunRecord {
@@ -278,7 +329,9 @@ impl Stack {
 
     /// The run's containers by compose service name, as the engine reports them now.
     pub fn containers(&self) -> Result<BTreeMap<String, crate::runtime::inspect::ContainerInspect>> {
-        let ids = self.runtime.list_by_label(ObjectKind::Container, &labels::filter(labels::RUN, &self.record.run_id))?;
+        let ids = self
+            .runtime
+            .list_by_label(ObjectKind::Container, &labels::filter(labels::RUN, &self.record.run_id))?;
         Ok(self
             .runtime
             .inspect_containers(&ids)?
@@ -291,7 +344,12 @@ impl Stack {
     /// its output; a non-zero exit is returned, not raised.
     pub fn exec(&self, service: &str, argv: &[&str], timeout: Duration) -> Result<exec::Output> {
         let containers = self.containers()?;
-        let c = containers.get(service).ok_or_else(|| HarnessError::Usage(format!("service '{service}' has no container in {}", self.record.project)))?;
+        let c = containers.get(service).ok_or_else(|| {
+            HarnessError::Usage(format!(
+                "service '{service}' has no container in {}",
+                self.record.project
+            ))
+        })?;
         let spec = self.runtime.engine().args(["exec", &c.id]).args(argv.iter().copied());
         exec::run(&spec, timeout, Interrupt::Allowed)
     }
@@ -303,7 +361,15 @@ impl Stack {
 
     /// Waits until every service is ready again (after a stop/start or a restart).
     pub fn wait_ready(&self, timeout: Duration) -> Result<Vec<ServiceReady>> {
-        readiness::wait(&self.runtime, &self.record.run_id, &self.record.project, &self.record.services, Instant::now(), timeout, &mut |_| {})
+        readiness::wait(
+            &self.runtime,
+            &self.record.run_id,
+            &self.record.project,
+            &self.record.services,
+            Instant::now(),
+            timeout,
+            &mut |_| {},
+        )
     }
 
     /// `compose down` without removing volumes, then `compose up -d` and wait: the volumes of the
@@ -311,13 +377,26 @@ impl Stack {
     pub fn restart_keeping_volumes(&self, timeout: Duration) -> Result<()> {
         let before: Vec<String> = self.containers()?.values().map(|c| c.id.clone()).collect();
         self.compose_run(&Action::DownKeepVolumes { timeout_secs: 10 })?;
-        let left: Vec<String> = self.containers()?.values().map(|c| c.id.clone()).filter(|id| before.contains(id)).collect();
+        let left: Vec<String> = self
+            .containers()?
+            .values()
+            .map(|c| c.id.clone())
+            .filter(|id| before.contains(id))
+            .collect();
         if !left.is_empty() {
-            return Err(HarnessError::Failed { cmd: self.compose(&Action::DownKeepVolumes { timeout_secs: 10 }).display(), status: Some(0), stderr: format!("exited but {} containers still exist", left.len()) });
+            return Err(HarnessError::Failed {
+                cmd: self.compose(&Action::DownKeepVolumes { timeout_secs: 10 }).display(),
+                status: Some(0),
+                stderr: format!("exited but {} containers still exist", left.len()),
+            });
         }
         let out = self.compose_run(&Action::Up)?;
         if !out.success() {
-            return Err(HarnessError::Failed { cmd: self.compose(&Action::Up).display(), status: out.status, stderr: exec::tail(&out.stderr, 20) });
+            return Err(HarnessError::Failed {
+                cmd: self.compose(&Action::Up).display(),
+                status: out.status,
+                stderr: exec::tail(&out.stderr, 20),
+            });
         }
         self.wait_ready(timeout).map(|_| ())
     }
@@ -358,13 +437,21 @@ impl Drop for Stack {
         }
         match teardown(&self.runtime, &self.provider, &self.record) {
             Ok(_) => self.record.remove(),
-            Err(e) => eprintln!("error: teardown of {} failed: {e}\n  hint: run `harness gc` to sweep what is left", self.record.project),
+            Err(e) => eprintln!(
+                "error: teardown of {} failed: {e}\n  hint: run `harness gc` to sweep what is left",
+                self.record.project
+            ),
         }
     }
 }
 
 fn project_of(record: &RunRecord) -> Project {
-    Project { name: record.project.clone(), files: record.compose_files.clone(), workdir: record.workdir.clone(), env: record.env.clone() }
+    Project {
+        name: record.project.clone(),
+        files: record.compose_files.clone(),
+        workdir: record.workdir.clone(),
+        env: record.env.clone(),
+    }
 }
 
 /// `hydra-<runtime>-<run id>`, a valid compose project name unique per run.
@@ -381,9 +468,18 @@ pub fn teardown(runtime: &Runtime, provider: &Provider, record: &RunRecord) -> R
     let project_filter = labels::filter("com.docker.compose.project", &record.project);
     // podman-compose `down -v` leaks anonymous volumes: note every volume mounted before removing.
     let ids = runtime.list_by_label(ObjectKind::Container, &run_filter)?;
-    let mounted: Vec<String> = runtime.inspect_containers(&ids)?.iter().flat_map(|c| c.volume_names()).collect();
+    let mounted: Vec<String> = runtime
+        .inspect_containers(&ids)?
+        .iter()
+        .flat_map(|c| c.volume_names())
+        .collect();
 
-    let down = compose::command(runtime, provider.tool, &project_of(record), &Action::Down { timeout_secs: 10 });
+    let down = compose::command(
+        runtime,
+        provider.tool,
+        &project_of(record),
+        &Action::Down { timeout_secs: 10 },
+    );
     match exec::run(&down, DOWN_TIMEOUT, Interrupt::Ignored) {
         Ok(out) => report.compose_down_status = out.status,
         Err(e) => tracing::warn!("compose down failed: {e}"),
@@ -403,7 +499,9 @@ pub fn teardown(runtime: &Runtime, provider: &Provider, record: &RunRecord) -> R
             }
         }
         if !left.is_empty() {
-            report.removed_after_compose.extend(left.iter().map(|id| format!("{} {}", kind.name(), short_id(id))));
+            report
+                .removed_after_compose
+                .extend(left.iter().map(|id| format!("{} {}", kind.name(), short_id(id))));
             runtime.remove(kind, &left)?;
         }
     }
@@ -424,7 +522,10 @@ pub fn teardown(runtime: &Runtime, provider: &Provider, record: &RunRecord) -> R
     remaining.sort();
     remaining.dedup();
     if !remaining.is_empty() {
-        return Err(HarnessError::Leftovers { project: record.project.clone(), left: remaining.join(", ") });
+        return Err(HarnessError::Leftovers {
+            project: record.project.clone(),
+            left: remaining.join(", "),
+        });
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
@@ -472,7 +573,9 @@ fn stage_if_needed(runtime: &Runtime, files: &[PathBuf], run_dir: &Path) -> Resu
             })
         })
         .collect::<Result<_>>()?;
-    let Some(user) = runtime.rootless_user() else { return Ok(files) };
+    let Some(user) = runtime.rootless_user() else {
+        return Ok(files);
+    };
     if files.iter().all(|f| user.can_read(f)) {
         return Ok(files);
     }
@@ -480,7 +583,10 @@ fn stage_if_needed(runtime: &Runtime, files: &[PathBuf], run_dir: &Path) -> Resu
     let stage = run_dir.join("stage");
     tracing::info!(user = %user.name, root = %root.display(), "staging a readable copy for the rootless user");
     copy_tree(&root, &stage)?;
-    Ok(files.iter().map(|f| stage.join(f.strip_prefix(&root).unwrap_or(f))).collect())
+    Ok(files
+        .iter()
+        .map(|f| stage.join(f.strip_prefix(&root).unwrap_or(f)))
+        .collect())
 }
 
 /// The nearest common ancestor of the compose files that holds a `.git` or `Cargo.toml`, else the
@@ -509,7 +615,10 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
             state::create_dir(&dest)?;
         } else if entry.file_type().is_file() {
             std::fs::copy(entry.path(), &dest)?;
-            let exec = entry.metadata().map(|m| m.permissions().mode() & 0o111 != 0).unwrap_or(false);
+            let exec = entry
+                .metadata()
+                .map(|m| m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false);
             std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(if exec { 0o755 } else { 0o644 }))?;
         }
     }
@@ -532,7 +641,10 @@ mod tests {
         let keep = ComposeSet::load(&[base.clone(), ports]).unwrap().merged();
         assert_eq!(keep.services["web"].networks.keys().collect::<Vec<_>>(), ["front"]);
         let moved = ComposeSet::load(&[base, nets]).unwrap().merged();
-        assert_eq!(moved.services["web"].networks.keys().collect::<Vec<_>>(), ["back", "front"]);
+        assert_eq!(
+            moved.services["web"].networks.keys().collect::<Vec<_>>(),
+            ["back", "front"]
+        );
         let partial = dir.path().join("partial.yml");
         std::fs::write(&partial, "services:\n  api: {ports: ['1:1']}\n").unwrap();
         let err = ComposeSet::load(&[partial]).unwrap_err().to_string();
@@ -573,7 +685,11 @@ mod tests {
         copy_tree(src.path(), &dst.path().join("s")).unwrap();
         assert!(dst.path().join("s/compose/a.yml").exists());
         assert!(!dst.path().join("s/target").exists());
-        let mode = std::fs::metadata(dst.path().join("s/run.sh")).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(dst.path().join("s/run.sh"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o755);
     }
 

@@ -132,11 +132,17 @@ pub fn owner_alive(pid: u32, start: u64) -> bool {
 
 /// A fresh run id: 8 hex digits, or `HYDRA_RUN_ID` when set (tests use it to find their run).
 pub fn new_run_id() -> String {
-    std::env::var("HYDRA_RUN_ID").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_string())
+    std::env::var("HYDRA_RUN_ID")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_string())
 }
 
 pub fn now_unix() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -45,7 +45,11 @@ impl Plan {
             persistence: checks::persistence::plan(&spec.persistence),
             posture: services
                 .iter()
-                .flat_map(|s| crate::posture::CheckId::ALL.iter().map(move |c| CheckId::new("posture", format!("{s}::{}", c.name()))))
+                .flat_map(|s| {
+                    crate::posture::CheckId::ALL
+                        .iter()
+                        .map(move |c| CheckId::new("posture", format!("{s}::{}", c.name())))
+                })
                 .collect(),
             endpoints,
             engine_health,
@@ -84,18 +88,34 @@ pub struct RuntimeRun {
 /// Runs the selected checks of `plan` under `kind`. Never panics on stack trouble: a stack that
 /// does not come up fails `lifecycle::up_healthy` and every other selected check says why it did
 /// not run.
-pub fn run(kind: RuntimeKind, plan: &Plan, opts: &StackOptions, selected: &dyn Fn(&CheckId) -> bool, on_event: &mut dyn FnMut(&Event)) -> RuntimeRun {
+pub fn run(
+    kind: RuntimeKind,
+    plan: &Plan,
+    opts: &StackOptions,
+    selected: &dyn Fn(&CheckId) -> bool,
+    on_event: &mut dyn FnMut(&Event),
+) -> RuntimeRun {
     let mut rec = Recorder::new(kind);
-    let mut run = RuntimeRun { info: RuntimeInfo { runtime: Some(kind), rootless: kind == RuntimeKind::PodmanRootless, ..Default::default() }, ..Default::default() };
+    let mut run = RuntimeRun {
+        info: RuntimeInfo {
+            runtime: Some(kind),
+            rootless: kind == RuntimeKind::PodmanRootless,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
     if let Ok(rt) = Runtime::resolve(kind) {
         run.info.engine_version = rt.version().unwrap_or_default();
         let (driver, cgroups) = rt.storage_and_cgroups();
         run.info.storage_driver = driver;
         run.info.extra.insert("cgroup_version".into(), cgroups);
-        run.info.extra.insert("healthchecks_run_by".into(), match rt.health_driver() {
-            HealthDriver::Engine => "engine".into(),
-            HealthDriver::Harness => "harness (no systemd)".into(),
-        });
+        run.info.extra.insert(
+            "healthchecks_run_by".into(),
+            match rt.health_driver() {
+                HealthDriver::Engine => "engine".into(),
+                HealthDriver::Harness => "harness (no systemd)".into(),
+            },
+        );
     }
     let mut opts = opts.clone();
     opts.compose_files = plan.spec.compose.clone();
@@ -104,7 +124,13 @@ pub fn run(kind: RuntimeKind, plan: &Plan, opts: &StackOptions, selected: &dyn F
         Ok(x) => x,
         Err(e) => {
             let msg = format!("stack did not come up under {kind}: {e}");
-            rec.push(&up_id(), None, Verdict::Fail, msg.clone(), started.elapsed().as_secs_f64());
+            rec.push(
+                &up_id(),
+                None,
+                Verdict::Fail,
+                msg.clone(),
+                started.elapsed().as_secs_f64(),
+            );
             let first = msg.lines().next().unwrap_or_default().to_string();
             for id in plan.ids().into_iter().filter(|i| *i != up_id() && selected(i)) {
                 rec.push(&id, None, Verdict::Fail, format!("not run: {first}"), 0.0);
@@ -115,7 +141,17 @@ pub fn run(kind: RuntimeKind, plan: &Plan, opts: &StackOptions, selected: &dyn F
     };
     run.info.compose_tool = up.compose.tool.to_string();
     run.info.compose_version = up.compose.version.clone();
-    rec.push(&up_id(), None, Verdict::Pass, format!("{} services healthy {:.1}s after start", up.services.len(), up.total_seconds), up.total_seconds);
+    rec.push(
+        &up_id(),
+        None,
+        Verdict::Pass,
+        format!(
+            "{} services healthy {:.1}s after start",
+            up.services.len(),
+            up.total_seconds
+        ),
+        up.total_seconds,
+    );
     run.observations.extend(observe_up(kind, &up, &stack));
 
     on_event(&Event::Phase("checks: dns".into()));
@@ -129,10 +165,20 @@ pub fn run(kind: RuntimeKind, plan: &Plan, opts: &StackOptions, selected: &dyn F
         on_event(&Event::Phase("checks: posture".into()));
         let t = Instant::now();
         match crate::posture::evaluate(&stack, &plan.spec.posture_config()) {
-            Ok(outcomes) => rec.outcomes.extend(outcomes.into_iter().filter(|o| selected(&CheckId::new("posture", o.name.clone())))),
+            Ok(outcomes) => rec.outcomes.extend(
+                outcomes
+                    .into_iter()
+                    .filter(|o| selected(&CheckId::new("posture", o.name.clone()))),
+            ),
             Err(e) => {
                 for id in plan.posture.iter().filter(|i| selected(i)) {
-                    rec.push(id, None, Verdict::Fail, format!("posture evaluation failed: {e}"), t.elapsed().as_secs_f64());
+                    rec.push(
+                        id,
+                        None,
+                        Verdict::Fail,
+                        format!("posture evaluation failed: {e}"),
+                        t.elapsed().as_secs_f64(),
+                    );
                 }
             }
         }
@@ -147,42 +193,123 @@ pub fn run(kind: RuntimeKind, plan: &Plan, opts: &StackOptions, selected: &dyn F
     let t = Instant::now();
     match stack.down() {
         Ok(td) => {
-            let left = if td.removed_after_compose.is_empty() { "nothing".to_string() } else { td.removed_after_compose.join(", ") };
+            let left = if td.removed_after_compose.is_empty() {
+                "nothing".to_string()
+            } else {
+                td.removed_after_compose.join(", ")
+            };
             run.observations.push(obs(kind, "compose_down_left_behind", &left));
-            rec.push(&down_id(), None, Verdict::Pass, format!("nothing of the run is left (compose down exit {:?}; removed after it: {left})", td.compose_down_status), t.elapsed().as_secs_f64());
+            rec.push(
+                &down_id(),
+                None,
+                Verdict::Pass,
+                format!(
+                    "nothing of the run is left (compose down exit {:?}; removed after it: {left})",
+                    td.compose_down_status
+                ),
+                t.elapsed().as_secs_f64(),
+            );
         }
-        Err(e) => rec.push(&down_id(), None, Verdict::Fail, e.to_string(), t.elapsed().as_secs_f64()),
+        Err(e) => rec.push(
+            &down_id(),
+            None,
+            Verdict::Fail,
+            e.to_string(),
+            t.elapsed().as_secs_f64(),
+        ),
     }
     let produced: BTreeSet<(String, String)> = rec.outcomes.iter().map(|o| (o.area.clone(), o.name.clone())).collect();
-    for id in plan.ids().into_iter().filter(|i| selected(i) && !produced.contains(&(i.area.to_string(), i.name.clone()))) {
-        rec.push(&id, None, Verdict::Fail, "not run: the harness produced no result for this check".into(), 0.0);
+    for id in plan
+        .ids()
+        .into_iter()
+        .filter(|i| selected(i) && !produced.contains(&(i.area.to_string(), i.name.clone())))
+    {
+        rec.push(
+            &id,
+            None,
+            Verdict::Fail,
+            "not run: the harness produced no result for this check".into(),
+            0.0,
+        );
     }
     run.outcomes = rec.outcomes;
     run
 }
 
 fn obs(runtime: RuntimeKind, key: &str, value: &str) -> Observation {
-    Observation { runtime, key: key.into(), value: value.into() }
+    Observation {
+        runtime,
+        key: key.into(),
+        value: value.into(),
+    }
 }
 
 /// What the compose tool did on `up`, read from the engine rather than from the tool.
 fn observe_up(kind: RuntimeKind, up: &UpReport, stack: &Stack) -> Vec<Observation> {
-    let mut out = vec![obs(kind, "compose_tool", &format!("{} {}", up.compose.tool, up.compose.version))];
-    let healthy: Vec<&String> = up.at_compose_return.iter().filter(|(_, s)| s.ends_with("/healthy")).map(|(k, _)| k).collect();
+    let mut out = vec![obs(
+        kind,
+        "compose_tool",
+        &format!("{} {}", up.compose.tool, up.compose.version),
+    )];
+    let healthy: Vec<&String> = up
+        .at_compose_return
+        .iter()
+        .filter(|(_, s)| s.ends_with("/healthy"))
+        .map(|(k, _)| k)
+        .collect();
     out.push(obs(
         kind,
         "healthy_when_compose_up_returned",
-        &format!("{}/{}{}", healthy.len(), up.at_compose_return.len(), if healthy.is_empty() { String::new() } else { format!(" ({})", healthy.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")) }),
+        &format!(
+            "{}/{}{}",
+            healthy.len(),
+            up.at_compose_return.len(),
+            if healthy.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({})",
+                    healthy.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                )
+            }
+        ),
     ));
-    let ignored = up.compose_up_stderr.lines().any(|l| l.contains("Ignored") && l.contains("condition"));
-    out.push(obs(kind, "depends_on_service_healthy", if ignored { "ignored (tool warned: condition check not supported)" } else if healthy.is_empty() { "not observed" } else { "honoured (dependencies healthy before dependants started)" }));
-    out.push(obs(kind, "compose_up_seconds", &format!("{:.1}", up.compose_up_seconds)));
+    let ignored = up
+        .compose_up_stderr
+        .lines()
+        .any(|l| l.contains("Ignored") && l.contains("condition"));
+    out.push(obs(
+        kind,
+        "depends_on_service_healthy",
+        if ignored {
+            "ignored (tool warned: condition check not supported)"
+        } else if healthy.is_empty() {
+            "not observed"
+        } else {
+            "honoured (dependencies healthy before dependants started)"
+        },
+    ));
+    out.push(obs(
+        kind,
+        "compose_up_seconds",
+        &format!("{:.1}", up.compose_up_seconds),
+    ));
     out.push(obs(kind, "seconds_to_all_healthy", &format!("{:.1}", up.total_seconds)));
     if let Ok(containers) = stack.containers() {
         let project = &stack.record().project;
         if let Some((svc, c)) = containers.iter().next() {
-            out.push(obs(kind, "container_name_pattern", &c.short_name().replace(project.as_str(), "<project>").replace(svc.as_str(), "<service>")));
-            let nets: Vec<String> = c.networks().keys().map(|n| n.replace(project.as_str(), "<project>")).collect();
+            out.push(obs(
+                kind,
+                "container_name_pattern",
+                &c.short_name()
+                    .replace(project.as_str(), "<project>")
+                    .replace(svc.as_str(), "<service>"),
+            ));
+            let nets: Vec<String> = c
+                .networks()
+                .keys()
+                .map(|n| n.replace(project.as_str(), "<project>"))
+                .collect();
             out.push(obs(kind, "network_names", &nets.join(", ")));
         }
     }
@@ -211,15 +338,26 @@ pub enum Availability {
 
 /// Runtimes for a run: `wanted` (else `HYDRA_RUNTIMES`, else all) diagnosed by doctor;
 /// `required` (else `HYDRA_REQUIRE`) turns a skip into a failure.
-pub fn availability(wanted: &[RuntimeKind], required: &[RuntimeKind]) -> crate::Result<Vec<(RuntimeKind, Availability)>> {
+pub fn availability(
+    wanted: &[RuntimeKind],
+    required: &[RuntimeKind],
+) -> crate::Result<Vec<(RuntimeKind, Availability)>> {
     let env = |var: &str| -> crate::Result<Vec<RuntimeKind>> {
         match std::env::var(var) {
             Ok(v) => crate::runtime::parse_list(&v).map_err(|e| crate::HarnessError::Usage(format!("{var}: {e}"))),
             Err(_) => Ok(Vec::new()),
         }
     };
-    let wanted = if wanted.is_empty() { env("HYDRA_RUNTIMES")? } else { wanted.to_vec() };
-    let required = if required.is_empty() { env("HYDRA_REQUIRE")? } else { required.to_vec() };
+    let wanted = if wanted.is_empty() {
+        env("HYDRA_RUNTIMES")?
+    } else {
+        wanted.to_vec()
+    };
+    let required = if required.is_empty() {
+        env("HYDRA_REQUIRE")?
+    } else {
+        required.to_vec()
+    };
     let explicit = !wanted.is_empty();
     Ok(RuntimeKind::ALL
         .into_iter()
@@ -227,9 +365,15 @@ pub fn availability(wanted: &[RuntimeKind], required: &[RuntimeKind]) -> crate::
             let in_scope = !explicit || wanted.contains(&kind);
             if !in_scope {
                 return if required.contains(&kind) {
-                    (kind, Availability::Broken("required but not selected (HYDRA_RUNTIMES / --runtime)".into()))
+                    (
+                        kind,
+                        Availability::Broken("required but not selected (HYDRA_RUNTIMES / --runtime)".into()),
+                    )
                 } else {
-                    (kind, Availability::Skip("not selected (HYDRA_RUNTIMES / --runtime)".into()))
+                    (
+                        kind,
+                        Availability::Skip("not selected (HYDRA_RUNTIMES / --runtime)".into()),
+                    )
                 };
             }
             let report = crate::doctor::diagnose(kind);
@@ -242,13 +386,49 @@ pub fn availability(wanted: &[RuntimeKind], required: &[RuntimeKind]) -> crate::
         .collect())
 }
 
+/// Checks that this host cannot enforce under `kind`, known before running (resource limits for
+/// a rootless engine on cgroup v1), with the reason. The run still reports them as
+/// not-enforceable; a test runner shows them as ignored rather than passed or failed.
+pub fn not_enforceable_here(kind: RuntimeKind, plan: &Plan) -> Vec<(CheckId, String)> {
+    if kind != RuntimeKind::PodmanRootless {
+        return Vec::new();
+    }
+    let Ok(rt) = Runtime::resolve(kind) else {
+        return Vec::new();
+    };
+    let (_, cgroups) = rt.storage_and_cgroups();
+    if cgroups != "1" && cgroups != "v1" {
+        return Vec::new();
+    }
+    let limits: Vec<&str> = crate::posture::CheckId::ALL
+        .iter()
+        .filter(|c| c.is_limit())
+        .map(|c| c.name())
+        .collect();
+    plan.posture
+        .iter()
+        .filter(|id| id.name.rsplit("::").next().is_some_and(|c| limits.contains(&c)))
+        .map(|id| {
+            (
+                id.clone(),
+                "not enforceable here: a rootless engine on cgroup v1 ignores resource limits".to_string(),
+            )
+        })
+        .collect()
+}
+
 /// Trial selection like libtest's: substring filters (or exact names), minus `--skip` substrings.
 pub fn selection(filters: &[String], skips: &[String], exact: bool) -> impl Fn(&str) -> bool + Clone {
     let filters = filters.to_vec();
     let skips = skips.to_vec();
     move |name: &str| {
-        let keep = filters.is_empty() || filters.iter().any(|f| if exact { name == f } else { name.contains(f.as_str()) });
-        keep && !skips.iter().any(|s| if exact { name == s } else { name.contains(s.as_str()) })
+        let keep = filters.is_empty()
+            || filters
+                .iter()
+                .any(|f| if exact { name == f } else { name.contains(f.as_str()) });
+        keep && !skips
+            .iter()
+            .any(|s| if exact { name == s } else { name.contains(s.as_str()) })
     }
 }
 

@@ -16,7 +16,10 @@ fn unknown_runtime_is_a_usage_error_with_the_choices() {
         .args(["doctor", "--runtime", "containerd"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("unknown runtime 'containerd'").and(predicate::str::contains("docker, podman, podman-rootless")));
+        .stderr(
+            predicate::str::contains("unknown runtime 'containerd'")
+                .and(predicate::str::contains("docker, podman, podman-rootless")),
+        );
 }
 
 #[test]
@@ -51,7 +54,10 @@ fn missing_compose_file_is_a_usage_error_naming_it() {
         .env("HYDRA_STATE_DIR", state.path())
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("/nonexistent/stack.yml").and(predicate::str::contains("hint: pass an existing file")));
+        .stderr(
+            predicate::str::contains("/nonexistent/stack.yml")
+                .and(predicate::str::contains("hint: pass an existing file")),
+        );
 }
 
 #[test]
@@ -84,7 +90,9 @@ fn down_without_a_kept_stack_says_so() {
         .env("HYDRA_STATE_DIR", state.path())
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("no stack left running by `harness up` for runtime podman"));
+        .stderr(predicate::str::contains(
+            "no stack left running by `harness up` for runtime podman",
+        ));
 }
 
 #[test]
@@ -108,10 +116,17 @@ fn validate_fails_with_code_3_when_a_required_runtime_is_missing() {
         .env("PATH", "/nonexistent")
         .assert()
         .code(3)
-        .stderr(predicate::str::contains("FAIL docker: installed: `docker` not found on PATH"));
+        .stderr(predicate::str::contains(
+            "FAIL docker: installed: `docker` not found on PATH",
+        ));
     let json = std::fs::read_to_string(report.path().join("parity.json")).unwrap();
-    assert!(json.contains("runtime_available") && json.contains("not found on PATH"), "{json}");
-    assert!(std::fs::read_to_string(report.path().join("junit.xml")).unwrap().contains("<failure"));
+    assert!(
+        json.contains("runtime_available") && json.contains("not found on PATH"),
+        "{json}"
+    );
+    assert!(std::fs::read_to_string(report.path().join("junit.xml"))
+        .unwrap()
+        .contains("<failure"));
 }
 
 #[test]
@@ -126,5 +141,7 @@ fn validate_rejects_a_bad_spec_with_code_2_naming_the_line() {
         .arg(hydra::stack::bundled_compose_file())
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("line 1: service 'web' is not a service of the compose file"));
+        .stderr(predicate::str::contains(
+            "line 1: service 'web' is not a service of the compose file",
+        ));
 }

@@ -21,9 +21,13 @@ fn main() {
     let args = Arguments::from_args();
     let mut trials = Vec::new();
     for (kind, availability) in common::runtimes() {
-        let checks: [(&str, Check); 3] = [
+        let checks: [(&str, Check); 4] = [
+            ("images_unchanged_rebuild_nothing", images_unchanged_rebuild_nothing),
             ("up_healthy_down_leaves_nothing", up_healthy_down_leaves_nothing),
-            ("sigint_during_readiness_leaves_nothing", sigint_during_readiness_leaves_nothing),
+            (
+                "sigint_during_readiness_leaves_nothing",
+                sigint_during_readiness_leaves_nothing,
+            ),
             ("gc_sweeps_killed_run_only", gc_sweeps_killed_run_only),
         ];
         for (name, check) in checks {
@@ -36,7 +40,9 @@ fn main() {
                 }
                 Availability::Broken(reason) => {
                     let reason = reason.clone();
-                    Trial::test(trial_name, move || Err(format!("required runtime unusable: {reason}").into()))
+                    Trial::test(trial_name, move || {
+                        Err(format!("required runtime unusable: {reason}").into())
+                    })
                 }
             };
             trials.push(trial);
@@ -47,6 +53,33 @@ fn main() {
 
 /// One lifecycle check, run under a runtime.
 type Check = fn(RuntimeKind) -> Result<(), Failed>;
+
+fn images_unchanged_rebuild_nothing(kind: RuntimeKind) -> Result<(), Failed> {
+    let rt = Runtime::resolve(kind)?;
+    let compose = hydra::stack::ComposeSet::load(&[hydra::stack::bundled_compose_file()])?.merged();
+    let first = hydra::images::prepare(&rt, &compose, &mut |_| {})?;
+    let second = hydra::images::prepare(&rt, &compose, &mut |_| {})?;
+    let rebuilt: Vec<&str> = second
+        .images
+        .iter()
+        .filter(|i| i.built)
+        .map(|i| i.reference.as_str())
+        .collect();
+    if !rebuilt.is_empty() {
+        return Err(format!("second `images` rebuilt {rebuilt:?}").into());
+    }
+    let refs = |r: &hydra::images::ImagesReport| r.images.iter().map(|i| i.reference.clone()).collect::<Vec<_>>();
+    if refs(&first) != refs(&second) || second.images.len() != 7 {
+        return Err(format!(
+            "tags changed or images missing: {:?} vs {:?}",
+            refs(&first),
+            refs(&second)
+        )
+        .into());
+    }
+    eprintln!("{kind}: second `images` took {:.2}s and built nothing", second.seconds);
+    Ok(())
+}
 
 fn up_healthy_down_leaves_nothing(kind: RuntimeKind) -> Result<(), Failed> {
     let (stack, report) = Stack::up(&StackOptions::new(kind), &mut |_| {}).map_err(|e| format!("{e}"))?;
@@ -68,12 +101,20 @@ fn up_healthy_down_leaves_nothing(kind: RuntimeKind) -> Result<(), Failed> {
             return Err(format!("{} is {} / {:?}", c.short_name(), c.state.status, c.health_status()).into());
         }
     }
-    if common::objects_with(&rt, &run_label).iter().filter(|o| o.starts_with("network")).count() == 0 {
+    if common::objects_with(&rt, &run_label)
+        .iter()
+        .filter(|o| o.starts_with("network"))
+        .count()
+        == 0
+    {
         return Err("the run's networks do not carry its label".into());
     }
     let project = stack.record().project.clone();
     stack.down().map_err(|e| format!("{e}"))?;
-    let left: Vec<String> = [run_label, labels::filter("com.docker.compose.project", &project)].iter().flat_map(|l| common::objects_with(&rt, l)).collect();
+    let left: Vec<String> = [run_label, labels::filter("com.docker.compose.project", &project)]
+        .iter()
+        .flat_map(|l| common::objects_with(&rt, l))
+        .collect();
     if !left.is_empty() {
         return Err(format!("left after down: {left:?}").into());
     }
@@ -108,7 +149,10 @@ fn start_up_until_waiting(kind: RuntimeKind, run_id: &str) -> Result<std::proces
             let _ = child.kill();
             let status = child.wait().ok().and_then(|s| s.code());
             let out = seen.lock().unwrap().join("\n");
-            Err(format!("harness up never reported readiness in progress ({why:?}; exit {status:?}); it printed:\n{out}").into())
+            Err(format!(
+                "harness up never reported readiness in progress ({why:?}; exit {status:?}); it printed:\n{out}"
+            )
+            .into())
         }
     }
 }
@@ -165,17 +209,30 @@ struct Unrelated {
 
 impl Drop for Unrelated {
     fn drop(&mut self) {
-        let _ = self.rt.remove(hydra::runtime::ObjectKind::Container, std::slice::from_ref(&self.id));
+        let _ = self
+            .rt
+            .remove(hydra::runtime::ObjectKind::Container, std::slice::from_ref(&self.id));
     }
 }
 
 fn gc_sweeps_killed_run_only(kind: RuntimeKind) -> Result<(), Failed> {
     let rt = Runtime::resolve(kind)?;
-    let spec: CommandSpec = rt
-        .engine()
-        .args(["run", "-d", "--network", "none", "--label", "io.hydra.test=unrelated", hydra::images::base::BASE_IMAGE, "sleep", "600"]);
+    let spec: CommandSpec = rt.engine().args([
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--label",
+        "io.hydra.test=unrelated",
+        hydra::images::base::BASE_IMAGE,
+        "sleep",
+        "600",
+    ]);
     let out = exec::run_ok(&spec, Duration::from_secs(60), Interrupt::Ignored)?;
-    let unrelated = Unrelated { rt: rt.clone(), id: out.stdout.trim().to_string() };
+    let unrelated = Unrelated {
+        rt: rt.clone(),
+        id: out.stdout.trim().to_string(),
+    };
 
     let run_id = test_run_id("k");
     let run_label = labels::filter(labels::RUN, &run_id);
@@ -188,9 +245,16 @@ fn gc_sweeps_killed_run_only(kind: RuntimeKind) -> Result<(), Failed> {
     if leaked.is_empty() {
         return Err("nothing leaked after kill -9: the test proves nothing".into());
     }
-    let gc = Command::new(env!("CARGO_BIN_EXE_harness")).args(["gc", "--runtime", kind.name()]).output()?;
+    let gc = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["gc", "--runtime", kind.name()])
+        .output()?;
     if gc.status.code() != Some(0) {
-        return Err(format!("gc exited {:?}: {}", gc.status.code(), String::from_utf8_lossy(&gc.stderr)).into());
+        return Err(format!(
+            "gc exited {:?}: {}",
+            gc.status.code(),
+            String::from_utf8_lossy(&gc.stderr)
+        )
+        .into());
     }
     let stdout = String::from_utf8_lossy(&gc.stdout);
     if !stdout.contains(&format!("run {run_id} removed")) {
@@ -201,7 +265,10 @@ fn gc_sweeps_killed_run_only(kind: RuntimeKind) -> Result<(), Failed> {
         return Err(format!("left after gc: {left:?}").into());
     }
     let still = rt.list_by_label(hydra::runtime::ObjectKind::Container, "io.hydra.test=unrelated")?;
-    if !still.iter().any(|id| id.starts_with(&unrelated.id) || unrelated.id.starts_with(id.as_str())) {
+    if !still
+        .iter()
+        .any(|id| id.starts_with(&unrelated.id) || unrelated.id.starts_with(id.as_str()))
+    {
         return Err("gc removed an unrelated container".into());
     }
     drop(unrelated);

@@ -46,10 +46,7 @@ static CELLS: [[OnceLock<Result<Evaluated, String>>; 2]; 3] = [
 ];
 
 fn evaluated(kind: RuntimeKind, variant: Variant) -> Result<&'static Evaluated, Failed> {
-    let r = RuntimeKind::ALL
-        .iter()
-        .position(|k| *k == kind)
-        .expect("known runtime");
+    let r = RuntimeKind::ALL.iter().position(|k| *k == kind).expect("known runtime");
     let cell = &CELLS[r][variant as usize];
     cell.get_or_init(|| evaluate(kind, variant))
         .as_ref()
@@ -62,23 +59,16 @@ fn evaluate(kind: RuntimeKind, variant: Variant) -> Result<Evaluated, String> {
         opts.compose_files
             .push(workspace_root().join("fixtures/overlays/posture-flaws.yml"));
     }
-    let (stack, _) =
-        Stack::up(&opts, &mut |_| {}).map_err(|e| format!("stack did not come up: {e}"))?;
+    let (stack, _) = Stack::up(&opts, &mut |_| {}).map_err(|e| format!("stack did not come up: {e}"))?;
     // On error `stack` is dropped here, which tears it down.
-    let evaluation = posture::evaluate_detailed(&stack, &PostureConfig::bundled())
-        .map_err(|e| format!("evaluation failed: {e}"))?;
+    let evaluation =
+        posture::evaluate_detailed(&stack, &PostureConfig::bundled()).map_err(|e| format!("evaluation failed: {e}"))?;
     stack.down().map_err(|e| format!("teardown failed: {e}"))?;
     let label = match variant {
         Variant::Bundled => "posture",
         Variant::Flaws => "posture_flaws",
     };
-    let count = |v: Verdict| {
-        evaluation
-            .outcomes
-            .iter()
-            .filter(|o| o.verdict == v)
-            .count()
-    };
+    let count = |v: Verdict| evaluation.outcomes.iter().filter(|o| o.verdict == v).count();
     eprintln!(
         "{}::{label}: {} pass, {} fail, {} not-enforceable, {} skip",
         kind.ident(),
@@ -95,11 +85,7 @@ fn evaluate(kind: RuntimeKind, variant: Variant) -> Result<Evaluated, String> {
         eprintln!("  {} {:?}: {}", o.id(), o.verdict, o.message);
     }
     Ok(Evaluated {
-        outcomes: evaluation
-            .outcomes
-            .into_iter()
-            .map(|o| (o.name.clone(), o))
-            .collect(),
+        outcomes: evaluation.outcomes.into_iter().map(|o| (o.name.clone(), o)).collect(),
         facts: evaluation.facts,
     })
 }
@@ -223,10 +209,7 @@ const PLANTS: [Plant; 8] = [
 const PLANTED_SECRET: &str = "planted-flaw-token-7f3c9a";
 
 fn expect_fail(e: &Evaluated, name: &str, words: &str) -> Result<(), Failed> {
-    let o = e
-        .outcomes
-        .get(name)
-        .ok_or_else(|| format!("no outcome named {name}"))?;
+    let o = e.outcomes.get(name).ok_or_else(|| format!("no outcome named {name}"))?;
     let service = name.split("::").next().unwrap_or_default();
     if o.verdict != Verdict::Fail {
         return Err(format!("{name} should fail, got {:?}: {}", o.verdict, o.message).into());
@@ -245,11 +228,7 @@ fn planted_check(kind: RuntimeKind, plant: &Plant) -> Result<(), Failed> {
     let e = evaluated(kind, Variant::Flaws)?;
     if let Some(verdict) = (plant.not_accepted)(kind, e) {
         let why = verdict?;
-        eprintln!(
-            "NOT ACCEPTED {}::posture_flaws::{}: {why}",
-            kind.ident(),
-            plant.name
-        );
+        eprintln!("NOT ACCEPTED {}::posture_flaws::{}: {why}", kind.ident(), plant.name);
         return Ok(());
     }
     expect_fail(e, plant.check, plant.words)?;
@@ -257,11 +236,7 @@ fn planted_check(kind: RuntimeKind, plant: &Plant) -> Result<(), Failed> {
         expect_fail(e, name, words)?;
     }
     if plant.name == "nginx_secret_in_env" {
-        if let Some(o) = e
-            .outcomes
-            .values()
-            .find(|o| o.message.contains(PLANTED_SECRET))
-        {
+        if let Some(o) = e.outcomes.values().find(|o| o.message.contains(PLANTED_SECRET)) {
             return Err(format!("{} prints the planted secret value", o.name).into());
         }
     }
@@ -282,10 +257,7 @@ fn unplanted_checks_pass(kind: RuntimeKind) -> Result<(), Failed> {
         .outcomes
         .values()
         .filter(|o| !expected.contains(o.name.as_str()))
-        .filter(|o| {
-            !(o.verdict == Verdict::Pass
-                || (o.verdict == Verdict::NotEnforceable && limit_check(&o.name)))
-        })
+        .filter(|o| !(o.verdict == Verdict::Pass || (o.verdict == Verdict::NotEnforceable && limit_check(&o.name))))
         .map(|o| format!("{} {:?}: {}", o.name, o.verdict, o.message))
         .collect();
     if unexpected.is_empty() {
@@ -334,9 +306,7 @@ fn main() {
                 }
                 Availability::Broken(reason) => {
                     let reason = reason.clone();
-                    Trial::test(name, move || {
-                        Err(format!("required runtime unusable: {reason}").into())
-                    })
+                    Trial::test(name, move || Err(format!("required runtime unusable: {reason}").into()))
                 }
             };
             trials.push(trial);

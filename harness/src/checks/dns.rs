@@ -48,35 +48,71 @@ pub fn plan(spec: &Spec, compose: &ComposeFile) -> Vec<DnsCheck> {
             let mut names = vec![to.clone()];
             if let Some(target) = compose.services.get(&to) {
                 for aliases in target.networks.values() {
-                    names.extend(aliases.iter().filter(|a| !names.contains(a)).cloned().collect::<Vec<_>>());
+                    names.extend(
+                        aliases
+                            .iter()
+                            .filter(|a| !names.contains(a))
+                            .cloned()
+                            .collect::<Vec<_>>(),
+                    );
                 }
             }
             let verb = if expect_resolves { "resolves" } else { "cannot_resolve" };
-            DnsCheck { id: CheckId::new("dns", format!("{from}_{verb}_{to}")), from, to, names, expect_resolves }
+            DnsCheck {
+                id: CheckId::new("dns", format!("{from}_{verb}_{to}")),
+                from,
+                to,
+                names,
+                expect_resolves,
+            }
         })
         .collect()
 }
 
 /// The addresses in `getent hosts` output (`10.89.0.5  db.dns.podman db`). Pure.
 pub fn parse_getent(stdout: &str) -> Vec<String> {
-    stdout.lines().filter_map(|l| l.split_whitespace().next()).map(String::from).collect()
+    stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(String::from)
+        .collect()
 }
 
 /// Judges one lookup (pure): `status` is getent's exit code (0 found, 2 not found).
-pub fn judge(check: &DnsCheck, name: &str, status: Option<i32>, addresses: &[String], peer_addresses: &BTreeSet<String>) -> Result<String, String> {
+pub fn judge(
+    check: &DnsCheck,
+    name: &str,
+    status: Option<i32>,
+    addresses: &[String],
+    peer_addresses: &BTreeSet<String>,
+) -> Result<String, String> {
     let (from, to) = (&check.from, &check.to);
     match (check.expect_resolves, status, addresses.is_empty()) {
         (true, Some(0), false) => {
             if addresses.iter().any(|a| peer_addresses.contains(a)) {
-                Ok(format!("{from} resolves {name} to {}, an address {to} holds on a shared network", addresses.join(", ")))
+                Ok(format!(
+                    "{from} resolves {name} to {}, an address {to} holds on a shared network",
+                    addresses.join(", ")
+                ))
             } else {
-                Err(format!("{from} resolves {name} to {} but {to} holds {} on networks it shares with {from}", addresses.join(", "), fmt_set(peer_addresses)))
+                Err(format!(
+                    "{from} resolves {name} to {} but {to} holds {} on networks it shares with {from}",
+                    addresses.join(", "),
+                    fmt_set(peer_addresses)
+                ))
             }
         }
-        (true, _, _) => Err(format!("{from} cannot resolve {name} (getent exit {status:?}) although it must reach {to}")),
-        (false, Some(0), false) => Err(format!("{from} resolves {name} to {} although it must be isolated from {to}", addresses.join(", "))),
+        (true, _, _) => Err(format!(
+            "{from} cannot resolve {name} (getent exit {status:?}) although it must reach {to}"
+        )),
+        (false, Some(0), false) => Err(format!(
+            "{from} resolves {name} to {} although it must be isolated from {to}",
+            addresses.join(", ")
+        )),
         (false, Some(2), _) | (false, Some(0), true) => Ok(format!("{from} cannot resolve {name}")),
-        (false, other, _) => Err(format!("lookup of {name} in {from} failed unexpectedly (getent exit {other:?})")),
+        (false, other, _) => Err(format!(
+            "lookup of {name} in {from} failed unexpectedly (getent exit {other:?})"
+        )),
     }
 }
 
@@ -91,7 +127,11 @@ fn fmt_set(s: &BTreeSet<String>) -> String {
 /// Addresses `to` holds on networks it shares with `from`, from the engine's view.
 pub fn shared_addresses(from: &ContainerInspect, to: &ContainerInspect) -> BTreeSet<String> {
     let from_nets = from.networks();
-    to.networks().into_iter().filter(|(n, ip)| from_nets.contains_key(n) && !ip.is_empty()).map(|(_, ip)| ip).collect()
+    to.networks()
+        .into_iter()
+        .filter(|(n, ip)| from_nets.contains_key(n) && !ip.is_empty())
+        .map(|(_, ip)| ip)
+        .collect()
 }
 
 /// Runs the planned checks that `selected` keeps, a few containers at a time.
@@ -117,7 +157,10 @@ pub fn run(stack: &Stack, checks: &[DnsCheck], selected: &dyn Fn(&CheckId) -> bo
                 scope.spawn(move || chunk.iter().map(|c| run_one(stack, containers, c)).collect::<Vec<_>>())
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("dns worker")).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("dns worker"))
+            .collect()
     });
     for (id, from, result, secs) in results {
         let (verdict, message) = match result {
@@ -128,15 +171,25 @@ pub fn run(stack: &Stack, checks: &[DnsCheck], selected: &dyn Fn(&CheckId) -> bo
     }
 }
 
-fn run_one(stack: &Stack, containers: &BTreeMap<String, ContainerInspect>, c: &DnsCheck) -> (CheckId, String, Result<String, String>, f64) {
+fn run_one(
+    stack: &Stack,
+    containers: &BTreeMap<String, ContainerInspect>,
+    c: &DnsCheck,
+) -> (CheckId, String, Result<String, String>, f64) {
     let started = std::time::Instant::now();
     let result = (|| {
-        let from = containers.get(&c.from).ok_or_else(|| format!("service {} has no container", c.from))?;
-        let to = containers.get(&c.to).ok_or_else(|| format!("service {} has no container", c.to))?;
+        let from = containers
+            .get(&c.from)
+            .ok_or_else(|| format!("service {} has no container", c.from))?;
+        let to = containers
+            .get(&c.to)
+            .ok_or_else(|| format!("service {} has no container", c.to))?;
         let peer = shared_addresses(from, to);
         let mut messages = Vec::new();
         for name in &c.names {
-            let out = stack.exec(&c.from, &["getent", "hosts", name], Duration::from_secs(15)).map_err(|e| format!("exec getent in {}: {e}", c.from))?;
+            let out = stack
+                .exec(&c.from, &["getent", "hosts", name], Duration::from_secs(15))
+                .map_err(|e| format!("exec getent in {}: {e}", c.from))?;
             messages.push(judge(c, name, out.status, &parse_getent(&out.stdout), &peer)?);
         }
         Ok(messages.join("; "))
@@ -157,7 +210,10 @@ mod tests {
         )
         .unwrap();
         let known: Vec<String> = compose.services.keys().cloned().collect();
-        (Spec::parse(Path::new("/s.toml"), spec_text, vec![], &known).unwrap(), compose)
+        (
+            Spec::parse(Path::new("/s.toml"), spec_text, vec![], &known).unwrap(),
+            compose,
+        )
     }
 
     #[test]
@@ -181,7 +237,13 @@ mod tests {
     }
 
     fn check(expect: bool) -> DnsCheck {
-        DnsCheck { id: CheckId::new("dns", "x"), from: "nginx".into(), to: "db".into(), names: vec!["db".into()], expect_resolves: expect }
+        DnsCheck {
+            id: CheckId::new("dns", "x"),
+            from: "nginx".into(),
+            to: "db".into(),
+            names: vec!["db".into()],
+            expect_resolves: expect,
+        }
     }
 
     #[rstest]
@@ -201,6 +263,9 @@ mod tests {
 
     #[test]
     fn podman_getent_output() {
-        assert_eq!(parse_getent("10.89.1.4      gap-detector.dns.podman gap-detector\n"), ["10.89.1.4"]);
+        assert_eq!(
+            parse_getent("10.89.1.4      gap-detector.dns.podman gap-detector\n"),
+            ["10.89.1.4"]
+        );
     }
 }

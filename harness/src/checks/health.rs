@@ -42,10 +42,18 @@ pub fn plan(spec: &Spec, services: &[String]) -> HealthPlan {
     for (svc, s) in &spec.services {
         for p in &s.health {
             let through = p.via.clone().unwrap_or_else(|| svc.clone());
-            endpoints.push(EndpointCheck { id: CheckId::new("health", format!("{through}_{}", slug(&p.path))), service: svc.clone(), through, probe: p.clone() });
+            endpoints.push(EndpointCheck {
+                id: CheckId::new("health", format!("{through}_{}", slug(&p.path))),
+                service: svc.clone(),
+                through,
+                probe: p.clone(),
+            });
         }
     }
-    let engine = services.iter().map(|s| CheckId::new("health", format!("engine_reports_{s}_healthy"))).collect();
+    let engine = services
+        .iter()
+        .map(|s| CheckId::new("health", format!("engine_reports_{s}_healthy")))
+        .collect();
     let mut transitive = Vec::new();
     for t in &spec.transitive {
         for d in &t.dependants {
@@ -61,14 +69,29 @@ pub fn plan(spec: &Spec, services: &[String]) -> HealthPlan {
 }
 
 /// Judges an HTTP answer against a probe (pure).
-pub fn judge_response(service: &str, url: &str, probe: &HealthProbe, status: u16, body: &str) -> Result<String, String> {
+pub fn judge_response(
+    service: &str,
+    url: &str,
+    probe: &HealthProbe,
+    status: u16,
+    body: &str,
+) -> Result<String, String> {
     if status != probe.status {
-        return Err(format!("{service}: GET {url} answered {status}, expected {} (body: {})", probe.status, truncate(body, 200)));
+        return Err(format!(
+            "{service}: GET {url} answered {status}, expected {} (body: {})",
+            probe.status,
+            truncate(body, 200)
+        ));
     }
     if probe.fields.is_empty() {
         return Ok(format!("GET {url} answered {status}"));
     }
-    let json: serde_json::Value = serde_json::from_str(body).map_err(|e| format!("{service}: GET {url} answered {status} but not JSON ({e}): {}", truncate(body, 200)))?;
+    let json: serde_json::Value = serde_json::from_str(body).map_err(|e| {
+        format!(
+            "{service}: GET {url} answered {status} but not JSON ({e}): {}",
+            truncate(body, 200)
+        )
+    })?;
     for (k, v) in &probe.fields {
         match json.get(k) {
             Some(serde_json::Value::String(s)) if s == v => {}
@@ -76,7 +99,15 @@ pub fn judge_response(service: &str, url: &str, probe: &HealthProbe, status: u16
             None => return Err(format!("{service}: GET {url}: field {k} is missing, expected \"{v}\"")),
         }
     }
-    Ok(format!("GET {url} answered {status} with {}", probe.fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")))
+    Ok(format!(
+        "GET {url} answered {status} with {}",
+        probe
+            .fields
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -89,14 +120,24 @@ fn truncate(s: &str, n: usize) -> String {
 }
 
 fn http_client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).no_proxy().build().expect("http client")
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .no_proxy()
+        .build()
+        .expect("http client")
 }
 
 /// The host address of `service`'s published `port` (or its first published port).
 fn published_addr(stack: &Stack, service: &str, port: Option<u16>, spec: &Spec) -> Result<SocketAddr, String> {
-    let containers = stack.containers().map_err(|e| format!("cannot inspect the stack: {e}"))?;
-    let c = containers.get(service).ok_or_else(|| format!("service {service} has no container"))?;
-    let port = port.or_else(|| spec.services.get(service).and_then(|s| s.published.first().copied())).ok_or_else(|| format!("{service} publishes no port to probe"))?;
+    let containers = stack
+        .containers()
+        .map_err(|e| format!("cannot inspect the stack: {e}"))?;
+    let c = containers
+        .get(service)
+        .ok_or_else(|| format!("service {service} has no container"))?;
+    let port = port
+        .or_else(|| spec.services.get(service).and_then(|s| s.published.first().copied()))
+        .ok_or_else(|| format!("{service} publishes no port to probe"))?;
     let bind = stack.bind_ip();
     c.published()
         .into_iter()
@@ -113,7 +154,13 @@ fn get(client: &reqwest::blocking::Client, url: &str) -> Result<(u16, String), S
 
 /// Runs the endpoint probes that `selected` keeps. A just-started stack may need a moment for a
 /// proxy's first lookup, so each probe is retried for a few seconds before it fails.
-pub fn run_endpoints(stack: &Stack, spec: &Spec, checks: &[EndpointCheck], selected: &dyn Fn(&CheckId) -> bool, rec: &mut Recorder) {
+pub fn run_endpoints(
+    stack: &Stack,
+    spec: &Spec,
+    checks: &[EndpointCheck],
+    selected: &dyn Fn(&CheckId) -> bool,
+    rec: &mut Recorder,
+) {
     let client = http_client();
     for c in checks.iter().filter(|c| selected(&c.id)) {
         rec.check(&c.id, Some(&c.service), || {
@@ -122,7 +169,8 @@ pub fn run_endpoints(stack: &Stack, spec: &Spec, checks: &[EndpointCheck], selec
             let url = format!("http://{addr}{}", c.probe.path);
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
-                let result = get(&client, &url).and_then(|(status, body)| judge_response(&c.service, &url, &c.probe, status, &body));
+                let result = get(&client, &url)
+                    .and_then(|(status, body)| judge_response(&c.service, &url, &c.probe, status, &body));
                 if result.is_ok() || Instant::now() >= deadline {
                     return result;
                 }
@@ -136,20 +184,29 @@ pub fn run_endpoints(stack: &Stack, spec: &Spec, checks: &[EndpointCheck], selec
 /// drives healthchecks).
 fn engine_healthy(stack: &Stack, service: &str) -> Result<bool, String> {
     let containers = stack.containers().map_err(|e| e.to_string())?;
-    let c = containers.get(service).ok_or_else(|| format!("service {service} has no container"))?;
+    let c = containers
+        .get(service)
+        .ok_or_else(|| format!("service {service} has no container"))?;
     if !c.state.running {
         return Ok(false);
     }
     if stack.runtime().health_driver() == HealthDriver::Harness && c.has_healthcheck() {
         return stack.runtime().run_healthcheck(&c.id).map_err(|e| e.to_string());
     }
-    Ok(matches!(c.health_status(), HealthStatus::Healthy | HealthStatus::NoHealthcheck))
+    Ok(matches!(
+        c.health_status(),
+        HealthStatus::Healthy | HealthStatus::NoHealthcheck
+    ))
 }
 
 /// Runs the engine-health checks.
 pub fn run_engine(stack: &Stack, ids: &[CheckId], selected: &dyn Fn(&CheckId) -> bool, rec: &mut Recorder) {
     for id in ids.iter().filter(|i| selected(i)) {
-        let service = id.name.trim_start_matches("engine_reports_").trim_end_matches("_healthy").to_string();
+        let service = id
+            .name
+            .trim_start_matches("engine_reports_")
+            .trim_end_matches("_healthy")
+            .to_string();
         rec.check(id, Some(&service), || match engine_healthy(stack, &service)? {
             true => Ok(format!("engine reports {service} healthy")),
             false => Err(format!("engine does not report {service} healthy")),
@@ -158,8 +215,16 @@ pub fn run_engine(stack: &Stack, ids: &[CheckId], selected: &dyn Fn(&CheckId) ->
 }
 
 /// A dependant's health as its own endpoint reports it (published) or as its healthcheck does.
-fn dependant_healthy(stack: &Stack, spec: &Spec, client: &reqwest::blocking::Client, service: &str) -> Result<bool, String> {
-    let own = spec.services.get(service).and_then(|s| s.health.iter().find(|h| h.via.is_none()).cloned());
+fn dependant_healthy(
+    stack: &Stack,
+    spec: &Spec,
+    client: &reqwest::blocking::Client,
+    service: &str,
+) -> Result<bool, String> {
+    let own = spec
+        .services
+        .get(service)
+        .and_then(|s| s.health.iter().find(|h| h.via.is_none()).cloned());
     if let Some(probe) = own {
         if let Ok(addr) = published_addr(stack, service, probe.port, spec) {
             let (status, _) = get(client, &format!("http://{addr}{}", probe.path))?;
@@ -170,7 +235,13 @@ fn dependant_healthy(stack: &Stack, spec: &Spec, client: &reqwest::blocking::Cli
 }
 
 /// Stops each transitive dependency, watches dependants fail, starts it and watches them recover.
-pub fn run_transitive(stack: &Stack, spec: &Spec, plans: &[TransitivePlan], selected: &dyn Fn(&CheckId) -> bool, rec: &mut Recorder) {
+pub fn run_transitive(
+    stack: &Stack,
+    spec: &Spec,
+    plans: &[TransitivePlan],
+    selected: &dyn Fn(&CheckId) -> bool,
+    rec: &mut Recorder,
+) {
     let client = http_client();
     let mut by_stop: Vec<(&Transitive, Vec<&TransitivePlan>)> = Vec::new();
     for p in plans.iter().filter(|p| selected(&p.fails) || selected(&p.recovers)) {
@@ -181,12 +252,28 @@ pub fn run_transitive(stack: &Stack, spec: &Spec, plans: &[TransitivePlan], sele
     }
     for (t, items) in by_stop {
         let stopped_at = Instant::now();
-        let stop = stack.compose_run(&Action::Stop { service: t.stop.clone() });
+        let stop = stack.compose_run(&Action::Stop {
+            service: t.stop.clone(),
+        });
         // The tool's exit code is not trusted: the engine must show the container stopped.
-        let really_stopped = stack.containers().ok().and_then(|c| c.get(&t.stop).map(|c| !c.state.running)).unwrap_or(false);
+        let really_stopped = stack
+            .containers()
+            .ok()
+            .and_then(|c| c.get(&t.stop).map(|c| !c.state.running))
+            .unwrap_or(false);
         if !really_stopped {
-            for TransitivePlan { fails: fail_id, recovers: rec_id, dependant: d, .. } in items.iter().copied() {
-                let why = format!("could not stop {} (compose stop: {:?}); {d} not tested", t.stop, stop.as_ref().map(|o| o.status));
+            for TransitivePlan {
+                fails: fail_id,
+                recovers: rec_id,
+                dependant: d,
+                ..
+            } in items.iter().copied()
+            {
+                let why = format!(
+                    "could not stop {} (compose stop: {:?}); {d} not tested",
+                    t.stop,
+                    stop.as_ref().map(|o| o.status)
+                );
                 rec.push(fail_id, Some(d), Verdict::Fail, why.clone(), 0.0);
                 rec.push(rec_id, Some(d), Verdict::Fail, why, 0.0);
             }
@@ -205,14 +292,36 @@ pub fn run_transitive(stack: &Stack, spec: &Spec, plans: &[TransitivePlan], sele
             });
             std::thread::sleep(Duration::from_millis(300));
         }
-        for TransitivePlan { fails: fail_id, dependant: d, .. } in items.iter().copied() {
+        for TransitivePlan {
+            fails: fail_id,
+            dependant: d,
+            ..
+        } in items.iter().copied()
+        {
             match failed_after.iter().find(|(s, _)| s == d) {
-                Some((_, secs)) => rec.push(fail_id, Some(d), Verdict::Pass, format!("{d} turned unhealthy {secs:.1}s after {} stopped", t.stop), *secs),
-                None => rec.push(fail_id, Some(d), Verdict::Fail, format!("{d} still reports healthy {}s after {} stopped: its health is not transitive", t.within_secs, t.stop), t.within_secs as f64),
+                Some((_, secs)) => rec.push(
+                    fail_id,
+                    Some(d),
+                    Verdict::Pass,
+                    format!("{d} turned unhealthy {secs:.1}s after {} stopped", t.stop),
+                    *secs,
+                ),
+                None => rec.push(
+                    fail_id,
+                    Some(d),
+                    Verdict::Fail,
+                    format!(
+                        "{d} still reports healthy {}s after {} stopped: its health is not transitive",
+                        t.within_secs, t.stop
+                    ),
+                    t.within_secs as f64,
+                ),
             }
         }
         let started_at = Instant::now();
-        let _ = stack.compose_run(&Action::Start { service: t.stop.clone() });
+        let _ = stack.compose_run(&Action::Start {
+            service: t.stop.clone(),
+        });
         let mut pending: Vec<&String> = items.iter().map(|i| &i.dependant).collect();
         let mut recovered: Vec<(String, f64)> = Vec::new();
         let deadline = Duration::from_secs(t.recover_within_secs);
@@ -227,10 +336,30 @@ pub fn run_transitive(stack: &Stack, spec: &Spec, plans: &[TransitivePlan], sele
             });
             std::thread::sleep(Duration::from_millis(500));
         }
-        for TransitivePlan { recovers: rec_id, dependant: d, .. } in items.iter().copied() {
+        for TransitivePlan {
+            recovers: rec_id,
+            dependant: d,
+            ..
+        } in items.iter().copied()
+        {
             match recovered.iter().find(|(s, _)| s == d) {
-                Some((_, secs)) => rec.push(rec_id, Some(d), Verdict::Pass, format!("{d} healthy again {secs:.1}s after {} started", t.stop), *secs),
-                None => rec.push(rec_id, Some(d), Verdict::Fail, format!("{d} not healthy {}s after {} started again", t.recover_within_secs, t.stop), t.recover_within_secs as f64),
+                Some((_, secs)) => rec.push(
+                    rec_id,
+                    Some(d),
+                    Verdict::Pass,
+                    format!("{d} healthy again {secs:.1}s after {} started", t.stop),
+                    *secs,
+                ),
+                None => rec.push(
+                    rec_id,
+                    Some(d),
+                    Verdict::Fail,
+                    format!(
+                        "{d} not healthy {}s after {} started again",
+                        t.recover_within_secs, t.stop
+                    ),
+                    t.recover_within_secs as f64,
+                ),
             }
         }
     }
@@ -243,7 +372,16 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn probe(status: u16, fields: &[(&str, &str)]) -> HealthProbe {
-        HealthProbe { path: "/health".into(), port: None, via: None, status, fields: fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>() }
+        HealthProbe {
+            path: "/health".into(),
+            port: None,
+            via: None,
+            status,
+            fields: fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+        }
     }
 
     #[rstest]
@@ -253,7 +391,13 @@ mod tests {
     #[case::missing_field(200, r#"{"service":"gap"}"#, false)]
     #[case::not_json(200, "<html>", false)]
     fn judges_responses(#[case] status: u16, #[case] body: &str, #[case] pass: bool) {
-        let r = judge_response("gap", "http://127.0.0.1:1/health", &probe(200, &[("status", "ok"), ("service", "gap")]), status, body);
+        let r = judge_response(
+            "gap",
+            "http://127.0.0.1:1/health",
+            &probe(200, &[("status", "ok"), ("service", "gap")]),
+            status,
+            body,
+        );
         assert_eq!(r.is_ok(), pass, "{r:?}");
         if let Err(m) = r {
             assert!(m.starts_with("gap: GET http://127.0.0.1:1/health"), "{m}");

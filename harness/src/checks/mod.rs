@@ -21,7 +21,10 @@ pub struct CheckId {
 
 impl CheckId {
     pub fn new(area: &'static str, name: impl Into<String>) -> Self {
-        Self { area, name: name.into() }
+        Self {
+            area,
+            name: name.into(),
+        }
     }
 
     /// `<runtime>::<area>::<name>`.
@@ -38,7 +41,10 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn new(runtime: RuntimeKind) -> Self {
-        Self { runtime, outcomes: Vec::new() }
+        Self {
+            runtime,
+            outcomes: Vec::new(),
+        }
     }
 
     /// Records the result of `f` for `id`: `Ok(msg)` passes, `Err(msg)` fails.
@@ -67,7 +73,10 @@ impl Recorder {
 
 /// A path turned into a name part: `/analysis/summary` -> `analysis_summary`.
 pub fn slug(path: &str) -> String {
-    let s: String = path.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let s: String = path
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
     let s = s.trim_matches('_').to_string();
     if s.is_empty() {
         "root".into()
@@ -84,6 +93,9 @@ mod tests {
     fn slugs_and_trial_names() {
         assert_eq!(slug("/analysis/summary"), "analysis_summary");
         assert_eq!(slug("/"), "root");
-        assert_eq!(CheckId::new("dns", "nginx_cannot_resolve_db").trial_name(RuntimeKind::PodmanRootless), "podman_rootless::dns::nginx_cannot_resolve_db");
+        assert_eq!(
+            CheckId::new("dns", "nginx_cannot_resolve_db").trial_name(RuntimeKind::PodmanRootless),
+            "podman_rootless::dns::nginx_cannot_resolve_db"
+        );
     }
 }

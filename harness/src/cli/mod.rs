@@ -17,7 +17,11 @@ use hydra::state::{RunRecord, RunStatus};
 use hydra::{gc, images, HarnessError};
 
 #[derive(Parser)]
-#[command(name = "harness", version, about = "Validate a compose stack under docker, podman and rootless podman")]
+#[command(
+    name = "harness",
+    version,
+    about = "Validate a compose stack under docker, podman and rootless podman"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -136,12 +140,39 @@ pub fn main() -> i32 {
     }
     let result = match cli.command {
         Command::Doctor { runtimes } => cmd_doctor(&runtimes),
-        Command::Images { runtimes, compose, base_only } => cmd_images(&runtimes, compose, base_only),
+        Command::Images {
+            runtimes,
+            compose,
+            base_only,
+        } => cmd_images(&runtimes, compose, base_only),
         Command::Up { runtime, stack } => cmd_up(runtime, &stack),
         Command::Down { runtime, run } => cmd_down(runtime, run),
         Command::Gc { all, runtimes } => cmd_gc(all, &runtimes),
-        Command::Validate { runtimes, require, compose, spec, filter, junit, report, bind_ip, timeout } => {
-            let args = ValidateArgs { runtimes, require, compose, spec, filter, junit, report, stack: StackArgs { compose: Vec::new(), bind_ip, timeout } };
+        Command::Validate {
+            runtimes,
+            require,
+            compose,
+            spec,
+            filter,
+            junit,
+            report,
+            bind_ip,
+            timeout,
+        } => {
+            let args = ValidateArgs {
+                runtimes,
+                require,
+                compose,
+                spec,
+                filter,
+                junit,
+                report,
+                stack: StackArgs {
+                    compose: Vec::new(),
+                    bind_ip,
+                    timeout,
+                },
+            };
             cmd_validate(&args)
         }
     };
@@ -162,7 +193,11 @@ pub fn main() -> i32 {
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).without_time().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
 }
 
 fn all_or(runtimes: &[RuntimeKind]) -> Vec<RuntimeKind> {
@@ -191,11 +226,19 @@ fn cmd_images(runtimes: &[RuntimeKind], compose: Vec<PathBuf>, base_only: bool) 
     if base_only {
         for kind in all_or(runtimes) {
             let imported = images::base::ensure(&Runtime::resolve(kind)?)?;
-            println!("{kind}: {} {}", images::base::BASE_IMAGE, if imported { "imported" } else { "already present" });
+            println!(
+                "{kind}: {} {}",
+                images::base::BASE_IMAGE,
+                if imported { "imported" } else { "already present" }
+            );
         }
         return Ok(exit::OK);
     }
-    let files = if compose.is_empty() { vec![stack::bundled_compose_file()] } else { compose };
+    let files = if compose.is_empty() {
+        vec![stack::bundled_compose_file()]
+    } else {
+        compose
+    };
     let set = stack::ComposeSet::load(&files)?;
     let merged = set.merged();
     for kind in all_or(runtimes) {
@@ -237,9 +280,15 @@ fn cmd_down(runtime: RuntimeKind, run: Option<String>) -> Result<i32, HarnessErr
         )))?;
     let project = record.project.clone();
     let report = Stack::attach(record)?.down()?;
-    println!("removed {project} in {:.1}s; nothing with its labels is left", report.seconds);
+    println!(
+        "removed {project} in {:.1}s; nothing with its labels is left",
+        report.seconds
+    );
     if !report.removed_after_compose.is_empty() {
-        println!("  compose down left (removed by the harness): {}", report.removed_after_compose.join(", "));
+        println!(
+            "  compose down left (removed by the harness): {}",
+            report.removed_after_compose.join(", ")
+        );
     }
     Ok(exit::OK)
 }
@@ -313,7 +362,13 @@ fn cmd_validate(args: &ValidateArgs) -> Result<i32, HarnessError> {
             continue;
         }
         let progress = output::Progress::new(kind.name());
-        let run = validate::run(kind, &plan, &args.stack.options(kind), &|id| selected(&id.trial_name(kind)), &mut |e| progress.event(e));
+        let run = validate::run(
+            kind,
+            &plan,
+            &args.stack.options(kind),
+            &|id| selected(&id.trial_name(kind)),
+            &mut |e| progress.event(e),
+        );
         progress.finish();
         summary.runtimes.push(run.info);
         summary.outcomes.extend(run.outcomes);
@@ -322,11 +377,23 @@ fn cmd_validate(args: &ValidateArgs) -> Result<i32, HarnessError> {
             return Err(HarnessError::Interrupted);
         }
     }
-    let redactor = plan.spec.persistence.as_ref().and_then(|p| hydra::report::redact::Redactor::from_env_files([p.password_env_file.as_path()]).ok());
+    let redactor = plan
+        .spec
+        .persistence
+        .as_ref()
+        .and_then(|p| hydra::report::redact::Redactor::from_env_files([p.password_env_file.as_path()]).ok());
     let written = hydra::report::write_all(&summary, &args.junit, &args.report, redactor.as_ref())?;
     print!("{}", hydra::report::terminal::render(&summary, redactor.as_ref()));
-    println!("reports: {}, {}, {}", written.junit.display(), written.parity_md.display(), written.parity_json.display());
-    let failed = summary.outcomes.iter().any(|o| o.verdict == Verdict::Fail && !(o.area == "lifecycle" && o.name == "runtime_available"));
+    println!(
+        "reports: {}, {}, {}",
+        written.junit.display(),
+        written.parity_md.display(),
+        written.parity_json.display()
+    );
+    let failed = summary
+        .outcomes
+        .iter()
+        .any(|o| o.verdict == Verdict::Fail && !(o.area == "lifecycle" && o.name == "runtime_available"));
     let ran = summary.outcomes.iter().any(|o| o.name != "runtime_available");
     Ok(if failed {
         exit::FAILED

@@ -26,7 +26,11 @@ impl Progress {
             b.enable_steady_tick(Duration::from_millis(120));
             b
         });
-        Self { bar, prefix: prefix.to_string(), last: Default::default() }
+        Self {
+            bar,
+            prefix: prefix.to_string(),
+            last: Default::default(),
+        }
     }
 
     pub fn phase(&self, msg: &str) {
@@ -44,7 +48,12 @@ impl Progress {
     pub fn event(&self, e: &Event) {
         match e {
             Event::Phase(p) => self.phase(p),
-            Event::Waiting(w) => self.phase(&format!("healthy {}/{}; waiting for {}", w.ready, w.total, w.pending.join(", "))),
+            Event::Waiting(w) => self.phase(&format!(
+                "healthy {}/{}; waiting for {}",
+                w.ready,
+                w.total,
+                w.pending.join(", ")
+            )),
         }
     }
 
@@ -71,21 +80,40 @@ pub fn doctor_table(r: &RuntimeReport) {
         };
         t.add_row(vec![f.check, status, f.detail.as_str(), f.fix.as_deref().unwrap_or("")]);
     }
-    println!("{} — {}\n{t}", r.runtime, if r.usable() { "usable" } else { "NOT USABLE" });
+    println!(
+        "{} — {}\n{t}",
+        r.runtime,
+        if r.usable() { "usable" } else { "NOT USABLE" }
+    );
 }
 
 pub fn images_table(r: &ImagesReport) {
     let mut t = table(&["image", "services", "result", "seconds"]);
     for i in &r.images {
-        t.add_row(vec![i.reference.clone(), i.services.join(", "), if i.built { "built".into() } else { "unchanged".into() }, format!("{:.1}", i.seconds)]);
+        t.add_row(vec![
+            i.reference.clone(),
+            i.services.join(", "),
+            if i.built { "built".into() } else { "unchanged".into() },
+            format!("{:.1}", i.seconds),
+        ]);
     }
-    println!("{}: images in {:.1}s{}\n{t}", r.runtime, r.seconds, if r.base_imported { " (base image imported)" } else { "" });
+    println!(
+        "{}: images in {:.1}s{}\n{t}",
+        r.runtime,
+        r.seconds,
+        if r.base_imported { " (base image imported)" } else { "" }
+    );
 }
 
 pub fn ready_table(r: &UpReport) {
     let mut t = table(&["service", "container", "healthy after (s)", "harness probes"]);
     for s in &r.services {
-        t.add_row(vec![s.service.clone(), s.container.clone(), format!("{:.1}", s.seconds), s.probes.to_string()]);
+        t.add_row(vec![
+            s.service.clone(),
+            s.container.clone(),
+            format!("{:.1}", s.seconds),
+            s.probes.to_string(),
+        ]);
     }
     println!(
         "{} via {} {}: all {} services healthy in {:.1}s (compose up {:.1}s)\n{t}",

@@ -47,14 +47,20 @@ pub struct BuildSpec {
 }
 
 fn bad(path: &Path, reason: impl Into<String>) -> HarnessError {
-    HarnessError::Compose { path: path.to_path_buf(), reason: reason.into() }
+    HarnessError::Compose {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
 }
 
 impl ComposeFile {
     /// Reads and parses a compose file; errors name the file and what is wrong.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            bad(path, format!("cannot read it: {e}\n  hint: pass an existing file with --compose"))
+            bad(
+                path,
+                format!("cannot read it: {e}\n  hint: pass an existing file with --compose"),
+            )
         })?;
         Self::parse(path, &text)
     }
@@ -62,15 +68,22 @@ impl ComposeFile {
     /// Parses compose YAML text (pure).
     pub fn parse(path: &Path, text: &str) -> Result<Self> {
         let root: Value = serde_yaml::from_str(text).map_err(|e| bad(path, e.to_string()))?;
-        let root = root.as_mapping().ok_or_else(|| bad(path, "the top level is not a mapping"))?;
+        let root = root
+            .as_mapping()
+            .ok_or_else(|| bad(path, "the top level is not a mapping"))?;
         let services_v = root
             .get("services")
             .and_then(Value::as_mapping)
             .ok_or_else(|| bad(path, "no `services:` mapping"))?;
         let mut services = BTreeMap::new();
         for (name, def) in services_v {
-            let name = name.as_str().ok_or_else(|| bad(path, "a service name is not a string"))?.to_string();
-            let def = def.as_mapping().ok_or_else(|| bad(path, format!("service '{name}' is not a mapping")))?;
+            let name = name
+                .as_str()
+                .ok_or_else(|| bad(path, "a service name is not a string"))?
+                .to_string();
+            let def = def
+                .as_mapping()
+                .ok_or_else(|| bad(path, format!("service '{name}' is not a mapping")))?;
             services.insert(name.clone(), parse_service(path, &name, def)?);
         }
         Ok(Self {
@@ -83,7 +96,10 @@ impl ComposeFile {
 
     /// The directory relative paths in the file are resolved against.
     pub fn dir(&self) -> PathBuf {
-        self.path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+        self.path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
     }
 
     /// All host-port variables, in service order, without duplicates.
@@ -114,10 +130,15 @@ impl ComposeFile {
 }
 
 fn declared(section: Option<&Value>) -> Vec<String> {
-    let Some(map) = section.and_then(Value::as_mapping) else { return Vec::new() };
+    let Some(map) = section.and_then(Value::as_mapping) else {
+        return Vec::new();
+    };
     map.iter()
         .filter(|(_, def)| {
-            let external = def.as_mapping().and_then(|m| m.get("external")).map(|e| !matches!(e, Value::Bool(false)));
+            let external = def
+                .as_mapping()
+                .and_then(|m| m.get("external"))
+                .map(|e| !matches!(e, Value::Bool(false)));
             !external.unwrap_or(false)
         })
         .filter_map(|(k, _)| k.as_str().map(String::from))
@@ -128,7 +149,11 @@ fn parse_service(path: &Path, name: &str, def: &Mapping) -> Result<Service> {
     let image = def.get("image").and_then(Value::as_str).map(String::from);
     let build = match def.get("build") {
         None => None,
-        Some(Value::String(ctx)) => Some(BuildSpec { context: ctx.clone(), dockerfile: None, args: BTreeMap::new() }),
+        Some(Value::String(ctx)) => Some(BuildSpec {
+            context: ctx.clone(),
+            dockerfile: None,
+            args: BTreeMap::new(),
+        }),
         Some(Value::Mapping(m)) => {
             let context = m.get("context").and_then(Value::as_str).unwrap_or(".").to_string();
             let dockerfile = m.get("dockerfile").and_then(Value::as_str).map(String::from);
@@ -146,11 +171,25 @@ fn parse_service(path: &Path, name: &str, def: &Mapping) -> Result<Service> {
                         None => (kv.to_string(), String::new()),
                     })
                     .collect(),
-                Some(_) => return Err(bad(path, format!("service '{name}': build.args is neither a mapping nor a list"))),
+                Some(_) => {
+                    return Err(bad(
+                        path,
+                        format!("service '{name}': build.args is neither a mapping nor a list"),
+                    ))
+                }
             };
-            Some(BuildSpec { context, dockerfile, args })
+            Some(BuildSpec {
+                context,
+                dockerfile,
+                args,
+            })
         }
-        Some(_) => return Err(bad(path, format!("service '{name}': build is neither a path nor a mapping"))),
+        Some(_) => {
+            return Err(bad(
+                path,
+                format!("service '{name}': build is neither a path nor a mapping"),
+            ))
+        }
     };
     let uses_default_network = match def.get("networks") {
         None => def.get("network_mode").is_none(),
@@ -201,7 +240,15 @@ fn parse_service(path: &Path, name: &str, def: &Mapping) -> Result<Service> {
         }
     }
     let declares_networks = def.contains_key("networks") || def.contains_key("network_mode");
-    Ok(Service { image, build, uses_default_network, networks, declares_networks, port_vars, bind_vars })
+    Ok(Service {
+        image,
+        build,
+        uses_default_network,
+        networks,
+        declares_networks,
+        port_vars,
+        bind_vars,
+    })
 }
 
 fn scalar(v: &Value) -> Option<String> {
@@ -246,7 +293,10 @@ fn variable_name(s: &str) -> Option<String> {
     } else {
         s.strip_prefix('$')?
     };
-    let name: String = inner.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    let name: String = inner
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
     (!name.is_empty()).then_some(name)
 }
 
@@ -284,7 +334,10 @@ pub fn interpolate(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
                 i += 3 + end;
             }
             Some(c) if c.is_ascii_alphabetic() || *c == '_' => {
-                let name: String = chars[i + 1..].iter().take_while(|c| c.is_ascii_alphanumeric() || **c == '_').collect();
+                let name: String = chars[i + 1..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_alphanumeric() || **c == '_')
+                    .collect();
                 out.push_str(&lookup(&name).unwrap_or_default());
                 i += 1 + name.len();
             }
@@ -309,7 +362,11 @@ pub fn run_labels(run_id: &str, runtime: &str, pid: u32, pid_start: u64) -> BTre
 }
 
 /// The per-run override: labels on every service, network and volume, and pinned images.
-pub fn override_yaml(file: &ComposeFile, labels: &BTreeMap<String, String>, images: &BTreeMap<String, String>) -> String {
+pub fn override_yaml(
+    file: &ComposeFile,
+    labels: &BTreeMap<String, String>,
+    images: &BTreeMap<String, String>,
+) -> String {
     let label_map = || {
         let mut m = Mapping::new();
         for (k, v) in labels {
@@ -410,7 +467,8 @@ volumes:
 
     #[test]
     fn network_aliases_are_read() {
-        let text = "services:\n  db:\n    image: x\n    networks:\n      data: {aliases: [postgres, pg]}\n      other:\n";
+        let text =
+            "services:\n  db:\n    image: x\n    networks:\n      data: {aliases: [postgres, pg]}\n      other:\n";
         let f = ComposeFile::parse(Path::new("/c.yml"), text).unwrap();
         assert_eq!(f.services["db"].networks["data"], ["postgres", "pg"]);
         assert!(f.services["db"].networks["other"].is_empty());
@@ -467,7 +525,10 @@ volumes:
         assert!(y["services"]["tool"].get("image").is_none());
         assert_eq!(y["networks"]["data"]["labels"]["io.hydra.managed"], "true");
         assert_eq!(y["networks"]["default"]["labels"]["io.hydra.owner-pid"], "42");
-        assert!(y["networks"].get("outside").is_none(), "external networks are not ours to label");
+        assert!(
+            y["networks"].get("outside").is_none(),
+            "external networks are not ours to label"
+        );
         assert_eq!(y["volumes"]["db_data"]["labels"]["io.hydra.runtime"], "docker");
     }
 }

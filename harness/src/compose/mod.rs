@@ -47,7 +47,11 @@ pub struct Provider {
 pub fn parse_version(text: &str) -> Option<String> {
     text.split(|c: char| c.is_whitespace() || c == ',')
         .map(|w| w.trim_start_matches('v'))
-        .find(|w| w.split('.').count() >= 2 && w.split('.').all(|p| !p.is_empty() && p.chars().next().unwrap().is_ascii_digit()))
+        .find(|w| {
+            w.split('.').count() >= 2
+                && w.split('.')
+                    .all(|p| !p.is_empty() && p.chars().next().unwrap().is_ascii_digit())
+        })
         .map(String::from)
 }
 
@@ -79,7 +83,9 @@ pub fn detect(runtime: &Runtime) -> Result<Provider> {
         runtime: runtime.kind().to_string(),
         reason: format!("no compose tool found (tried: {})", tried.join("; ")),
         hint: match runtime.kind() {
-            RuntimeKind::Docker => "install docker-compose (apt-get install docker-compose) or the compose v2 plugin".into(),
+            RuntimeKind::Docker => {
+                "install docker-compose (apt-get install docker-compose) or the compose v2 plugin".into()
+            }
             _ => "run `sudo scripts/setup-host.sh` (installs podman-compose 1.6.0 in /opt/hydra/podman-compose)".into(),
         },
     })
@@ -108,15 +114,25 @@ pub enum Action {
     /// Start detached without building (images are built and tagged beforehand).
     Up,
     /// Remove containers, networks and named volumes.
-    Down { timeout_secs: u32 },
+    Down {
+        timeout_secs: u32,
+    },
     /// List containers (all states).
     Ps,
     /// Remove containers and networks, keep volumes.
-    DownKeepVolumes { timeout_secs: u32 },
-    Stop { service: String },
-    Start { service: String },
+    DownKeepVolumes {
+        timeout_secs: u32,
+    },
+    Stop {
+        service: String,
+    },
+    Start {
+        service: String,
+    },
     /// Recreate one service's container without touching its dependencies.
-    Recreate { service: String },
+    Recreate {
+        service: String,
+    },
 }
 
 /// The argv for `action` on `project` with `tool`, run as the runtime's user. Pure.
@@ -164,8 +180,13 @@ fn action_args(tool: ComposeTool, action: &Action) -> Vec<String> {
 /// Compose project names: lowercase letters, digits, `-` and `_`, starting with a letter or digit.
 pub fn valid_project_name(name: &str) -> bool {
     !name.is_empty()
-        && name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
 #[cfg(test)]
@@ -190,12 +211,20 @@ mod tests {
     #[case::v2(RuntimeKind::Docker, ComposeTool::DockerComposeV2, "docker", &["compose", "-p"])]
     #[case::v1(RuntimeKind::Docker, ComposeTool::DockerComposeV1, "docker-compose", &["-p"])]
     #[case::podman(RuntimeKind::Podman, ComposeTool::PodmanCompose, "podman-compose", &["-p"])]
-    fn up_command_lines(#[case] kind: RuntimeKind, #[case] tool: ComposeTool, #[case] program: &str, #[case] prefix: &[&str]) {
+    fn up_command_lines(
+        #[case] kind: RuntimeKind,
+        #[case] tool: ComposeTool,
+        #[case] program: &str,
+        #[case] prefix: &[&str],
+    ) {
         let spec = command(&rt(kind), tool, &project(), &Action::Up);
         assert_eq!(spec.program, program);
         assert_eq!(&spec.args[..prefix.len()], prefix);
         let line = spec.display();
-        assert!(line.contains("-p hydra-docker-1a2b3c4d -f /p/compose/phoenix.yml -f /s/override.yml up -d --no-build"), "{line}");
+        assert!(
+            line.contains("-p hydra-docker-1a2b3c4d -f /p/compose/phoenix.yml -f /s/override.yml up -d --no-build"),
+            "{line}"
+        );
         assert_eq!(spec.cwd.as_deref(), Some(std::path::Path::new("/p/compose")));
         assert!(spec.env.contains(&("PHOENIX_NGINX_PORT".into(), "41000".into())));
     }
@@ -204,20 +233,35 @@ mod tests {
     #[case(ComposeTool::DockerComposeV1)]
     #[case(ComposeTool::PodmanCompose)]
     fn down_removes_volumes_and_orphans(#[case] tool: ComposeTool) {
-        let kind = if tool == ComposeTool::PodmanCompose { RuntimeKind::Podman } else { RuntimeKind::Docker };
+        let kind = if tool == ComposeTool::PodmanCompose {
+            RuntimeKind::Podman
+        } else {
+            RuntimeKind::Docker
+        };
         let line = command(&rt(kind), tool, &project(), &Action::Down { timeout_secs: 10 }).display();
         assert!(line.ends_with("down -v --remove-orphans -t 10"), "{line}");
     }
 
     #[test]
     fn podman_compose_builds_keep_docker_format() {
-        let spec = command(&rt(RuntimeKind::Podman), ComposeTool::PodmanCompose, &project(), &Action::Up);
+        let spec = command(
+            &rt(RuntimeKind::Podman),
+            ComposeTool::PodmanCompose,
+            &project(),
+            &Action::Up,
+        );
         assert!(spec.env.contains(&("BUILDAH_FORMAT".into(), "docker".into())));
     }
 
     #[test]
     fn v2_ps_asks_for_json() {
-        let line = command(&rt(RuntimeKind::Docker), ComposeTool::DockerComposeV2, &project(), &Action::Ps).display();
+        let line = command(
+            &rt(RuntimeKind::Docker),
+            ComposeTool::DockerComposeV2,
+            &project(),
+            &Action::Ps,
+        )
+        .display();
         assert!(line.ends_with("ps -a --format json"), "{line}");
     }
 

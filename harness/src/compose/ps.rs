@@ -23,14 +23,21 @@ pub struct PsEntry {
 /// Parses compose v2 `ps --format json` in either its array or its NDJSON form.
 pub fn parse_v2(text: &str) -> Result<Vec<PsEntry>> {
     let trimmed = text.trim();
-    let err = |e: serde_json::Error| HarnessError::Parse { what: "docker compose ps".into(), reason: e.to_string() };
+    let err = |e: serde_json::Error| HarnessError::Parse {
+        what: "docker compose ps".into(),
+        reason: e.to_string(),
+    };
     if trimmed.is_empty() {
         return Ok(Vec::new());
     }
     if trimmed.starts_with('[') {
         return serde_json::from_str(trimmed).map_err(err);
     }
-    trimmed.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).map_err(err)).collect()
+    trimmed
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).map_err(err))
+        .collect()
 }
 
 #[cfg(test)]
@@ -39,7 +46,9 @@ mod tests {
     use rstest::rstest;
 
     fn fixture(name: &str) -> String {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/compose-ps").join(name);
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures/compose-ps")
+            .join(name);
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
 

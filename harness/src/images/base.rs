@@ -14,7 +14,9 @@ pub const SUITE: &str = "bookworm";
 
 /// Where the root filesystem tarball is cached between runs (readable by the rootless user).
 pub fn cache_dir() -> PathBuf {
-    std::env::var_os("HYDRA_BASE_CACHE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/tmp/hydra/base"))
+    std::env::var_os("HYDRA_BASE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/hydra/base"))
 }
 
 /// Finds a mirror URI serving `suite` in apt sources text, one-line (`deb URI suite ...`) or
@@ -25,7 +27,11 @@ pub fn mirror_from_sources(text: &str, suite: &str) -> Option<String> {
         let line = line.trim();
         if let Some(rest) = line.strip_prefix("deb ") {
             // An option block `[arch=amd64 signed-by=...]` may contain spaces.
-            let rest = if rest.trim_start().starts_with('[') { rest.split_once(']').map(|(_, r)| r).unwrap_or("") } else { rest };
+            let rest = if rest.trim_start().starts_with('[') {
+                rest.split_once(']').map(|(_, r)| r).unwrap_or("")
+            } else {
+                rest
+            };
             let mut words = rest.split_whitespace();
             if let (Some(uri), Some(s)) = (words.next(), words.next()) {
                 if s == suite {
@@ -103,7 +109,12 @@ pub fn ensure_rootfs_tarball() -> Result<PathBuf> {
         .arg(&mirror);
     exec::run_ok(&spec, Duration::from_secs(900), Interrupt::Allowed)?;
     let partial = dir.join(format!("{SUITE}-minbase.tar.partial"));
-    let tar = CommandSpec::new("tar").arg("-C").arg(rootfs.display().to_string()).args(["-cf"]).arg(partial.display().to_string()).arg(".");
+    let tar = CommandSpec::new("tar")
+        .arg("-C")
+        .arg(rootfs.display().to_string())
+        .args(["-cf"])
+        .arg(partial.display().to_string())
+        .arg(".");
     exec::run_ok(&tar, Duration::from_secs(300), Interrupt::Allowed)?;
     std::fs::remove_dir_all(&rootfs)?;
     set_mode(&partial, 0o644)?;
@@ -124,7 +135,11 @@ pub fn ensure(runtime: &Runtime) -> Result<bool> {
     }
     let tarball = ensure_rootfs_tarball()?;
     tracing::info!(runtime = %runtime.kind(), "importing {BASE_IMAGE}");
-    let spec = runtime.engine().arg("import").arg(tarball.display().to_string()).arg(BASE_IMAGE);
+    let spec = runtime
+        .engine()
+        .arg("import")
+        .arg(tarball.display().to_string())
+        .arg(BASE_IMAGE);
     exec::run_ok(&spec, Duration::from_secs(600), Interrupt::Allowed)?;
     Ok(true)
 }
@@ -139,8 +154,14 @@ mod tests {
         "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\nTypes: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n",
         Some("http://mirror.example/debian")
     )]
-    #[case::one_line("# comment\ndeb http://m.example/debian/ bookworm main\n", Some("http://m.example/debian"))]
-    #[case::one_line_opts("deb [arch=amd64 signed-by=/k.gpg] http://m.example/debian bookworm main\n", Some("http://m.example/debian"))]
+    #[case::one_line(
+        "# comment\ndeb http://m.example/debian/ bookworm main\n",
+        Some("http://m.example/debian")
+    )]
+    #[case::one_line_opts(
+        "deb [arch=amd64 signed-by=/k.gpg] http://m.example/debian bookworm main\n",
+        Some("http://m.example/debian")
+    )]
     #[case::other_suite_only("deb http://m.example/ubuntu jammy main\n", None)]
     #[case::disabled("Types: deb\nURIs: http://x.example/debian\nSuites: bookworm\nEnabled: no\n", None)]
     #[case::deb_src_only("Types: deb-src\nURIs: http://x.example/debian\nSuites: bookworm\n", None)]

@@ -11,7 +11,12 @@ use crate::compose::file::interpolate;
 use crate::error::Result;
 
 /// Hex SHA-256 over the build inputs; stable across machines and checkouts (relative paths only).
-pub fn content_hash(context: &Path, dockerfile: &Path, args: &BTreeMap<String, String>, base_ids: &[String]) -> Result<String> {
+pub fn content_hash(
+    context: &Path,
+    dockerfile: &Path,
+    args: &BTreeMap<String, String>,
+    base_ids: &[String],
+) -> Result<String> {
     use std::os::unix::fs::PermissionsExt;
     let mut h = Sha256::new();
     let mut entries: Vec<_> = walkdir::WalkDir::new(context)
@@ -25,7 +30,10 @@ pub fn content_hash(context: &Path, dockerfile: &Path, args: &BTreeMap<String, S
             continue;
         }
         let rel = entry.path().strip_prefix(context).unwrap_or(entry.path());
-        let mode = entry.metadata().map(|m| m.permissions().mode() & 0o111 != 0).unwrap_or(false);
+        let mode = entry
+            .metadata()
+            .map(|m| m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false);
         h.update(rel.to_string_lossy().as_bytes());
         h.update([0, mode as u8]);
         let mut f = std::fs::File::open(entry.path())?;
@@ -84,7 +92,10 @@ mod tests {
     #[test]
     fn finds_bases_through_arg_defaults_and_overrides() {
         let cf = "ARG BASE_IMAGE=localhost/hydra/bookworm-minbase:latest\nFROM ${BASE_IMAGE} AS build\nRUN x\nFROM build\nFROM --platform=linux/amd64 scratch\n";
-        assert_eq!(base_images(cf, &BTreeMap::new()), ["localhost/hydra/bookworm-minbase:latest"]);
+        assert_eq!(
+            base_images(cf, &BTreeMap::new()),
+            ["localhost/hydra/bookworm-minbase:latest"]
+        );
         let args = BTreeMap::from([("BASE_IMAGE".to_string(), "debian:bookworm-slim".to_string())]);
         assert_eq!(base_images(cf, &args), ["debian:bookworm-slim"]);
     }
@@ -99,7 +110,9 @@ mod tests {
             std::fs::write(d.join("src/app.py"), "print(1)\n").unwrap();
         }
         let none = BTreeMap::new();
-        let h = |d: &Path, args: &BTreeMap<String, String>, base: &str| content_hash(d, &d.join("Containerfile"), args, &[base.to_string()]).unwrap();
+        let h = |d: &Path, args: &BTreeMap<String, String>, base: &str| {
+            content_hash(d, &d.join("Containerfile"), args, &[base.to_string()]).unwrap()
+        };
         let ha = h(a.path(), &none, "sha256:1");
         assert_eq!(ha, h(b.path(), &none, "sha256:1"), "same content in another directory");
         assert_ne!(ha, h(a.path(), &none, "sha256:2"), "new base");

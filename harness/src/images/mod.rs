@@ -56,14 +56,22 @@ pub struct ImagesReport {
 impl ImagesReport {
     /// Service name to pinned image reference, for the compose override.
     pub fn service_images(&self) -> BTreeMap<String, String> {
-        self.images.iter().flat_map(|i| i.services.iter().map(move |s| (s.clone(), i.reference.clone()))).collect()
+        self.images
+            .iter()
+            .flat_map(|i| i.services.iter().map(move |s| (s.clone(), i.reference.clone())))
+            .collect()
     }
 }
 
 /// Derives what to build from the compose file's `build:` sections (pure but for env lookup).
 pub fn plan(file: &ComposeFile, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<BuildPlan> {
     let mut plans: Vec<BuildPlan> = Vec::new();
-    let project = file.dir().file_name().and_then(|n| n.to_str()).unwrap_or("stack").to_string();
+    let project = file
+        .dir()
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("stack")
+        .to_string();
     for (name, svc) in &file.services {
         let Some(build) = &svc.build else { continue };
         let repository = svc
@@ -74,9 +82,24 @@ pub fn plan(file: &ComposeFile, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<
             .unwrap_or_else(|| format!("localhost/hydra/{project}-{name}"));
         let context = file.dir().join(interpolate(&build.context, lookup));
         let dockerfile = context.join(build.dockerfile.as_deref().unwrap_or("Dockerfile"));
-        let args = build.args.iter().map(|(k, v)| (k.clone(), interpolate(v, lookup))).collect();
-        let plan = BuildPlan { services: vec![name.clone()], repository, context, dockerfile, args };
-        if let Some(same) = plans.iter_mut().find(|p| p.repository == plan.repository && p.context == plan.context && p.dockerfile == plan.dockerfile && p.args == plan.args) {
+        let args = build
+            .args
+            .iter()
+            .map(|(k, v)| (k.clone(), interpolate(v, lookup)))
+            .collect();
+        let plan = BuildPlan {
+            services: vec![name.clone()],
+            repository,
+            context,
+            dockerfile,
+            args,
+        };
+        if let Some(same) = plans.iter_mut().find(|p| {
+            p.repository == plan.repository
+                && p.context == plan.context
+                && p.dockerfile == plan.dockerfile
+                && p.args == plan.args
+        }) {
             same.services.push(name.clone());
         } else {
             plans.push(plan);
@@ -106,7 +129,11 @@ pub fn prepare(runtime: &Runtime, file: &ComposeFile, on_progress: &mut dyn FnMu
     for plan in &plans {
         let dockerfile_text = std::fs::read_to_string(&plan.dockerfile).map_err(|e| HarnessError::Compose {
             path: file.path.clone(),
-            reason: format!("services {:?}: cannot read {}: {e}", plan.services, plan.dockerfile.display()),
+            reason: format!(
+                "services {:?}: cannot read {}: {e}",
+                plan.services,
+                plan.dockerfile.display()
+            ),
         })?;
         let bases = hash::base_images(&dockerfile_text, &plan.args);
         let mut base_ids = Vec::new();
@@ -124,7 +151,11 @@ pub fn prepare(runtime: &Runtime, file: &ComposeFile, on_progress: &mut dyn FnMu
         } else {
             on_progress(&format!("building {} ({})", reference, plan.services.join(", ")));
             let mut spec = runtime.engine().arg("build").args(runtime.build_args());
-            spec = spec.arg("-f").arg(plan.dockerfile.display().to_string()).arg("-t").arg(&reference);
+            spec = spec
+                .arg("-f")
+                .arg(plan.dockerfile.display().to_string())
+                .arg("-t")
+                .arg(&reference);
             spec = spec.arg("--label").arg(format!("io.hydra.content-hash={digest}"));
             for (k, v) in &plan.args {
                 spec = spec.arg("--build-arg").arg(format!("{k}={v}"));
@@ -133,9 +164,19 @@ pub fn prepare(runtime: &Runtime, file: &ComposeFile, on_progress: &mut dyn FnMu
             exec::run_ok(&spec, BUILD_TIMEOUT, Interrupt::Allowed)?;
             true
         };
-        images.push(BuiltImage { services: plan.services.clone(), reference, built, seconds: t.elapsed().as_secs_f64() });
+        images.push(BuiltImage {
+            services: plan.services.clone(),
+            reference,
+            built,
+            seconds: t.elapsed().as_secs_f64(),
+        });
     }
-    Ok(ImagesReport { runtime: runtime.kind().to_string(), base_imported, images, seconds: started.elapsed().as_secs_f64() })
+    Ok(ImagesReport {
+        runtime: runtime.kind().to_string(),
+        base_imported,
+        images,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 #[cfg(test)]

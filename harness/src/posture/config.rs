@@ -79,6 +79,11 @@ impl CheckId {
     ];
 
     /// The snake_case name used in outcome names (`db::no_new_privileges`) and in configuration.
+    /// Whether the check is about a resource limit (which rootless engines on cgroup v1 ignore).
+    pub fn is_limit(self) -> bool {
+        matches!(self, CheckId::MemoryLimit | CheckId::PidsLimit)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             CheckId::User => "user",
@@ -208,12 +213,7 @@ impl PostureConfig {
     }
 
     /// The allowance covering `check` (and `value`, when the allowance names one) for `service`.
-    pub fn allowance(
-        &self,
-        service: &str,
-        check: CheckId,
-        value: Option<&str>,
-    ) -> Option<&Allowance> {
+    pub fn allowance(&self, service: &str, check: CheckId, value: Option<&str>) -> Option<&Allowance> {
         self.services.get(service)?.allow.iter().find(|a| {
             a.check == check
                 && match (&a.value, value) {
@@ -247,9 +247,7 @@ mod tests {
         assert!(c
             .allowance("nginx", CheckId::Capabilities, Some("net_bind_service"))
             .is_some());
-        assert!(c
-            .allowance("nginx", CheckId::Capabilities, Some("SYS_ADMIN"))
-            .is_none());
+        assert!(c.allowance("nginx", CheckId::Capabilities, Some("SYS_ADMIN")).is_none());
         assert!(c.allowance("nginx", CheckId::Capabilities, None).is_none());
         assert!(c.allowance("nginx", CheckId::Healthcheck, None).is_some());
         assert!(c.allowance("db", CheckId::Healthcheck, None).is_none());
@@ -257,17 +255,10 @@ mod tests {
 
     #[test]
     fn rejects_unknown_keys_unknown_checks_and_missing_reasons() {
-        assert!(
-            PostureConfig::from_yaml("services:\n  db:\n    allow: []\n    extra: 1\n").is_err()
-        );
+        assert!(PostureConfig::from_yaml("services:\n  db:\n    allow: []\n    extra: 1\n").is_err());
         assert!(PostureConfig::from_yaml("seccomp: x\n").is_err());
-        assert!(PostureConfig::from_yaml(
-            "services:\n  db:\n    allow: [{check: nope, reason: r}]\n"
-        )
-        .is_err());
-        let err =
-            PostureConfig::from_yaml("services:\n  db:\n    allow: [{check: user, reason: ' '}]\n")
-                .unwrap_err();
+        assert!(PostureConfig::from_yaml("services:\n  db:\n    allow: [{check: nope, reason: r}]\n").is_err());
+        let err = PostureConfig::from_yaml("services:\n  db:\n    allow: [{check: user, reason: ' '}]\n").unwrap_err();
         assert!(err.to_string().contains("has no reason"), "{err}");
     }
 

@@ -117,10 +117,7 @@ pub enum ProfileSource {
     Inline(Value),
     /// Podman keeps the path as given (relative to the compose tool's working directory);
     /// `content` is filled by [`ContainerFacts::resolve_seccomp`].
-    Path {
-        path: String,
-        content: Option<Value>,
-    },
+    Path { path: String, content: Option<Value> },
 }
 
 impl ProfileSource {
@@ -167,15 +164,9 @@ impl Seccomp {
 
 /// Whether a seccomp profile (Docker/OCI JSON format) allows `syscall` for `caps`.
 pub fn profile_allows(profile: &Value, syscall: &str, caps: &CapSet) -> bool {
-    let default_allows =
-        profile.get("defaultAction").and_then(Value::as_str) == Some("SCMP_ACT_ALLOW");
+    let default_allows = profile.get("defaultAction").and_then(Value::as_str) == Some("SCMP_ACT_ALLOW");
     let mut allowed = default_allows;
-    for rule in profile
-        .get("syscalls")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for rule in profile.get("syscalls").and_then(Value::as_array).into_iter().flatten() {
         let names: Vec<&str> = rule
             .get("names")
             .and_then(Value::as_array)
@@ -198,10 +189,7 @@ pub fn profile_allows(profile: &Value, syscall: &str, caps: &CapSet) -> bool {
         if !needs.iter().all(|c| caps.contains(c)) {
             continue;
         }
-        let action = rule
-            .get("action")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let action = rule.get("action").and_then(Value::as_str).unwrap_or_default();
         if action == "SCMP_ACT_ALLOW" {
             allowed = true;
         } else if !default_allows {
@@ -487,22 +475,18 @@ pub fn parse_facts(json: &str) -> Result<Vec<ContainerFacts>> {
 
 fn normalise(raw: RawContainer) -> Result<ContainerFacts> {
     let hc = &raw.host_config;
-    let engine =
-        if raw.oci_runtime.is_some() || raw.effective_caps.is_some() || raw.bounding_caps.is_some()
-        {
-            Engine::Podman
-        } else {
-            Engine::Docker
-        };
+    let engine = if raw.oci_runtime.is_some() || raw.effective_caps.is_some() || raw.bounding_caps.is_some() {
+        Engine::Podman
+    } else {
+        Engine::Docker
+    };
     let user = UserFact::parse(&raw.config.user);
     let privileged = hc.privileged;
 
     let caps = match (&raw.bounding_caps, &raw.effective_caps) {
         // Podman: trust what it computed from the OCI spec (null = none).
         (Some(bounding), effective) => {
-            let set = |v: &Option<Vec<String>>| -> CapSet {
-                v.iter().flatten().map(|c| normalise_cap(c)).collect()
-            };
+            let set = |v: &Option<Vec<String>>| -> CapSet { v.iter().flatten().map(|c| normalise_cap(c)).collect() };
             CapFacts {
                 all: privileged,
                 bounding: set(bounding),
@@ -513,18 +497,8 @@ fn normalise(raw: RawContainer) -> Result<ContainerFacts> {
         // non-root user starts with no effective capabilities (Docker sets no ambient set).
         (None, _) => {
             let all: CapSet = CAPABILITY_NAMES.iter().map(|c| c.to_string()).collect();
-            let drop: CapSet = hc
-                .cap_drop
-                .iter()
-                .flatten()
-                .map(|c| normalise_cap(c))
-                .collect();
-            let add: CapSet = hc
-                .cap_add
-                .iter()
-                .flatten()
-                .map(|c| normalise_cap(c))
-                .collect();
+            let drop: CapSet = hc.cap_drop.iter().flatten().map(|c| normalise_cap(c)).collect();
+            let add: CapSet = hc.cap_add.iter().flatten().map(|c| normalise_cap(c)).collect();
             let bounding: CapSet = if privileged || add.contains("ALL") {
                 all
             } else {
@@ -566,9 +540,7 @@ fn normalise(raw: RawContainer) -> Result<ContainerFacts> {
             // The last seccomp option wins in both engines.
             "seccomp" => {
                 seccomp = if value == "unconfined" {
-                    Seccomp::Unconfined {
-                        by_privileged: false,
-                    }
+                    Seccomp::Unconfined { by_privileged: false }
                 } else if value.trim_start().starts_with('{') {
                     let v = serde_json::from_str(value).map_err(|e| HarnessError::Parse {
                         what: "inline seccomp profile".into(),
@@ -589,9 +561,7 @@ fn normalise(raw: RawContainer) -> Result<ContainerFacts> {
     // Docker does not apply any seccomp profile to a privileged container; Podman keeps an
     // explicitly given profile (and drops only its default).
     if privileged && (engine == Engine::Docker || seccomp == Seccomp::EngineDefault) {
-        seccomp = Seccomp::Unconfined {
-            by_privileged: true,
-        };
+        seccomp = Seccomp::Unconfined { by_privileged: true };
     }
 
     let namespaces = Namespaces {
@@ -661,11 +631,7 @@ fn normalise(raw: RawContainer) -> Result<ContainerFacts> {
         ports,
         memory_limit: hc.memory.unwrap_or(0).max(0),
         pids_limit: hc.pids_limit.unwrap_or(0).max(0),
-        restart_policy: hc
-            .restart_policy
-            .as_ref()
-            .map(|r| r.name.clone())
-            .unwrap_or_default(),
+        restart_policy: hc.restart_policy.as_ref().map(|r| r.name.clone()).unwrap_or_default(),
         healthcheck,
         env: raw.config.env.unwrap_or_default(),
     })
@@ -790,11 +756,7 @@ mod tests {
     #[case::podman("podman-db.json", 268435456, 128)]
     // Rootless on cgroup v1: Podman ignores the limits and reports none.
     #[case::podman_rootless("podman-rootless-db.json", 0, 0)]
-    fn limits_as_the_engine_reports_them(
-        #[case] file: &str,
-        #[case] memory: i64,
-        #[case] pids: i64,
-    ) {
+    fn limits_as_the_engine_reports_them(#[case] file: &str, #[case] memory: i64, #[case] pids: i64) {
         let f = &parse_facts(&fixture(file)).unwrap()[0];
         assert_eq!((f.memory_limit, f.pids_limit), (memory, pids));
     }
@@ -810,10 +772,7 @@ mod tests {
         assert!(d.content().is_some());
         assert_eq!(d.content(), p.content());
         // The project profile blocks mount even with CAP_SYS_ADMIN; sockets are allowed.
-        assert_eq!(
-            docker.seccomp.allows("mount", &set(&["SYS_ADMIN"])),
-            Some(false)
-        );
+        assert_eq!(docker.seccomp.allows("mount", &set(&["SYS_ADMIN"])), Some(false));
         assert_eq!(docker.seccomp.allows("socket", &CapSet::new()), Some(true));
     }
 
@@ -824,19 +783,14 @@ mod tests {
     fn planted_flaws_are_visible_in_the_facts(#[case] file: &str) {
         let f = by_service(file);
         assert_eq!(f["gap-detector"].user.uid, Some(0));
-        assert!(
-            f["rubik-agent"].privileged && f["rubik-agent"].caps.bounding.contains("SYS_ADMIN")
-        );
+        assert!(f["rubik-agent"].privileged && f["rubik-agent"].caps.bounding.contains("SYS_ADMIN"));
         assert_eq!(f["analysis-engine"].caps.bounding, set(&["SYS_ADMIN"]));
         assert!(f["recurrent-processor"]
             .mounts
             .iter()
             .any(|m| m.source == "/var/run/docker.sock"));
         assert!(
-            f["model-service"]
-                .ports
-                .iter()
-                .any(PortFact::all_interfaces),
+            f["model-service"].ports.iter().any(PortFact::all_interfaces),
             "{:?}",
             f["model-service"].ports
         );
@@ -852,10 +806,7 @@ mod tests {
     #[case::podman_rootless("podman-rootless-flaws.json", true)]
     fn seccomp_unconfined_overlay_reaches_the_engine(#[case] file: &str, #[case] unconfined: bool) {
         assert_eq!(
-            by_service(file)["db"].seccomp
-                == Seccomp::Unconfined {
-                    by_privileged: false
-                },
+            by_service(file)["db"].seccomp == Seccomp::Unconfined { by_privileged: false },
             unconfined
         );
     }
@@ -881,10 +832,7 @@ mod tests {
 
     #[test]
     fn capability_masks_decode() {
-        assert_eq!(
-            caps_from_mask("0000000000200000").unwrap(),
-            set(&["SYS_ADMIN"])
-        );
+        assert_eq!(caps_from_mask("0000000000200000").unwrap(), set(&["SYS_ADMIN"]));
         assert!(caps_from_mask("0000000000000000").unwrap().is_empty());
         assert_eq!(caps_from_mask("000001fffeffffff").unwrap().len(), 40);
         assert!(caps_from_mask("zz").is_err());
@@ -910,10 +858,7 @@ mod tests {
             "POSTGRES_PASSWORD=hunter2".into(),
             "EMPTY".into(),
         ];
-        assert_eq!(
-            redact_env(&env),
-            ["PGHOST=db", "POSTGRES_PASSWORD=<redacted>", "EMPTY"]
-        );
+        assert_eq!(redact_env(&env), ["PGHOST=db", "POSTGRES_PASSWORD=<redacted>", "EMPTY"]);
     }
 
     #[test]
@@ -921,10 +866,7 @@ mod tests {
         assert_eq!(Namespace::parse("host"), Namespace::Host);
         assert_eq!(Namespace::parse(""), Namespace::Private);
         assert_eq!(Namespace::parse("shareable"), Namespace::Private);
-        assert_eq!(
-            Namespace::parse("container:abc"),
-            Namespace::Container("abc".into())
-        );
+        assert_eq!(Namespace::parse("container:abc"), Namespace::Container("abc".into()));
         assert_eq!(UserFact::parse("").uid, Some(0));
         assert_eq!(UserFact::parse("postgres").uid, None);
         assert_eq!(UserFact::parse("10001:10001").uid, Some(10001));

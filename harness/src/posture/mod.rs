@@ -118,11 +118,7 @@ pub fn evaluate_detailed(stack: &Stack, config: &PostureConfig) -> Result<Evalua
             Ok(out) => outcomes.extend(probe::probe_failed(
                 &ctx,
                 &service,
-                &format!(
-                    "exit {:?}: {}",
-                    out.status,
-                    crate::runtime::exec::tail(&out.stderr, 5)
-                ),
+                &format!("exit {:?}: {}", out.status, crate::runtime::exec::tail(&out.stderr, 5)),
             )),
             Err(e) => outcomes.extend(probe::probe_failed(&ctx, &service, &e.to_string())),
         }

@@ -59,11 +59,7 @@ pub fn parse_id_map(text: &str) -> Result<Vec<IdRange>> {
                     reason: format!("'{l}': {e}"),
                 })?;
             match n[..] {
-                [inside, outside, count] => Ok(IdRange {
-                    inside,
-                    outside,
-                    count,
-                }),
+                [inside, outside, count] => Ok(IdRange { inside, outside, count }),
                 _ => Err(HarnessError::Parse {
                     what: "uid_map".into(),
                     reason: format!("'{l}': expected 3 numbers"),
@@ -146,13 +142,10 @@ pub fn parse_report(stdout: &str) -> Result<ProbeReport> {
         cap_eff: caps_from_mask(get("status.CapEff")?)?,
         cap_bnd: caps_from_mask(get("status.CapBnd")?)?,
         no_new_privs: get("status.NoNewPrivs")?.trim() == "1",
-        seccomp_mode: get("status.Seccomp")?
-            .trim()
-            .parse()
-            .map_err(|e| HarnessError::Parse {
-                what: "posture probe".into(),
-                reason: format!("Seccomp: {e}"),
-            })?,
+        seccomp_mode: get("status.Seccomp")?.trim().parse().map_err(|e| HarnessError::Parse {
+            what: "posture probe".into(),
+            reason: format!("Seccomp: {e}"),
+        })?,
         uid_map: parse_id_map(get("uid_map")?)?,
         root_mount: get("root_mount")?.trim().to_string(),
         rootfs_write: Attempt::parse(get("rootfs_write")?),
@@ -297,10 +290,7 @@ pub fn check_kernel(
     push(
         CheckId::KernelNoNewPrivileges,
         r.no_new_privs == f.no_new_privileges,
-        format!(
-            "NoNewPrivs {} in the kernel, as configured",
-            onoff(r.no_new_privs)
-        ),
+        format!("NoNewPrivs {} in the kernel, as configured", onoff(r.no_new_privs)),
         format!(
             "config says no-new-privileges {}, kernel enforces NoNewPrivs {}",
             onoff(f.no_new_privileges),
@@ -311,18 +301,14 @@ pub fn check_kernel(
     push(
         CheckId::KernelSeccomp,
         filtering == f.seccomp.is_filtering(),
-        format!(
-            "Seccomp mode {} in the kernel, as configured",
-            r.seccomp_mode
-        ),
+        format!("Seccomp mode {} in the kernel, as configured", r.seccomp_mode),
         format!(
             "config says seccomp filter {}, kernel enforces Seccomp mode {}",
             onoff(f.seccomp.is_filtering()),
             r.seccomp_mode
         ),
     );
-    let kernel_ro =
-        r.root_mount.split(',').next() == Some("ro") && r.rootfs_write != Attempt::Succeeded;
+    let kernel_ro = r.root_mount.split(',').next() == Some("ro") && r.rootfs_write != Attempt::Succeeded;
     let write = match &r.rootfs_write {
         Attempt::Succeeded => "a write to / succeeded".to_string(),
         Attempt::Denied(e) => format!("a write to / was refused: {e}"),
@@ -331,17 +317,10 @@ pub fn check_kernel(
     push(
         CheckId::KernelRootfs,
         kernel_ro == f.read_only_rootfs,
-        format!(
-            "root filesystem mounted {} ({write}), as configured",
-            r.root_mount
-        ),
+        format!("root filesystem mounted {} ({write}), as configured", r.root_mount),
         format!(
             "config says root filesystem {}, kernel has it mounted {} ({write})",
-            if f.read_only_rootfs {
-                "read-only"
-            } else {
-                "writable"
-            },
+            if f.read_only_rootfs { "read-only" } else { "writable" },
             r.root_mount
         ),
     );
@@ -411,12 +390,7 @@ pub fn check_kernel(
 /// The rootless proof: under a rootless engine container uid 0 and the running uid map to
 /// unprivileged host uids (from uid_map and from the host's view of the process); under a
 /// rootful engine the identity mapping is reported as such.
-pub fn userns_check(
-    ctx: &Context,
-    service: &str,
-    r: &ProbeReport,
-    host: &HostView,
-) -> CheckOutcome {
+pub fn userns_check(ctx: &Context, service: &str, r: &ProbeReport, host: &HostView) -> CheckOutcome {
     let map = &r.uid_map;
     let mapped = map_id(map, r.uid);
     let root = map_id(map, 0);
@@ -443,8 +417,7 @@ pub fn userns_check(
         );
     }
     if ctx.rootless {
-        let unprivileged =
-            root.is_some_and(|h| h != 0) && mapped.is_some_and(|h| h != 0) && host.uid != Some(0);
+        let unprivileged = root.is_some_and(|h| h != 0) && mapped.is_some_and(|h| h != 0) && host.uid != Some(0);
         let text = format!(
             "container uid {} is host uid {}, container root is host uid {} (uid_map {}; {host_text})",
             r.uid,
@@ -470,9 +443,29 @@ pub fn userns_check(
             )
         }
     } else if is_identity(map) {
-        outcome(ctx, service, CheckId::UsernsMapping, Verdict::Pass, &format!("identity mapping (rootful engine, no user namespace): container uid {} is host uid {} ({host_text})", r.uid, r.uid))
+        outcome(
+            ctx,
+            service,
+            CheckId::UsernsMapping,
+            Verdict::Pass,
+            &format!(
+                "identity mapping (rootful engine, no user namespace): container uid {} is host uid {} ({host_text})",
+                r.uid, r.uid
+            ),
+        )
     } else {
-        outcome(ctx, service, CheckId::UsernsMapping, Verdict::Pass, &format!("user namespace remapping: container uid {} is host uid {} (uid_map {}; {host_text})", r.uid, mapped.map(|m| m.to_string()).unwrap_or("unmapped".into()), describe_map(map)))
+        outcome(
+            ctx,
+            service,
+            CheckId::UsernsMapping,
+            Verdict::Pass,
+            &format!(
+                "user namespace remapping: container uid {} is host uid {} (uid_map {}; {host_text})",
+                r.uid,
+                mapped.map(|m| m.to_string()).unwrap_or("unmapped".into()),
+                describe_map(map)
+            ),
+        )
     }
 }
 
@@ -481,15 +474,7 @@ pub fn probe_failed(ctx: &Context, service: &str, why: &str) -> Vec<CheckOutcome
     CheckId::ALL
         .iter()
         .filter(|c| c.is_behavioural())
-        .map(|&c| {
-            outcome(
-                ctx,
-                service,
-                c,
-                Verdict::Fail,
-                &format!("probe could not run: {why}"),
-            )
-        })
+        .map(|&c| outcome(ctx, service, c, Verdict::Fail, &format!("probe could not run: {why}")))
         .collect()
 }
 
@@ -516,9 +501,7 @@ mod tests {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../fixtures/inspect")
             .join(file);
-        let mut f = parse_facts(&std::fs::read_to_string(path).unwrap())
-            .unwrap()
-            .remove(0);
+        let mut f = parse_facts(&std::fs::read_to_string(path).unwrap()).unwrap().remove(0);
         f.resolve_seccomp(&crate::stack::workspace_root().join("compose"));
         f
     }
@@ -553,9 +536,7 @@ mod tests {
         assert_eq!(map_id(&m, 0), Some(1001));
         assert_eq!(map_id(&m, 999), Some(100998));
         assert_eq!(map_id(&m, 70000), None);
-        assert!(is_identity(
-            &parse_id_map("         0          0 4294967295").unwrap()
-        ));
+        assert!(is_identity(&parse_id_map("         0          0 4294967295").unwrap()));
         assert!(!is_identity(&m));
         assert_eq!(
             status_uid("Name:\tx\nUid:\t100998\t100998\t100998\t100998\n"),
@@ -593,7 +574,10 @@ mod tests {
 
     #[test]
     fn mismatches_fail_with_both_sides() {
-        let text = ROOTLESS_DB.replace("status.Seccomp=2", "status.Seccomp=0").replace("rootfs_write=denied: touch: cannot touch '/.hydra-posture-probe': Read-only file system", "rootfs_write=ok");
+        let text = ROOTLESS_DB.replace("status.Seccomp=2", "status.Seccomp=0").replace(
+            "rootfs_write=denied: touch: cannot touch '/.hydra-posture-probe': Read-only file system",
+            "rootfs_write=ok",
+        );
         let r = parse_report(&text).unwrap();
         let out = check_kernel(
             &ctx(RuntimeKind::PodmanRootless),
@@ -626,11 +610,8 @@ mod tests {
 
     #[test]
     fn rootless_proof_fails_when_root_maps_to_host_root() {
-        let r = parse_report(&ROOTLESS_DB.replace(
-            "uid_map= 0 1001 1; 1 100000 65536;",
-            "uid_map= 0 0 4294967295;",
-        ))
-        .unwrap();
+        let r = parse_report(&ROOTLESS_DB.replace("uid_map= 0 1001 1; 1 100000 65536;", "uid_map= 0 0 4294967295;"))
+            .unwrap();
         let o = userns_check(
             &ctx(RuntimeKind::PodmanRootless),
             "db",
@@ -678,10 +659,7 @@ mod tests {
             &r,
             &HostView::default(),
         );
-        let o = out
-            .iter()
-            .find(|o| o.name == "db::kernel_raw_socket")
-            .unwrap();
+        let o = out.iter().find(|o| o.name == "db::kernel_raw_socket").unwrap();
         assert_eq!(o.verdict, Verdict::Skip);
         assert!(o.message.contains("no perl"), "{}", o.message);
     }

@@ -47,17 +47,8 @@ fn violation(value: Option<&str>, text: impl Into<String>) -> Violation {
 }
 
 /// Builds an outcome for `service`/`check`.
-pub fn outcome(
-    ctx: &Context,
-    service: &str,
-    check: CheckId,
-    verdict: Verdict,
-    cause: &str,
-) -> CheckOutcome {
-    let cis = check
-        .cis()
-        .map(|id| format!(" (CIS {id})"))
-        .unwrap_or_default();
+pub fn outcome(ctx: &Context, service: &str, check: CheckId, verdict: Verdict, cause: &str) -> CheckOutcome {
+    let cis = check.cis().map(|id| format!(" (CIS {id})")).unwrap_or_default();
     let message = match verdict {
         Verdict::Fail => format!("{service}: {cause}{cis}"),
         _ => format!("{service}: {cause}"),
@@ -114,11 +105,7 @@ const ENGINE_SOCKETS: [&str; 4] = ["docker.sock", "podman.sock", "containerd.soc
 
 /// Whether a path is an engine API socket.
 pub fn is_engine_socket(path: &str) -> bool {
-    let name = path
-        .trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .unwrap_or_default();
+    let name = path.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
     ENGINE_SOCKETS.contains(&name)
 }
 
@@ -141,19 +128,11 @@ const SENSITIVE: [&str; 11] = [
 /// anything below it.
 pub fn is_sensitive_host_path(path: &str) -> bool {
     let p = path.trim_end_matches('/');
-    p.is_empty()
-        || SENSITIVE
-            .iter()
-            .any(|s| p == *s || p.starts_with(&format!("{s}/")))
+    p.is_empty() || SENSITIVE.iter().any(|s| p == *s || p.starts_with(&format!("{s}/")))
 }
 
 /// Runs every configuration check (not the behavioural ones) for one container.
-pub fn check_config(
-    ctx: &Context,
-    config: &PostureConfig,
-    service: &str,
-    f: &ContainerFacts,
-) -> Vec<CheckOutcome> {
+pub fn check_config(ctx: &Context, config: &PostureConfig, service: &str, f: &ContainerFacts) -> Vec<CheckOutcome> {
     let mut out = Vec::new();
     let mut push = |check: CheckId, violations: Vec<Violation>, ok: &str| {
         out.push(judge(ctx, config, service, check, violations, ok))
@@ -215,14 +194,27 @@ pub fn check_config(
         "no-new-privileges is set",
     );
     let seccomp = match (&f.seccomp, &ctx.project_seccomp) {
-        (Seccomp::Unconfined { by_privileged: true }, _) => vec![violation(None, "no seccomp filter: privileged turns it off")],
-        (Seccomp::Unconfined { by_privileged: false }, _) => vec![violation(None, "no seccomp filter: seccomp=unconfined")],
+        (Seccomp::Unconfined { by_privileged: true }, _) => {
+            vec![violation(None, "no seccomp filter: privileged turns it off")]
+        }
+        (Seccomp::Unconfined { by_privileged: false }, _) => {
+            vec![violation(None, "no seccomp filter: seccomp=unconfined")]
+        }
         (_, None) => vec![],
-        (Seccomp::EngineDefault, Some(_)) => vec![violation(None, "filters with the engine's default profile, not the project profile")],
+        (Seccomp::EngineDefault, Some(_)) => vec![violation(
+            None,
+            "filters with the engine's default profile, not the project profile",
+        )],
         (Seccomp::Custom(src), Some(project)) => match src.content() {
             Some(p) if p == project => vec![],
-            Some(_) => vec![violation(None, "filters with a custom profile that differs from the project profile")],
-            None => vec![violation(None, "filters with a profile given by path that could not be read to compare with the project profile")],
+            Some(_) => vec![violation(
+                None,
+                "filters with a custom profile that differs from the project profile",
+            )],
+            None => vec![violation(
+                None,
+                "filters with a profile given by path that could not be read to compare with the project profile",
+            )],
         },
     };
     let seccomp_ok = if ctx.project_seccomp.is_some() {
@@ -258,10 +250,7 @@ pub fn check_config(
         push(
             check,
             if *space == Namespace::Host {
-                vec![violation(
-                    None,
-                    format!("shares the host's {what} namespace"),
-                )]
+                vec![violation(None, format!("shares the host's {what} namespace"))]
             } else {
                 vec![]
             },
@@ -292,9 +281,7 @@ pub fn check_config(
     let sensitive = f
         .mounts
         .iter()
-        .filter(|m| {
-            m.kind == "bind" && !is_engine_socket(&m.source) && is_sensitive_host_path(&m.source)
-        })
+        .filter(|m| m.kind == "bind" && !is_engine_socket(&m.source) && is_sensitive_host_path(&m.source))
         .map(|m| {
             violation(
                 Some(&m.source),
@@ -307,11 +294,7 @@ pub fn check_config(
             )
         })
         .collect();
-    push(
-        CheckId::SensitiveMounts,
-        sensitive,
-        "no sensitive host path mounted",
-    );
+    push(CheckId::SensitiveMounts, sensitive, "no sensitive host path mounted");
     let bind = ctx.bind_ip.to_string();
     let ports = f
         .ports
@@ -349,7 +332,9 @@ pub fn check_config(
                 service,
                 check,
                 Verdict::NotEnforceable,
-                &format!("{what} limit not enforceable: rootless engine on cgroup v1 ignores it (engine reports {value})"),
+                &format!(
+                    "{what} limit not enforceable: rootless engine on cgroup v1 ignores it (engine reports {value})"
+                ),
             ));
         } else {
             let v = if value > 0 {
@@ -357,14 +342,7 @@ pub fn check_config(
             } else {
                 vec![violation(None, format!("no {what} limit"))]
             };
-            out.push(judge(
-                ctx,
-                config,
-                service,
-                check,
-                v,
-                &format!("{what} limit {value}"),
-            ));
+            out.push(judge(ctx, config, service, check, v, &format!("{what} limit {value}")));
         }
     }
     let mut push = |check: CheckId, violations: Vec<Violation>, ok: &str| {
@@ -379,10 +357,7 @@ pub fn check_config(
         },
         &format!(
             "healthcheck {}",
-            f.healthcheck
-                .as_ref()
-                .map(|t| t.join(" "))
-                .unwrap_or_default()
+            f.healthcheck.as_ref().map(|t| t.join(" ")).unwrap_or_default()
         ),
     );
     push(
@@ -397,13 +372,14 @@ pub fn check_config(
     let secrets = f
         .secret_env_names()
         .into_iter()
-        .map(|name| violation(Some(&name), format!("secret-looking variable {name} in plain env (value not shown); pass it as a file")))
+        .map(|name| {
+            violation(
+                Some(&name),
+                format!("secret-looking variable {name} in plain env (value not shown); pass it as a file"),
+            )
+        })
         .collect();
-    push(
-        CheckId::SecretEnv,
-        secrets,
-        "no secret-looking variable in env",
-    );
+    push(CheckId::SecretEnv, secrets, "no secret-looking variable in env");
     out
 }
 
@@ -427,10 +403,8 @@ mod tests {
     }
 
     fn project_profile() -> Value {
-        let text = std::fs::read_to_string(
-            crate::stack::workspace_root().join("fixtures/seccomp/phoenix.json"),
-        )
-        .unwrap();
+        let text =
+            std::fs::read_to_string(crate::stack::workspace_root().join("fixtures/seccomp/phoenix.json")).unwrap();
         serde_json::from_str(&text).unwrap()
     }
 
@@ -467,10 +441,7 @@ mod tests {
     #[case::docker_gap("docker-gap-detector.json", RuntimeKind::Docker)]
     #[case::podman_gap("podman-gap-detector.json", RuntimeKind::Podman)]
     #[case::podman_rootless_gap("podman-rootless-gap-detector.json", RuntimeKind::PodmanRootless)]
-    fn bundled_services_pass_every_configuration_check(
-        #[case] file: &str,
-        #[case] runtime: RuntimeKind,
-    ) {
+    fn bundled_services_pass_every_configuration_check(#[case] file: &str, #[case] runtime: RuntimeKind) {
         let out = run(file, runtime);
         assert_eq!(out.len(), 19);
         for o in out.values() {
@@ -481,10 +452,7 @@ mod tests {
                 assert_eq!(o.verdict, Verdict::Pass, "{}: {}", o.name, o.message);
             }
         }
-        let secret = out
-            .values()
-            .find(|o| o.name.ends_with("::secret_env"))
-            .unwrap();
+        let secret = out.values().find(|o| o.name.ends_with("::secret_env")).unwrap();
         assert!(secret.message.contains("allowed:"), "{}", secret.message);
     }
 
@@ -558,12 +526,12 @@ mod tests {
             .find(|f| f.service.as_deref() == Some("analysis-engine"))
             .unwrap();
         f.caps.bounding.insert("NET_RAW".into());
-        let c = PostureConfig::from_yaml("services:\n  analysis-engine: {allow: [{check: capabilities, value: SYS_ADMIN, reason: needs mounts}]}\n").unwrap();
+        let c = PostureConfig::from_yaml(
+            "services:\n  analysis-engine: {allow: [{check: capabilities, value: SYS_ADMIN, reason: needs mounts}]}\n",
+        )
+        .unwrap();
         let out = check_config(&ctx(RuntimeKind::Docker), &c, "analysis-engine", &f);
-        let caps = out
-            .iter()
-            .find(|o| o.name == "analysis-engine::capabilities")
-            .unwrap();
+        let caps = out.iter().find(|o| o.name == "analysis-engine::capabilities").unwrap();
         assert_eq!(caps.verdict, Verdict::Fail);
         assert!(
             caps.message.contains("CAP_NET_RAW") && !caps.message.contains("CAP_SYS_ADMIN"),
@@ -572,16 +540,9 @@ mod tests {
         );
         f.caps.bounding.remove("NET_RAW");
         let out = check_config(&ctx(RuntimeKind::Docker), &c, "analysis-engine", &f);
-        let caps = out
-            .iter()
-            .find(|o| o.name == "analysis-engine::capabilities")
-            .unwrap();
+        let caps = out.iter().find(|o| o.name == "analysis-engine::capabilities").unwrap();
         assert_eq!(caps.verdict, Verdict::Pass);
-        assert!(
-            caps.message.contains("allowed: needs mounts"),
-            "{}",
-            caps.message
-        );
+        assert!(caps.message.contains("allowed: needs mounts"), "{}", caps.message);
     }
 
     #[rstest]
@@ -612,19 +573,12 @@ mod tests {
         let out = check_config(&ctx(RuntimeKind::Docker), &config(), "db", &f);
         let s = out.iter().find(|o| o.name == "db::seccomp").unwrap();
         assert_eq!(s.verdict, Verdict::Fail);
-        assert!(
-            s.message.contains("engine's default profile"),
-            "{}",
-            s.message
-        );
+        assert!(s.message.contains("engine's default profile"), "{}", s.message);
         let mut relaxed = ctx(RuntimeKind::Docker);
         relaxed.project_seccomp = None;
         let out = check_config(&relaxed, &config(), "db", &f);
         assert_eq!(
-            out.iter()
-                .find(|o| o.name == "db::seccomp")
-                .unwrap()
-                .verdict,
+            out.iter().find(|o| o.name == "db::seccomp").unwrap().verdict,
             Verdict::Pass
         );
     }

@@ -48,19 +48,9 @@ pub fn build_report(summary: &RunSummary, redactor: Option<&Redactor>) -> Report
         if let Some(info) = summary.runtimes.iter().find(|i| i.runtime == Some(runtime)) {
             suite.add_properties(suite_properties(info, redactor));
         }
-        let outcomes: Vec<&CheckOutcome> = summary
-            .outcomes
-            .iter()
-            .filter(|o| o.runtime == runtime)
-            .collect();
-        let not_enforceable = outcomes
-            .iter()
-            .filter(|o| o.verdict == Verdict::NotEnforceable)
-            .count();
-        suite.add_property(Property::new(
-            "hydra.not-enforceable",
-            not_enforceable.to_string(),
-        ));
+        let outcomes: Vec<&CheckOutcome> = summary.outcomes.iter().filter(|o| o.runtime == runtime).collect();
+        let not_enforceable = outcomes.iter().filter(|o| o.verdict == Verdict::NotEnforceable).count();
+        suite.add_property(Property::new("hydra.not-enforceable", not_enforceable.to_string()));
         let mut total = Duration::ZERO;
         for o in outcomes {
             let case = test_case(o, redactor);
@@ -75,19 +65,14 @@ pub fn build_report(summary: &RunSummary, redactor: Option<&Redactor>) -> Report
 
 /// Builds the report and writes it to `path` (creating parent directories).
 pub fn write_junit(summary: &RunSummary, path: &Path, redactor: Option<&Redactor>) -> Result<()> {
-    let xml = build_report(summary, redactor).to_string().map_err(|e| {
-        std::io::Error::other(format!(
-            "serialising JUnit report for {}: {e}",
-            path.display()
-        ))
-    })?;
+    let xml = build_report(summary, redactor)
+        .to_string()
+        .map_err(|e| std::io::Error::other(format!("serialising JUnit report for {}: {e}", path.display())))?;
     write_file(path, xml.as_bytes())
 }
 
 fn suite_properties(info: &RuntimeInfo, redactor: Option<&Redactor>) -> Vec<Property> {
-    let prop = |name: &str, value: &str| {
-        Property::new(xml_text(name, redactor), xml_text(value, redactor))
-    };
+    let prop = |name: &str, value: &str| Property::new(xml_text(name, redactor), xml_text(value, redactor));
     let mut props = vec![
         prop("engine.version", &info.engine_version),
         prop("compose.tool", &info.compose_tool),
@@ -95,11 +80,7 @@ fn suite_properties(info: &RuntimeInfo, redactor: Option<&Redactor>) -> Vec<Prop
         prop("rootless", if info.rootless { "true" } else { "false" }),
         prop("storage.driver", &info.storage_driver),
     ];
-    props.extend(
-        info.extra
-            .iter()
-            .map(|(k, v)| prop(&format!("extra.{k}"), v)),
-    );
+    props.extend(info.extra.iter().map(|(k, v)| prop(&format!("extra.{k}"), v)));
     props
 }
 
@@ -118,18 +99,10 @@ fn test_case(o: &CheckOutcome, redactor: Option<&Redactor>) -> TestCase {
         Verdict::NotEnforceable => skipped(&full, "not-enforceable", "not enforceable: "),
     };
     let mut case = TestCase::new(
-        format!(
-            "{}::{}",
-            xml_text(&o.area, redactor),
-            xml_text(&o.name, redactor)
-        ),
+        format!("{}::{}", xml_text(&o.area, redactor), xml_text(&o.name, redactor)),
         status,
     );
-    case.set_classname(format!(
-        "{}::{}",
-        o.runtime.ident(),
-        xml_text(&o.area, redactor)
-    ));
+    case.set_classname(format!("{}::{}", o.runtime.ident(), xml_text(&o.area, redactor)));
     case.set_time(seconds(o.seconds));
     case.add_property(Property::new("hydra.verdict", verdict_label(o.verdict)));
     if let Some(svc) = &o.service {
@@ -143,8 +116,7 @@ fn test_case(o: &CheckOutcome, redactor: Option<&Redactor>) -> TestCase {
 
 fn skipped(full: &str, ty: &str, prefix: &str) -> TestCaseStatus {
     let mut s = TestCaseStatus::skipped();
-    s.set_message(format!("{prefix}{}", attribute(full)))
-        .set_type(ty);
+    s.set_message(format!("{prefix}{}", attribute(full))).set_type(ty);
     if full.contains('\n') || full.chars().count() > MAX_MESSAGE_CHARS {
         s.set_description(full.to_string());
     }
@@ -158,11 +130,7 @@ fn xml_text(text: &str, redactor: Option<&Redactor>) -> String {
 
 /// A one-line, bounded form for `message` attributes (parsers fold newlines in attributes).
 fn attribute(text: &str) -> String {
-    let line = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("");
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
     if line.chars().count() > MAX_MESSAGE_CHARS {
         let cut: String = line.chars().take(MAX_MESSAGE_CHARS).collect();
         format!("{cut}…")
@@ -227,7 +195,8 @@ mod tests {
         let mut o = outcome(RuntimeKind::Docker, "health", "db_healthy", Verdict::Fail);
         o.service = Some("db".into());
         o.message = "not healthy after 60s".into();
-        o.logs = Some("\x1b[31mERROR\x1b[0m: end of CDATA ]]> here\0 and <b>&amp;\x07\r\n\tnext\x1b]0;title\x07\n".into());
+        o.logs =
+            Some("\x1b[31mERROR\x1b[0m: end of CDATA ]]> here\0 and <b>&amp;\x07\r\n\tnext\x1b]0;title\x07\n".into());
         let summary = RunSummary {
             outcomes: vec![o],
             ..Default::default()
@@ -258,10 +227,7 @@ mod tests {
         let names: Vec<&str> = report.test_suites.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["docker", "podman", "podman_rootless"]);
         let rootless = &report.test_suites[2];
-        assert_eq!(
-            (rootless.tests, rootless.failures, rootless.skipped),
-            (6, 1, 1)
-        );
+        assert_eq!((rootless.tests, rootless.failures, rootless.skipped), (6, 1, 1));
         let props: Vec<(&str, &str)> = rootless
             .properties
             .iter()
@@ -276,10 +242,7 @@ mod tests {
             ("extra.cgroup_version", "1"),
             ("hydra.not-enforceable", "1"),
         ] {
-            assert!(
-                props.contains(&expected),
-                "{expected:?} missing from {props:?}"
-            );
+            assert!(props.contains(&expected), "{expected:?} missing from {props:?}");
         }
         let health = rootless
             .test_cases
@@ -363,9 +326,6 @@ mod tests {
     fn writes_the_sample_for_external_consumers() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/hydra/junit/sample.xml");
         write_junit(&fixtures::summary(), &path, Some(&fixtures::redactor())).unwrap();
-        assert!(
-            Report::deserialize(std::io::BufReader::new(std::fs::File::open(&path).unwrap()))
-                .is_ok()
-        );
+        assert!(Report::deserialize(std::io::BufReader::new(std::fs::File::open(&path).unwrap())).is_ok());
     }
 }

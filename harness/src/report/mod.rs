@@ -103,17 +103,15 @@ pub(crate) fn describe(o: &CheckOutcome) -> String {
 
 /// Whether `msg` already starts with the service name as a word (`db never ...`, not `dbus`).
 fn names_service(msg: &str, svc: &str) -> bool {
-    msg.strip_prefix(svc).is_some_and(|rest| {
-        !rest.starts_with(|c: char| c.is_alphanumeric() || c == '_' || c == '-')
-    })
+    msg.strip_prefix(svc)
+        .is_some_and(|rest| !rest.starts_with(|c: char| c.is_alphanumeric() || c == '_' || c == '-'))
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, creating parent directories,
 /// so that a reader never sees a half-written report. Errors name the path.
 pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    let ctx = |what: &str, p: &Path, e: std::io::Error| {
-        std::io::Error::new(e.kind(), format!("{what} {}: {e}", p.display()))
-    };
+    let ctx =
+        |what: &str, p: &Path, e: std::io::Error| std::io::Error::new(e.kind(), format!("{what} {}: {e}", p.display()));
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| ctx("creating directory", parent, e))?;
     }
@@ -171,10 +169,7 @@ pub(crate) mod fixtures {
             storage_driver: "overlay".into(),
             extra: BTreeMap::from([
                 ("cgroup_version".to_string(), "1".to_string()),
-                (
-                    "db_url".to_string(),
-                    format!("postgres://phoenix:{SECRET}@db/phoenix"),
-                ),
+                ("db_url".to_string(), format!("postgres://phoenix:{SECRET}@db/phoenix")),
             ]),
         }
     }
@@ -193,8 +188,7 @@ pub(crate) mod fixtures {
             if rt == PodmanRootless {
                 health.verdict = Fail;
                 health.service = Some("db".into());
-                health.message =
-                    format!("not healthy after 60s: password authentication failed ({SECRET})");
+                health.message = format!("not healthy after 60s: password authentication failed ({SECRET})");
                 health.logs = Some(format!(
                     "\x1b[31mERROR\x1b[0m:  FATAL: password {SECRET} rejected ]]> <tag> & \0nul\r\n\tindented\n"
                 ));
@@ -268,14 +262,9 @@ mod tests {
         assert_eq!(written.junit, junit);
         for p in written.paths() {
             let text = std::fs::read_to_string(p).unwrap();
+            assert!(!text.contains(fixtures::SECRET), "{} leaks the secret", p.display());
             assert!(
-                !text.contains(fixtures::SECRET),
-                "{} leaks the secret",
-                p.display()
-            );
-            assert!(
-                text.contains("<redacted:POSTGRES_PASSWORD>")
-                    || text.contains("&lt;redacted:POSTGRES_PASSWORD&gt;"),
+                text.contains("<redacted:POSTGRES_PASSWORD>") || text.contains("&lt;redacted:POSTGRES_PASSWORD&gt;"),
                 "{} does not show the redaction",
                 p.display()
             );
@@ -283,9 +272,7 @@ mod tests {
         // Without a redactor the secret does appear: the test above proves something.
         let leaky = dir.path().join("leaky.xml");
         write_junit(&fixtures::summary(), &leaky, None).unwrap();
-        assert!(std::fs::read_to_string(&leaky)
-            .unwrap()
-            .contains(fixtures::SECRET));
+        assert!(std::fs::read_to_string(&leaky).unwrap().contains(fixtures::SECRET));
     }
 
     #[test]
@@ -293,17 +280,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("file");
         std::fs::write(&file, "x").unwrap();
-        let err = write_all(
-            &RunSummary::default(),
-            &file.join("a.xml"),
-            dir.path(),
-            None,
-        )
-        .unwrap_err();
-        assert!(
-            err.to_string().contains(&*file.display().to_string()),
-            "{err}"
-        );
+        let err = write_all(&RunSummary::default(), &file.join("a.xml"), dir.path(), None).unwrap_err();
+        assert!(err.to_string().contains(&*file.display().to_string()), "{err}");
     }
 
     #[test]

@@ -119,10 +119,7 @@ impl ParityReport {
         let mut totals: BTreeMap<String, Counts> = BTreeMap::new();
         let mut rows: BTreeMap<(String, String), BTreeMap<String, Cell>> = BTreeMap::new();
         for o in &summary.outcomes {
-            totals
-                .entry(o.runtime.ident().to_string())
-                .or_default()
-                .add(o.verdict);
+            totals.entry(o.runtime.ident().to_string()).or_default().add(o.verdict);
             let message = if o.verdict == Verdict::Pass && o.message.trim().is_empty() {
                 String::new()
             } else {
@@ -149,9 +146,7 @@ impl ParityReport {
                 let mut verdicts = results.values().map(|c| c.verdict);
                 let first = verdicts.next();
                 let divergent = verdicts.any(|v| Some(v) != first)
-                    || with_outcomes
-                        .iter()
-                        .any(|r| !results.contains_key(r.ident()));
+                    || with_outcomes.iter().any(|r| !results.contains_key(r.ident()));
                 CheckRow {
                     area,
                     name,
@@ -183,17 +178,12 @@ impl ParityReport {
         let observations = obs
             .into_iter()
             .map(|(key, per)| {
-                let values: BTreeMap<String, String> =
-                    per.into_iter().map(|(r, v)| (r, v.join("; "))).collect();
+                let values: BTreeMap<String, String> = per.into_iter().map(|(r, v)| (r, v.join("; "))).collect();
                 let mut vs = values.values();
                 let first = vs.next();
-                let divergent = vs.any(|v| Some(v) != first)
-                    || observed.iter().any(|r| !values.contains_key(r.ident()));
-                ObservationRow {
-                    key,
-                    divergent,
-                    values,
-                }
+                let divergent =
+                    vs.any(|v| Some(v) != first) || observed.iter().any(|r| !values.contains_key(r.ident()));
+                ObservationRow { key, divergent, values }
             })
             .collect();
 
@@ -253,14 +243,10 @@ impl ParityReport {
             );
         }
 
-        let (divergent, same): (Vec<&CheckRow>, Vec<&CheckRow>) =
-            self.checks.iter().partition(|r| r.divergent);
+        let (divergent, same): (Vec<&CheckRow>, Vec<&CheckRow>) = self.checks.iter().partition(|r| r.divergent);
         let _ = writeln!(md, "\n## Divergences ({})\n", divergent.len());
         if divergent.is_empty() {
-            let _ = writeln!(
-                md,
-                "None: every check has the same verdict under every runtime."
-            );
+            let _ = writeln!(md, "None: every check has the same verdict under every runtime.");
         } else {
             self.check_table(&mut md, &divergent);
             let _ = writeln!(md);
@@ -288,14 +274,8 @@ impl ParityReport {
                 .flat_map(|row| {
                     self.runtimes.iter().filter_map(move |r| {
                         let cell = row.results.get(r)?;
-                        (cell.verdict != Verdict::Pass && !cell.message.is_empty()).then(|| {
-                            format!(
-                                "- `{}::{}` under {r}: {}",
-                                row.area,
-                                row.name,
-                                md_inline(&cell.message)
-                            )
-                        })
+                        (cell.verdict != Verdict::Pass && !cell.message.is_empty())
+                            .then(|| format!("- `{}::{}` under {r}: {}", row.area, row.name, md_inline(&cell.message)))
                     })
                 })
                 .collect();
@@ -308,22 +288,13 @@ impl ParityReport {
         if self.observations.is_empty() {
             let _ = writeln!(md, "Nothing recorded.");
         } else {
-            let _ = writeln!(
-                md,
-                "| behaviour | {} | differs |",
-                self.runtimes.join(" | ")
-            );
+            let _ = writeln!(md, "| behaviour | {} | differs |", self.runtimes.join(" | "));
             let _ = writeln!(md, "|---|{}---|", "---|".repeat(self.runtimes.len()));
             for row in &self.observations {
                 let cells: Vec<String> = self
                     .runtimes
                     .iter()
-                    .map(|r| {
-                        row.values
-                            .get(r)
-                            .map(|v| md_inline(v))
-                            .unwrap_or_else(|| "—".into())
-                    })
+                    .map(|r| row.values.get(r).map(|v| md_inline(v)).unwrap_or_else(|| "—".into()))
                     .collect();
                 let _ = writeln!(
                     md,
@@ -339,23 +310,16 @@ impl ParityReport {
         if self.environment.is_empty() {
             let _ = writeln!(md, "Not recorded.");
         } else {
-            let heads: Vec<&str> = self
-                .environment
-                .iter()
-                .map(|e| e.runtime.as_str())
-                .collect();
+            let heads: Vec<&str> = self.environment.iter().map(|e| e.runtime.as_str()).collect();
             let _ = writeln!(md, "| | {} |", heads.join(" | "));
             let _ = writeln!(md, "|---|{}", "---|".repeat(heads.len()));
             let field = |md: &mut String, label: &str, f: &dyn Fn(&Environment) -> String| {
-                let cells: Vec<String> =
-                    self.environment.iter().map(|e| md_inline(&f(e))).collect();
+                let cells: Vec<String> = self.environment.iter().map(|e| md_inline(&f(e))).collect();
                 let _ = writeln!(md, "| {label} | {} |", cells.join(" | "));
             };
             field(&mut md, "engine version", &|e| e.engine_version.clone());
             field(&mut md, "compose tool", &|e| {
-                format!("{} {}", e.compose_tool, e.compose_version)
-                    .trim()
-                    .to_string()
+                format!("{} {}", e.compose_tool, e.compose_version).trim().to_string()
             });
             field(&mut md, "rootless", &|e| {
                 if e.rootless {
@@ -365,11 +329,7 @@ impl ParityReport {
                 }
             });
             field(&mut md, "storage driver", &|e| e.storage_driver.clone());
-            let mut extra_keys: Vec<&String> = self
-                .environment
-                .iter()
-                .flat_map(|e| e.extra.keys())
-                .collect();
+            let mut extra_keys: Vec<&String> = self.environment.iter().flat_map(|e| e.extra.keys()).collect();
             extra_keys.sort();
             extra_keys.dedup();
             for k in extra_keys {
@@ -407,11 +367,7 @@ impl ParityReport {
 }
 
 /// Writes `parity.md` and `parity.json` into `dir` (created if needed); returns their paths.
-pub fn write_parity(
-    summary: &RunSummary,
-    dir: &Path,
-    redactor: Option<&Redactor>,
-) -> Result<(PathBuf, PathBuf)> {
+pub fn write_parity(summary: &RunSummary, dir: &Path, redactor: Option<&Redactor>) -> Result<(PathBuf, PathBuf)> {
     let report = ParityReport::build(summary, redactor);
     let md = dir.join("parity.md");
     let json = dir.join("parity.json");
@@ -529,19 +485,12 @@ mod tests {
 
     #[test]
     fn markdown_has_sections_in_order_and_is_redacted() {
-        let md =
-            ParityReport::build(&fixtures::summary(), Some(&fixtures::redactor())).to_markdown();
-        let pos = |s: &str| {
-            md.find(s)
-                .unwrap_or_else(|| panic!("{s:?} missing in\n{md}"))
-        };
+        let md = ParityReport::build(&fixtures::summary(), Some(&fixtures::redactor())).to_markdown();
+        let pos = |s: &str| md.find(s).unwrap_or_else(|| panic!("{s:?} missing in\n{md}"));
         assert!(pos("## Divergences (3)") < pos("## Same under every runtime (3)"));
         assert!(pos("## Same under every runtime") < pos("## Observed compose tool"));
         assert!(pos("## Observed compose tool") < pos("## Environment"));
-        assert!(
-            md.contains("| health::db_healthy | pass | pass | **FAIL** |"),
-            "{md}"
-        );
+        assert!(md.contains("| health::db_healthy | pass | pass | **FAIL** |"), "{md}");
         assert!(
             md.contains("| posture::api::memory_limit | pass | pass | not enforceable |"),
             "{md}"
@@ -552,21 +501,13 @@ mod tests {
         );
         assert!(md.contains("&lt;redacted:POSTGRES_PASSWORD&gt;"));
         assert!(!md.contains(SECRET), "{md}");
-        assert!(
-            md.contains("| storage driver | overlay | overlay | overlay |"),
-            "{md}"
-        );
+        assert!(md.contains("| storage driver | overlay | overlay | overlay |"), "{md}");
     }
 
     #[test]
     fn json_round_trips_and_is_redacted() {
         let dir = tempfile::tempdir().unwrap();
-        let (md, json) = write_parity(
-            &fixtures::summary(),
-            dir.path(),
-            Some(&fixtures::redactor()),
-        )
-        .unwrap();
+        let (md, json) = write_parity(&fixtures::summary(), dir.path(), Some(&fixtures::redactor())).unwrap();
         assert!(md.ends_with("parity.md"));
         let text = std::fs::read_to_string(&json).unwrap();
         assert!(!text.contains(SECRET));

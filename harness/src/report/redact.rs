@@ -70,12 +70,8 @@ impl Redactor {
         let mut r = Self::new();
         for path in paths {
             let path = path.as_ref();
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                std::io::Error::new(
-                    e.kind(),
-                    format!("reading env file {}: {e}", path.display()),
-                )
-            })?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("reading env file {}: {e}", path.display())))?;
             for (name, value) in parse_env_file(&text) {
                 r.add(name, &value);
             }
@@ -129,11 +125,7 @@ impl Redactor {
         let mut i = 0;
         while i < text.len() {
             let rest = &text[i..];
-            if let Some((name, value)) = self
-                .secrets
-                .iter()
-                .find(|(_, v)| rest.starts_with(v.as_str()))
-            {
+            if let Some((name, value)) = self.secrets.iter().find(|(_, v)| rest.starts_with(v.as_str())) {
                 out.push_str("<redacted:");
                 out.push_str(name);
                 out.push('>');
@@ -172,10 +164,7 @@ fn parse_env_file(text: &str) -> Vec<(&str, String)> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let line = line
-            .strip_prefix("export ")
-            .map(str::trim_start)
-            .unwrap_or(line);
+        let line = line.strip_prefix("export ").map(str::trim_start).unwrap_or(line);
         let Some((name, value)) = line.split_once('=') else {
             continue;
         };
@@ -273,10 +262,7 @@ mod tests {
     fn debug_never_shows_values() {
         let r = Redactor::from_pairs([("DB_PASSWORD", "hunter22")]);
         let dbg = format!("{r:?}");
-        assert!(
-            dbg.contains("DB_PASSWORD") && !dbg.contains("hunter22"),
-            "{dbg}"
-        );
+        assert!(dbg.contains("DB_PASSWORD") && !dbg.contains("hunter22"), "{dbg}");
     }
 
     #[test]
@@ -289,10 +275,7 @@ mod tests {
         )
         .unwrap();
         let r = Redactor::from_env_files([&p]).unwrap();
-        assert_eq!(
-            r.names().collect::<Vec<_>>(),
-            ["POSTGRES_PASSWORD", "API_TOKEN"]
-        );
+        assert_eq!(r.names().collect::<Vec<_>>(), ["POSTGRES_PASSWORD", "API_TOKEN"]);
         assert_eq!(
             r.redact("quoted pw tok-1234 phoenix"),
             "<redacted:POSTGRES_PASSWORD> <redacted:API_TOKEN> phoenix"

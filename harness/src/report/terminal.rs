@@ -34,15 +34,8 @@ pub fn render(summary: &RunSummary, redactor: Option<&Redactor>) -> String {
             c.not_enforceable
         );
     }
-    for (title, verdict) in [
-        ("failed", Verdict::Fail),
-        ("not enforceable", Verdict::NotEnforceable),
-    ] {
-        let matching: Vec<_> = summary
-            .outcomes
-            .iter()
-            .filter(|o| o.verdict == verdict)
-            .collect();
+    for (title, verdict) in [("failed", Verdict::Fail), ("not enforceable", Verdict::NotEnforceable)] {
+        let matching: Vec<_> = summary.outcomes.iter().filter(|o| o.verdict == verdict).collect();
         if matching.is_empty() {
             continue;
         }
@@ -50,12 +43,7 @@ pub fn render(summary: &RunSummary, redactor: Option<&Redactor>) -> String {
         for o in matching {
             let msg = clean(&describe(o), redactor);
             let mut lines = msg.lines();
-            let _ = writeln!(
-                out,
-                "  {}  {}",
-                clean(&o.id(), redactor),
-                lines.next().unwrap_or("")
-            );
+            let _ = writeln!(out, "  {}  {}", clean(&o.id(), redactor), lines.next().unwrap_or(""));
             for l in lines {
                 let _ = writeln!(out, "      {l}");
             }
@@ -80,14 +68,10 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains(
-                "failed:\n  podman_rootless::health::db_healthy  db: not healthy after 60s"
-            ),
+            text.contains("failed:\n  podman_rootless::health::db_healthy  db: not healthy after 60s"),
             "{text}"
         );
-        assert!(text.contains(
-            "not enforceable:\n  podman_rootless::posture::api::memory_limit  api: memory limits"
-        ));
+        assert!(text.contains("not enforceable:\n  podman_rootless::posture::api::memory_limit  api: memory limits"));
         assert!(!text.contains(SECRET));
         assert!(!text.contains('\x1b'));
     }

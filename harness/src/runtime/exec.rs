@@ -40,7 +40,12 @@ pub struct CommandSpec {
 
 impl CommandSpec {
     pub fn new(program: impl Into<String>) -> Self {
-        Self { program: program.into(), args: Vec::new(), env: Vec::new(), cwd: None }
+        Self {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            cwd: None,
+        }
     }
 
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
@@ -115,7 +120,10 @@ pub fn run(spec: &CommandSpec, timeout: Duration, interrupt: Interrupt) -> Resul
         cmd.current_dir(dir);
     }
     let start = Instant::now();
-    let mut child = cmd.spawn().map_err(|source| HarnessError::Spawn { cmd: spec.display(), source })?;
+    let mut child = cmd.spawn().map_err(|source| HarnessError::Spawn {
+        cmd: spec.display(),
+        source,
+    })?;
     let pgid = child.id() as i32;
     let mut out_pipe = child.stdout.take().expect("piped stdout");
     let mut err_pipe = child.stderr.take().expect("piped stderr");
@@ -134,7 +142,12 @@ pub fn run(spec: &CommandSpec, timeout: Duration, interrupt: Interrupt) -> Resul
         match child.try_wait() {
             Ok(Some(status)) => break Some(status),
             Ok(None) => {}
-            Err(source) => return Err(HarnessError::Spawn { cmd: spec.display(), source }),
+            Err(source) => {
+                return Err(HarnessError::Spawn {
+                    cmd: spec.display(),
+                    source,
+                })
+            }
         }
         if start.elapsed() >= timeout {
             stop_reason = Some(StopReason::Timeout);
@@ -154,12 +167,21 @@ pub fn run(spec: &CommandSpec, timeout: Duration, interrupt: Interrupt) -> Resul
     let stderr = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
     let elapsed = start.elapsed();
     match stop_reason {
-        Some(StopReason::Timeout) => Err(HarnessError::Timeout { cmd: spec.display(), after: timeout, stderr }),
+        Some(StopReason::Timeout) => Err(HarnessError::Timeout {
+            cmd: spec.display(),
+            after: timeout,
+            stderr,
+        }),
         Some(StopReason::Interrupted) => Err(HarnessError::Interrupted),
         None => {
             let status = status.and_then(|s| s.code());
             tracing::trace!(cmd = %spec.display(), ?status, ?elapsed, "exit");
-            Ok(Output { status, stdout, stderr, elapsed })
+            Ok(Output {
+                status,
+                stdout,
+                stderr,
+                elapsed,
+            })
         }
     }
 }
@@ -170,7 +192,11 @@ pub fn run_ok(spec: &CommandSpec, timeout: Duration, interrupt: Interrupt) -> Re
     if out.success() {
         Ok(out)
     } else {
-        Err(HarnessError::Failed { cmd: spec.display(), status: out.status, stderr: tail(&out.stderr, 20) })
+        Err(HarnessError::Failed {
+            cmd: spec.display(),
+            status: out.status,
+            stderr: tail(&out.stderr, 20),
+        })
     }
 }
 
@@ -202,7 +228,12 @@ mod tests {
 
     #[test]
     fn captures_output_and_status() {
-        let out = run(&CommandSpec::new("sh").args(["-c", "echo hi; echo err >&2; exit 3"]), Duration::from_secs(5), Interrupt::Allowed).unwrap();
+        let out = run(
+            &CommandSpec::new("sh").args(["-c", "echo hi; echo err >&2; exit 3"]),
+            Duration::from_secs(5),
+            Interrupt::Allowed,
+        )
+        .unwrap();
         assert_eq!(out.status, Some(3));
         assert_eq!(out.stdout.trim(), "hi");
         assert_eq!(out.stderr.trim(), "err");
@@ -211,20 +242,35 @@ mod tests {
     #[test]
     fn deadline_kills_the_whole_group() {
         let started = Instant::now();
-        let err = run(&CommandSpec::new("sh").args(["-c", "sleep 30 & sleep 30"]), Duration::from_millis(300), Interrupt::Allowed).unwrap_err();
+        let err = run(
+            &CommandSpec::new("sh").args(["-c", "sleep 30 & sleep 30"]),
+            Duration::from_millis(300),
+            Interrupt::Allowed,
+        )
+        .unwrap_err();
         assert!(matches!(err, HarnessError::Timeout { .. }), "{err}");
         assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[test]
     fn run_ok_reports_stderr() {
-        let err = run_ok(&CommandSpec::new("sh").args(["-c", "echo boom >&2; exit 1"]), Duration::from_secs(5), Interrupt::Allowed).unwrap_err();
+        let err = run_ok(
+            &CommandSpec::new("sh").args(["-c", "echo boom >&2; exit 1"]),
+            Duration::from_secs(5),
+            Interrupt::Allowed,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("boom"), "{err}");
     }
 
     #[test]
     fn missing_program_is_a_spawn_error() {
-        let err = run(&CommandSpec::new("/nonexistent/tool"), Duration::from_secs(1), Interrupt::Allowed).unwrap_err();
+        let err = run(
+            &CommandSpec::new("/nonexistent/tool"),
+            Duration::from_secs(1),
+            Interrupt::Allowed,
+        )
+        .unwrap_err();
         assert!(matches!(err, HarnessError::Spawn { .. }));
     }
 }

@@ -91,7 +91,10 @@ impl LabelledObject {
 
 /// Parses `network inspect` / `volume inspect` JSON arrays.
 pub fn parse_labelled(json: &str) -> Result<Vec<LabelledObject>> {
-    serde_json::from_str(json).map_err(|e| HarnessError::Parse { what: "network/volume inspect".into(), reason: e.to_string() })
+    serde_json::from_str(json).map_err(|e| HarnessError::Parse {
+        what: "network/volume inspect".into(),
+        reason: e.to_string(),
+    })
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -193,20 +196,39 @@ impl ContainerInspect {
 
     /// The configured healthcheck interval (engine default 30 s when unset or zero).
     pub fn health_interval(&self) -> Duration {
-        let ns = self.config.healthcheck.as_ref().and_then(|h| h.interval).filter(|&n| n > 0).unwrap_or(30_000_000_000);
+        let ns = self
+            .config
+            .healthcheck
+            .as_ref()
+            .and_then(|h| h.interval)
+            .filter(|&n| n > 0)
+            .unwrap_or(30_000_000_000);
         Duration::from_nanos(ns)
     }
 
-    /// Every host binding of every published port.
+    /// Every host binding of every published port. Podman reports an all-interfaces binding
+    /// with an empty `HostIp`, Docker with `0.0.0.0`: both come out as `0.0.0.0`.
     pub fn published(&self) -> Vec<Published> {
         let mut out = Vec::new();
-        let Some(ports) = self.network_settings.as_ref().and_then(|n| n.ports.as_ref()) else { return out };
+        let Some(ports) = self.network_settings.as_ref().and_then(|n| n.ports.as_ref()) else {
+            return out;
+        };
         for (key, bindings) in ports {
             let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
             let Ok(container_port) = port.parse() else { continue };
             for b in bindings.iter().flatten() {
                 if let Ok(host_port) = b.host_port.parse() {
-                    out.push(Published { container_port, protocol: proto.to_string(), host_ip: b.host_ip.clone(), host_port });
+                    let host_ip = if b.host_ip.is_empty() {
+                        "0.0.0.0".to_string()
+                    } else {
+                        b.host_ip.clone()
+                    };
+                    out.push(Published {
+                        container_port,
+                        protocol: proto.to_string(),
+                        host_ip,
+                        host_port,
+                    });
                 }
             }
         }
@@ -224,18 +246,31 @@ impl ContainerInspect {
 
     /// Names of the volumes mounted into the container (named and anonymous).
     pub fn volume_names(&self) -> Vec<String> {
-        self.mounts.iter().filter(|m| m.kind == "volume").filter_map(|m| m.name.clone()).collect()
+        self.mounts
+            .iter()
+            .filter(|m| m.kind == "volume")
+            .filter_map(|m| m.name.clone())
+            .collect()
     }
 
     /// The output of the most recent health probe, if any.
     pub fn last_health_output(&self) -> Option<&str> {
-        self.state.health.as_ref()?.log.as_ref()?.last().map(|l| l.output.trim())
+        self.state
+            .health
+            .as_ref()?
+            .log
+            .as_ref()?
+            .last()
+            .map(|l| l.output.trim())
     }
 }
 
 /// Parses the JSON array printed by `inspect` for one or more containers.
 pub fn parse_containers(json: &str) -> Result<Vec<ContainerInspect>> {
-    serde_json::from_str(json).map_err(|e| HarnessError::Parse { what: "container inspect".into(), reason: e.to_string() })
+    serde_json::from_str(json).map_err(|e| HarnessError::Parse {
+        what: "container inspect".into(),
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -244,7 +279,9 @@ mod tests {
     use rstest::rstest;
 
     fn fixture(name: &str) -> String {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/inspect").join(name);
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures/inspect")
+            .join(name);
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
 
@@ -270,12 +307,36 @@ mod tests {
         let c = &parse_containers(&fixture(file)).unwrap()[0];
         let published = c.published();
         assert_eq!(published.len(), 1, "{published:?}");
-        assert_eq!((published[0].container_port, published[0].host_ip.as_str()), (5432, "127.0.0.1"));
+        assert_eq!(
+            (published[0].container_port, published[0].host_ip.as_str()),
+            (5432, "127.0.0.1")
+        );
         let nets = c.networks();
         assert_eq!(nets.len(), 1);
         let (name, ip) = nets.iter().next().unwrap();
         assert!(name.ends_with("phoenix-data"), "{name}");
         assert!(ip.parse::<std::net::Ipv4Addr>().is_ok(), "{ip}");
+    }
+
+    #[rstest]
+    #[case::docker("docker-flaws.json")]
+    #[case::podman("podman-flaws.json")]
+    #[case::podman_rootless("podman-rootless-flaws.json")]
+    fn an_all_interfaces_binding_reads_as_0_0_0_0_on_every_engine(#[case] file: &str) {
+        // Podman records it as HostIp "", Docker as "0.0.0.0" (fixtures/overlays/posture-flaws.yml).
+        let all = parse_containers(&fixture(file)).unwrap();
+        let model = all
+            .iter()
+            .find(|c| c.label("com.docker.compose.service") == Some("model-service"))
+            .unwrap();
+        assert!(
+            model
+                .published()
+                .iter()
+                .any(|p| p.container_port == 8081 && p.host_ip == "0.0.0.0"),
+            "{:?}",
+            model.published()
+        );
     }
 
     #[test]

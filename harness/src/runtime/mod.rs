@@ -176,7 +176,11 @@ impl Runtime {
         match out.status {
             Some(0) => Ok(true),
             Some(1) => Ok(false),
-            _ => Err(HarnessError::Failed { cmd: spec.display(), status: out.status, stderr: out.stderr }),
+            _ => Err(HarnessError::Failed {
+                cmd: spec.display(),
+                status: out.status,
+                stderr: out.stderr,
+            }),
         }
     }
 
@@ -198,13 +202,17 @@ impl Runtime {
 
     /// Whether an image reference exists in this runtime's storage.
     pub fn image_exists(&self, reference: &str) -> Result<bool> {
-        let spec = self.engine().args(["image", "inspect", "--format", "{{.Id}}", reference]);
+        let spec = self
+            .engine()
+            .args(["image", "inspect", "--format", "{{.Id}}", reference]);
         Ok(exec::run(&spec, QUERY_TIMEOUT, Interrupt::Ignored)?.success())
     }
 
     /// The image ID of a reference, if present.
     pub fn image_id(&self, reference: &str) -> Result<Option<String>> {
-        let spec = self.engine().args(["image", "inspect", "--format", "{{.Id}}", reference]);
+        let spec = self
+            .engine()
+            .args(["image", "inspect", "--format", "{{.Id}}", reference]);
         let out = exec::run(&spec, QUERY_TIMEOUT, Interrupt::Ignored)?;
         Ok(out.success().then(|| out.stdout.trim().to_string()))
     }
@@ -218,7 +226,12 @@ impl Runtime {
             ObjectKind::Volume => vec!["volume", "ls", "-q", "--filter", &filter],
         };
         let out = self.query(&args)?;
-        Ok(out.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
+        Ok(out
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect())
     }
 
     /// Removes objects by ID; containers with their anonymous volumes.
@@ -248,7 +261,11 @@ impl Runtime {
                 return Ok(());
             }
             tracing::debug!(attempt, stderr = %out.stderr, "remove left {} {}(s)", pending.len(), kind.name());
-            last_err = Some(HarnessError::Failed { cmd: spec.display(), status: out.status, stderr: exec::tail(&out.stderr, 10) });
+            last_err = Some(HarnessError::Failed {
+                cmd: spec.display(),
+                status: out.status,
+                stderr: exec::tail(&out.stderr, 10),
+            });
             std::thread::sleep(Duration::from_millis(500 * (attempt + 1)));
         }
         Err(last_err.expect("at least one attempt"))
@@ -262,7 +279,9 @@ impl Runtime {
             ObjectKind::Volume => "volume",
         };
         let spec = self.engine().args([sub, "inspect", id]);
-        exec::run(&spec, QUERY_TIMEOUT, Interrupt::Ignored).map(|o| o.success()).unwrap_or(true)
+        exec::run(&spec, QUERY_TIMEOUT, Interrupt::Ignored)
+            .map(|o| o.success())
+            .unwrap_or(true)
     }
 
     /// Inspects containers by ID (none given, none returned).
@@ -284,7 +303,11 @@ impl Runtime {
         if ids.is_empty() || kind == ObjectKind::Container {
             return Ok(Vec::new());
         }
-        let sub = if kind == ObjectKind::Network { "network" } else { "volume" };
+        let sub = if kind == ObjectKind::Network {
+            "network"
+        } else {
+            "volume"
+        };
         let spec = self.engine().args([sub, "inspect"]).args(ids.iter().cloned());
         let out = exec::run(&spec, QUERY_TIMEOUT, Interrupt::Ignored)?;
         if out.stdout.trim().is_empty() {
@@ -292,7 +315,6 @@ impl Runtime {
         }
         inspect::parse_labelled(&out.stdout)
     }
-
 
     /// The last `lines` lines of a container's log (stdout and stderr).
     pub fn logs_tail(&self, container: &str, lines: usize) -> String {
@@ -311,12 +333,17 @@ impl Runtime {
         };
         let out = self.query(&["info", "--format", fmt]).unwrap_or_default();
         let mut parts = out.split_whitespace().map(String::from);
-        (parts.next().unwrap_or_else(|| "unknown".into()), parts.next().unwrap_or_else(|| "unknown".into()))
+        (
+            parts.next().unwrap_or_else(|| "unknown".into()),
+            parts.next().unwrap_or_else(|| "unknown".into()),
+        )
     }
 
     /// Engine version string (`20.10.24`, `4.3.1`).
     pub fn version(&self) -> Result<String> {
-        let out = self.query(&["version", "--format", "{{.Server.Version}}"]).or_else(|_| self.query(&["--version"]))?;
+        let out = self
+            .query(&["version", "--format", "{{.Server.Version}}"])
+            .or_else(|_| self.query(&["--version"]))?;
         Ok(out.trim().rsplit(' ').next().unwrap_or_default().to_string())
     }
 }
@@ -352,7 +379,9 @@ pub fn short_id(id: &str) -> &str {
 
 /// Whether PID 1 is systemd (then Podman runs healthchecks through timers).
 pub fn systemd_is_init() -> bool {
-    std::fs::read_to_string("/proc/1/comm").map(|c| c.trim() == "systemd").unwrap_or(false)
+    std::fs::read_to_string("/proc/1/comm")
+        .map(|c| c.trim() == "systemd")
+        .unwrap_or(false)
 }
 
 /// Effective uid of this process.
@@ -380,21 +409,32 @@ mod tests {
     fn unknown_runtime_is_a_usage_error_with_hint() {
         let err = "containerd".parse::<RuntimeKind>().unwrap_err();
         assert_eq!(err.exit_code(), crate::error::exit::USAGE);
-        assert!(err.to_string().contains("hint: use one of docker, podman, podman-rootless"));
+        assert!(err
+            .to_string()
+            .contains("hint: use one of docker, podman, podman-rootless"));
     }
 
     #[test]
     fn parses_lists_without_duplicates() {
-        assert_eq!(parse_list("docker, podman,docker").unwrap(), vec![RuntimeKind::Docker, RuntimeKind::Podman]);
+        assert_eq!(
+            parse_list("docker, podman,docker").unwrap(),
+            vec![RuntimeKind::Docker, RuntimeKind::Podman]
+        );
         assert!(parse_list("").unwrap().is_empty());
     }
 
     #[test]
     fn podman_builds_keep_healthchecks() {
-        let rt = Runtime { kind: RuntimeKind::Podman, rootless: None };
+        let rt = Runtime {
+            kind: RuntimeKind::Podman,
+            rootless: None,
+        };
         assert!(rt.build_args().windows(2).any(|w| w == ["--format", "docker"]));
         assert!(rt.compose_env().contains(&("BUILDAH_FORMAT".into(), "docker".into())));
-        let docker = Runtime { kind: RuntimeKind::Docker, rootless: None };
+        let docker = Runtime {
+            kind: RuntimeKind::Docker,
+            rootless: None,
+        };
         assert!(docker.build_args().is_empty());
     }
 }

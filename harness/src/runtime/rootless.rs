@@ -52,7 +52,9 @@ pub fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
 pub fn has_subid_range(text: &str, name: &str, uid: u32, min: u64) -> bool {
     text.lines().any(|line| {
         let f: Vec<&str> = line.trim().split(':').collect();
-        f.len() == 3 && (f[0] == name || f[0] == uid.to_string()) && f[2].parse::<u64>().map(|n| n >= min).unwrap_or(false)
+        f.len() == 3
+            && (f[0] == name || f[0] == uid.to_string())
+            && f[2].parse::<u64>().map(|n| n >= min).unwrap_or(false)
     })
 }
 
@@ -90,7 +92,10 @@ impl RootlessUser {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(format!("/run/user/{euid}")));
             Ok(Self {
-                name: entry.as_ref().map(|e| e.name.clone()).unwrap_or_else(|| euid.to_string()),
+                name: entry
+                    .as_ref()
+                    .map(|e| e.name.clone())
+                    .unwrap_or_else(|| euid.to_string()),
                 uid: euid,
                 gid: entry.as_ref().map(|e| e.gid).unwrap_or(euid),
                 home: entry.map(|e| e.home).unwrap_or_else(|| PathBuf::from("/")),
@@ -119,10 +124,16 @@ impl RootlessUser {
         if !self.switch {
             return std::fs::metadata(path).is_ok();
         }
-        let spec = CommandSpec::new("runuser").args(["-u", &self.name, "--", "test", "-r"]).arg(path.display().to_string());
-        super::exec::run(&spec, std::time::Duration::from_secs(10), super::exec::Interrupt::Ignored)
-            .map(|o| o.success())
-            .unwrap_or(false)
+        let spec = CommandSpec::new("runuser")
+            .args(["-u", &self.name, "--", "test", "-r"])
+            .arg(path.display().to_string());
+        super::exec::run(
+            &spec,
+            std::time::Duration::from_secs(10),
+            super::exec::Interrupt::Ignored,
+        )
+        .map(|o| o.success())
+        .unwrap_or(false)
     }
 }
 
@@ -136,7 +147,15 @@ mod tests {
     fn parses_passwd_entries() {
         let e = parse_passwd(PASSWD);
         assert_eq!(e.len(), 2);
-        assert_eq!(e[1], PasswdEntry { name: "hydra".into(), uid: 1001, gid: 1001, home: "/home/hydra".into() });
+        assert_eq!(
+            e[1],
+            PasswdEntry {
+                name: "hydra".into(),
+                uid: 1001,
+                gid: 1001,
+                home: "/home/hydra".into()
+            }
+        );
     }
 
     #[test]
@@ -150,10 +169,30 @@ mod tests {
 
     #[test]
     fn switching_wraps_with_runuser_and_runtime_dir() {
-        let u = RootlessUser { name: "hydra".into(), uid: 1001, gid: 1001, home: "/home/hydra".into(), runtime_dir: "/run/user/1001".into(), switch: true };
+        let u = RootlessUser {
+            name: "hydra".into(),
+            uid: 1001,
+            gid: 1001,
+            home: "/home/hydra".into(),
+            runtime_dir: "/run/user/1001".into(),
+            switch: true,
+        };
         let spec = u.wrap("podman").args(["ps", "-a"]);
         assert_eq!(spec.program, "runuser");
-        assert_eq!(spec.args, ["-u", "hydra", "--", "env", "XDG_RUNTIME_DIR=/run/user/1001", "HOME=/home/hydra", "podman", "ps", "-a"]);
+        assert_eq!(
+            spec.args,
+            [
+                "-u",
+                "hydra",
+                "--",
+                "env",
+                "XDG_RUNTIME_DIR=/run/user/1001",
+                "HOME=/home/hydra",
+                "podman",
+                "ps",
+                "-a"
+            ]
+        );
         let direct = RootlessUser { switch: false, ..u };
         let spec = direct.wrap("podman");
         assert_eq!(spec.program, "podman");

@@ -31,7 +31,11 @@ impl Spec {
     pub fn posture_config(&self) -> crate::posture::PostureConfig {
         crate::posture::PostureConfig {
             seccomp_profile: self.seccomp_profile.clone(),
-            services: self.services.iter().filter_map(|(k, s)| Some((k.clone(), s.posture.clone()?))).collect(),
+            services: self
+                .services
+                .iter()
+                .filter_map(|(k, s)| Some((k.clone(), s.posture.clone()?)))
+                .collect(),
         }
     }
 }
@@ -98,10 +102,17 @@ impl Persistence {
     /// Reads the password from its env file.
     pub fn password(&self) -> Result<String> {
         let text = std::fs::read_to_string(&self.password_env_file).map_err(|e| {
-            HarnessError::Usage(format!("cannot read {}: {e}\n  hint: fix persistence.password.env_file in the spec", self.password_env_file.display()))
+            HarnessError::Usage(format!(
+                "cannot read {}: {e}\n  hint: fix persistence.password.env_file in the spec",
+                self.password_env_file.display()
+            ))
         })?;
         env_file_value(&text, &self.password_var).ok_or_else(|| {
-            HarnessError::Usage(format!("{} does not set {}\n  hint: fix persistence.password.var in the spec", self.password_env_file.display(), self.password_var))
+            HarnessError::Usage(format!(
+                "{} does not set {}\n  hint: fix persistence.password.var in the spec",
+                self.password_env_file.display(),
+                self.password_var
+            ))
         })
     }
 }
@@ -185,7 +196,11 @@ fn yes() -> bool {
 
 impl Default for RawDns {
     fn default() -> Self {
-        Self { resolve: Vec::new(), isolated: Vec::new(), all_pairs: true }
+        Self {
+            resolve: Vec::new(),
+            isolated: Vec::new(),
+            all_pairs: true,
+        }
     }
 }
 
@@ -244,14 +259,29 @@ fn spec_error(path: &Path, reason: impl Into<String>) -> HarnessError {
 impl Spec {
     /// Reads and validates a spec file against the compose files it names (or `compose_override`).
     pub fn load(path: &Path, compose_override: &[PathBuf]) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| spec_error(path, format!("cannot read it: {e}\n  hint: pass an existing file with --spec")))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            spec_error(
+                path,
+                format!("cannot read it: {e}\n  hint: pass an existing file with --spec"),
+            )
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let raw = Self::parse_raw(path, &text)?;
-        let compose: Vec<PathBuf> = if compose_override.is_empty() { raw.compose.iter().map(|c| base.join(c)).collect() } else { compose_override.to_vec() };
+        let compose: Vec<PathBuf> = if compose_override.is_empty() {
+            raw.compose.iter().map(|c| base.join(c)).collect()
+        } else {
+            compose_override.to_vec()
+        };
         if compose.is_empty() {
-            return Err(spec_error(path, "names no compose file\n  hint: add `compose = [\"path/to/compose.yml\"]` or pass --compose"));
+            return Err(spec_error(
+                path,
+                "names no compose file\n  hint: add `compose = [\"path/to/compose.yml\"]` or pass --compose",
+            ));
         }
-        let files = compose.iter().map(|p| ComposeFile::load(p)).collect::<Result<Vec<_>>>()?;
+        let files = compose
+            .iter()
+            .map(|p| ComposeFile::load(p))
+            .collect::<Result<Vec<_>>>()?;
         let known: Vec<String> = files.iter().flat_map(|f| f.services.keys().cloned()).collect();
         Self::resolve(path, &text, raw, compose, &known)
     }
@@ -264,7 +294,10 @@ impl Spec {
 
     fn parse_raw(path: &Path, text: &str) -> Result<RawSpec> {
         toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| format!("line {}: ", line_of(text, s.start))).unwrap_or_default();
+            let line = e
+                .span()
+                .map(|s| format!("line {}: ", line_of(text, s.start)))
+                .unwrap_or_default();
             spec_error(path, format!("{line}{}", e.message()))
         })
     }
@@ -293,19 +326,45 @@ impl Spec {
             for h in svc.health {
                 let via = h.via.as_ref().map(|v| check(v, "health.via")).transpose()?;
                 if !h.path.starts_with('/') {
-                    return Err(spec_error(path, format!("service '{n}': health path '{}' must start with '/'", h.path)));
+                    return Err(spec_error(
+                        path,
+                        format!("service '{n}': health path '{}' must start with '/'", h.path),
+                    ));
                 }
-                health.push(HealthProbe { path: h.path, port: h.port, via, status: h.status, fields: h.fields });
+                health.push(HealthProbe {
+                    path: h.path,
+                    port: h.port,
+                    via,
+                    status: h.status,
+                    fields: h.fields,
+                });
             }
-            services.insert(n, ServiceSpec { published: svc.published, internal: svc.internal, health, posture: svc.posture });
+            services.insert(
+                n,
+                ServiceSpec {
+                    published: svc.published,
+                    internal: svc.internal,
+                    health,
+                    posture: svc.posture,
+                },
+            );
         }
         let pairs = |list: &[[Spanned<String>; 2]], what: &str| -> Result<Vec<(String, String)>> {
-            list.iter().map(|[a, b]| Ok((check(a, what)?, check(b, what)?))).collect()
+            list.iter()
+                .map(|[a, b]| Ok((check(a, what)?, check(b, what)?)))
+                .collect()
         };
-        let dns = DnsSpec { resolve: pairs(&raw.dns.resolve, "dns.resolve")?, isolated: pairs(&raw.dns.isolated, "dns.isolated")?, all_pairs: raw.dns.all_pairs };
+        let dns = DnsSpec {
+            resolve: pairs(&raw.dns.resolve, "dns.resolve")?,
+            isolated: pairs(&raw.dns.isolated, "dns.isolated")?,
+            all_pairs: raw.dns.all_pairs,
+        };
         for (a, b) in &dns.resolve {
             if dns.isolated.contains(&(a.clone(), b.clone())) {
-                return Err(spec_error(path, format!("dns: '{a}' -> '{b}' is listed both in resolve and in isolated")));
+                return Err(spec_error(
+                    path,
+                    format!("dns: '{a}' -> '{b}' is listed both in resolve and in isolated"),
+                ));
             }
         }
         let transitive = raw
@@ -314,7 +373,11 @@ impl Spec {
             .map(|t| {
                 Ok(Transitive {
                     stop: check(&t.stop, "transitive.stop")?,
-                    dependants: t.dependants.iter().map(|d| check(d, "transitive.dependants")).collect::<Result<_>>()?,
+                    dependants: t
+                        .dependants
+                        .iter()
+                        .map(|d| check(d, "transitive.dependants"))
+                        .collect::<Result<_>>()?,
                     within_secs: t.within_secs,
                     recover_within_secs: t.recover_within_secs,
                 })
@@ -343,7 +406,15 @@ impl Spec {
                 }
             }
         }
-        Ok(Spec { path: path.to_path_buf(), compose, services, dns, transitive, persistence, seccomp_profile })
+        Ok(Spec {
+            path: path.to_path_buf(),
+            compose,
+            services,
+            dns,
+            transitive,
+            persistence,
+            seccomp_profile,
+        })
     }
 }
 
@@ -405,16 +476,35 @@ password = { env_file = "x.env", var = "PW" }
     #[case::unknown_key("[services.api]\npublishd = [1]\n", "line 2", "unknown field `publishd`")]
     #[case::unknown_service("[services.web]\npublished = [1]\n", "line 1", "service 'web' is not a service")]
     #[case::unknown_dns_peer("[dns]\nresolve = [[\"api\", \"cache\"]]\n", "line 2", "'cache' is not a service")]
-    #[case::unknown_via("[services.api]\nhealth = [{ path = \"/h\", via = \"proxy\" }]\n", "line 2", "health.via 'proxy'")]
+    #[case::unknown_via(
+        "[services.api]\nhealth = [{ path = \"/h\", via = \"proxy\" }]\n",
+        "line 2",
+        "health.via 'proxy'"
+    )]
     #[case::unknown_top("colour = 1\n", "line 1", "unknown field `colour`")]
     #[case::relative_path("[services.api]\nhealth = [{ path = \"h\" }]\n", "", "must start with '/'")]
-    #[case::allowance_without_reason("[services.api]\nposture = { allow = [{ check = \"capabilities\", reason = \" \" }] }\n", "", "has no reason")]
-    #[case::unknown_posture_check("[services.api]\nposture = { allow = [{ check = \"telepathy\", reason = \"x\" }] }\n", "line 2", "telepathy")]
-    #[case::contradiction("[dns]\nresolve = [[\"api\",\"db\"]]\nisolated = [[\"api\",\"db\"]]\n", "", "both in resolve and in isolated")]
+    #[case::allowance_without_reason(
+        "[services.api]\nposture = { allow = [{ check = \"capabilities\", reason = \" \" }] }\n",
+        "",
+        "has no reason"
+    )]
+    #[case::unknown_posture_check(
+        "[services.api]\nposture = { allow = [{ check = \"telepathy\", reason = \"x\" }] }\n",
+        "line 2",
+        "telepathy"
+    )]
+    #[case::contradiction(
+        "[dns]\nresolve = [[\"api\",\"db\"]]\nisolated = [[\"api\",\"db\"]]\n",
+        "",
+        "both in resolve and in isolated"
+    )]
     fn bad_specs_name_the_line_and_the_cause(#[case] text: &str, #[case] line: &str, #[case] cause: &str) {
         let err = parse(text).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("/s/spec.toml") && msg.contains(line) && msg.contains(cause), "{msg}");
+        assert!(
+            msg.contains("/s/spec.toml") && msg.contains(line) && msg.contains(cause),
+            "{msg}"
+        );
         assert_eq!(err.exit_code(), crate::error::exit::USAGE);
     }
 
@@ -433,7 +523,11 @@ password = { env_file = "x.env", var = "PW" }
         assert!(spec.dns.isolated.contains(&("nginx".into(), "db".into())));
         assert!(spec.persistence.is_some());
         let posture = spec.posture_config();
-        assert!(posture.seccomp_profile.as_ref().is_some_and(|p| p.exists()), "{:?}", posture.seccomp_profile);
+        assert!(
+            posture.seccomp_profile.as_ref().is_some_and(|p| p.exists()),
+            "{:?}",
+            posture.seccomp_profile
+        );
         assert!(posture.services["db"].allow.iter().all(|a| !a.reason.is_empty()));
     }
 }

@@ -1,0 +1,207 @@
+//! Startup group, per runtime: cold start of the bundled stack until healthy (and the teardown
+//! that follows it), restart of a running stack (engine stop + start, harness readiness wait),
+//! and a single container of the base image running `true`, through the engine CLI and through
+//! testcontainers over the engine's API socket. See `benches/README.md`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use hydra::runtime::Runtime;
+use hydra::RuntimeKind;
+use hydra_benches::config::{self, Counts, Selected};
+use hydra_benches::measure::{record_failure, Iteration, Measurement, Runner};
+use hydra_benches::ops;
+use hydra_benches::store::{self, Metric};
+
+const GROUP: &str = "startup";
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let selection = config::select_runtimes()?;
+    let mut runner = Runner::from_env();
+    let counts = config::counts(runner.quick());
+    let tc_bin = PathBuf::from(env!("CARGO_BIN_EXE_hydra-tc"));
+    let label = ops::bench_label_value();
+    let mut failed = Vec::new();
+    let mut kinds = Vec::new();
+    for sel in &selection {
+        match sel {
+            Selected::Skip(kind, reason) => {
+                kinds.push(*kind);
+                store::save_skip(runner.bench_dir(), *kind, GROUP, reason)?;
+            }
+            Selected::Use(kind) => {
+                kinds.push(*kind);
+                store::clear_skip(runner.bench_dir(), *kind, GROUP);
+                match per_runtime(&mut runner, *kind, &counts, &tc_bin, &label) {
+                    Ok(scopes) => failed.extend(scopes.into_iter().map(|s| format!("{kind} {s}"))),
+                    Err(e) => {
+                        record_failure(runner.bench_dir(), *kind, GROUP, &e);
+                        failed.push(format!("{kind} {GROUP}"));
+                    }
+                }
+            }
+        }
+    }
+    runner.finish(&kinds)?;
+    if !failed.is_empty() {
+        bail!("failed: {} (see the report)", failed.join(", "));
+    }
+    Ok(())
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// Measures one runtime; returns the scopes that failed (each already recorded).
+fn per_runtime(
+    runner: &mut Runner,
+    kind: RuntimeKind,
+    counts: &Counts,
+    tc_bin: &Path,
+    label: &str,
+) -> anyhow::Result<Vec<String>> {
+    ops::prepare_images(kind)?;
+    let runtime = Runtime::resolve(kind)?;
+    let mut failed = Vec::new();
+    let mut check = |runner: &Runner, id: &str, r: anyhow::Result<()>| {
+        if let Err(e) = r {
+            let scope = format!("{GROUP}/{id}");
+            record_failure(runner.bench_dir(), kind, &scope, &e);
+            failed.push(scope);
+        }
+    };
+
+    let cold = [
+        Metric::lower(GROUP, "cold_start", "s", "`Stack::up` from no containers (images present) until every service is healthy by the harness readiness loop"),
+        Metric::lower(GROUP, "teardown", "s", "`Stack::down` of a freshly started stack: compose down, label sweep, verification that nothing is left"),
+    ];
+    let r = runner.run(
+        &Measurement {
+            group: GROUP,
+            id: "cold_start",
+            runtime: kind,
+            metrics: &cold,
+            samples: counts.cold_starts,
+            elements: None,
+        },
+        || {
+            let (stack, up) = ops::up(kind)?;
+            let down = ops::down(stack)?;
+            Ok(Iteration {
+                elapsed: up,
+                values: vec![secs(up), secs(down)],
+            })
+        },
+    );
+    check(runner, "cold_start", r);
+
+    let restart = [Metric::lower(GROUP, "restart", "s", "engine `stop -t 10` then `start` of every container of a running stack, until all healthy again (harness readiness wait)")];
+    let r = ops::up(kind).and_then(|(stack, _)| {
+        let result = runner.run(
+            &Measurement {
+                group: GROUP,
+                id: "restart",
+                runtime: kind,
+                metrics: &restart,
+                samples: counts.restarts,
+                elements: None,
+            },
+            || {
+                let t = ops::restart(&stack)?;
+                Ok(Iteration {
+                    elapsed: t,
+                    values: vec![secs(t)],
+                })
+            },
+        );
+        ops::down(stack)?;
+        result
+    });
+    check(runner, "restart", r);
+
+    let cli = [Metric::lower(GROUP, "container_cli", "s", "`<engine> run --rm` of the base image running `true` (create, start, wait, remove) through the engine CLI (rootless: via runuser)")];
+    let r = runner.run(
+        &Measurement {
+            group: GROUP,
+            id: "container_cli",
+            runtime: kind,
+            metrics: &cli,
+            samples: counts.containers,
+            elements: None,
+        },
+        || {
+            let t = ops::container_cli(&runtime, label)?;
+            Ok(Iteration {
+                elapsed: t,
+                values: vec![secs(t)],
+            })
+        },
+    );
+    check(runner, "container_cli", r);
+
+    let cli_d = [Metric::lower(
+        GROUP,
+        "container_cli_detached",
+        "s",
+        "`<engine> run -d` of the base image running `sleep 60`, then `rm -f -v`: the CLI twin of container_api",
+    )];
+    let r = runner.run(
+        &Measurement {
+            group: GROUP,
+            id: "container_cli_detached",
+            runtime: kind,
+            metrics: &cli_d,
+            samples: counts.containers,
+            elements: None,
+        },
+        || {
+            let t = ops::container_cli_detached(&runtime, label)?;
+            Ok(Iteration {
+                elapsed: t,
+                values: vec![secs(t)],
+            })
+        },
+    );
+    check(runner, "container_cli_detached", r);
+
+    // testcontainers runs in its own process per runtime (DOCKER_HOST differs); the client's
+    // first connection is excluded, so one more container than needed is started.
+    let api = [Metric::lower(
+        GROUP,
+        "container_api",
+        "s",
+        "testcontainers (sync API, bollard) `start()` + `rm()` of the base image running `sleep 60` over the engine's Docker-compatible API socket (not `true`: see hydra-tc)",
+    )];
+    let r = ops::container_api(tc_bin, &runtime, counts.containers + 2, label).and_then(|times| {
+        let mut times = times.into_iter().skip(1);
+        runner.run(
+            &Measurement {
+                group: GROUP,
+                id: "container_api",
+                runtime: kind,
+                metrics: &api,
+                samples: counts.containers,
+                elements: None,
+            },
+            || {
+                let t = times.next().context("more iterations than containers timed")?;
+                Ok(Iteration {
+                    elapsed: t,
+                    values: vec![secs(t)],
+                })
+            },
+        )
+    });
+    check(runner, "container_api", r);
+    ops::remove_bench_containers(&runtime, label)?;
+    Ok(failed)
+}

@@ -1,0 +1,170 @@
+//! Runs one measurement per (metric set, runtime) and stores its samples. Full mode drives it
+//! through criterion's `iter_custom` (flat sampling, one iteration per sample, the warm-up call
+//! discarded from the stored samples); quick mode (`BENCH_QUICK=1`) calls it `n` times directly,
+//! because criterion cannot take fewer than 10 samples.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
+use hydra::RuntimeKind;
+
+use crate::store::{self, Metric};
+
+/// One iteration: the time criterion sees, and one value per metric of the measurement.
+#[derive(Debug, Clone)]
+pub struct Iteration {
+    pub elapsed: Duration,
+    pub values: Vec<f64>,
+}
+
+/// What to measure: a criterion id, the metrics each iteration yields, how often.
+pub struct Measurement<'a> {
+    pub group: &'a str,
+    pub id: &'a str,
+    pub runtime: RuntimeKind,
+    pub metrics: &'a [Metric],
+    pub samples: usize,
+    /// Elements per iteration (requests, transactions) for criterion's throughput display.
+    pub elements: Option<u64>,
+}
+
+/// Sequences measurements in quick or full mode and stores their samples.
+pub struct Runner {
+    quick: bool,
+    criterion: Option<Criterion>,
+    bench_dir: PathBuf,
+}
+
+impl Runner {
+    /// A runner for the current mode (`BENCH_QUICK`); full mode reads criterion's CLI arguments.
+    pub fn from_env() -> Self {
+        let quick = crate::config::quick();
+        let criterion = (!quick).then(|| {
+            Criterion::default()
+                .warm_up_time(Duration::from_millis(1))
+                .measurement_time(Duration::from_millis(1))
+                .without_plots()
+                .configure_from_args()
+        });
+        Self {
+            quick,
+            criterion,
+            bench_dir: crate::bench_dir(),
+        }
+    }
+
+    pub fn quick(&self) -> bool {
+        self.quick
+    }
+
+    pub fn bench_dir(&self) -> &std::path::Path {
+        &self.bench_dir
+    }
+
+    /// Runs `m`, calling `iteration` once per sample (plus one warm-up in full mode), stores each
+    /// metric's samples and prints their medians. The first error stops the measurement.
+    pub fn run(
+        &mut self,
+        m: &Measurement<'_>,
+        mut iteration: impl FnMut() -> anyhow::Result<Iteration>,
+    ) -> anyhow::Result<()> {
+        let samples = m.samples.max(1);
+        let mut collected: Vec<Vec<f64>> = vec![Vec::new(); m.metrics.len()];
+        let mut error: Option<anyhow::Error> = None;
+        let record = |it: Iteration, collected: &mut Vec<Vec<f64>>| {
+            for (i, v) in it.values.iter().enumerate().take(collected.len()) {
+                collected[i].push(*v);
+            }
+        };
+        match self.criterion.as_mut() {
+            None => {
+                for i in 0..samples {
+                    let it = iteration()
+                        .map_err(|e| e.context(format!("{} {}/{} iteration {}", m.runtime, m.group, m.id, i + 1)))?;
+                    eprintln!(
+                        "bench: {} {}/{} {}/{}: {:.3}s",
+                        m.runtime,
+                        m.group,
+                        m.id,
+                        i + 1,
+                        samples,
+                        it.elapsed.as_secs_f64()
+                    );
+                    record(it, &mut collected);
+                }
+            }
+            Some(c) => {
+                let mut group = c.benchmark_group(m.group);
+                group.sample_size(samples.max(10)).sampling_mode(SamplingMode::Flat);
+                if let Some(n) = m.elements {
+                    group.throughput(Throughput::Elements(n));
+                }
+                let mut calls = 0usize;
+                group.bench_function(BenchmarkId::new(m.id, m.runtime.name()), |b| {
+                    b.iter_custom(|iters| {
+                        let mut total = Duration::ZERO;
+                        for _ in 0..iters {
+                            if error.is_some() {
+                                return Duration::from_nanos(1);
+                            }
+                            match iteration() {
+                                Ok(it) => {
+                                    total += it.elapsed;
+                                    // The first call is criterion's warm-up: not a sample.
+                                    if calls > 0 {
+                                        record(it, &mut collected);
+                                    }
+                                }
+                                Err(e) => error = Some(e.context(format!("{} {}/{}", m.runtime, m.group, m.id))),
+                            }
+                            calls += 1;
+                        }
+                        total.max(Duration::from_nanos(1))
+                    })
+                });
+                group.finish();
+            }
+        }
+        if let Some(e) = error {
+            return Err(e);
+        }
+        for (metric, values) in m.metrics.iter().zip(&collected) {
+            if values.is_empty() {
+                return Err(anyhow!("{} {}: no samples were taken", m.runtime, metric.key()));
+            }
+            store::save(&self.bench_dir, metric, m.runtime, values, self.quick)?;
+            let med = crate::stats::median(values).unwrap_or_default();
+            eprintln!(
+                "bench: {} {} median {med:.3} {} (n={})",
+                m.runtime,
+                metric.key(),
+                metric.unit,
+                values.len()
+            );
+        }
+        Ok(())
+    }
+
+    /// Prints criterion's summary (full mode), writes the comparison report and prints its path.
+    pub fn finish(self, runtimes: &[RuntimeKind]) -> anyhow::Result<()> {
+        if let Some(c) = self.criterion {
+            c.final_summary();
+        }
+        let env = crate::envinfo::collect(runtimes);
+        let path = crate::report::write(&self.bench_dir, env)?;
+        eprintln!("bench: comparison report: {}", path.display());
+        Ok(())
+    }
+}
+
+/// Reports a failed measurement: prints it and records it as a skip of `scope`
+/// (`group/id`) with the first line of the error, so the report shows it as failed.
+pub fn record_failure(bench_dir: &std::path::Path, runtime: RuntimeKind, scope: &str, e: &anyhow::Error) {
+    eprintln!("bench: {runtime} {scope} FAILED: {e:#}");
+    let first = format!("{e:#}").lines().next().unwrap_or_default().to_string();
+    if let Err(e) = store::save_skip(bench_dir, runtime, scope, &format!("failed: {first}")) {
+        eprintln!("bench: cannot record the failure: {e:#}");
+    }
+}
