@@ -95,9 +95,11 @@ class App:
         """200 only when every check passes. Checks run in parallel, each in its own daemon thread,
         and the answer never waits longer than HEALTH_DEADLINE: a check stuck in DNS or connect
         counts as failed instead of hanging the probe (and stuck threads cannot starve a pool)."""
-        # Fault injection for the harness's negative fixtures: answer a fixed status instead.
+        # Fault injection for the harness's negative fixtures: clients outside the container get a
+        # fixed status while the in-container healthcheck (from loopback) still sees the truth,
+        # the way a service can look healthy to its engine and be broken for its clients.
         fault = os.environ.get("PHOENIX_HEALTH_FAULT_STATUS", "")
-        if fault.isdigit():
+        if fault.isdigit() and not getattr(_request, "loopback", True):
             return int(fault), {"status": "fault", "service": self.service, "checks": {}}
         deadline = time.monotonic() + HEALTH_DEADLINE
         outcomes = {}
@@ -128,6 +130,10 @@ class App:
         return (200 if ok else 503), body
 
 
+# The current request's client, per handler thread (for the health fault above).
+_request = threading.local()
+
+
 def make_handler(app):
     class Handler(BaseHTTPRequestHandler):
         server_version = "phoenix/1"
@@ -135,6 +141,7 @@ def make_handler(app):
 
         def _dispatch(self, method):
             start = time.monotonic()
+            _request.loopback = self.client_address[0].startswith("127.") or self.client_address[0] == "::1"
             path = self.path.split("?", 1)[0]
             known = (method, path) in app.routes
             label_path = path if any(p == path for (_, p) in app.routes) else "other"
