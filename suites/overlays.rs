@@ -71,8 +71,11 @@ fn main() {
         validate::availability(&[], &[]).expect("runtime selection")
     };
     let mut trials = Vec::new();
-    for (kind, availability) in runtimes {
-        for o in OVERLAYS {
+    // Overlay-major order: with one stack per runtime at a time, consecutive trials on different
+    // runtimes are what lets the test threads work in parallel.
+    for o in OVERLAYS {
+        for (kind, availability) in &runtimes {
+            let kind = *kind;
             let name = format!("{}::overlay::{}", kind.ident(), o.file.trim_end_matches(".yml"));
             trials.push(match availability.clone() {
                 Availability::Use => Trial::test(name, move || run_overlay(kind, o)),
