@@ -18,6 +18,7 @@ pub mod posture;
 pub mod readiness;
 pub mod report;
 pub mod runtime;
+pub mod secrets;
 pub mod spec;
 pub mod stack;
 pub mod state;

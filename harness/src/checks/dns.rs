@@ -140,14 +140,9 @@ pub fn run(stack: &Stack, checks: &[DnsCheck], selected: &dyn Fn(&CheckId) -> bo
     if checks.is_empty() {
         return;
     }
-    let containers = match stack.containers() {
-        Ok(c) => c,
-        Err(e) => {
-            for c in checks {
-                rec.check(&c.id, Some(&c.from), || Err(format!("cannot inspect the stack: {e}")));
-            }
-            return;
-        }
+    let Some(containers) = super::containers_or_fail(stack, checks.iter().map(|c| (&c.id, c.from.as_str())), rec)
+    else {
+        return;
     };
     let results: Vec<(CheckId, String, Result<String, String>, f64)> = std::thread::scope(|scope| {
         let handles: Vec<_> = checks

@@ -71,6 +71,29 @@ impl Recorder {
     }
 }
 
+/// The stack's containers by service, or every given check failed with the reason (`None`).
+pub fn containers_or_fail<'a>(
+    stack: &crate::stack::Stack,
+    checks: impl IntoIterator<Item = (&'a CheckId, &'a str)>,
+    rec: &mut Recorder,
+) -> Option<std::collections::BTreeMap<String, crate::runtime::inspect::ContainerInspect>> {
+    match stack.containers() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            for (id, service) in checks {
+                rec.push(
+                    id,
+                    Some(service),
+                    Verdict::Fail,
+                    format!("cannot inspect the stack: {e}"),
+                    0.0,
+                );
+            }
+            None
+        }
+    }
+}
+
 /// A path turned into a name part: `/analysis/summary` -> `analysis_summary`.
 pub fn slug(path: &str) -> String {
     let s: String = path

@@ -164,16 +164,8 @@ pub fn run(stack: &Stack, checks: &[PortCheck], selected: &dyn Fn(&CheckId) -> b
     if checks.is_empty() {
         return;
     }
-    let containers = match stack.containers() {
-        Ok(c) => c,
-        Err(e) => {
-            for c in checks {
-                rec.check(c.id(), Some(c.service()), || {
-                    Err(format!("cannot inspect the stack: {e}"))
-                });
-            }
-            return;
-        }
+    let Some(containers) = super::containers_or_fail(stack, checks.iter().map(|c| (c.id(), c.service())), rec) else {
+        return;
     };
     let bind_ip = stack.bind_ip();
     for c in checks {

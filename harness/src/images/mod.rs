@@ -126,6 +126,12 @@ pub fn prepare(runtime: &Runtime, file: &ComposeFile, on_progress: &mut dyn FnMu
     let plans = plan(file, &lookup);
     let mut base_imported = false;
     let mut images = Vec::new();
+    let mut base_ids: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let existing = if plans.is_empty() {
+        Default::default()
+    } else {
+        runtime.image_references()?
+    };
     for plan in &plans {
         let dockerfile_text = std::fs::read_to_string(&plan.dockerfile).map_err(|e| HarnessError::Compose {
             path: file.path.clone(),
@@ -136,17 +142,21 @@ pub fn prepare(runtime: &Runtime, file: &ComposeFile, on_progress: &mut dyn FnMu
             ),
         })?;
         let bases = hash::base_images(&dockerfile_text, &plan.args);
-        let mut base_ids = Vec::new();
+        let mut ids = Vec::new();
         for b in &bases {
-            if b == base::BASE_IMAGE {
-                base_imported |= base::ensure(runtime)?;
+            if !base_ids.contains_key(b) {
+                if b == base::BASE_IMAGE {
+                    base_imported |= base::ensure(runtime)?;
+                }
+                let id = runtime.image_id(b)?.unwrap_or_else(|| b.clone());
+                base_ids.insert(b.clone(), id);
             }
-            base_ids.push(runtime.image_id(b)?.unwrap_or_else(|| b.clone()));
+            ids.push(base_ids[b].clone());
         }
-        let digest = hash::content_hash(&plan.context, &plan.dockerfile, &plan.args, &base_ids)?;
+        let digest = hash::content_hash(&plan.context, &plan.dockerfile, &plan.args, &ids)?;
         let reference = plan.reference(&digest);
         let t = Instant::now();
-        let built = if runtime.image_exists(&reference)? {
+        let built = if existing.contains(&reference) {
             false
         } else {
             on_progress(&format!("building {} ({})", reference, plan.services.join(", ")));

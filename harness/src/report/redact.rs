@@ -13,25 +13,7 @@ use crate::error::Result;
 /// mangle it and protect nothing.
 pub const MIN_SECRET_LEN: usize = 4;
 
-/// Substrings of a variable name (compared case-insensitively) that mark its value as secret.
-pub const SECRET_NAME_MARKERS: &[&str] = &[
-    "PASSWORD",
-    "PASSWD",
-    "SECRET",
-    "TOKEN",
-    "API_KEY",
-    "APIKEY",
-    "PRIVATE_KEY",
-    "ACCESS_KEY",
-    "CREDENTIAL",
-];
-
-/// Whether a variable named `name` holds a secret (`POSTGRES_PASSWORD`, `github_token`,
-/// `AWS_SECRET_ACCESS_KEY`, `DB_CREDENTIALS`, ...).
-pub fn is_secret_name(name: &str) -> bool {
-    let upper = name.to_ascii_uppercase();
-    SECRET_NAME_MARKERS.iter().any(|m| upper.contains(m))
-}
+pub use crate::secrets::is_secret_name;
 
 /// Replaces known secret values in text with `<redacted:NAME>`.
 ///

@@ -208,6 +208,18 @@ impl Runtime {
         Ok(exec::run(&spec, QUERY_TIMEOUT, Interrupt::Ignored)?.success())
     }
 
+    /// Every `repository:tag` in this runtime's storage, in one call (cheaper than one inspect
+    /// per image when checking which hashed tags exist).
+    pub fn image_references(&self) -> Result<std::collections::HashSet<String>> {
+        let out = self.query(&["images", "--format", "{{.Repository}}:{{.Tag}}"])?;
+        Ok(out
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.contains("<none>"))
+            .map(String::from)
+            .collect())
+    }
+
     /// The image ID of a reference, if present.
     pub fn image_id(&self, reference: &str) -> Result<Option<String>> {
         let spec = self
