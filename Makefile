@@ -5,7 +5,7 @@
 
 CARGO ?= cargo
 
-.PHONY: setup validate test doctor gc clean-state
+.PHONY: setup validate test doctor gc
 
 setup:
 	bash scripts/setup-host.sh
