@@ -22,6 +22,8 @@ pub mod secrets;
 pub mod spec;
 pub mod stack;
 pub mod state;
+#[cfg(test)]
+mod test_support;
 pub mod validate;
 
 pub use error::{HarnessError, Result};

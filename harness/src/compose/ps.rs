@@ -46,10 +46,7 @@ mod tests {
     use rstest::rstest;
 
     fn fixture(name: &str) -> String {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../fixtures/compose-ps")
-            .join(name);
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        crate::test_support::fixture("compose-ps", name)
     }
 
     #[rstest]

@@ -677,12 +677,7 @@ mod tests {
     use super::*;
     use rstest::rstest;
 
-    pub(crate) fn fixture(name: &str) -> String {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../fixtures/inspect")
-            .join(name);
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-    }
+    pub(crate) use crate::test_support::inspect_fixture as fixture;
 
     fn by_service(file: &str) -> BTreeMap<String, ContainerFacts> {
         parse_facts(&fixture(file))

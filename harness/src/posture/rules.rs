@@ -395,12 +395,7 @@ mod tests {
     use rstest::rstest;
     use std::collections::BTreeMap;
 
-    fn fixture(name: &str) -> String {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../fixtures/inspect")
-            .join(name);
-        std::fs::read_to_string(path).unwrap()
-    }
+    use crate::test_support::inspect_fixture as fixture;
 
     fn project_profile() -> Value {
         let text =

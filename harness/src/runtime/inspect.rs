@@ -278,12 +278,7 @@ mod tests {
     use super::*;
     use rstest::rstest;
 
-    fn fixture(name: &str) -> String {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../fixtures/inspect")
-            .join(name);
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-    }
+    use crate::test_support::inspect_fixture as fixture;
 
     #[rstest]
     #[case::docker("docker-gap-detector.json")]
