@@ -6,13 +6,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use hydra::runtime::Runtime;
 use hydra::RuntimeKind;
-use hydra_benches::config::{self, Counts, Selected};
+use hydra_benches::config::{self, Counts};
 use hydra_benches::measure::{record_failure, Iteration, Measurement, Runner};
 use hydra_benches::ops;
-use hydra_benches::store::{self, Metric};
+use hydra_benches::store::Metric;
 
 const GROUP: &str = "startup";
 
@@ -25,36 +25,13 @@ fn main() {
 
 fn run() -> anyhow::Result<()> {
     let selection = config::select_runtimes()?;
-    let mut runner = Runner::from_env();
+    let runner = Runner::from_env();
     let counts = config::counts(runner.quick());
     let tc_bin = PathBuf::from(env!("CARGO_BIN_EXE_hydra-tc"));
     let label = ops::bench_label_value();
-    let mut failed = Vec::new();
-    let mut kinds = Vec::new();
-    for sel in &selection {
-        match sel {
-            Selected::Skip(kind, reason) => {
-                kinds.push(*kind);
-                store::save_skip(runner.bench_dir(), *kind, GROUP, reason)?;
-            }
-            Selected::Use(kind) => {
-                kinds.push(*kind);
-                store::clear_skip(runner.bench_dir(), *kind, GROUP);
-                match per_runtime(&mut runner, *kind, &counts, &tc_bin, &label) {
-                    Ok(scopes) => failed.extend(scopes.into_iter().map(|s| format!("{kind} {s}"))),
-                    Err(e) => {
-                        record_failure(runner.bench_dir(), *kind, GROUP, &e);
-                        failed.push(format!("{kind} {GROUP}"));
-                    }
-                }
-            }
-        }
-    }
-    runner.finish(&kinds)?;
-    if !failed.is_empty() {
-        bail!("failed: {} (see the report)", failed.join(", "));
-    }
-    Ok(())
+    runner.run_group(GROUP, &selection, |runner, kind| {
+        per_runtime(runner, kind, &counts, &tc_bin, &label)
+    })
 }
 
 fn secs(d: Duration) -> f64 {

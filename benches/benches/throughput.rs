@@ -9,9 +9,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use hydra::load::{self, Limit, LoadSpec, Target};
 use hydra::{RuntimeKind, Stack};
-use hydra_benches::config::{self, Counts, Selected};
+use hydra_benches::config::{self, Counts};
 use hydra_benches::measure::{record_failure, Iteration, Measurement, Runner};
-use hydra_benches::store::{self, Metric};
+use hydra_benches::store::Metric;
 use hydra_benches::{ops, pg};
 
 const GROUP: &str = "throughput";
@@ -36,34 +36,9 @@ fn main() {
 
 fn run() -> anyhow::Result<()> {
     let selection = config::select_runtimes()?;
-    let mut runner = Runner::from_env();
+    let runner = Runner::from_env();
     let counts = config::counts(runner.quick());
-    let mut failed = Vec::new();
-    let mut kinds = Vec::new();
-    for sel in &selection {
-        match sel {
-            Selected::Skip(kind, reason) => {
-                kinds.push(*kind);
-                store::save_skip(runner.bench_dir(), *kind, GROUP, reason)?;
-            }
-            Selected::Use(kind) => {
-                kinds.push(*kind);
-                store::clear_skip(runner.bench_dir(), *kind, GROUP);
-                match per_runtime(&mut runner, *kind, &counts) {
-                    Ok(scopes) => failed.extend(scopes.into_iter().map(|s| format!("{kind} {s}"))),
-                    Err(e) => {
-                        record_failure(runner.bench_dir(), *kind, GROUP, &e);
-                        failed.push(format!("{kind} {GROUP}"));
-                    }
-                }
-            }
-        }
-    }
-    runner.finish(&kinds)?;
-    if !failed.is_empty() {
-        bail!("failed: {} (see the report)", failed.join(", "));
-    }
-    Ok(())
+    runner.run_group(GROUP, &selection, |runner, kind| per_runtime(runner, kind, &counts))
 }
 
 /// Measures one runtime on one stack; returns the scopes that failed (each already recorded).

@@ -148,6 +148,44 @@ impl Runner {
     }
 
     /// Prints criterion's summary (full mode), writes the comparison report and prints its path.
+    /// Runs one bench group over every selected runtime: skipped runtimes are recorded with their
+    /// reason, `per_runtime` returns the scopes that failed (each already recorded), and the
+    /// report is written before the group fails for any of them.
+    pub fn run_group(
+        mut self,
+        group: &str,
+        selection: &[crate::config::Selected],
+        mut per_runtime: impl FnMut(&mut Runner, RuntimeKind) -> anyhow::Result<Vec<String>>,
+    ) -> anyhow::Result<()> {
+        use crate::config::Selected;
+        let mut failed = Vec::new();
+        let mut kinds = Vec::new();
+        for sel in selection {
+            match sel {
+                Selected::Skip(kind, reason) => {
+                    kinds.push(*kind);
+                    store::save_skip(self.bench_dir(), *kind, group, reason)?;
+                }
+                Selected::Use(kind) => {
+                    kinds.push(*kind);
+                    store::clear_skip(self.bench_dir(), *kind, group);
+                    match per_runtime(&mut self, *kind) {
+                        Ok(scopes) => failed.extend(scopes.into_iter().map(|s| format!("{kind} {s}"))),
+                        Err(e) => {
+                            record_failure(self.bench_dir(), *kind, group, &e);
+                            failed.push(format!("{kind} {group}"));
+                        }
+                    }
+                }
+            }
+        }
+        self.finish(&kinds)?;
+        if !failed.is_empty() {
+            return Err(anyhow!("failed: {} (see the report)", failed.join(", ")));
+        }
+        Ok(())
+    }
+
     pub fn finish(self, runtimes: &[RuntimeKind]) -> anyhow::Result<()> {
         if let Some(c) = self.criterion {
             c.final_summary();
