@@ -3,6 +3,12 @@
 # Idempotent; run as root. It installs the engines and compose tools, starts dockerd and the Podman
 # API service when nothing else runs them, creates the rootless user, bootstraps the offline base
 # image, and applies a host fix only when a probe container fails without it. It says what it did.
+#
+#   scripts/setup-host.sh               set the host up
+#   scripts/setup-host.sh --undo-fixes  undo the host changes setup owns (containers.conf keys it
+#                                       writes, /dev/net/tun mode, the daemons it started, by the PID
+#                                       it recorded), so the next setup must detect and repair them
+#                                       again: CI runs this first on every run.
 set -euo pipefail
 
 ROOTLESS_USER="${HYDRA_ROOTLESS_USER:-hydra}"
@@ -15,6 +21,68 @@ say() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root (sudo $0)"
 mkdir -p "$LOG_DIR"
+PID_DIR=/run/hydra   # PIDs of the daemons setup starts, so that undo ends exactly those
+CONF=/etc/containers/containers.conf
+install -d -m 0755 "$PID_DIR"
+
+# start_daemon NAME CMD...: runs CMD in its own session (so undo can end it and its children as one
+# process group) and records its PID.
+start_daemon() {
+  local name=$1; shift
+  setsid "$@" >"$LOG_DIR/$name.log" 2>&1 < /dev/null &
+  echo $! > "$PID_DIR/$name.pid"
+}
+# stop_daemon NAME PATTERN: ends the process recorded for NAME if its command line still matches.
+stop_daemon() {
+  local name=$1 pattern=$2 pid
+  [ -f "$PID_DIR/$name.pid" ] || return 0
+  pid=$(cat "$PID_DIR/$name.pid"); rm -f "$PID_DIR/$name.pid"
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 0
+  if tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$pattern"; then
+    say "undo: stopping $name (pid $pid)"
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  fi
+}
+unset_conf() { # section key: removes a key setup may have written
+  [ -f "$CONF" ] || return 0
+  python3 - "$CONF" "$1" "$2" <<'PY'
+import re, sys
+path, section, key = sys.argv[1:]
+out, sec = [], None
+for line in open(path).read().splitlines():
+    m = re.match(r'\s*\[([^\]]+)\]\s*$', line)
+    if m: sec = m.group(1).strip()
+    elif sec == section and re.match(rf'\s*{re.escape(key)}\s*=', line): continue
+    out.append(line)
+# Drop sections left empty.
+text, kept = '\n'.join(out), []
+for block in re.split(r'\n(?=\s*\[)', text):
+    if block.strip() and any(l.strip() and not l.strip().startswith(('[', '#')) for l in block.splitlines()):
+        kept.append(block.strip('\n'))
+open(path, 'w').write('\n\n'.join(kept) + '\n' if kept else '')
+PY
+  [ -s "$CONF" ] || rm -f "$CONF"
+}
+
+if [ "${1:-}" = --undo-fixes ]; then
+  stop_daemon podman-api-rootless "podman system service"
+  stop_daemon podman-api "podman system service"
+  stop_daemon dockerd dockerd
+  unset_conf engine runtime
+  unset_conf containers default_ulimits
+  if id "$ROOTLESS_USER" >/dev/null 2>&1; then
+    RHOME=$(getent passwd "$ROOTLESS_USER" | cut -d: -f6)
+    # As the user: its home is its own. Setup must then write it again and reset that storage.
+    (cd / && runuser -u "$ROOTLESS_USER" -- rm -f "$RHOME/.config/containers/storage.conf") && say "undo: removed $ROOTLESS_USER's storage.conf"
+  fi
+  if [ -e /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 600 ]; then
+    say "undo: /dev/net/tun back to 0600"; chmod 0600 /dev/net/tun
+  fi
+  say "undo: done (containers.conf: $( [ -f "$CONF" ] && tr '\n' ' ' < "$CONF" || echo absent))"
+  exit 0
+fi
 
 # --- packages -------------------------------------------------------------------------------
 PKGS=(docker.io podman runc uidmap slirp4netns fuse-overlayfs debootstrap docker-compose
@@ -48,7 +116,7 @@ fi
 # --- dockerd ----------------------------------------------------------------------------------
 if ! docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then
   say "starting dockerd (no init system runs it here); log in $LOG_DIR/dockerd.log"
-  nohup dockerd >"$LOG_DIR/dockerd.log" 2>&1 &
+  start_daemon dockerd dockerd
   for _ in $(seq 1 60); do docker version --format '{{.Server.Version}}' >/dev/null 2>&1 && break; sleep 1; done
   docker version --format '{{.Server.Version}}' >/dev/null 2>&1 || die "dockerd did not come up in 60 s (see $LOG_DIR/dockerd.log)"
 else
@@ -73,13 +141,17 @@ if [ ! -d "$RTDIR" ] || [ "$(stat -c %u:%a "$RTDIR")" != "$RUID:700" ]; then
   say "creating $RTDIR (0700, owned by $ROOTLESS_USER): no logind creates it here"
   install -d -m 0700 -o "$RUID" -g "$(id -g "$ROOTLESS_USER")" "$RTDIR"
 fi
+# Everything in the rootless user's home is done *as that user*, with a minimal environment: root
+# never writes or chowns through a path the user controls (a planted link would make it write anywhere).
+as_user() { (cd / && runuser -u "$ROOTLESS_USER" -- env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$RHOME" \
+  USER="$ROOTLESS_USER" LOGNAME="$ROOTLESS_USER" LANG=C.UTF-8 XDG_RUNTIME_DIR="$RTDIR" "$@"); }
 STORAGE_CONF="$RHOME/.config/containers/storage.conf"
-if ! grep -q 'driver *= *"overlay"' "$STORAGE_CONF" 2>/dev/null; then
-  say "rootless storage: overlay instead of the slow vfs fallback ($STORAGE_CONF)"
-  install -d -o "$RUID" -g "$(id -g "$ROOTLESS_USER")" "$RHOME/.config" "$RHOME/.config/containers"
-  printf '[storage]\ndriver = "overlay"\n' > "$STORAGE_CONF"
-  chown "$RUID" "$STORAGE_CONF"
-  (cd "$RHOME" && runuser -u "$ROOTLESS_USER" -- env XDG_RUNTIME_DIR="$RTDIR" HOME="$RHOME" podman system reset -f >/dev/null 2>&1) || true
+if ! as_user grep -q 'driver *= *"overlay"' "$STORAGE_CONF" 2>/dev/null; then
+  say "rootless storage: overlay instead of the slow vfs fallback ($STORAGE_CONF, written as $ROOTLESS_USER)"
+  as_user mkdir -p "$RHOME/.config/containers"
+  as_user sh -c 'printf "[storage]\ndriver = \"overlay\"\n" > "$1"' sh "$STORAGE_CONF" \
+    || die "could not write $STORAGE_CONF as $ROOTLESS_USER"
+  as_user podman system reset -f >/dev/null 2>&1 || true
 fi
 # Rootless containers need / to be a shared mount for their mount propagation.
 if [ "$(findmnt -no PROPAGATION / 2>/dev/null || echo unknown)" != shared ]; then
@@ -93,10 +165,8 @@ if ! command -v cargo >/dev/null 2>&1; then die "cargo not found: install a Rust
 say "building the harness (release) to bootstrap the base image"
 (cd "$HERE" && cargo build -q --release --bin harness) || die "cargo build failed"
 "$HERE/target/release/harness" images --base-only || die "could not create the base image $BASE_IMAGE"
-as_user() { (cd "$RHOME" && runuser -u "$ROOTLESS_USER" -- env XDG_RUNTIME_DIR="$RTDIR" HOME="$RHOME" "$@"); }
 
 # --- host fixes, each only when a probe fails without it --------------------------------------
-CONF=/etc/containers/containers.conf
 set_conf() { # section key value
   python3 - "$CONF" "$1" "$2" "$3" <<'PY'
 import re, sys
@@ -121,16 +191,20 @@ PY
 }
 probe() { "$@" run --rm --network none --label io.hydra.managed=true --label io.hydra.run=setup-probe "$BASE_IMAGE" true 2>&1; }
 mkdir -p /etc/containers
+# The harness recognises the cause from crun's or runc's wording (`harness host-fix`, unit-tested on both).
+host_fix() { "$HERE/target/release/harness" host-fix <<<"$1" || true; }
+conf_has() { grep -q "^$1 *= *$2" "$CONF" 2>/dev/null; }
 for attempt in 1 2 3 4; do
   if err=$(probe podman); then say "rootful podman: probe container runs"; break; fi
-  if grep -q "cgroups in hybrid mode" <<<"$err" && ! grep -q '^runtime *= *"runc"' "$CONF" 2>/dev/null; then
+  fix=$(host_fix "$err")
+  if [ "$fix" = use-runc ] && ! conf_has runtime '"runc"'; then
     say "fix: crun fails on this cgroup setup ($(grep -m1 -o 'cgroups in hybrid mode[^"]*' <<<"$err")); using runc"
     set_conf engine runtime '"runc"'
-  elif grep -q "RLIMIT_NOFILE\|setrlimit" <<<"$err" && ! grep -q '^default_ulimits' "$CONF" 2>/dev/null; then
-    say "fix: default ulimits are refused here ($(grep -m1 -o 'setrlimit[^:]*: [^:]*' <<<"$err")); default_ulimits = []"
+  elif [ "$fix" = no-default-ulimits ] && ! conf_has default_ulimits '\[\]'; then
+    say "fix: default ulimits are refused here ($(grep -m1 -oi 'setrlimit[^:]*: [^:]*\|error setting rlimit[^:]*: [^:"]*' <<<"$err")); default_ulimits = []"
     set_conf containers default_ulimits '[]'
   else
-    die "rootful podman cannot run a container: $err"
+    die "rootful podman cannot run a container (cause: ${fix:-unknown}): $err"
   fi
 done
 for attempt in 1 2 3; do
@@ -138,7 +212,7 @@ for attempt in 1 2 3; do
     say "rootless podman: probe containers run (with and without a network)"; break
   fi
   err="$err ${err2:-}"
-  if grep -q "/dev/net/tun" <<<"$err" && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
+  if [ "$(host_fix "$err")" = tun-readable ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
     say "fix: slirp4netns cannot open /dev/net/tun as $ROOTLESS_USER; chmod 0666 /dev/net/tun"
     chmod 0666 /dev/net/tun
   else
@@ -148,14 +222,20 @@ done
 if err=$(probe docker); then say "docker: probe container runs"; else die "docker cannot run a container: $err"; fi
 
 # --- Podman API services (Docker-compatible sockets for API clients) --------------------------
-if [ ! -S /run/podman/podman.sock ] || ! curl -s --max-time 3 --unix-socket /run/podman/podman.sock http://d/_ping >/dev/null 2>&1; then
+api_up() { curl -s --max-time 3 --unix-socket "$1" http://d/_ping >/dev/null 2>&1; }
+wait_api() { for _ in $(seq 1 40); do api_up "$1" && return 0; sleep 0.5; done; die "the Podman API service did not answer on $1 in 20 s (see $LOG_DIR)"; }
+if ! api_up /run/podman/podman.sock; then
   say "starting the rootful Podman API service on /run/podman/podman.sock"
-  mkdir -p /run/podman
-  nohup podman system service --time=0 unix:///run/podman/podman.sock >"$LOG_DIR/podman-api.log" 2>&1 &
+  mkdir -p /run/podman; rm -f /run/podman/podman.sock
+  start_daemon podman-api podman system service --time=0 unix:///run/podman/podman.sock
+  wait_api /run/podman/podman.sock
 fi
-if [ ! -S "$RTDIR/podman/podman.sock" ]; then
+if ! api_up "$RTDIR/podman/podman.sock"; then
   say "starting the rootless Podman API service on $RTDIR/podman/podman.sock"
-  as_user mkdir -p "$RTDIR/podman"
-  (cd "$RHOME" && nohup runuser -u "$ROOTLESS_USER" -- env XDG_RUNTIME_DIR="$RTDIR" HOME="$RHOME" podman system service --time=0 "unix://$RTDIR/podman/podman.sock" >"$LOG_DIR/podman-api-rootless.log" 2>&1 &)
+  as_user mkdir -p "$RTDIR/podman"; as_user rm -f "$RTDIR/podman/podman.sock"
+  start_daemon podman-api-rootless runuser -u "$ROOTLESS_USER" -- env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$RHOME" \
+    USER="$ROOTLESS_USER" LOGNAME="$ROOTLESS_USER" LANG=C.UTF-8 XDG_RUNTIME_DIR="$RTDIR" \
+    podman system service --time=0 "unix://$RTDIR/podman/podman.sock"
+  wait_api "$RTDIR/podman/podman.sock"
 fi
 say "done: docker $(docker version --format '{{.Server.Version}}'), podman $(podman version --format '{{.Client.Version}}'), $(docker-compose version --short 2>/dev/null | sed 's/^/docker-compose /'), $("$VENV/bin/podman-compose" --version | head -n1)"

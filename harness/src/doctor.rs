@@ -81,18 +81,69 @@ fn fail(check: &'static str, detail: impl Into<String>, fix: impl Into<String>) 
     }
 }
 
-/// Maps a failing trivial `run` to the host fix it needs (pure).
+/// A host change that makes a failing container run work, recognised from the engine's error.
+/// `scripts/setup-host.sh` asks the harness for it (`harness host-fix`), so the recognition lives
+/// in one place with tests on both OCI runtimes' wording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostFix {
+    /// crun cannot handle a cgroup v1 hybrid host: `runtime = "runc"` under `[engine]`.
+    UseRunc,
+    /// The engine's default ulimits are refused: `default_ulimits = []` under `[containers]`.
+    NoDefaultUlimits,
+    /// slirp4netns cannot open `/dev/net/tun` as the rootless user.
+    TunReadable,
+    /// No subordinate uid/gid ranges (or no newuidmap) for the rootless user.
+    SubordinateIds,
+}
+
+impl HostFix {
+    /// Recognises the fix a failed `run` needs from its stderr; `None` when no known fix applies. Pure.
+    pub fn classify(stderr: &str) -> Option<HostFix> {
+        let s = stderr.to_ascii_lowercase();
+        if s.contains("cgroups in hybrid mode") || (s.contains("crun") && s.contains("cgroup")) {
+            Some(HostFix::UseRunc)
+        } else if s.contains("rlimit_nofile")
+            || s.contains("setrlimit")
+            // runc: "error setting rlimits for ready process: error setting rlimit type 7: operation not permitted"
+            || (s.contains("error setting rlimit") && s.contains("operation not permitted"))
+        {
+            Some(HostFix::NoDefaultUlimits)
+        } else if s.contains("/dev/net/tun") {
+            Some(HostFix::TunReadable)
+        } else if s.contains("newuidmap") || s.contains("subuid") || s.contains("subgid") {
+            Some(HostFix::SubordinateIds)
+        } else {
+            None
+        }
+    }
+
+    /// The stable name setup scripts match on.
+    pub fn key(self) -> &'static str {
+        match self {
+            HostFix::UseRunc => "use-runc",
+            HostFix::NoDefaultUlimits => "no-default-ulimits",
+            HostFix::TunReadable => "tun-readable",
+            HostFix::SubordinateIds => "subordinate-ids",
+        }
+    }
+
+    /// What to change on the host, in words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            HostFix::UseRunc => "crun cannot handle this cgroup setup: set runtime = \"runc\" under [engine] in containers.conf (scripts/setup-host.sh does it)",
+            HostFix::NoDefaultUlimits => "the engine's default ulimits are refused: set default_ulimits = [] under [containers] in containers.conf (scripts/setup-host.sh does it)",
+            HostFix::TunReadable => "slirp4netns cannot open /dev/net/tun: make it readable by the rootless user (chmod 0666 /dev/net/tun)",
+            HostFix::SubordinateIds => "user namespaces are not set up: install uidmap and give the user /etc/subuid and /etc/subgid ranges",
+        }
+    }
+}
+
+/// Maps a failing trivial `run` to the host fix it needs, in words (pure).
 pub fn fix_for_run_failure(stderr: &str) -> String {
-    if stderr.contains("cgroups in hybrid mode") || stderr.contains("crun") && stderr.contains("cgroup") {
-        "crun cannot handle this cgroup setup: set runtime = \"runc\" under [engine] in containers.conf (scripts/setup-host.sh does it)".into()
-    } else if stderr.contains("RLIMIT_NOFILE") || stderr.contains("setrlimit") {
-        "the engine's default ulimits are refused: set default_ulimits = [] under [containers] in containers.conf (scripts/setup-host.sh does it)".into()
-    } else if stderr.contains("/dev/net/tun") {
-        "slirp4netns cannot open /dev/net/tun: make it readable by the rootless user (chmod 0666 /dev/net/tun)".into()
-    } else if stderr.contains("newuidmap") || stderr.contains("subuid") {
-        "user namespaces are not set up: install uidmap and give the user /etc/subuid and /etc/subgid ranges".into()
-    } else {
-        format!("see the error above; {SETUP}")
+    match HostFix::classify(stderr) {
+        Some(fix) => fix.describe().into(),
+        None => format!("see the error above; {SETUP}"),
     }
 }
 
@@ -345,16 +396,31 @@ mod tests {
     use super::*;
     use rstest::rstest;
 
+    // Recorded from Podman 4.3.1 on Debian 12 hosts: crun 1.8 and runc 1.1 word the same refusals differently.
+    const CRUN_HYBRID: &str =
+        "Error: OCI runtime error: crun: cgroups in hybrid mode not supported, drop all controllers from cgroupv2";
+    const CRUN_ULIMIT: &str = "Error: OCI runtime error: crun: setrlimit `RLIMIT_NOFILE`: Operation not permitted";
+    const RUNC_ULIMIT: &str = "Error: OCI runtime error: runc create failed: unable to start container process: error during container init: error setting rlimits for ready process: error setting rlimit type 7: operation not permitted";
+    const SLIRP_TUN: &str = "Error: slirp4netns failed: \"open(\\\"/dev/net/tun\\\"): Permission denied\\nWARNING: Support for sandboxing is experimental\\n\"";
+    const NEWUIDMAP: &str =
+        "ERRO[0000] cannot find UID/GID for user hydra: no subuid ranges found for user \"hydra\" in /etc/subuid";
+
     #[rstest]
-    #[case("Error: crun: cgroups in hybrid mode not supported", "runtime = \"runc\"")]
-    #[case(
-        "Error: crun: setrlimit `RLIMIT_NOFILE`: Operation not permitted",
-        "default_ulimits = []"
-    )]
-    #[case(
-        "slirp4netns failed: open /dev/net/tun: Permission denied",
-        "chmod 0666 /dev/net/tun"
-    )]
+    #[case::crun_hybrid(CRUN_HYBRID, Some(HostFix::UseRunc))]
+    #[case::crun_ulimit(CRUN_ULIMIT, Some(HostFix::NoDefaultUlimits))]
+    #[case::runc_ulimit(RUNC_ULIMIT, Some(HostFix::NoDefaultUlimits))]
+    #[case::tun(SLIRP_TUN, Some(HostFix::TunReadable))]
+    #[case::subuid(NEWUIDMAP, Some(HostFix::SubordinateIds))]
+    #[case::unknown("Error: image not known", None)]
+    fn run_failures_are_classified_from_both_oci_runtimes(#[case] stderr: &str, #[case] expected: Option<HostFix>) {
+        assert_eq!(HostFix::classify(stderr), expected);
+    }
+
+    #[rstest]
+    #[case(CRUN_HYBRID, "runtime = \"runc\"")]
+    #[case(CRUN_ULIMIT, "default_ulimits = []")]
+    #[case(RUNC_ULIMIT, "default_ulimits = []")]
+    #[case(SLIRP_TUN, "chmod 0666 /dev/net/tun")]
     #[case("something else", "setup-host.sh")]
     fn run_failures_map_to_host_fixes(#[case] stderr: &str, #[case] expected: &str) {
         assert!(
