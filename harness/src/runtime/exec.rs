@@ -36,6 +36,11 @@ pub struct CommandSpec {
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
     pub cwd: Option<std::path::PathBuf>,
+    /// Start from an empty environment (only `env` is passed): used when crossing to a less
+    /// trusted user, so root's variables (CI tokens included) never reach its tools.
+    pub clear_env: bool,
+    /// Bytes written to the child's standard input (otherwise it reads from /dev/null).
+    pub stdin: Option<Vec<u8>>,
 }
 
 impl CommandSpec {
@@ -45,6 +50,8 @@ impl CommandSpec {
             args: Vec::new(),
             env: Vec::new(),
             cwd: None,
+            clear_env: false,
+            stdin: None,
         }
     }
 
@@ -109,10 +116,17 @@ pub fn run(spec: &CommandSpec, timeout: Duration, interrupt: Interrupt) -> Resul
     tracing::debug!(cmd = %spec.display(), "exec");
     let mut cmd = Command::new(&spec.program);
     cmd.args(&spec.args)
-        .stdin(Stdio::null())
+        .stdin(if spec.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
+    if spec.clear_env {
+        cmd.env_clear();
+    }
     for (k, v) in &spec.env {
         cmd.env(k, v);
     }
@@ -125,6 +139,13 @@ pub fn run(spec: &CommandSpec, timeout: Duration, interrupt: Interrupt) -> Resul
         source,
     })?;
     let pgid = child.id() as i32;
+    if let (Some(data), Some(mut pipe)) = (spec.stdin.clone(), child.stdin.take()) {
+        // A child that stops reading early closes the pipe: the write error is not ours to report.
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = pipe.write_all(&data);
+        });
+    }
     let mut out_pipe = child.stdout.take().expect("piped stdout");
     let mut err_pipe = child.stderr.take().expect("piped stderr");
     let out_reader = std::thread::spawn(move || {
@@ -261,6 +282,30 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("boom"), "{err}");
+    }
+
+    #[test]
+    fn a_cleared_environment_passes_only_what_the_spec_names() {
+        std::env::set_var("HYDRA_TEST_ROOT_ONLY_TOKEN", "s3cret");
+        let mut spec = CommandSpec::new("/usr/bin/env").env("KEEP", "1");
+        spec.clear_env = true;
+        let out = run(&spec, Duration::from_secs(5), Interrupt::Ignored).unwrap();
+        assert_eq!(out.stdout.trim(), "KEEP=1");
+        let inherited = run(
+            &CommandSpec::new("/usr/bin/env"),
+            Duration::from_secs(5),
+            Interrupt::Ignored,
+        )
+        .unwrap();
+        assert!(inherited.stdout.contains("HYDRA_TEST_ROOT_ONLY_TOKEN=s3cret"));
+    }
+
+    #[test]
+    fn stdin_reaches_the_child() {
+        let mut spec = CommandSpec::new("cat");
+        spec.stdin = Some(b"piped".to_vec());
+        let out = run(&spec, Duration::from_secs(5), Interrupt::Ignored).unwrap();
+        assert_eq!(out.stdout, "piped");
     }
 
     #[test]

@@ -9,6 +9,17 @@ use crate::error::{HarnessError, Result};
 /// Default unprivileged user for rootless Podman when the harness runs as root.
 pub const DEFAULT_USER: &str = "hydra";
 
+/// The only `PATH` the rootless user's tools get when the harness switches to that user.
+pub const SAFE_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// `runuser` by absolute path: the switched command gets only [`SAFE_PATH`], which has no sbin.
+fn runuser_program() -> &'static str {
+    ["/usr/sbin/runuser", "/sbin/runuser"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("runuser")
+}
+
 /// The unprivileged identity that owns the rootless engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RootlessUser {
@@ -105,15 +116,22 @@ impl RootlessUser {
         }
     }
 
-    /// A command that runs `program` as this user with its runtime dir (the same for engine and compose).
+    /// A command that runs `program` as this user with its runtime dir (the same for engine and
+    /// compose). When switching from root, the environment is minimal and explicit: nothing of
+    /// root's own environment (CI tokens, credentials) reaches the less trusted user's tools.
     pub fn wrap(&self, program: &str) -> CommandSpec {
         if self.switch {
-            CommandSpec::new("runuser")
-                .args(["-u", &self.name, "--", "env"])
-                .arg(format!("XDG_RUNTIME_DIR={}", self.runtime_dir.display()))
-                .arg(format!("HOME={}", self.home.display()))
-                .arg(program)
-                .cwd(&self.home)
+            let mut spec = CommandSpec::new(runuser_program())
+                .args(["-u", &self.name, "--", program])
+                .env("PATH", SAFE_PATH)
+                .env("HOME", self.home.display().to_string())
+                .env("USER", self.name.clone())
+                .env("LOGNAME", self.name.clone())
+                .env("LANG", "C.UTF-8")
+                .env("XDG_RUNTIME_DIR", self.runtime_dir.display().to_string())
+                .cwd(&self.home);
+            spec.clear_env = true;
+            spec
         } else {
             CommandSpec::new(program).env("XDG_RUNTIME_DIR", self.runtime_dir.display().to_string())
         }
@@ -124,9 +142,7 @@ impl RootlessUser {
         if !self.switch {
             return std::fs::metadata(path).is_ok();
         }
-        let spec = CommandSpec::new("runuser")
-            .args(["-u", &self.name, "--", "test", "-r"])
-            .arg(path.display().to_string());
+        let spec = self.wrap("test").arg("-r").arg(path.display().to_string());
         super::exec::run(
             &spec,
             std::time::Duration::from_secs(10),
@@ -178,21 +194,12 @@ mod tests {
             switch: true,
         };
         let spec = u.wrap("podman").args(["ps", "-a"]);
-        assert_eq!(spec.program, "runuser");
-        assert_eq!(
-            spec.args,
-            [
-                "-u",
-                "hydra",
-                "--",
-                "env",
-                "XDG_RUNTIME_DIR=/run/user/1001",
-                "HOME=/home/hydra",
-                "podman",
-                "ps",
-                "-a"
-            ]
-        );
+        assert!(spec.program.ends_with("runuser"), "{}", spec.program);
+        assert_eq!(spec.args, ["-u", "hydra", "--", "podman", "ps", "-a"]);
+        assert!(spec.clear_env, "root's environment must not reach the rootless user");
+        assert!(spec.env.contains(&("XDG_RUNTIME_DIR".into(), "/run/user/1001".into())));
+        assert!(spec.env.contains(&("HOME".into(), "/home/hydra".into())));
+        assert!(spec.env.contains(&("PATH".into(), SAFE_PATH.into())));
         let direct = RootlessUser { switch: false, ..u };
         let spec = direct.wrap("podman");
         assert_eq!(spec.program, "podman");
