@@ -58,6 +58,8 @@ pub enum HarnessError {
     },
     #[error("teardown of {project} left objects behind: {left}")]
     Leftovers { project: String, left: String },
+    #[error("refusing to use {path}: {reason}\n  hint: root acts on what is stored there; remove it, or point HYDRA_STATE_DIR / HYDRA_BASE_CACHE at a directory that only root can write")]
+    UntrustedPath { path: PathBuf, reason: String },
     #[error("{0}")]
     Usage(String),
     #[error(transparent)]
@@ -83,7 +85,7 @@ impl HarnessError {
         match self {
             HarnessError::Interrupted => exit::INTERRUPTED,
             HarnessError::RuntimeUnusable { .. } => exit::RUNTIME_UNUSABLE,
-            HarnessError::Compose { .. } | HarnessError::Usage(_) => exit::USAGE,
+            HarnessError::Compose { .. } | HarnessError::Usage(_) | HarnessError::UntrustedPath { .. } => exit::USAGE,
             HarnessError::Leftovers { .. } => exit::LEFTOVERS,
             _ => exit::FAILED,
         }

@@ -40,12 +40,16 @@ impl Owner {
     }
 }
 
-/// Decides a run's fate (pure but for the liveness probe passed in).
+/// Decides a run's fate (pure but for the liveness probe passed in). `record` is the run's record
+/// only when it belongs to the runtime being swept; its owner counts as much as the labels' one.
 pub fn verdict(owner: &Owner, record: Option<&RunRecord>, all: bool, alive: &dyn Fn(u32, u64) -> bool) -> Verdict {
     if let (Some(pid), Some(start)) = (owner.pid, owner.start) {
         if alive(pid, start) {
             return Verdict::Active;
         }
+    }
+    if record.is_some_and(|r| alive(r.owner_pid, r.owner_start)) {
+        return Verdict::Active;
     }
     if !all && record.is_some_and(|r| r.status == RunStatus::Kept) {
         return Verdict::Kept;
@@ -59,6 +63,9 @@ pub struct RunFound {
     pub runtime: String,
     pub run_id: String,
     pub verdict: Verdict,
+    /// Why objects were left alone although they carry the harness's label (a malformed run id).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ignored: Option<String>,
     /// `kind name` of each object, removed when the verdict is Orphaned.
     pub objects: Vec<String>,
 }
@@ -93,7 +100,23 @@ pub fn sweep(runtime: &Runtime, all: bool) -> Result<Vec<RunFound>> {
     }
     let mut found = Vec::new();
     for (run_id, (owner, objects)) in runs {
-        let record = RunRecord::load(&run_id);
+        let names = objects
+            .iter()
+            .map(|(k, id)| format!("{} {}", k.name(), crate::runtime::short_id(id)))
+            .collect();
+        if !crate::state::valid_run_id(&run_id) {
+            // Not a run of ours, whatever its labels say: anyone who can create objects in this
+            // engine can set them. Nothing of it is removed, and it is never made into a path.
+            found.push(RunFound {
+                runtime: runtime.kind().to_string(),
+                run_id: run_id.escape_debug().to_string(),
+                verdict: Verdict::Active,
+                ignored: Some("malformed run id in its labels".into()),
+                objects: names,
+            });
+            continue;
+        }
+        let record = RunRecord::load(&run_id).filter(|r| r.runtime == runtime.kind());
         let v = verdict(&owner, record.as_ref(), all, &owner_alive);
         if v == Verdict::Orphaned {
             for kind in ObjectKind::ALL {
@@ -112,10 +135,8 @@ pub fn sweep(runtime: &Runtime, all: bool) -> Result<Vec<RunFound>> {
             runtime: runtime.kind().to_string(),
             run_id,
             verdict: v,
-            objects: objects
-                .iter()
-                .map(|(k, id)| format!("{} {}", k.name(), crate::runtime::short_id(id)))
-                .collect(),
+            ignored: None,
+            objects: names,
         });
     }
     Ok(found)
@@ -180,6 +201,12 @@ mod tests {
             start: None,
         };
         assert_eq!(verdict(&unknown, None, false, &alive), Verdict::Orphaned);
+        // Labels that name a dead owner do not outvote a record whose owner is alive.
+        let live_record = |pid: u32, _: u64| pid == 1;
+        assert_eq!(
+            verdict(&owner, Some(&record(RunStatus::Starting)), true, &live_record),
+            Verdict::Active
+        );
     }
 
     #[test]

@@ -21,9 +21,11 @@ pub mod runtime;
 pub mod secrets;
 pub mod spec;
 pub mod stack;
+pub mod staging;
 pub mod state;
 #[cfg(test)]
 mod test_support;
+pub mod trusted_dir;
 pub mod validate;
 
 pub use error::{HarnessError, Result};

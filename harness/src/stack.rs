@@ -17,6 +17,7 @@ use crate::images::{self, ImagesReport};
 use crate::labels;
 use crate::readiness::{self, ServiceReady, WaitProgress};
 use crate::runtime::{exec, short_id, Interrupt, ObjectKind, Runtime, RuntimeKind};
+use crate::staging;
 use crate::state::{self, RunRecord, RunStatus};
 
 /// Default deadline for the whole stack to become ready.
@@ -169,6 +170,65 @@ impl ComposeSet {
     }
 }
 
+/// Removes a run's directory when `up` fails before the stack (which then owns it) exists.
+struct RunDirGuard(Option<String>);
+
+impl Drop for RunDirGuard {
+    fn drop(&mut self) {
+        if let Some(run_id) = self.0.take() {
+            state::remove_run_dir(&run_id);
+        }
+    }
+}
+
+/// The variables the compose files interpolate that the caller's environment sets (and the
+/// harness does not): passed explicitly, since the rootless user's tools get no other environment.
+fn caller_env(files: &[PathBuf], set: &[(String, String)]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f).unwrap_or_default();
+        for var in interpolated_vars(&text) {
+            if set.iter().chain(out.iter()).any(|(k, _)| *k == var) {
+                continue;
+            }
+            if let Ok(value) = std::env::var(&var) {
+                out.push((var, value));
+            }
+        }
+    }
+    out
+}
+
+/// Names used as `${NAME...}` or `$NAME` in compose text (`$$` escapes are skipped). Pure.
+fn interpolated_vars(text: &str) -> Vec<String> {
+    let b = text.as_bytes();
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'$' {
+            i += 1;
+            continue;
+        }
+        if b.get(i + 1) == Some(&b'$') {
+            i += 2;
+            continue;
+        }
+        let start = if b.get(i + 1) == Some(&b'{') { i + 2 } else { i + 1 };
+        let len = b[start..]
+            .iter()
+            .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
+            .count();
+        if len > 0 && !b[start].is_ascii_digit() {
+            let name = &text[start..start + len];
+            if !out.iter().any(|n| n == name) {
+                out.push(name.to_string());
+            }
+        }
+        i = start + len.max(1) - 1 + 1;
+    }
+    out
+}
+
 /// A stack owned by this process. Dropping it tears it down.
 pub struct Stack {
     runtime: Runtime,
@@ -190,10 +250,11 @@ impl Stack {
         }
         let runtime = Runtime::resolve(opts.runtime)?;
         let provider = compose::detect(&runtime)?;
-        let run_id = state::new_run_id();
+        let run_id = state::new_run_id()?;
         let project = project_name(opts.runtime, &run_id);
-        let run_dir = RunRecord::dir_for(&run_id);
-        state::create_dir(&run_dir)?;
+        let run_dir = RunRecord::create_dir(&run_id)?;
+        // Until the Stack exists, the run directory (and any staged copy) goes with this guard.
+        let mut run_dir_guard = RunDirGuard(Some(run_id.clone()));
         let files = stage_if_needed(&runtime, &opts.compose_files, &run_dir)?;
         let set = ComposeSet::load(&files)?;
         let merged = set.merged();
@@ -210,7 +271,8 @@ impl Stack {
             override_yaml(&merged, &labels, &images.service_images()),
         )?;
 
-        let (env, ports) = publish_env(&merged, opts.bind_ip)?;
+        let (mut env, ports) = publish_env(&merged, opts.bind_ip)?;
+        env.extend(caller_env(&files, &env));
         let mut compose_files = files.clone();
         compose_files.push(override_path);
         let workdir = files[0]
@@ -235,6 +297,7 @@ impl Stack {
         };
         record.save()?;
         // From here on, anything that fails tears down through Drop.
+        run_dir_guard.0 = None;
         let stack = Stack {
             runtime,
             provider: provider.clone(),
@@ -459,20 +522,23 @@ pub fn project_name(runtime: RuntimeKind, run_id: &str) -> String {
     format!("hydra-{}-{}", runtime.name(), run_id)
 }
 
-/// Removes a run's objects: compose `down`, then whatever it left (by the run's label, by the
-/// compose project label, and the volumes its containers had mounted), then verifies.
+/// Removes a run's objects: compose `down`, then whatever it left that carries the run's label,
+/// and the anonymous volumes the run's containers had (which podman-compose `down -v` leaks) when
+/// no other container uses them. Volumes that are not the run's own (`external: true`, or created
+/// by someone else) are never removed, and nothing is removed by force: a volume another
+/// container still uses stays, and is reported as left behind.
 pub fn teardown(runtime: &Runtime, provider: &Provider, record: &RunRecord) -> Result<TeardownReport> {
     let started = Instant::now();
     let mut report = TeardownReport::default();
     let run_filter = labels::filter(labels::RUN, &record.run_id);
     let project_filter = labels::filter("com.docker.compose.project", &record.project);
-    // podman-compose `down -v` leaks anonymous volumes: note every volume mounted before removing.
     let ids = runtime.list_by_label(ObjectKind::Container, &run_filter)?;
     let mounted: Vec<String> = runtime
         .inspect_containers(&ids)?
         .iter()
         .flat_map(|c| c.volume_names())
         .collect();
+    let anonymous = runtime.anonymous_volumes(&mounted)?;
 
     let down = compose::command(
         runtime,
@@ -486,14 +552,9 @@ pub fn teardown(runtime: &Runtime, provider: &Provider, record: &RunRecord) -> R
     }
     for kind in ObjectKind::ALL {
         let mut left = runtime.list_by_label(kind, &run_filter)?;
-        for id in runtime.list_by_label(kind, &project_filter)? {
-            if !left.contains(&id) {
-                left.push(id);
-            }
-        }
         if kind == ObjectKind::Volume {
-            for v in &mounted {
-                if !left.contains(v) && runtime.exists(ObjectKind::Volume, v) {
+            for v in &anonymous {
+                if !left.contains(v) && runtime.exists(ObjectKind::Volume, v) && runtime.volume_users(v)?.is_empty() {
                     left.push(v.clone());
                 }
             }
@@ -505,7 +566,8 @@ pub fn teardown(runtime: &Runtime, provider: &Provider, record: &RunRecord) -> R
             runtime.remove(kind, &left)?;
         }
     }
-    // Verify: nothing of the run may remain.
+    // Verify: nothing of the run may remain (objects with its project label included, which the
+    // harness reports but does not remove unless they carry the run's label).
     let mut remaining = Vec::new();
     for kind in ObjectKind::ALL {
         for filter in [&run_filter, &project_filter] {
@@ -514,9 +576,9 @@ pub fn teardown(runtime: &Runtime, provider: &Provider, record: &RunRecord) -> R
             }
         }
     }
-    for v in &mounted {
+    for v in &anonymous {
         if runtime.exists(ObjectKind::Volume, v) {
-            remaining.push(format!("volume {}", short_id(v)));
+            remaining.push(format!("volume {} (anonymous, still in use)", short_id(v)));
         }
     }
     remaining.sort();
@@ -562,7 +624,7 @@ fn publish_env(file: &ComposeFile, bind_ip: IpAddr) -> Result<PublishEnv> {
 }
 
 /// Returns compose file paths the runtime's user can read: the originals, or (for a rootless user
-/// that cannot read them) copies of the project tree under the run directory.
+/// that cannot read them) a private copy of what they reference, owned by that user.
 fn stage_if_needed(runtime: &Runtime, files: &[PathBuf], run_dir: &Path) -> Result<Vec<PathBuf>> {
     let files: Vec<PathBuf> = files
         .iter()
@@ -576,53 +638,19 @@ fn stage_if_needed(runtime: &Runtime, files: &[PathBuf], run_dir: &Path) -> Resu
     let Some(user) = runtime.rootless_user() else {
         return Ok(files);
     };
-    if files.iter().all(|f| user.can_read(f)) {
+    let root = staging::project_root(&files);
+    let lookup = |name: &str| std::env::var(name).ok();
+    let needed = staging::needed_paths(&files, &root, &lookup)?;
+    if needed.iter().all(|p| user.can_read(p)) {
         return Ok(files);
     }
-    let root = project_root(&files);
     let stage = run_dir.join("stage");
-    tracing::info!(user = %user.name, root = %root.display(), "staging a readable copy for the rootless user");
-    copy_tree(&root, &stage)?;
+    tracing::info!(user = %user.name, root = %root.display(), files = needed.len(), "staging a private copy for the rootless user");
+    staging::unpack_as(user, &stage, staging::pack(&root, &needed)?)?;
     Ok(files
         .iter()
         .map(|f| stage.join(f.strip_prefix(&root).unwrap_or(f)))
         .collect())
-}
-
-/// The nearest common ancestor of the compose files that holds a `.git` or `Cargo.toml`, else the
-/// parent of the first file's directory (compose files refer to `../` build contexts).
-fn project_root(files: &[PathBuf]) -> PathBuf {
-    let first = files[0].parent().unwrap_or(Path::new("/"));
-    for dir in first.ancestors() {
-        if files.iter().all(|f| f.starts_with(dir)) && (dir.join(".git").exists() || dir.join("Cargo.toml").exists()) {
-            return dir.to_path_buf();
-        }
-    }
-    first.parent().unwrap_or(first).to_path_buf()
-}
-
-/// Copies a source tree (skipping `target/` and `.git/`) with world-readable permissions.
-fn copy_tree(from: &Path, to: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    for entry in walkdir::WalkDir::new(from).into_iter().filter_entry(|e| {
-        let name = e.file_name().to_string_lossy();
-        !(e.depth() == 1 && (name == "target" || name == ".git"))
-    }) {
-        let entry = entry.map_err(|e| std::io::Error::other(e.to_string()))?;
-        let rel = entry.path().strip_prefix(from).unwrap_or(entry.path());
-        let dest = to.join(rel);
-        if entry.file_type().is_dir() {
-            state::create_dir(&dest)?;
-        } else if entry.file_type().is_file() {
-            std::fs::copy(entry.path(), &dest)?;
-            let exec = entry
-                .metadata()
-                .map(|m| m.permissions().mode() & 0o111 != 0)
-                .unwrap_or(false);
-            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(if exec { 0o755 } else { 0o644 }))?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -672,25 +700,9 @@ mod tests {
     }
 
     #[test]
-    fn copy_tree_skips_build_output_and_keeps_exec_bits() {
-        use std::os::unix::fs::PermissionsExt;
-        let src = tempfile::tempdir().unwrap();
-        let dst = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(src.path().join("compose")).unwrap();
-        std::fs::create_dir_all(src.path().join("target/debug")).unwrap();
-        std::fs::write(src.path().join("compose/a.yml"), "x").unwrap();
-        std::fs::write(src.path().join("run.sh"), "#!/bin/sh").unwrap();
-        std::fs::set_permissions(src.path().join("run.sh"), std::fs::Permissions::from_mode(0o700)).unwrap();
-        std::fs::write(src.path().join("target/debug/big"), "x").unwrap();
-        copy_tree(src.path(), &dst.path().join("s")).unwrap();
-        assert!(dst.path().join("s/compose/a.yml").exists());
-        assert!(!dst.path().join("s/target").exists());
-        let mode = std::fs::metadata(dst.path().join("s/run.sh"))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777;
-        assert_eq!(mode, 0o755);
+    fn interpolated_variables_are_found_in_both_syntaxes() {
+        let text = "a: ${PHOENIX_DB_PORT:-15432}\nb: $HOME_DIR/x\nc: $$NOT_A_VAR\nd: ${PHOENIX_DB_PORT}\ne: $1\n";
+        assert_eq!(interpolated_vars(text), ["PHOENIX_DB_PORT", "HOME_DIR"]);
     }
 
     #[test]

@@ -10,13 +10,14 @@ use crate::compose::ComposeTool;
 use crate::error::Result;
 use crate::runtime::RuntimeKind;
 
-/// Root of the harness's state: `HYDRA_STATE_DIR`, else `/var/tmp/hydra/state` (readable by the rootless user).
+/// Root of the harness's state: `HYDRA_STATE_DIR`, else `/var/lib/hydra/state` as root (a
+/// root-owned place: records there steer what root removes), else `$XDG_STATE_HOME/hydra`.
 pub fn state_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("HYDRA_STATE_DIR") {
         return PathBuf::from(dir);
     }
     if crate::runtime::euid() == 0 {
-        PathBuf::from("/var/tmp/hydra/state")
+        PathBuf::from(ROOT_STATE_DIR)
     } else {
         let base = std::env::var_os("XDG_STATE_HOME")
             .map(PathBuf::from)
@@ -26,12 +27,35 @@ pub fn state_dir() -> PathBuf {
     }
 }
 
+/// Where root keeps run records by default.
+pub const ROOT_STATE_DIR: &str = "/var/lib/hydra/state";
+
+/// The runs directory, created if needed and checked to be trusted (see [`crate::trusted_dir`]).
+pub fn runs_dir() -> Result<PathBuf> {
+    let dir = state_dir().join("runs");
+    crate::trusted_dir::ensure(&dir, 0o755)?;
+    Ok(dir)
+}
+
 /// Creates `dir` and missing parents with mode 0755 (the rootless user must read override files).
 pub fn create_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new().recursive(true).mode(0o755).create(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
     Ok(())
+}
+
+/// Whether `id` has the shape of a run id: 1 to 48 lowercase letters, digits and inner dashes.
+/// Run ids arrive back from engine labels, which less trusted users can set: only ids of this
+/// shape are ever joined onto a path.
+pub fn valid_run_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 48
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !id.starts_with('-')
+        && !id.ends_with('-')
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,25 +89,61 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
-    pub fn dir_for(run_id: &str) -> PathBuf {
-        state_dir().join("runs").join(run_id)
+    /// The directory of a run; `None` for anything that is not a run id.
+    pub fn dir_for(run_id: &str) -> Option<PathBuf> {
+        valid_run_id(run_id).then(|| state_dir().join("runs").join(run_id))
     }
 
     pub fn dir(&self) -> PathBuf {
-        Self::dir_for(&self.run_id)
+        Self::dir_for(&self.run_id).expect("records are only made and loaded with valid run ids")
     }
 
+    /// Creates this run's directory, which must not exist yet.
+    pub fn create_dir(run_id: &str) -> Result<PathBuf> {
+        let dir = Self::dir_for(run_id).ok_or_else(|| invalid_run_id(run_id))?;
+        runs_dir()?;
+        crate::trusted_dir::create_new(&dir, 0o755)?;
+        Ok(dir)
+    }
+
+    /// Writes `run.json` (root-only: it holds the compose environment).
     pub fn save(&self) -> Result<()> {
-        create_dir(&self.dir())?;
-        let tmp = self.dir().join("run.json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self).expect("record serialises"))?;
-        std::fs::rename(tmp, self.dir().join("run.json"))?;
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = self.dir();
+        crate::trusted_dir::check(&dir)?;
+        let tmp = dir.join("run.json.tmp");
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)?;
+        f.write_all(&serde_json::to_vec_pretty(self).expect("record serialises"))?;
+        std::fs::rename(tmp, dir.join("run.json"))?;
         Ok(())
     }
 
+    /// Loads a run's record. Anything that is not a well-formed record of that very run id, in a
+    /// trusted state directory, is ignored.
     pub fn load(run_id: &str) -> Option<Self> {
-        let text = std::fs::read(Self::dir_for(run_id).join("run.json")).ok()?;
-        serde_json::from_slice(&text).ok()
+        let dir = Self::dir_for(run_id)?;
+        if let Err(e) = crate::trusted_dir::check(&dir) {
+            tracing::warn!("ignoring run record: {e}");
+            return None;
+        }
+        let text = std::fs::read(dir.join("run.json")).ok()?;
+        let record: Self = serde_json::from_slice(&text).ok()?;
+        if record.run_id != run_id {
+            tracing::warn!(
+                "ignoring {}: it names run '{}'",
+                dir.join("run.json").display(),
+                record.run_id
+            );
+            return None;
+        }
+        Some(record)
     }
 
     /// All readable records, newest first.
@@ -100,13 +160,38 @@ impl RunRecord {
 
     /// Deletes the record and its run directory (override file, staged copy).
     pub fn remove(&self) {
-        let _ = std::fs::remove_dir_all(self.dir());
+        remove_run_dir(&self.run_id);
     }
 
     /// Whether the process that owns this run is still the same live process.
     pub fn owner_alive(&self) -> bool {
         owner_alive(self.owner_pid, self.owner_start)
     }
+}
+
+/// Removes `runs/<run_id>` of the state directory: only a real directory directly there, never
+/// through a link, and nothing for an id that is not a run id.
+pub fn remove_run_dir(run_id: &str) {
+    let Some(dir) = RunRecord::dir_for(run_id) else {
+        tracing::warn!(run_id, "not removing anything for a malformed run id");
+        return;
+    };
+    match std::fs::symlink_metadata(&dir) {
+        Ok(m) if m.file_type().is_dir() => {
+            // std's remove_dir_all does not follow links inside the tree.
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!("could not remove {}: {e}", dir.display());
+            }
+        }
+        Ok(_) => tracing::warn!("not removing {}: not a directory", dir.display()),
+        Err(_) => {}
+    }
+}
+
+fn invalid_run_id(run_id: &str) -> crate::error::HarnessError {
+    crate::error::HarnessError::Usage(format!(
+        "invalid run id '{run_id}'\n  hint: a run id is 1 to 48 lowercase letters, digits and inner dashes (check HYDRA_RUN_ID)"
+    ))
 }
 
 fn loopback() -> std::net::IpAddr {
@@ -131,11 +216,12 @@ pub fn owner_alive(pid: u32, start: u64) -> bool {
 }
 
 /// A fresh run id: 8 hex digits, or `HYDRA_RUN_ID` when set (tests use it to find their run).
-pub fn new_run_id() -> String {
-    std::env::var("HYDRA_RUN_ID")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_string())
+pub fn new_run_id() -> Result<String> {
+    match std::env::var("HYDRA_RUN_ID").ok().filter(|s| !s.is_empty()) {
+        Some(id) if valid_run_id(&id) => Ok(id),
+        Some(id) => Err(invalid_run_id(&id)),
+        None => Ok(uuid::Uuid::new_v4().simple().to_string()[..8].to_string()),
+    }
 }
 
 pub fn now_unix() -> u64 {
@@ -165,10 +251,32 @@ mod tests {
         assert!(!owner_alive(u32::MAX - 1, start));
     }
 
+    #[rstest::rstest]
+    #[case("1a2b3c4d", true)]
+    #[case("doctor-4242", true)]
+    #[case("ti00beef", true)]
+    #[case("", false)]
+    #[case("..", false)]
+    #[case("../../root/x", false)]
+    #[case("a/b", false)]
+    #[case("A1", false)]
+    #[case("-x", false)]
+    #[case("x-", false)]
+    #[case("a b", false)]
+    fn run_id_shapes(#[case] id: &str, #[case] ok: bool) {
+        assert_eq!(valid_run_id(id), ok, "{id}");
+        assert_eq!(RunRecord::dir_for(id).is_some(), ok);
+    }
+
+    #[test]
+    fn root_keeps_state_out_of_world_writable_directories() {
+        assert!(!ROOT_STATE_DIR.starts_with("/tmp") && !ROOT_STATE_DIR.starts_with("/var/tmp"));
+    }
+
     #[test]
     fn run_ids_are_short_hex() {
         std::env::remove_var("HYDRA_RUN_ID");
-        let id = new_run_id();
+        let id = new_run_id().unwrap();
         assert_eq!(id.len(), 8);
         assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
     }

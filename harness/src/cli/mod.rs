@@ -122,6 +122,11 @@ enum Command {
         #[arg(long, default_value_t = 300)]
         timeout: u64,
     },
+    /// For setup scripts: reads a failed container run's stderr on stdin and prints the host fix
+    /// it needs (`use-runc`, `no-default-ulimits`, `tun-readable`, `subordinate-ids`); exit 1 when
+    /// no known fix applies.
+    #[command(hide = true)]
+    HostFix,
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -148,6 +153,7 @@ pub fn main() -> i32 {
         Command::Up { runtime, stack } => cmd_up(runtime, &stack),
         Command::Down { runtime, run } => cmd_down(runtime, run),
         Command::Gc { all, runtimes } => cmd_gc(all, &runtimes),
+        Command::HostFix => cmd_host_fix(),
         Command::Validate {
             runtimes,
             require,
@@ -188,6 +194,22 @@ pub fn main() -> i32 {
             e.exit_code()
         }
     }
+}
+
+fn cmd_host_fix() -> hydra::Result<i32> {
+    use std::io::Read;
+    let mut stderr = String::new();
+    std::io::stdin().read_to_string(&mut stderr)?;
+    Ok(match hydra::doctor::HostFix::classify(&stderr) {
+        Some(fix) => {
+            println!("{}", fix.key());
+            exit::OK
+        }
+        None => {
+            println!("unknown");
+            exit::FAILED
+        }
+    })
 }
 
 fn init_tracing() {
@@ -304,6 +326,7 @@ fn cmd_gc(all: bool, runtimes: &[RuntimeKind]) -> Result<i32, HarnessError> {
         let rt = Runtime::resolve(kind)?;
         for run in gc::sweep(&rt, all)? {
             let what = match run.verdict {
+                _ if run.ignored.is_some() => "left alone (not a harness run: malformed run id in its labels)",
                 gc::Verdict::Orphaned => {
                     swept += 1;
                     "removed"

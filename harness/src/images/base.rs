@@ -12,11 +12,54 @@ pub const BASE_IMAGE: &str = "localhost/hydra/bookworm-minbase:latest";
 /// The Debian suite the stack's package names belong to.
 pub const SUITE: &str = "bookworm";
 
-/// Where the root filesystem tarball is cached between runs (readable by the rootless user).
+/// Where the root filesystem tarball is cached between runs: `HYDRA_BASE_CACHE`, else a
+/// root-owned directory (readable by the rootless user, writable by root only).
 pub fn cache_dir() -> PathBuf {
     std::env::var_os("HYDRA_BASE_CACHE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp/hydra/base"))
+        .unwrap_or_else(|| PathBuf::from("/var/lib/hydra/base"))
+}
+
+/// The digest file written beside the tarball when it is made; the tarball is used only when
+/// it still matches.
+fn digest_path(tarball: &Path) -> PathBuf {
+    tarball.with_extension("tar.sha256")
+}
+
+/// SHA-256 of a file, hex.
+fn file_sha256(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h)?;
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Whether the cached tarball in a trusted directory still has the digest recorded when it was
+/// made. A tarball without its digest, or with another one, is not used.
+pub fn verify_tarball(tarball: &Path) -> Result<()> {
+    crate::trusted_dir::check(tarball.parent().unwrap_or(Path::new("/")))?;
+    let meta = std::fs::symlink_metadata(tarball)?;
+    if !meta.is_file() {
+        return Err(corrupt(tarball, "it is not a regular file"));
+    }
+    let recorded =
+        std::fs::read_to_string(digest_path(tarball)).map_err(|_| corrupt(tarball, "its digest file is missing"))?;
+    let actual = file_sha256(tarball)?;
+    if recorded.split_whitespace().next() != Some(actual.as_str()) {
+        return Err(corrupt(
+            tarball,
+            "its content does not match the digest recorded when it was made",
+        ));
+    }
+    Ok(())
+}
+
+fn corrupt(tarball: &Path, why: &str) -> HarnessError {
+    HarnessError::UntrustedPath {
+        path: tarball.to_path_buf(),
+        reason: format!("the cached base filesystem cannot be trusted: {why}"),
+    }
 }
 
 /// Finds a mirror URI serving `suite` in apt sources text, one-line (`deb URI suite ...`) or
@@ -85,9 +128,14 @@ pub fn host_mirror() -> Result<String> {
 
 /// The cached root filesystem tarball, created with debootstrap when missing.
 pub fn ensure_rootfs_tarball() -> Result<PathBuf> {
-    let dir = cache_dir();
+    ensure_rootfs_tarball_in(&cache_dir())
+}
+
+fn ensure_rootfs_tarball_in(dir: &Path) -> Result<PathBuf> {
+    let dir = dir.to_path_buf();
     let tarball = dir.join(format!("{SUITE}-minbase.tar"));
-    if tarball.exists() {
+    if std::fs::symlink_metadata(&tarball).is_ok() {
+        verify_tarball(&tarball)?;
         return Ok(tarball);
     }
     if crate::runtime::euid() != 0 {
@@ -96,8 +144,7 @@ pub fn ensure_rootfs_tarball() -> Result<PathBuf> {
         )));
     }
     let mirror = host_mirror()?;
-    std::fs::create_dir_all(&dir)?;
-    set_mode(&dir, 0o755)?;
+    crate::trusted_dir::ensure(&dir, 0o755)?;
     let rootfs = dir.join(format!("{SUITE}-rootfs.tmp"));
     if rootfs.exists() {
         std::fs::remove_dir_all(&rootfs)?;
@@ -118,6 +165,10 @@ pub fn ensure_rootfs_tarball() -> Result<PathBuf> {
     exec::run_ok(&tar, Duration::from_secs(300), Interrupt::Allowed)?;
     std::fs::remove_dir_all(&rootfs)?;
     set_mode(&partial, 0o644)?;
+    std::fs::write(
+        digest_path(&tarball),
+        format!("{}  {SUITE}-minbase.tar\n", file_sha256(&partial)?),
+    )?;
     std::fs::rename(&partial, &tarball)?;
     Ok(tarball)
 }
@@ -148,6 +199,57 @@ pub fn ensure(runtime: &Runtime) -> Result<bool> {
 mod tests {
     use super::*;
     use rstest::rstest;
+
+    #[test]
+    fn a_planted_or_altered_tarball_is_not_used() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let cache = d.path().join("base");
+        std::fs::create_dir(&cache).unwrap();
+        let tarball = cache.join("bookworm-minbase.tar");
+        std::fs::write(&tarball, b"rootfs").unwrap();
+        // Without the digest recorded when it was made: refused.
+        let err = verify_tarball(&tarball).unwrap_err().to_string();
+        assert!(err.contains("digest file is missing"), "{err}");
+        std::fs::write(
+            digest_path(&tarball),
+            format!("{}  x\n", file_sha256(&tarball).unwrap()),
+        )
+        .unwrap();
+        verify_tarball(&tarball).unwrap();
+        std::fs::write(&tarball, b"rootfs, altered").unwrap();
+        let err = verify_tarball(&tarball).unwrap_err().to_string();
+        assert!(err.contains("does not match"), "{err}");
+        // A cache directory someone else owns (or can write) is refused whatever it holds.
+        std::fs::write(
+            digest_path(&tarball),
+            format!("{}  x\n", file_sha256(&tarball).unwrap()),
+        )
+        .unwrap();
+        std::os::unix::fs::chown(&cache, Some(65534), None).unwrap();
+        assert!(verify_tarball(&tarball)
+            .unwrap_err()
+            .to_string()
+            .contains("owned by uid 65534"));
+        std::os::unix::fs::chown(&cache, Some(0), None).unwrap();
+        std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(verify_tarball(&tarball)
+            .unwrap_err()
+            .to_string()
+            .contains("writable by every user"));
+    }
+
+    #[test]
+    fn a_planted_cache_is_refused_by_ensure() {
+        let d = tempfile::tempdir().unwrap();
+        let cache = d.path().join("planted");
+        std::fs::create_dir(&cache).unwrap();
+        std::fs::write(cache.join("bookworm-minbase.tar"), b"attacker's rootfs").unwrap();
+        std::os::unix::fs::chown(&cache, Some(65534), Some(65534)).unwrap();
+        let err = ensure_rootfs_tarball_in(&cache).unwrap_err();
+        assert_eq!(err.exit_code(), crate::error::exit::USAGE);
+        assert!(err.to_string().contains("owned by uid 65534"), "{err}");
+    }
 
     #[rstest]
     #[case::deb822(

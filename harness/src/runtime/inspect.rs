@@ -81,6 +81,9 @@ pub struct LabelledObject {
     pub name: String,
     #[serde(default, alias = "Labels", alias = "labels")]
     pub labels: Option<BTreeMap<String, String>>,
+    /// Podman's mark on a volume made for one container (`volume inspect` only).
+    #[serde(default, alias = "Anonymous")]
+    pub anonymous: Option<bool>,
 }
 
 impl LabelledObject {

@@ -258,7 +258,8 @@ impl Runtime {
             ObjectKind::Container if self.kind.is_podman() => spec.args(["rm", "-f", "-v", "--depend"]),
             ObjectKind::Container => spec.args(["rm", "-f", "-v"]),
             ObjectKind::Network => spec.args(["network", "rm"]),
-            ObjectKind::Volume => spec.args(["volume", "rm", "-f"]),
+            // Never forced: Podman's `volume rm -f` also removes every container using the volume.
+            ObjectKind::Volume => spec.args(["volume", "rm"]),
         };
         let base = spec;
         let mut pending: Vec<String> = ids.to_vec();
@@ -281,6 +282,32 @@ impl Runtime {
             std::thread::sleep(Duration::from_millis(500 * (attempt + 1)));
         }
         Err(last_err.expect("at least one attempt"))
+    }
+
+    /// Those of `volumes` that are anonymous (created for one container, not named in a compose
+    /// file): Podman marks them; Docker's compose tools remove them with their containers.
+    pub fn anonymous_volumes(&self, volumes: &[String]) -> Result<Vec<String>> {
+        if !self.kind.is_podman() || volumes.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .inspect_labelled(ObjectKind::Volume, volumes)?
+            .into_iter()
+            .filter(|v| v.anonymous == Some(true))
+            .map(|v| v.name)
+            .collect())
+    }
+
+    /// IDs of every container (running or not) that mounts volume `name`.
+    pub fn volume_users(&self, name: &str) -> Result<Vec<String>> {
+        let filter = format!("volume={name}");
+        let out = self.query(&["ps", "-a", "-q", "--no-trunc", "--filter", &filter])?;
+        Ok(out
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect())
     }
 
     /// Whether an object still exists.
