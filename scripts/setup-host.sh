@@ -84,6 +84,27 @@ if [ "${1:-}" = --undo-fixes ]; then
   exit 0
 fi
 
+# Everything in the rootless user's home is done *as that user*, with a minimal environment: root
+# never writes or chowns through a path the user controls (a planted link would make it write anywhere).
+as_user() { (cd / && runuser -u "$ROOTLESS_USER" -- env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$RHOME" \
+  USER="$ROOTLESS_USER" LOGNAME="$ROOTLESS_USER" LANG=C.UTF-8 XDG_RUNTIME_DIR="$RTDIR" "$@"); }
+rootless_storage() {
+  local conf="$RHOME/.config/containers/storage.conf"
+  if ! as_user grep -q 'driver *= *"overlay"' "$conf" 2>/dev/null; then
+    say "rootless storage: overlay instead of the slow vfs fallback ($conf, written as $ROOTLESS_USER)"
+    as_user mkdir -p "$RHOME/.config/containers"
+    as_user sh -c 'printf "[storage]\ndriver = \"overlay\"\n" > "$1"' sh "$conf" \
+      || die "could not write $conf as $ROOTLESS_USER"
+    as_user podman system reset -f >/dev/null 2>&1 || true
+  fi
+}
+if [ "${1:-}" = --rootless-storage-only ]; then   # one step, for the tests of this script
+  id "$ROOTLESS_USER" >/dev/null 2>&1 || die "user $ROOTLESS_USER does not exist"
+  RHOME=$(getent passwd "$ROOTLESS_USER" | cut -d: -f6); RTDIR=/run/user/$(id -u "$ROOTLESS_USER")
+  rootless_storage
+  exit 0
+fi
+
 # --- packages -------------------------------------------------------------------------------
 PKGS=(docker.io podman runc uidmap slirp4netns fuse-overlayfs debootstrap docker-compose
       python3-venv netavark aardvark-dns containernetworking-plugins iptables catatonit wrk curl)
@@ -141,18 +162,7 @@ if [ ! -d "$RTDIR" ] || [ "$(stat -c %u:%a "$RTDIR")" != "$RUID:700" ]; then
   say "creating $RTDIR (0700, owned by $ROOTLESS_USER): no logind creates it here"
   install -d -m 0700 -o "$RUID" -g "$(id -g "$ROOTLESS_USER")" "$RTDIR"
 fi
-# Everything in the rootless user's home is done *as that user*, with a minimal environment: root
-# never writes or chowns through a path the user controls (a planted link would make it write anywhere).
-as_user() { (cd / && runuser -u "$ROOTLESS_USER" -- env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$RHOME" \
-  USER="$ROOTLESS_USER" LOGNAME="$ROOTLESS_USER" LANG=C.UTF-8 XDG_RUNTIME_DIR="$RTDIR" "$@"); }
-STORAGE_CONF="$RHOME/.config/containers/storage.conf"
-if ! as_user grep -q 'driver *= *"overlay"' "$STORAGE_CONF" 2>/dev/null; then
-  say "rootless storage: overlay instead of the slow vfs fallback ($STORAGE_CONF, written as $ROOTLESS_USER)"
-  as_user mkdir -p "$RHOME/.config/containers"
-  as_user sh -c 'printf "[storage]\ndriver = \"overlay\"\n" > "$1"' sh "$STORAGE_CONF" \
-    || die "could not write $STORAGE_CONF as $ROOTLESS_USER"
-  as_user podman system reset -f >/dev/null 2>&1 || true
-fi
+rootless_storage
 # Rootless containers need / to be a shared mount for their mount propagation.
 if [ "$(findmnt -no PROPAGATION / 2>/dev/null || echo unknown)" != shared ]; then
   say "making / a shared mount (rootless podman warns otherwise)"

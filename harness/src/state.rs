@@ -146,16 +146,21 @@ impl RunRecord {
         Some(record)
     }
 
-    /// All readable records, newest first.
-    pub fn load_all() -> Vec<Self> {
-        let mut out: Vec<Self> = std::fs::read_dir(state_dir().join("runs"))
+    /// All readable records, newest first; an error when the state directory cannot be trusted.
+    pub fn load_all() -> Result<Vec<Self>> {
+        let dir = state_dir().join("runs");
+        if std::fs::symlink_metadata(&dir).is_err() {
+            return Ok(Vec::new());
+        }
+        crate::trusted_dir::check(&dir)?;
+        let mut out: Vec<Self> = std::fs::read_dir(dir)
             .into_iter()
             .flatten()
             .filter_map(|e| e.ok())
             .filter_map(|e| Self::load(&e.file_name().to_string_lossy()))
             .collect();
         out.sort_by_key(|r| std::cmp::Reverse(r.created_unix));
-        out
+        Ok(out)
     }
 
     /// Deletes the record and its run directory (override file, staged copy).

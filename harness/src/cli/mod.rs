@@ -292,7 +292,7 @@ fn cmd_up(runtime: RuntimeKind, args: &StackArgs) -> Result<i32, HarnessError> {
 }
 
 fn cmd_down(runtime: RuntimeKind, run: Option<String>) -> Result<i32, HarnessError> {
-    let record = RunRecord::load_all()
+    let record = RunRecord::load_all()?
         .into_iter()
         .filter(|r| r.runtime == runtime && r.status == RunStatus::Kept)
         .find(|r| run.as_deref().map(|id| id == r.run_id).unwrap_or(true))
