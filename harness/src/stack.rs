@@ -726,7 +726,7 @@ mod tests {
         .unwrap();
         let bind = IpAddr::from([127, 0, 0, 1]);
         for file in [inline, anchored] {
-            let merged = ComposeSet::load_with_profiles(&[file.clone()], vec![])
+            let merged = ComposeSet::load_with_profiles(std::slice::from_ref(&file), vec![])
                 .unwrap()
                 .merged();
             let (env, ports) = publish_env(&merged, bind).unwrap();
@@ -777,7 +777,7 @@ mod tests {
             "services:\n  app: {image: a, depends_on: [dbg]}\n  dbg: {image: d, profiles: [debug]}\n",
         )
         .unwrap();
-        let err = ComposeSet::load_with_profiles(&[file.clone()], vec![]).unwrap_err();
+        let err = ComposeSet::load_with_profiles(std::slice::from_ref(&file), vec![]).unwrap_err();
         let msg = err.to_string();
         assert!(
             msg.contains(&file.display().to_string()) && msg.contains("'app' depends on 'dbg', which is not enabled"),
