@@ -787,6 +787,33 @@ mod tests {
         assert!(ComposeSet::load_with_profiles(&[file], vec!["debug".into()]).is_ok());
     }
 
+    /// The stricter model still accepts every stack the project ships: the bundled one with each
+    /// negative overlay, and the second stack.
+    #[test]
+    fn every_shipped_compose_combination_loads() {
+        let root = workspace_root();
+        let overlays: Vec<PathBuf> = std::fs::read_dir(root.join("fixtures/overlays"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yml"))
+            .collect();
+        assert!(overlays.len() >= 5, "{overlays:?}");
+        let bundled = ComposeSet::load_with_profiles(&[bundled_compose_file()], vec![])
+            .unwrap()
+            .merged();
+        assert_eq!(bundled.services.len(), 7);
+        assert!(bundled.inactive.is_empty());
+        for overlay in overlays {
+            let set = ComposeSet::load_with_profiles(&[bundled_compose_file(), overlay.clone()], vec![]);
+            assert!(set.is_ok(), "{}: {}", overlay.display(), set.unwrap_err());
+        }
+        let second = ComposeSet::load_with_profiles(&[root.join("fixtures/second-stack/compose.yml")], vec![])
+            .unwrap()
+            .merged();
+        assert_eq!(second.services.keys().collect::<Vec<_>>(), ["web", "worker"]);
+        assert_eq!(second.port_vars(), ["SECOND_WEB_PORT"]);
+    }
+
     #[test]
     fn project_names_are_valid_and_name_the_runtime() {
         for kind in RuntimeKind::ALL {
