@@ -115,8 +115,12 @@ impl ComposeFile {
             if !def.is_mapping() {
                 return Err(bad(path, format!("service '{name}' is not a mapping")));
             }
-            let def = resolve_extends(path, services_v, &name, &mut Vec::new())?;
-            services.insert(name.clone(), parse_service(path, &name, &def)?);
+            let resolved = resolve_extends(path, services_v, &name, &mut Vec::new())?;
+            let service = parse_service(path, &name, &resolved)?;
+            if def.get("extends").is_some() {
+                check_inherited_profiles(path, &name, def, &service)?;
+            }
+            services.insert(name.clone(), service);
         }
         Ok(Self {
             path: path.to_path_buf(),
@@ -390,6 +394,35 @@ fn resolve_extends(path: &Path, services: &Mapping, name: &str, chain: &mut Vec<
     };
     chain.pop();
     Ok(merge_extended(base, def))
+}
+
+/// Refuses a service whose profiles change through `extends`: docker-compose (and the compose
+/// spec) apply the inherited profiles, podman-compose 1.6.0 chooses services by their own
+/// `profiles:` before it resolves `extends`, so one tool would start the service and the other
+/// not.
+fn check_inherited_profiles(path: &Path, name: &str, own: &Value, service: &Service) -> Result<()> {
+    let mut written: Vec<&str> = own
+        .get("profiles")
+        .and_then(Value::as_sequence)
+        .map(|l| l.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let mut effective: Vec<&str> = service.profiles.iter().map(String::as_str).collect();
+    written.sort_unstable();
+    written.dedup();
+    effective.sort_unstable();
+    effective.dedup();
+    if written == effective {
+        return Ok(());
+    }
+    Err(bad(
+        path,
+        format!(
+            "service '{name}' gets profiles [{}] through `extends`, but names [{}] itself: docker-compose applies the inherited ones, podman-compose only its own, so the compose tools disagree on whether it runs\n  hint: write `profiles: [{}]` on '{name}' itself",
+            effective.join(", "),
+            written.join(", "),
+            effective.join(", ")
+        ),
+    ))
 }
 
 /// Makes a relative build context of a service taken from `sub/file.yml` relative to the
@@ -1059,6 +1092,7 @@ services:
   d:
     extends: {file: sub/base.yml, service: basesvc}
     build: {args: {B: "2"}}
+    profiles: [debug]
 "#,
         );
         let f = ComposeFile::load(&main).unwrap();
@@ -1072,7 +1106,7 @@ services:
         let d = &f.services["d"];
         assert_eq!(d.image.as_deref(), Some("base/img"));
         assert_eq!(d.port_vars, ["BASE_PORT"]);
-        assert_eq!(d.profiles, ["debug"], "profiles are inherited");
+        assert_eq!(d.profiles, ["debug"]);
         let build = d.build.as_ref().unwrap();
         assert_eq!(
             Path::new(&build.context),
@@ -1100,6 +1134,10 @@ services:
     )]
     #[case::self_extension("services:\n  a: {extends: a, image: x}\n", "forms a cycle")]
     #[case::no_service_key("services:\n  a: {extends: {file: x.yml}}\n", "has no `service:`")]
+    #[case::profiles_only_inherited(
+        "services:\n  a: {image: x, profiles: [p]}\n  b: {extends: a}\n",
+        "gets profiles [p] through `extends`, but names [] itself"
+    )]
     #[case::include("include: [other.yml]\nservices:\n  a: {image: x}\n", "`include:` is not supported")]
     #[case::host_network("services:\n  a: {image: x, network_mode: host}\n", "network_mode: host")]
     #[case::reset_tag("services:\n  a:\n    image: x\n    ports: !reset []\n", "!reset")]
