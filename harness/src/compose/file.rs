@@ -18,6 +18,9 @@ pub struct ComposeFile {
     pub networks: Vec<String>,
     /// Non-external named volumes declared at the top level.
     pub volumes: Vec<String>,
+    /// Services left out because none of their `profiles:` is enabled, with those profiles.
+    /// Filled by [`ComposeFile::activate`]; empty after `parse`.
+    pub inactive: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -36,6 +39,24 @@ pub struct Service {
     pub port_vars: Vec<String>,
     /// Bind-address variables found in `ports:`.
     pub bind_vars: Vec<String>,
+    /// Every `ports:` entry, as written (long syntax as `host_ip:published:target`).
+    pub ports: Vec<String>,
+    /// `profiles:`; a service with profiles runs only when one of them is enabled.
+    pub profiles: Vec<String>,
+    /// Services named by `depends_on:` (list or mapping form).
+    pub depends_on: Vec<String>,
+}
+
+impl Service {
+    /// `ports:` entries whose host address is not a variable: the harness cannot point them at
+    /// --bind-ip, so they publish where they say (all interfaces when they name no address).
+    pub fn fixed_address_ports(&self) -> Vec<&str> {
+        self.ports
+            .iter()
+            .filter(|p| split_port(p).0.and_then(variable_name).is_none())
+            .map(String::as_str)
+            .collect()
+    }
 }
 
 /// A `build:` section, with paths relative to the compose file's directory.
@@ -65,12 +86,22 @@ impl ComposeFile {
         Self::parse(path, &text)
     }
 
-    /// Parses compose YAML text (pure).
+    /// Parses compose YAML text. YAML merge keys (`<<:`) and `extends:` are applied the way the
+    /// compose tools apply them; `extends: {file: ...}` reads that file (relative to this one's
+    /// directory). What the harness cannot model and that would change what runs or where it is
+    /// published (top-level `include:`, `network_mode: host`, `!reset`/`!override` tags) is
+    /// refused. Profiles are kept on each service; [`ComposeFile::activate`] applies them.
     pub fn parse(path: &Path, text: &str) -> Result<Self> {
-        let root: Value = serde_yaml::from_str(text).map_err(|e| bad(path, e.to_string()))?;
+        let root = load_yaml(path, text)?;
         let root = root
             .as_mapping()
             .ok_or_else(|| bad(path, "the top level is not a mapping"))?;
+        if root.contains_key("include") {
+            return Err(bad(
+                path,
+                "top-level `include:` is not supported by the harness (it would run services it cannot see)\n  hint: pass the included files with --compose instead",
+            ));
+        }
         let services_v = root
             .get("services")
             .and_then(Value::as_mapping)
@@ -81,17 +112,58 @@ impl ComposeFile {
                 .as_str()
                 .ok_or_else(|| bad(path, "a service name is not a string"))?
                 .to_string();
-            let def = def
-                .as_mapping()
-                .ok_or_else(|| bad(path, format!("service '{name}' is not a mapping")))?;
-            services.insert(name.clone(), parse_service(path, &name, def)?);
+            if !def.is_mapping() {
+                return Err(bad(path, format!("service '{name}' is not a mapping")));
+            }
+            let resolved = resolve_extends(path, services_v, &name, &mut Vec::new())?;
+            let service = parse_service(path, &name, &resolved)?;
+            if def.get("extends").is_some() {
+                check_inherited_profiles(path, &name, def, &service)?;
+            }
+            services.insert(name.clone(), service);
         }
         Ok(Self {
             path: path.to_path_buf(),
             services,
             networks: declared(root.get("networks")),
             volumes: declared(root.get("volumes")),
+            inactive: BTreeMap::new(),
         })
+    }
+
+    /// Keeps only the services compose would run with `enabled` profiles (a service without
+    /// `profiles:` always runs) and moves the others to `inactive`. An active service that
+    /// depends on an inactive or undefined one is refused, as compose refuses it.
+    pub fn activate(mut self, enabled: &[String]) -> Result<Self> {
+        let (active, inactive): (BTreeMap<_, _>, BTreeMap<_, _>) = std::mem::take(&mut self.services)
+            .into_iter()
+            .partition(|(_, s): &(String, Service)| {
+                s.profiles.is_empty() || s.profiles.iter().any(|p| enabled.contains(p))
+            });
+        for (name, svc) in &active {
+            for dep in &svc.depends_on {
+                if let Some(dep_svc) = inactive.get(dep) {
+                    let dep_profiles: &Vec<String> = &dep_svc.profiles;
+                    return Err(bad(
+                        &self.path,
+                        format!(
+                            "service '{name}' depends on '{dep}', which is not enabled: its profiles are [{}] and the enabled profiles are [{}]\n  hint: give '{dep}' and '{name}' a common profile, or enable one of '{dep}''s profiles with COMPOSE_PROFILES",
+                            dep_profiles.join(", "),
+                            enabled.join(", ")
+                        ),
+                    ));
+                }
+                if !active.contains_key(dep) {
+                    return Err(bad(
+                        &self.path,
+                        format!("service '{name}' depends on '{dep}', which is not defined\n  hint: define '{dep}' or remove it from depends_on"),
+                    ));
+                }
+            }
+        }
+        self.inactive = inactive.into_iter().map(|(k, s)| (k, s.profiles)).collect();
+        self.services = active;
+        Ok(self)
     }
 
     /// The directory relative paths in the file are resolved against.
@@ -143,6 +215,344 @@ fn declared(section: Option<&Value>) -> Vec<String> {
         })
         .filter_map(|(k, _)| k.as_str().map(String::from))
         .collect()
+}
+
+/// Parses YAML text and applies merge keys; refuses tags the harness cannot model.
+fn load_yaml(path: &Path, text: &str) -> Result<Value> {
+    let mut root: Value = serde_yaml::from_str(text).map_err(|e| bad(path, e.to_string()))?;
+    resolve_merges(&mut root).map_err(|reason| bad(path, reason))?;
+    Ok(root)
+}
+
+/// Applies YAML merge keys (`<<: *anchor`, `<<: [*a, *b]`) everywhere, as the compose tools'
+/// YAML loaders do: keys written in the mapping win over merged ones, among merged mappings the
+/// first wins, and a merged mapping's own `<<:` is applied first (serde_yaml's `apply_merge`
+/// leaves that one behind, so an anchor built on another anchor would lose keys).
+fn resolve_merges(v: &mut Value) -> std::result::Result<(), String> {
+    match v {
+        Value::Mapping(m) => {
+            if let Some(mut merge) = m.remove("<<") {
+                resolve_merges(&mut merge)?;
+                let sources = match merge {
+                    Value::Mapping(src) => vec![src],
+                    Value::Sequence(seq) => seq
+                        .into_iter()
+                        .map(|x| match x {
+                            Value::Mapping(src) => Ok(src),
+                            _ => Err("an element of a `<<:` merge list is not a mapping\n  hint: merge only anchors of mappings (`<<: [*a, *b]`)".to_string()),
+                        })
+                        .collect::<std::result::Result<Vec<_>, _>>()?,
+                    _ => {
+                        return Err("a `<<:` merge key is neither a mapping nor a list of mappings\n  hint: merge an anchor of a mapping (`<<: *common`)".into())
+                    }
+                };
+                for src in sources {
+                    for (k, val) in src {
+                        if !m.contains_key(&k) {
+                            m.insert(k, val);
+                        }
+                    }
+                }
+            }
+            for (_, val) in m.iter_mut() {
+                resolve_merges(val)?;
+            }
+            Ok(())
+        }
+        Value::Sequence(seq) => seq.iter_mut().try_for_each(resolve_merges),
+        Value::Tagged(t) => Err(format!(
+            "the YAML tag {} is not supported by the harness (tags such as !reset and !override change what a file removes, which the harness cannot model)\n  hint: write the value out without the tag",
+            t.tag
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `a/./b/../c` -> `a/c`, so an `extends` cycle through differently spelled paths is found.
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// Longest `extends` chain followed before giving up (a guard; cycles are detected exactly).
+const MAX_EXTENDS_DEPTH: usize = 32;
+
+/// The definition of `services[name]` with its `extends:` chain applied: the base service's keys
+/// first, this service's own keys merged over them (see [`merge_extended`]). `extends: {file: f}`
+/// is read relative to `path`'s directory, and relative build contexts of a service from
+/// another directory are rebased onto `path`'s directory.
+fn resolve_extends(path: &Path, services: &Mapping, name: &str, chain: &mut Vec<(PathBuf, String)>) -> Result<Mapping> {
+    let def = services
+        .get(name)
+        .and_then(Value::as_mapping)
+        .ok_or_else(|| bad(path, format!("service '{name}' is not a mapping")))?;
+    let Some(ext) = def.get("extends") else {
+        return Ok(def.clone());
+    };
+    let key = (normalize(path), name.to_string());
+    if let Some(at) = chain.iter().position(|k| *k == key) {
+        let cycle: Vec<String> = chain[at..]
+            .iter()
+            .chain(std::iter::once(&key))
+            .map(|(p, s)| format!("{s} ({})", p.display()))
+            .collect();
+        return Err(bad(
+            path,
+            format!(
+                "service '{name}': `extends` forms a cycle: {}\n  hint: break the cycle",
+                cycle.join(" -> ")
+            ),
+        ));
+    }
+    if chain.len() >= MAX_EXTENDS_DEPTH {
+        return Err(bad(
+            path,
+            format!("service '{name}': `extends` chain longer than {MAX_EXTENDS_DEPTH}"),
+        ));
+    }
+    let (file, base_name) = match ext {
+        Value::String(s) => (None, s.clone()),
+        Value::Mapping(m) => {
+            let svc = m.get("service").and_then(Value::as_str).ok_or_else(|| {
+                bad(
+                    path,
+                    format!("service '{name}': `extends` has no `service:` string\n  hint: write `extends: {{service: NAME}}` or `extends: {{file: FILE, service: NAME}}`"),
+                )
+            })?;
+            let file = match m.get("file") {
+                None => None,
+                Some(Value::String(f)) => Some(f.clone()),
+                Some(_) => {
+                    return Err(bad(path, format!("service '{name}': `extends.file` is not a string")));
+                }
+            };
+            (file, svc.to_string())
+        }
+        _ => {
+            return Err(bad(
+                path,
+                format!("service '{name}': `extends` is neither a service name nor a mapping"),
+            ))
+        }
+    };
+    chain.push(key);
+    let base = match file {
+        None => {
+            if !services.get(base_name.as_str()).is_some_and(Value::is_mapping) {
+                return Err(bad(
+                    path,
+                    format!(
+                        "service '{name}' extends '{base_name}', which is not a service of this file\n  hint: define '{base_name}' here, or name its file with `extends: {{file: FILE, service: {base_name}}}` (the harness resolves `extends` within one file, not across --compose files)"
+                    ),
+                ));
+            }
+            resolve_extends(path, services, &base_name, chain)?
+        }
+        Some(f) => {
+            let dir = path.parent().unwrap_or(Path::new(""));
+            let other = dir.join(&f);
+            let text = std::fs::read_to_string(&other).map_err(|e| {
+                bad(
+                    path,
+                    format!(
+                        "service '{name}' extends '{base_name}' from {}, which cannot be read: {e}\n  hint: `extends.file` is relative to this file's directory",
+                        other.display()
+                    ),
+                )
+            })?;
+            let root = load_yaml(&other, &text)?;
+            let Some(other_services) = root.get("services").and_then(Value::as_mapping) else {
+                return Err(bad(&other, "no `services:` mapping"));
+            };
+            if !other_services.get(base_name.as_str()).is_some_and(Value::is_mapping) {
+                return Err(bad(
+                    path,
+                    format!(
+                        "service '{name}' extends '{base_name}' from {}, which does not define it",
+                        other.display()
+                    ),
+                ));
+            }
+            let mut base = resolve_extends(&other, other_services, &base_name, chain)?;
+            if let Some(sub) = Path::new(&f).parent() {
+                rebase_build(&mut base, sub);
+            }
+            base
+        }
+    };
+    chain.pop();
+    Ok(merge_extended(base, def))
+}
+
+/// Refuses a service whose profiles change through `extends`: docker-compose (and the compose
+/// spec) apply the inherited profiles, podman-compose 1.6.0 chooses services by their own
+/// `profiles:` before it resolves `extends`, so one tool would start the service and the other
+/// not.
+fn check_inherited_profiles(path: &Path, name: &str, own: &Value, service: &Service) -> Result<()> {
+    let mut written: Vec<&str> = own
+        .get("profiles")
+        .and_then(Value::as_sequence)
+        .map(|l| l.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let mut effective: Vec<&str> = service.profiles.iter().map(String::as_str).collect();
+    written.sort_unstable();
+    written.dedup();
+    effective.sort_unstable();
+    effective.dedup();
+    if written == effective {
+        return Ok(());
+    }
+    Err(bad(
+        path,
+        format!(
+            "service '{name}' gets profiles [{}] through `extends`, but names [{}] itself: docker-compose applies the inherited ones, podman-compose only its own, so the compose tools disagree on whether it runs\n  hint: write `profiles: [{}]` on '{name}' itself",
+            effective.join(", "),
+            written.join(", "),
+            effective.join(", ")
+        ),
+    ))
+}
+
+/// Makes a relative build context of a service taken from `sub/file.yml` relative to the
+/// extending file's directory (compose resolves it against the file that declares it).
+fn rebase_build(def: &mut Mapping, sub: &Path) {
+    if sub.as_os_str().is_empty() {
+        return;
+    }
+    let rebase = |ctx: &str| -> String {
+        if ctx.contains("://") || ctx.starts_with("git@") || Path::new(ctx).is_absolute() {
+            ctx.to_string()
+        } else {
+            sub.join(ctx).display().to_string()
+        }
+    };
+    match def.get_mut("build") {
+        Some(Value::String(ctx)) => *ctx = rebase(ctx),
+        Some(Value::Mapping(b)) => {
+            let ctx = b.get("context").and_then(Value::as_str).unwrap_or(".").to_string();
+            b.insert("context".into(), Value::from(rebase(&ctx)));
+        }
+        _ => {}
+    }
+}
+
+/// List keys whose entries an extending service adds to the base service's (compose merges them
+/// as sets); other lists are replaced.
+const UNION_LISTS: &[&str] = &[
+    "ports",
+    "expose",
+    "profiles",
+    "cap_add",
+    "cap_drop",
+    "security_opt",
+    "volumes",
+    "devices",
+    "dns",
+    "dns_search",
+    "tmpfs",
+    "env_file",
+    "external_links",
+    "volumes_from",
+];
+
+/// A list of names (`[a, b]`) as a mapping of names to null; a mapping as is.
+fn as_named_map(v: Value) -> Option<Mapping> {
+    match v {
+        Value::Mapping(m) => Some(m),
+        Value::Sequence(s) => Some(s.into_iter().map(|n| (n, Value::Null)).collect()),
+        _ => None,
+    }
+}
+
+/// `build` as a mapping (`build: ./dir` is `build: {context: ./dir}`), `args` as a mapping.
+fn build_map(v: Value) -> Option<Mapping> {
+    let mut m = match v {
+        Value::String(ctx) => Mapping::from_iter([(Value::from("context"), Value::from(ctx))]),
+        Value::Mapping(m) => m,
+        _ => return None,
+    };
+    if let Some(Value::Sequence(args)) = m.get("args").cloned() {
+        let args: Mapping = args
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) => (Value::from(k), Value::from(v)),
+                None => (Value::from(kv), Value::from("")),
+            })
+            .collect();
+        m.insert("args".into(), Value::Mapping(args));
+    }
+    Some(m)
+}
+
+/// Shallow merge: `over`'s keys win.
+fn merge_maps(mut base: Mapping, over: Mapping) -> Mapping {
+    for (k, v) in over {
+        base.insert(k, v);
+    }
+    base
+}
+
+/// A service that `extends` another, as compose builds it: the base's keys, then the service's
+/// own: `networks`/`depends_on` and mappings merged key by key, `build` merged (with its
+/// `args`), the lists of [`UNION_LISTS`] joined without duplicates, anything else replaced.
+fn merge_extended(mut base: Mapping, local: &Mapping) -> Mapping {
+    base.remove("extends");
+    for (k, v) in local {
+        let key = k.as_str().unwrap_or_default();
+        if key == "extends" {
+            continue;
+        }
+        let merged = match (key, base.remove(k)) {
+            (_, None) => v.clone(),
+            ("networks" | "depends_on", Some(b)) => match (as_named_map(b), as_named_map(v.clone())) {
+                (Some(b), Some(o)) => Value::Mapping(merge_maps(b, o)),
+                _ => v.clone(),
+            },
+            ("build", Some(b)) => match (build_map(b), build_map(v.clone())) {
+                (Some(mut b), Some(mut o)) => {
+                    let args = match (b.remove("args"), o.remove("args")) {
+                        (Some(Value::Mapping(ba)), Some(Value::Mapping(oa))) => {
+                            Some(Value::Mapping(merge_maps(ba, oa)))
+                        }
+                        (ba, oa) => oa.or(ba),
+                    };
+                    let mut m = merge_maps(b, o);
+                    if let Some(args) = args {
+                        m.insert("args".into(), args);
+                    }
+                    Value::Mapping(m)
+                }
+                _ => v.clone(),
+            },
+            (_, Some(Value::Sequence(mut b))) if UNION_LISTS.contains(&key) && v.is_sequence() => {
+                for item in v.as_sequence().into_iter().flatten() {
+                    if !b.contains(item) {
+                        b.push(item.clone());
+                    }
+                }
+                Value::Sequence(b)
+            }
+            (_, Some(Value::Mapping(b))) if v.is_mapping() => {
+                Value::Mapping(merge_maps(b, v.as_mapping().cloned().unwrap_or_default()))
+            }
+            _ => v.clone(),
+        };
+        base.insert(k.clone(), merged);
+    }
+    base
 }
 
 fn parse_service(path: &Path, name: &str, def: &Mapping) -> Result<Service> {
@@ -221,24 +631,102 @@ fn parse_service(path: &Path, name: &str, def: &Mapping) -> Result<Service> {
     if uses_default_network {
         networks.entry("default".to_string()).or_default();
     }
+    if let Some(mode) = def.get("network_mode").and_then(Value::as_str) {
+        if mode.trim() == "host" {
+            return Err(bad(
+                path,
+                format!("service '{name}': `network_mode: host` puts every port it listens on on all host interfaces, whatever --bind-ip says\n  hint: join a network and publish ports with `ports:` on ${{BIND_VAR:-127.0.0.1}}"),
+            ));
+        }
+    }
     let mut port_vars = Vec::new();
     let mut bind_vars = Vec::new();
-    if let Some(Value::Sequence(ports)) = def.get("ports") {
-        for p in ports {
-            if let Some(s) = p.as_str() {
-                let (bind, host) = split_port(s);
-                bind_vars.extend(bind.and_then(variable_name));
-                port_vars.extend(host.and_then(variable_name));
-            } else if let Some(m) = p.as_mapping() {
-                if let Some(h) = m.get("published").and_then(Value::as_str) {
-                    port_vars.extend(variable_name(h));
-                }
-                if let Some(h) = m.get("host_ip").and_then(Value::as_str) {
-                    bind_vars.extend(variable_name(h));
+    let mut ports = Vec::new();
+    match def.get("ports") {
+        None | Some(Value::Null) => {}
+        Some(Value::Sequence(entries)) => {
+            for p in entries {
+                match p {
+                    Value::String(s) => {
+                        let (bind, host) = split_port(s);
+                        bind_vars.extend(bind.and_then(variable_name));
+                        port_vars.extend(host.and_then(variable_name));
+                        ports.push(s.clone());
+                    }
+                    Value::Number(n) => ports.push(n.to_string()),
+                    Value::Mapping(m) => {
+                        let published = m.get("published").and_then(scalar);
+                        let host_ip = m.get("host_ip").and_then(scalar);
+                        port_vars.extend(published.as_deref().and_then(variable_name));
+                        bind_vars.extend(host_ip.as_deref().and_then(variable_name));
+                        let target = m.get("target").and_then(scalar).unwrap_or_default();
+                        ports.push(match (host_ip, published) {
+                            (Some(ip), p) => format!("{ip}:{}:{target}", p.unwrap_or_default()),
+                            (None, Some(p)) => format!("{p}:{target}"),
+                            (None, None) => target,
+                        });
+                    }
+                    _ => {
+                        return Err(bad(
+                            path,
+                            format!("service '{name}': a `ports:` entry is neither a string, a number nor a mapping"),
+                        ))
+                    }
                 }
             }
         }
+        Some(_) => {
+            return Err(bad(path, format!("service '{name}': `ports:` is not a list")));
+        }
     }
+    let profiles = match def.get("profiles") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Sequence(list)) => list
+            .iter()
+            .map(|p| {
+                p.as_str()
+                    .map(String::from)
+                    .ok_or_else(|| bad(path, format!("service '{name}': a `profiles:` entry is not a string")))
+            })
+            .collect::<Result<_>>()?,
+        Some(_) => {
+            return Err(bad(
+                path,
+                format!("service '{name}': `profiles:` is not a list\n  hint: write `profiles: [NAME]`"),
+            ))
+        }
+    };
+    let depends_on = match def.get("depends_on") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Sequence(list)) => list
+            .iter()
+            .map(|d| {
+                d.as_str().map(String::from).ok_or_else(|| {
+                    bad(
+                        path,
+                        format!("service '{name}': a `depends_on:` entry is not a service name"),
+                    )
+                })
+            })
+            .collect::<Result<_>>()?,
+        Some(Value::Mapping(m)) => m
+            .keys()
+            .map(|d| {
+                d.as_str().map(String::from).ok_or_else(|| {
+                    bad(
+                        path,
+                        format!("service '{name}': a `depends_on:` key is not a service name"),
+                    )
+                })
+            })
+            .collect::<Result<_>>()?,
+        Some(_) => {
+            return Err(bad(
+                path,
+                format!("service '{name}': `depends_on:` is neither a list nor a mapping"),
+            ))
+        }
+    };
     let declares_networks = def.contains_key("networks") || def.contains_key("network_mode");
     Ok(Service {
         image,
@@ -248,6 +736,9 @@ fn parse_service(path: &Path, name: &str, def: &Mapping) -> Result<Service> {
         declares_networks,
         port_vars,
         bind_vars,
+        ports,
+        profiles,
+        depends_on,
     })
 }
 
@@ -510,6 +1001,210 @@ volumes:
             _ => None,
         };
         assert_eq!(interpolate(input, &lookup), expected);
+    }
+
+    /// The same service written inline and through merge keys (nested anchors, a merge list).
+    const INLINE: &str = r#"
+services:
+  web:
+    image: busybox
+    ports: ["${BIND:-0.0.0.0}:${WEB_PORT:-8080}:80", "0.0.0.0:8081:81"]
+    networks: [front]
+    profiles: [web]
+    restart: always
+"#;
+    const MERGED: &str = r#"
+x-ports: &ports
+  ports: ["${BIND:-0.0.0.0}:${WEB_PORT:-8080}:80", "0.0.0.0:8081:81"]
+  image: ignored-because-the-first-merge-wins
+x-common: &common
+  <<: *ports
+  image: busybox
+  networks: [front]
+x-profile: &profile
+  profiles: [web]
+  image: ignored-too
+services:
+  web:
+    <<: [*common, *profile]
+    restart: always
+"#;
+
+    #[test]
+    fn merge_keys_give_the_same_service_as_writing_it_inline() {
+        let inline = ComposeFile::parse(Path::new("/p/inline.yml"), INLINE).unwrap();
+        let merged = ComposeFile::parse(Path::new("/p/merged.yml"), MERGED).unwrap();
+        let (a, b) = (&inline.services["web"], &merged.services["web"]);
+        assert_eq!(b.port_vars, ["WEB_PORT"], "ports inside an anchor must be found");
+        assert_eq!(b.bind_vars, ["BIND"]);
+        assert_eq!(a.port_vars, b.port_vars);
+        assert_eq!(a.bind_vars, b.bind_vars);
+        assert_eq!(a.ports, b.ports);
+        assert_eq!(a.fixed_address_ports(), ["0.0.0.0:8081:81"]);
+        assert_eq!(a.fixed_address_ports(), b.fixed_address_ports());
+        assert_eq!(a.image, b.image);
+        assert_eq!(b.image.as_deref(), Some("busybox"));
+        assert_eq!(a.networks, b.networks);
+        assert_eq!(a.profiles, b.profiles);
+        assert_eq!(merged.port_vars(), inline.port_vars());
+        assert_eq!(merged.bind_vars(), inline.bind_vars());
+    }
+
+    #[test]
+    fn keys_written_in_the_service_win_over_merged_ones() {
+        let text =
+            "x-c: &c\n  image: a\n  ports: ['${P:-1}:80']\nservices:\n  s:\n    <<: *c\n    ports: ['${Q:-2}:80']\n";
+        let f = ComposeFile::parse(Path::new("/c.yml"), text).unwrap();
+        assert_eq!(f.services["s"].port_vars, ["Q"]);
+        assert_eq!(f.services["s"].image.as_deref(), Some("a"));
+    }
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn extends_in_the_same_file_and_from_another_file() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "sub/base.yml",
+            "services:\n  basesvc:\n    image: base/img\n    build: {context: ./bctx, dockerfile: Containerfile, args: [A=1]}\n    ports: ['${BIND:-127.0.0.1}:${BASE_PORT:-19000}:90']\n    networks: [back]\n    profiles: [debug]\n",
+        );
+        let main = write(
+            dir.path(),
+            "c.yml",
+            r#"
+services:
+  a:
+    image: a
+    ports: ["${BIND:-0.0.0.0}:${A_PORT:-1}:80"]
+    networks: [front]
+  b:
+    extends: a
+  c:
+    extends: {service: a}
+    ports: ["${BIND:-0.0.0.0}:${C_PORT:-2}:81"]
+    networks: [back]
+  d:
+    extends: {file: sub/base.yml, service: basesvc}
+    build: {args: {B: "2"}}
+    profiles: [debug]
+"#,
+        );
+        let f = ComposeFile::load(&main).unwrap();
+        let b = &f.services["b"];
+        assert_eq!(b.image.as_deref(), Some("a"));
+        assert_eq!(b.port_vars, ["A_PORT"]);
+        assert_eq!(b.bind_vars, ["BIND"]);
+        let c = &f.services["c"];
+        assert_eq!(c.port_vars, ["A_PORT", "C_PORT"], "compose adds the ports of both");
+        assert_eq!(c.networks.keys().collect::<Vec<_>>(), ["back", "front"]);
+        let d = &f.services["d"];
+        assert_eq!(d.image.as_deref(), Some("base/img"));
+        assert_eq!(d.port_vars, ["BASE_PORT"]);
+        assert_eq!(d.profiles, ["debug"]);
+        let build = d.build.as_ref().unwrap();
+        assert_eq!(
+            Path::new(&build.context),
+            Path::new("sub/bctx"),
+            "context is relative to base.yml"
+        );
+        assert_eq!(build.dockerfile.as_deref(), Some("Containerfile"));
+        assert_eq!(build.args.get("A").map(String::as_str), Some("1"));
+        assert_eq!(build.args.get("B").map(String::as_str), Some("2"));
+        assert_eq!(f.port_vars(), ["A_PORT", "C_PORT", "BASE_PORT"]);
+    }
+
+    #[rstest]
+    #[case::missing_service(
+        "services:\n  b: {extends: nope}\n",
+        "service 'b' extends 'nope', which is not a service of this file"
+    )]
+    #[case::missing_file(
+        "services:\n  b: {extends: {file: gone.yml, service: x}}\n",
+        "gone.yml, which cannot be read"
+    )]
+    #[case::cycle(
+        "services:\n  a: {extends: b, image: x}\n  b: {extends: {service: c}}\n  c: {extends: a}\n",
+        "forms a cycle"
+    )]
+    #[case::self_extension("services:\n  a: {extends: a, image: x}\n", "forms a cycle")]
+    #[case::no_service_key("services:\n  a: {extends: {file: x.yml}}\n", "has no `service:`")]
+    #[case::profiles_only_inherited(
+        "services:\n  a: {image: x, profiles: [p]}\n  b: {extends: a}\n",
+        "gets profiles [p] through `extends`, but names [] itself"
+    )]
+    #[case::include("include: [other.yml]\nservices:\n  a: {image: x}\n", "`include:` is not supported")]
+    #[case::host_network("services:\n  a: {image: x, network_mode: host}\n", "network_mode: host")]
+    #[case::reset_tag("services:\n  a:\n    image: x\n    ports: !reset []\n", "!reset")]
+    #[case::ports_not_a_list("services:\n  a: {image: x, ports: '8080:80'}\n", "`ports:` is not a list")]
+    #[case::profiles_not_a_list("services:\n  a: {image: x, profiles: debug}\n", "`profiles:` is not a list")]
+    #[case::scalar_merge("services:\n  a:\n    <<: 3\n    image: x\n", "`<<:` merge key")]
+    #[case::bad_depends_on("services:\n  a: {image: x, depends_on: 3}\n", "depends_on")]
+    fn what_cannot_be_modelled_is_refused_naming_file_and_cause(#[case] text: &str, #[case] cause: &str) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "c.yml", text);
+        let err = ComposeFile::load(&path).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&path.display().to_string()) && msg.contains(cause),
+            "{msg}"
+        );
+        assert_eq!(err.exit_code(), crate::error::exit::USAGE);
+    }
+
+    #[test]
+    fn an_extends_cycle_across_files_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "sub/b.yml",
+            "services:\n  y: {extends: {file: ../a.yml, service: x}}\n",
+        );
+        let a = write(
+            dir.path(),
+            "a.yml",
+            "services:\n  x: {extends: {file: ./sub/b.yml, service: y}}\n",
+        );
+        let msg = ComposeFile::load(&a).unwrap_err().to_string();
+        assert!(msg.contains("forms a cycle"), "{msg}");
+    }
+
+    const PROFILES: &str = r#"
+services:
+  app: {image: a, depends_on: [db]}
+  db: {image: d}
+  dbg: {image: d, profiles: [debug]}
+  tool: {image: t, profiles: [debug, tools], depends_on: {dbg: {condition: service_started}}}
+"#;
+
+    #[test]
+    fn only_services_of_enabled_profiles_are_active() {
+        let f = || ComposeFile::parse(Path::new("/c.yml"), PROFILES).unwrap();
+        let none = f().activate(&[]).unwrap();
+        assert_eq!(none.services.keys().collect::<Vec<_>>(), ["app", "db"]);
+        assert_eq!(none.inactive["tool"], ["debug", "tools"]);
+        let debug = f().activate(&["debug".to_string()]).unwrap();
+        assert_eq!(debug.services.keys().collect::<Vec<_>>(), ["app", "db", "dbg", "tool"]);
+        assert!(debug.inactive.is_empty());
+        let err = f().activate(&["tools".to_string()]).unwrap_err().to_string();
+        assert!(
+            err.contains("/c.yml") && err.contains("service 'tool' depends on 'dbg', which is not enabled"),
+            "{err}"
+        );
+        let undefined = ComposeFile::parse(Path::new("/c.yml"), "services:\n  a: {image: a, depends_on: [b]}\n")
+            .unwrap()
+            .activate(&[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            undefined.contains("depends on 'b', which is not defined"),
+            "{undefined}"
+        );
     }
 
     #[test]

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::compose::file::ComposeFile;
 use crate::error::{HarnessError, Result};
 
 /// A validated spec.
@@ -278,18 +277,16 @@ impl Spec {
                 "names no compose file\n  hint: add `compose = [\"path/to/compose.yml\"]` or pass --compose",
             ));
         }
-        let files = compose
-            .iter()
-            .map(|p| ComposeFile::load(p))
-            .collect::<Result<Vec<_>>>()?;
-        let known: Vec<String> = files.iter().flat_map(|f| f.services.keys().cloned()).collect();
-        Self::resolve(path, &text, raw, compose, &known)
+        // The services that run: merge keys, `extends` and profiles applied, as compose does.
+        let merged = crate::stack::ComposeSet::load(&compose)?.merged();
+        let known: Vec<String> = merged.services.keys().cloned().collect();
+        Self::resolve(path, &text, raw, compose, &known, &merged.inactive)
     }
 
     /// Parses spec text and validates service references against `known` services. Pure.
     pub fn parse(path: &Path, text: &str, compose: Vec<PathBuf>, known: &[String]) -> Result<Self> {
         let raw = Self::parse_raw(path, text)?;
-        Self::resolve(path, text, raw, compose, known)
+        Self::resolve(path, text, raw, compose, known, &BTreeMap::new())
     }
 
     fn parse_raw(path: &Path, text: &str) -> Result<RawSpec> {
@@ -302,10 +299,27 @@ impl Spec {
         })
     }
 
-    fn resolve(path: &Path, text: &str, raw: RawSpec, compose: Vec<PathBuf>, known: &[String]) -> Result<Self> {
+    fn resolve(
+        path: &Path,
+        text: &str,
+        raw: RawSpec,
+        compose: Vec<PathBuf>,
+        known: &[String],
+        inactive: &BTreeMap<String, Vec<String>>,
+    ) -> Result<Self> {
         let check = |s: &Spanned<String>, what: &str| -> Result<String> {
             if known.iter().any(|k| k == s.get_ref()) {
                 Ok(s.get_ref().clone())
+            } else if let Some(profiles) = inactive.get(s.get_ref()) {
+                Err(spec_error(
+                    path,
+                    format!(
+                        "line {}: {what} '{}' does not run: none of its compose profiles [{}] is enabled\n  hint: enable one with COMPOSE_PROFILES, or drop it from the spec",
+                        line_of(text, s.span().start),
+                        s.get_ref(),
+                        profiles.join(", ")
+                    ),
+                ))
             } else {
                 Err(spec_error(
                     path,
@@ -514,6 +528,30 @@ password = { env_file = "x.env", var = "PW" }
     #[case("OTHER=1\n", None)]
     fn env_file_values(#[case] text: &str, #[case] expected: Option<&str>) {
         assert_eq!(env_file_value(text, "PW").as_deref(), expected);
+    }
+
+    /// The spec sees the services that run: those of `extends` and merge keys, not those behind a
+    /// disabled profile.
+    #[test]
+    fn spec_services_are_checked_against_the_services_that_run() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("c.yml"),
+            "x-w: &w {image: w}\nservices:\n  web: {<<: *w}\n  copy: {extends: web}\n  dbg: {image: d, profiles: [debug]}\n",
+        )
+        .unwrap();
+        let spec = dir.path().join("spec.toml");
+        std::fs::write(&spec, "compose = [\"c.yml\"]\n[services.copy]\npublished = [80]\n").unwrap();
+        // (Assumes COMPOSE_PROFILES does not enable `debug` in the test environment.)
+        assert!(Spec::load(&spec, &[]).is_ok());
+        std::fs::write(&spec, "compose = [\"c.yml\"]\n\n[services.dbg]\npublished = [80]\n").unwrap();
+        let msg = Spec::load(&spec, &[]).unwrap_err().to_string();
+        assert!(
+            msg.contains(&spec.display().to_string())
+                && msg.contains("line 3")
+                && msg.contains("'dbg' does not run: none of its compose profiles [debug] is enabled"),
+            "{msg}"
+        );
     }
 
     #[test]
