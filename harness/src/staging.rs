@@ -21,10 +21,10 @@ use crate::runtime::{exec, Interrupt, RootlessUser};
 /// and that a compose tool or build reads from the project tree. Absolute paths are not
 /// included: they name host paths, not project files. Pure.
 pub fn references(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
-    let Ok(mut root) = serde_yaml::from_str::<Value>(text) else {
+    // Unparsable text yields nothing here: loading the compose files reports it with its cause.
+    let Ok(root) = crate::compose::file::load_yaml(Path::new("compose file"), text) else {
         return Vec::new();
     };
-    let _ = root.apply_merge();
     let mut out = Vec::new();
     let mut push = |s: &str| {
         let s = interpolate(s, lookup);
@@ -34,8 +34,6 @@ pub fn references(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<St
     };
     let services = root.get("services").and_then(Value::as_mapping);
     for def in services.into_iter().flat_map(|m| m.values()) {
-        let mut def = def.clone();
-        let _ = def.apply_merge();
         match def.get("build") {
             Some(Value::String(ctx)) => push(ctx),
             Some(Value::Mapping(b)) => {

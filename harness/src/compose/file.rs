@@ -218,7 +218,7 @@ fn declared(section: Option<&Value>) -> Vec<String> {
 }
 
 /// Parses YAML text and applies merge keys; refuses tags the harness cannot model.
-fn load_yaml(path: &Path, text: &str) -> Result<Value> {
+pub(crate) fn load_yaml(path: &Path, text: &str) -> Result<Value> {
     let mut root: Value = serde_yaml::from_str(text).map_err(|e| bad(path, e.to_string()))?;
     resolve_merges(&mut root).map_err(|reason| bad(path, reason))?;
     Ok(root)
