@@ -135,6 +135,8 @@ impl Walker<'_> {
                             }
                         }
                         Value::Mapping(_) | Value::Sequence(_) | Value::Tagged(_) => self.walk(child, &k),
+                        // A YAML boolean is a switch, never a secret; redacting `true` would mangle reports.
+                        Value::Bool(_) => {}
                         other => {
                             if let Some(s) = scalar(other) {
                                 let value = self.interp(&s);
@@ -366,7 +368,7 @@ mod tests {
     fn environment_in_both_forms_and_from_the_run_environment() {
         let (_d, files) = project(&[(
             "c.yml",
-            "services:\n  a:\n    image: x\n    environment:\n      API_TOKEN: tok-map-1234\n      POSTGRES_USER: phoenix\n      PASSED_TOKEN:\n      SERVICE_PASSWORD: ${PROBE_VALUE}\n  b:\n    image: x\n    environment:\n      - JWT_SECRET=jwt-list-5678\n      - LIST_PASSWORD\n      - PLAIN=not-secret\n",
+            "services:\n  a:\n    image: x\n    environment:\n      API_TOKEN: tok-map-1234\n      POSTGRES_USER: phoenix\n      TOKEN_AUTH_ENABLED: true\n      PASSED_TOKEN:\n      SERVICE_PASSWORD: ${PROBE_VALUE}\n  b:\n    image: x\n    environment:\n      - JWT_SECRET=jwt-list-5678\n      - LIST_PASSWORD\n      - PLAIN=not-secret\n",
         )]);
         let env = env_of(&[
             ("PASSED_TOKEN", "passed-through-91"),
@@ -374,6 +376,7 @@ mod tests {
             ("LIST_PASSWORD", "bare-name-list-77"),
         ]);
         let r = from_compose(&files, &env).unwrap();
+        assert!(!r.names().any(|n| n == "POSTGRES_USER" || n == "PLAIN"), "{r:?}");
         for (value, name) in [
             ("tok-map-1234", "API_TOKEN"),
             ("jwt-list-5678", "JWT_SECRET"),
@@ -383,7 +386,7 @@ mod tests {
         ] {
             assert_eq!(redacted(&r, value), format!("<redacted:{name}>"), "{r:?}");
         }
-        assert_eq!(redacted(&r, "phoenix not-secret"), "phoenix not-secret");
+        assert_eq!(redacted(&r, "phoenix not-secret true"), "phoenix not-secret true");
     }
 
     #[test]
