@@ -216,11 +216,40 @@ fn secret_env_logged_by_a_crashing_service(kind: RuntimeKind) -> Result<(), Fail
 }
 
 /// A build that fails with a secret build argument: its command line is in the failure message.
+/// The failed step's container must not outlive the build either (it holds the build argument).
 fn secret_build_arg_of_a_failing_build(kind: RuntimeKind) -> Result<(), Failed> {
-    let out = validate_with(kind, "secret-build-arg-build-fails.yml", &[])?;
+    let out = validate_with(kind, "secret-build-arg-build-fails.yml", &[]);
+    let left = remove_failed_step_containers(kind)?;
+    let out = out?;
     expect_failed_run(&out)?;
     out.assert_none_leaks(&[("DEPLOY_TOKEN", DEPLOY_TOKEN)])?;
-    out.assert_shows("<redacted:DEPLOY_TOKEN>")
+    out.assert_shows("<redacted:DEPLOY_TOKEN>")?;
+    if !left.is_empty() {
+        return Err(format!("the failed build left its step container(s) behind: {left:?}").into());
+    }
+    Ok(())
+}
+
+/// Containers of the fixture's failing build step (the engine names none of them after us, so
+/// they are found by their command), removed; returns what was there.
+fn remove_failed_step_containers(kind: RuntimeKind) -> Result<Vec<String>, Failed> {
+    use hydra::runtime::{exec, Interrupt, Runtime};
+    let rt = Runtime::resolve(kind)?;
+    let list = rt
+        .engine()
+        .args(["ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Command}}"]);
+    let out = exec::run_ok(&list, Duration::from_secs(60), Interrupt::Ignored)?;
+    let ids: Vec<String> = out
+        .stdout
+        .lines()
+        .filter(|l| l.contains("deploying with DEPLOY_TOKEN"))
+        .filter_map(|l| l.split_whitespace().next().map(String::from))
+        .collect();
+    if !ids.is_empty() {
+        let rm = rt.engine().args(["rm", "-f"]).args(ids.iter().cloned());
+        exec::run_ok(&rm, Duration::from_secs(60), Interrupt::Ignored)?;
+    }
+    Ok(ids)
 }
 
 /// Without any engine: `harness images` with a stand-in `docker` that builds every image but
