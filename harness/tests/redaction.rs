@@ -212,7 +212,8 @@ fn secret_env_logged_by_a_crashing_service(kind: RuntimeKind) -> Result<(), Fail
         ("SESSION_PASSWORD", &session),
     ])?;
     out.assert_shows("<redacted:API_TOKEN>")?;
-    out.assert_shows("<redacted:WORKER_SECRET>")
+    out.assert_shows("<redacted:WORKER_SECRET>")?;
+    out.assert_shows("<redacted:SESSION_PASSWORD>")
 }
 
 /// A build that fails with a secret build argument: its command line is in the failure message.
