@@ -9,7 +9,9 @@
 //!   on PATH fails the one build that carries the secret build argument.
 //! - `<runtime>::redaction::secret_env_logged_by_a_crashing_service` and
 //!   `<runtime>::redaction::secret_build_arg_of_a_failing_build`: `harness validate` for real on
-//!   the second stack plus an overlay from `fixtures/overlays/`. A runtime that is not usable here
+//!   the second stack plus an overlay from `fixtures/overlays/`;
+//!   `<runtime>::redaction::up_failure_message_of_a_crashing_service`: the error `harness up`
+//!   prints for the first of them. A runtime that is not usable here
 //!   is shown as ignored (reason on stderr), or fails when `HYDRA_REQUIRE` names it. They run one
 //!   at a time unless `--test-threads` says otherwise.
 
@@ -38,7 +40,7 @@ fn main() {
         build_arg_in_a_failed_build_command_line,
     )];
     for (kind, availability) in common::runtimes() {
-        let checks: [(&str, Check); 2] = [
+        let checks: [(&str, Check); 3] = [
             (
                 "secret_env_logged_by_a_crashing_service",
                 secret_env_logged_by_a_crashing_service,
@@ -46,6 +48,10 @@ fn main() {
             (
                 "secret_build_arg_of_a_failing_build",
                 secret_build_arg_of_a_failing_build,
+            ),
+            (
+                "up_failure_message_of_a_crashing_service",
+                up_failure_message_of_a_crashing_service,
             ),
         ];
         for (name, check) in checks {
@@ -206,6 +212,43 @@ fn secret_env_logged_by_a_crashing_service(kind: RuntimeKind) -> Result<(), Fail
         &[("HYDRA_PROBE_SESSION_VALUE", &session)],
     )?;
     expect_failed_run(&out)?;
+    out.assert_none_leaks(&[
+        ("API_TOKEN", API_TOKEN),
+        ("WORKER_SECRET", WORKER_SECRET),
+        ("SESSION_PASSWORD", &session),
+    ])?;
+    out.assert_shows("<redacted:API_TOKEN>")?;
+    out.assert_shows("<redacted:WORKER_SECRET>")?;
+    out.assert_shows("<redacted:SESSION_PASSWORD>")
+}
+
+/// `harness up` of the crashing worker: the error the CLI prints carries the worker's logs.
+fn up_failure_message_of_a_crashing_service(kind: RuntimeKind) -> Result<(), Failed> {
+    let session = format!("sess-{}", uuid::Uuid::new_v4().simple());
+    let second = root().join("fixtures/second-stack");
+    let out = harness()
+        .args(["up", "--runtime", kind.name(), "--timeout", "120", "--compose"])
+        .arg(second.join("compose.yml"))
+        .arg("--compose")
+        .arg(root().join("fixtures/overlays/secret-env-logged-then-crash.yml"))
+        .env("HYDRA_PROBE_SESSION_VALUE", &session)
+        .env("RUST_LOG", "hydra=debug")
+        .output()?;
+    let out = Outputs {
+        code: out.status.code(),
+        texts: vec![
+            ("stdout".into(), String::from_utf8_lossy(&out.stdout).into_owned()),
+            ("stderr".into(), String::from_utf8_lossy(&out.stderr).into_owned()),
+        ],
+    };
+    if out.code != Some(hydra::error::exit::FAILED) {
+        return Err(format!(
+            "exit {:?}, expected 1\n--- stderr ---\n{}",
+            out.code,
+            out.text("stderr")
+        )
+        .into());
+    }
     out.assert_none_leaks(&[
         ("API_TOKEN", API_TOKEN),
         ("WORKER_SECRET", WORKER_SECRET),
