@@ -38,6 +38,15 @@ fn main() {
             std::process::exit(hydra::error::exit::USAGE);
         }
     };
+    // The run's one redactor: trial failure texts, reports and the summary all go through it.
+    let redactor = match plan.redactor() {
+        Ok(r) => Arc::new(r),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(hydra::error::exit::USAGE);
+        }
+    };
+    report::redact::install(&redactor);
     let runtimes = if args.list {
         RuntimeKind::ALL.iter().map(|k| (*k, Availability::Use)).collect()
     } else {
@@ -73,6 +82,7 @@ fn main() {
                 }
                 Availability::Use => {
                     let (plan, session, selected, id) = (plan.clone(), session.clone(), selected.clone(), id.clone());
+                    let redactor = redactor.clone();
                     Trial::test(name, move || {
                         let run = session.get_or_init(|| {
                             let keep = |c: &hydra::checks::CheckId| selected(&c.trial_name(kind));
@@ -83,6 +93,7 @@ fn main() {
                             })
                         });
                         verdict_of(run, &id)
+                            .map_err(|f| Failed::from(redactor.redact(f.message().unwrap_or_default()).into_owned()))
                     })
                 }
                 Availability::Skip(reason) => {
@@ -99,7 +110,7 @@ fn main() {
     }
     let conclusion = libtest_mimic::run(&args, trials);
     if !args.list {
-        write_reports(&plan, &runtimes, &sessions.lock().unwrap());
+        write_reports(&redactor, &runtimes, &sessions.lock().unwrap());
     }
     conclusion.exit();
 }
@@ -129,7 +140,11 @@ fn failure_text(o: &CheckOutcome) -> String {
     }
 }
 
-fn write_reports(plan: &Plan, runtimes: &[(RuntimeKind, Availability)], sessions: &BTreeMap<RuntimeKind, Session>) {
+fn write_reports(
+    redactor: &report::Redactor,
+    runtimes: &[(RuntimeKind, Availability)],
+    sessions: &BTreeMap<RuntimeKind, Session>,
+) {
     let mut summary = RunSummary::default();
     for (kind, availability) in runtimes {
         match (availability, sessions.get(kind).and_then(|s| s.get())) {
@@ -167,12 +182,7 @@ fn write_reports(plan: &Plan, runtimes: &[(RuntimeKind, Availability)], sessions
     let dir = std::env::var_os("HYDRA_REPORT_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| hydra::stack::workspace_root().join(report::parity::DEFAULT_REPORT_DIR));
-    let redactor = plan
-        .spec
-        .persistence
-        .as_ref()
-        .and_then(|p| report::redact::Redactor::from_env_files([p.password_env_file.as_path()]).ok());
-    match report::write_all(&summary, &junit, &dir, redactor.as_ref()) {
+    match report::write_all(&summary, &junit, &dir, Some(redactor)) {
         Ok(w) => eprintln!(
             "reports: {}, {}, {}",
             w.junit.display(),
@@ -181,5 +191,5 @@ fn write_reports(plan: &Plan, runtimes: &[(RuntimeKind, Availability)], sessions
         ),
         Err(e) => eprintln!("error: writing reports failed: {e}"),
     }
-    eprint!("{}", report::terminal::render(&summary, redactor.as_ref()));
+    eprint!("{}", report::terminal::render(&summary, Some(redactor)));
 }

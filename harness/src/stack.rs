@@ -840,6 +840,16 @@ mod tests {
             .merged();
         assert_eq!(second.services.keys().collect::<Vec<_>>(), ["web", "worker"]);
         assert_eq!(second.port_vars(), ["SECOND_WEB_PORT"]);
+        for entry in std::fs::read_dir(root.join("fixtures/second-stack/overlays")).unwrap() {
+            let overlay = entry.unwrap().path();
+            if overlay.extension().is_some_and(|e| e == "yml") {
+                let set = ComposeSet::load_with_profiles(
+                    &[root.join("fixtures/second-stack/compose.yml"), overlay.clone()],
+                    vec![],
+                );
+                assert!(set.is_ok(), "{}: {}", overlay.display(), set.unwrap_err());
+            }
+        }
     }
 
     #[test]

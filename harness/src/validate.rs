@@ -59,6 +59,13 @@ impl Plan {
         })
     }
 
+    /// The one redactor of a run of this plan: every secret of its compose files (overlays
+    /// included), their env files and build args, and the spec's database password. Build it once
+    /// per run and give it to every output (see [`crate::report::secrets_source`]).
+    pub fn redactor(&self) -> crate::Result<crate::report::Redactor> {
+        crate::report::secrets_source::for_run(&self.spec.compose, Some(&self.spec))
+    }
+
     /// All check ids in execution order.
     pub fn ids(&self) -> Vec<CheckId> {
         let mut ids = vec![up_id()];

@@ -11,6 +11,8 @@ use clap::{Parser, Subcommand};
 
 use hydra::doctor;
 use hydra::error::exit;
+use hydra::report::redact::{self, redact_output, Redactor};
+use hydra::report::secrets_source;
 use hydra::runtime::{self, Runtime, RuntimeKind};
 use hydra::stack::{self, Stack, StackOptions};
 use hydra::state::{RunRecord, RunStatus};
@@ -185,10 +187,11 @@ pub fn main() -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            // A failed build's command line carries its build args: redact what is printed.
+            eprintln!("error: {}", redact_output(&e.to_string()));
             let mut source = std::error::Error::source(&e);
             while let Some(s) = source {
-                eprintln!("  caused by: {s}");
+                eprintln!("  caused by: {}", redact_output(&s.to_string()));
                 source = s.source();
             }
             e.exit_code()
@@ -217,9 +220,17 @@ fn init_tracing() {
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(output::RedactedStderr)
         .without_time()
         .try_init();
+}
+
+/// Teaches the process-wide redactor (error messages, progress, tracing lines) the secrets of a
+/// run's compose files before anything of the run can print them.
+fn learn_secrets(compose_files: &[PathBuf]) -> Result<Redactor, HarnessError> {
+    let redactor = secrets_source::for_run(compose_files, None)?;
+    redact::install(&redactor);
+    Ok(redactor)
 }
 
 fn all_or(runtimes: &[RuntimeKind]) -> Vec<RuntimeKind> {
@@ -262,6 +273,7 @@ fn cmd_images(runtimes: &[RuntimeKind], compose: Vec<PathBuf>, base_only: bool) 
         compose
     };
     let set = stack::ComposeSet::load(&files)?;
+    learn_secrets(&files)?;
     let merged = set.merged();
     for kind in all_or(runtimes) {
         let rt = Runtime::resolve(kind)?;
@@ -274,8 +286,10 @@ fn cmd_images(runtimes: &[RuntimeKind], compose: Vec<PathBuf>, base_only: bool) 
 }
 
 fn cmd_up(runtime: RuntimeKind, args: &StackArgs) -> Result<i32, HarnessError> {
+    let opts = args.options(runtime);
+    learn_secrets(&opts.compose_files)?;
     let progress = output::Progress::new(&format!("{runtime}: up"));
-    let (stack, report) = Stack::up(&args.options(runtime), &mut |e| progress.event(e))?;
+    let (stack, report) = Stack::up(&opts, &mut |e| progress.event(e))?;
     progress.finish();
     if runtime::exec::is_cancelled() {
         stack.down()?;
@@ -301,6 +315,10 @@ fn cmd_down(runtime: RuntimeKind, run: Option<String>) -> Result<i32, HarnessErr
             run.map(|r| format!(" with run id {r}")).unwrap_or_default()
         )))?;
     let project = record.project.clone();
+    // Best effort: the files of a kept run may be gone by now, and teardown must still work.
+    if let Err(e) = learn_secrets(&record.compose_files) {
+        tracing::debug!("secrets of {project} not learned: {e}");
+    }
     let report = Stack::attach(record)?.down()?;
     println!(
         "removed {project} in {:.1}s; nothing with its labels is left",
@@ -359,6 +377,9 @@ fn cmd_validate(args: &ValidateArgs) -> Result<i32, HarnessError> {
     use hydra::validate::{self, Availability, Plan};
     let spec_path = args.spec.clone().unwrap_or_else(hydra::spec::bundled_spec_file);
     let plan = Plan::new(hydra::spec::Spec::load(&spec_path, &args.compose)?)?;
+    // One redactor for the whole run, known before anything of the run can print a secret.
+    let redactor = plan.redactor()?;
+    redact::install(&redactor);
     let runtimes = validate::availability(&args.runtimes, &args.require)?;
     let selected = validate::selection(&args.filter, &[], false);
     let mut summary = RunSummary::default();
@@ -400,13 +421,8 @@ fn cmd_validate(args: &ValidateArgs) -> Result<i32, HarnessError> {
             return Err(HarnessError::Interrupted);
         }
     }
-    let redactor = plan
-        .spec
-        .persistence
-        .as_ref()
-        .and_then(|p| hydra::report::redact::Redactor::from_env_files([p.password_env_file.as_path()]).ok());
-    let written = hydra::report::write_all(&summary, &args.junit, &args.report, redactor.as_ref())?;
-    print!("{}", hydra::report::terminal::render(&summary, redactor.as_ref()));
+    let written = hydra::report::write_all(&summary, &args.junit, &args.report, Some(&redactor))?;
+    print!("{}", hydra::report::terminal::render(&summary, Some(&redactor)));
     println!(
         "reports: {}, {}, {}",
         written.junit.display(),

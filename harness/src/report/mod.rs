@@ -1,15 +1,18 @@
 //! Reporters: turn a finished run ([`RunSummary`]) into the files CI and people read. They see
-//! outcomes, never engines, and do no I/O beyond writing their files.
+//! outcomes, never engines, and do no I/O beyond writing their files (and, for
+//! [`secrets_source`], reading the run's compose and env files).
 //!
 //! - [`junit`]: JUnit XML, one testsuite per runtime (CI test tabs).
 //! - [`parity`]: `parity.md` / `parity.json`, check × runtime with divergences first.
 //! - [`terminal`]: a short summary for the CLI.
-//! - [`sanitize`] and [`redact`]: what every reporter applies to text it did not write itself.
+//! - [`sanitize`] and [`redact`]: what every reporter applies to text it did not write itself;
+//!   [`secrets_source`]: which values a run redacts.
 
 pub mod junit;
 pub mod parity;
 pub mod redact;
 pub mod sanitize;
+pub mod secrets_source;
 pub mod terminal;
 
 use std::path::{Path, PathBuf};

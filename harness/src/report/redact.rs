@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::path::Path;
+use std::sync::RwLock;
 
 use crate::error::Result;
 
@@ -86,6 +87,13 @@ impl Redactor {
         true
     }
 
+    /// Adds every secret `other` knows (under its name there).
+    pub fn merge(&mut self, other: &Redactor) {
+        for (name, value) in &other.secrets {
+            self.add_secret(name, value);
+        }
+    }
+
     /// Whether no secret is known.
     pub fn is_empty(&self) -> bool {
         self.secrets.is_empty()
@@ -130,6 +138,31 @@ impl fmt::Debug for Redactor {
     }
 }
 
+/// The redactor of this process: what the CLI applies to everything it prints that it did not
+/// write itself (error messages, progress, tracing lines), next to the reports that take a
+/// redactor explicitly. Empty until [`install`] is called.
+static PROCESS: RwLock<Redactor> = RwLock::new(Redactor { secrets: Vec::new() });
+
+/// Adds the secrets of `redactor` to the process-wide redactor (see [`redact_output`]).
+pub fn install(redactor: &Redactor) {
+    let mut guard = PROCESS.write().unwrap_or_else(|e| e.into_inner());
+    guard.merge(redactor);
+}
+
+/// A copy of the process-wide redactor.
+pub fn installed() -> Redactor {
+    PROCESS.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// `text` with every secret known to the process-wide redactor replaced.
+pub fn redact_output(text: &str) -> Cow<'_, str> {
+    let guard = PROCESS.read().unwrap_or_else(|e| e.into_inner());
+    match guard.redact(text) {
+        Cow::Borrowed(_) => Cow::Borrowed(text),
+        Cow::Owned(s) => Cow::Owned(s),
+    }
+}
+
 /// Applies an optional redactor.
 pub(crate) fn redact_opt<'a>(redactor: Option<&Redactor>, text: &'a str) -> Cow<'a, str> {
     match redactor {
@@ -138,8 +171,12 @@ pub(crate) fn redact_opt<'a>(redactor: Option<&Redactor>, text: &'a str) -> Cow<
     }
 }
 
-/// Parses env-file text into `(name, value)` pairs.
-fn parse_env_file(text: &str) -> Vec<(&str, String)> {
+/// Parses env-file text into `(name, value)` pairs, the way compose tools read `env_file:` and
+/// `.env`: `#` comments, blank lines and an `export ` prefix are skipped; a quoted value ends at
+/// its closing quote. Tools disagree on an unquoted value followed by ` # comment` (compose v2 and
+/// python-dotenv drop the comment, docker-compose 1.x keeps it), so such a line yields both
+/// readings under the same name.
+pub(crate) fn parse_env_file(text: &str) -> Vec<(&str, String)> {
     let mut pairs = Vec::new();
     for line in text.lines() {
         let line = line.trim();
@@ -154,22 +191,38 @@ fn parse_env_file(text: &str) -> Vec<(&str, String)> {
         if name.is_empty() || name.contains(char::is_whitespace) {
             continue;
         }
-        pairs.push((name, unquote(value.trim()).to_string()));
+        let value = value.trim();
+        match quoted(value) {
+            Some(inner) => pairs.push((name, inner.to_string())),
+            None => {
+                let uncommented = strip_inline_comment(value);
+                if uncommented != value {
+                    pairs.push((name, uncommented.to_string()));
+                }
+                pairs.push((name, value.to_string()));
+            }
+        }
     }
     pairs
 }
 
-fn unquote(v: &str) -> &str {
-    for q in ['"', '\''] {
-        if v.len() >= 2 && v.starts_with(q) && v.ends_with(q) {
-            return &v[1..v.len() - 1];
-        }
+/// The text between a leading quote and its closing quote, if `v` starts with one.
+fn quoted(v: &str) -> Option<&str> {
+    let q = v.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+    let rest = &v[1..];
+    rest.find(q).map(|end| &rest[..end])
+}
+
+/// `v` without a trailing ` # comment`.
+fn strip_inline_comment(v: &str) -> &str {
+    match v.find(" #").or_else(|| v.find("\t#")) {
+        Some(i) => v[..i].trim_end(),
+        None => v,
     }
-    v
 }
 
 /// The password of `scheme://user:password@host...`, if any.
-fn url_password(value: &str) -> Option<&str> {
+pub(crate) fn url_password(value: &str) -> Option<&str> {
     let (_, rest) = value.split_once("://")?;
     let authority = rest.split(['/', '?', '#']).next()?;
     let (userinfo, _) = authority.rsplit_once('@')?;
@@ -262,6 +315,43 @@ mod tests {
             r.redact("quoted pw tok-1234 phoenix"),
             "<redacted:POSTGRES_PASSWORD> <redacted:API_TOKEN> phoenix"
         );
+    }
+
+    #[rstest]
+    #[case::inline_comment("API_TOKEN=tok-9876 # rotated monthly", &["tok-9876 # rotated monthly", "tok-9876"])]
+    #[case::quoted_then_comment("API_TOKEN=\"tok 9876\" # note", &["tok 9876"])]
+    #[case::single_quoted("API_TOKEN='tok#9876'", &["tok#9876"])]
+    #[case::hash_inside_value("API_TOKEN=tok#9876", &["tok#9876"])]
+    fn env_file_values_as_the_tools_read_them(#[case] line: &str, #[case] values: &[&str]) {
+        let got: Vec<String> = parse_env_file(line).into_iter().map(|(_, v)| v).collect();
+        let mut want: Vec<&str> = values.to_vec();
+        want.sort_by_key(|v| v.len());
+        let mut got_sorted = got.clone();
+        got_sorted.sort_by_key(|v| v.len());
+        assert_eq!(got_sorted, want, "{got:?}");
+    }
+
+    #[test]
+    fn merge_keeps_both_sides() {
+        let mut a = Redactor::from_pairs([("DB_PASSWORD", "hunter22")]);
+        a.merge(&Redactor::from_pairs([
+            ("API_TOKEN", "sk-abcdef123456"),
+            ("DB_PASSWORD", "hunter22"),
+        ]));
+        assert_eq!(
+            a.redact("hunter22 sk-abcdef123456"),
+            "<redacted:DB_PASSWORD> <redacted:API_TOKEN>"
+        );
+        assert_eq!(a.names().count(), 2);
+    }
+
+    #[test]
+    fn the_installed_redactor_applies_to_process_output() {
+        let probe = "installed-probe-5d41402a";
+        assert_eq!(redact_output(probe), probe, "nothing installed yet for this value");
+        install(&Redactor::from_pairs([("PROBE_TOKEN", probe)]));
+        assert_eq!(redact_output(&format!("x {probe} y")), "x <redacted:PROBE_TOKEN> y");
+        assert!(installed().names().any(|n| n == "PROBE_TOKEN"));
     }
 
     #[test]

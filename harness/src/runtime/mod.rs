@@ -184,10 +184,13 @@ impl Runtime {
         }
     }
 
-    /// Extra flags for `build` so the image keeps its HEALTHCHECK (Podman defaults to OCI format).
+    /// Extra flags for `build` so the image keeps its HEALTHCHECK (Podman defaults to OCI format),
+    /// and so that a failed build leaves no container behind (Docker's legacy builder keeps the
+    /// failed step's container, build args in its environment, unless told `--force-rm`; Podman
+    /// removes it by default).
     pub fn build_args(&self) -> Vec<String> {
         match self.kind {
-            RuntimeKind::Docker => vec![],
+            RuntimeKind::Docker => vec!["--force-rm".into()],
             _ => vec!["--format".into(), "docker".into(), "--layers".into()],
         }
     }
@@ -474,6 +477,6 @@ mod tests {
             kind: RuntimeKind::Docker,
             rootless: None,
         };
-        assert!(docker.build_args().is_empty());
+        assert_eq!(docker.build_args(), ["--force-rm"]);
     }
 }
