@@ -418,8 +418,9 @@ impl Stack {
     pub fn down(mut self) -> Result<TeardownReport> {
         self.armed = false;
         let result = teardown(&self.runtime, &self.provider, &self.record);
-        if result.is_ok() {
-            self.record.remove();
+        match &result {
+            Ok(_) => self.record.remove(),
+            Err(e) => note_teardown_failure(&self.record.project, e),
         }
         result
     }
@@ -437,12 +438,31 @@ impl Drop for Stack {
         }
         match teardown(&self.runtime, &self.provider, &self.record) {
             Ok(_) => self.record.remove(),
-            Err(e) => eprintln!(
-                "error: teardown of {} failed: {e}\n  hint: run `harness gc` to sweep what is left",
-                self.record.project
-            ),
+            Err(e) => {
+                eprintln!(
+                    "error: teardown of {} failed: {e}\n  hint: run `harness gc` to sweep what is left",
+                    self.record.project
+                );
+                note_teardown_failure(&self.record.project, &e);
+            }
         }
     }
+}
+
+/// Projects whose teardown failed in this process, so that the exit code says so (4) even when
+/// the failure happened in the drop guard, where no error can be returned.
+static TEARDOWN_FAILURES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn note_teardown_failure(project: &str, e: &HarnessError) {
+    TEARDOWN_FAILURES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(format!("{project}: {e}"));
+}
+
+/// Every teardown of this process that failed (may have left objects behind), with the error.
+pub fn teardown_failures() -> Vec<String> {
+    TEARDOWN_FAILURES.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
 fn project_of(record: &RunRecord) -> Project {
@@ -480,9 +500,15 @@ pub fn teardown(runtime: &Runtime, provider: &Provider, record: &RunRecord) -> R
         &project_of(record),
         &Action::Down { timeout_secs: 10 },
     );
-    match exec::run(&down, DOWN_TIMEOUT, Interrupt::Ignored) {
-        Ok(out) => report.compose_down_status = out.status,
-        Err(e) => tracing::warn!("compose down failed: {e}"),
+    // A second signal skips the compose tool (or kills it mid-way): the label sweep below removes
+    // everything on its own, only faster.
+    if exec::is_aborted() {
+        tracing::warn!("second interrupt: skipping compose down, removing the run's objects by label");
+    } else {
+        match exec::run(&down, DOWN_TIMEOUT, Interrupt::UntilAborted) {
+            Ok(out) => report.compose_down_status = out.status,
+            Err(e) => tracing::warn!("compose down failed: {e}"),
+        }
     }
     for kind in ObjectKind::ALL {
         let mut left = runtime.list_by_label(kind, &run_filter)?;
