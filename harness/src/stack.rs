@@ -719,6 +719,56 @@ mod tests {
         assert_eq!(mode, 0o755);
     }
 
+    /// A teardown that fails in the drop guard (after an error or an interruption) cannot return
+    /// an error; it must still reach the exit code.
+    #[test]
+    fn a_failed_teardown_in_the_drop_guard_is_noted_for_the_exit_code() {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = tempfile::tempdir().unwrap();
+        let fake = bin.path().join("docker");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\necho 'Cannot connect to the Docker daemon' >&2\nexit 1\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Only `docker` is shadowed: no other unit test runs it.
+        let path = std::env::var("PATH").unwrap_or_default();
+        std::env::set_var("PATH", format!("{}:{path}", bin.path().display()));
+        let record = RunRecord {
+            run_id: "tdrop0001".into(),
+            project: project_name(RuntimeKind::Docker, "tdrop0001"),
+            runtime: RuntimeKind::Docker,
+            tool: ComposeTool::DockerComposeV1,
+            compose_files: vec![],
+            workdir: PathBuf::from("/nonexistent"),
+            env: vec![],
+            services: vec![],
+            ports: BTreeMap::new(),
+            bind_ip: IpAddr::from([127, 0, 0, 1]),
+            owner_pid: std::process::id(),
+            owner_start: 0,
+            status: RunStatus::Starting,
+            created_unix: 0,
+        };
+        let stack = Stack {
+            runtime: Runtime::resolve(RuntimeKind::Docker).unwrap(),
+            provider: Provider {
+                tool: ComposeTool::DockerComposeV1,
+                version: String::new(),
+            },
+            record,
+            armed: true,
+        };
+        drop(stack);
+        std::env::set_var("PATH", path);
+        let failures = teardown_failures();
+        assert!(
+            failures.iter().any(|f| f.contains("hydra-docker-tdrop0001")),
+            "{failures:?}"
+        );
+    }
+
     #[test]
     fn bind_address_must_be_loopback() {
         let mut opts = StackOptions::new(RuntimeKind::Docker);

@@ -449,3 +449,17 @@ fn cmd_validate(args: &ValidateArgs) -> Result<i32, HarnessError> {
         exit::OK
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_teardown_anywhere_turns_the_exit_code_into_4() {
+        let left = vec!["hydra-docker-1: teardown left objects behind: volume abc".to_string()];
+        for code in [exit::OK, exit::FAILED, exit::INTERRUPTED, exit::LEFTOVERS] {
+            assert_eq!(exit_code(code, &left), exit::LEFTOVERS);
+            assert_eq!(exit_code(code, &[]), code);
+        }
+    }
+}
