@@ -213,7 +213,8 @@ fn exit_code(code: i32, teardown_failures: &[String]) -> i32 {
 /// SIGINT/SIGTERM: the first stops the checks and tears down in order, the second skips the
 /// compose tool and sweeps the run's objects by label, a third exits at once.
 fn on_signal() {
-    match runtime::exec::cancel() {
+    runtime::exec::cancel();
+    match runtime::exec::signal_count() {
         1 => eprintln!("\ninterrupted: stopping and tearing down (interrupt again to skip to a quick sweep)"),
         2 => eprintln!("\ninterrupted again: skipping compose down, removing the run's objects by label"),
         _ => {

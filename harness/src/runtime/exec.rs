@@ -91,9 +91,14 @@ const PIPE_GRACE: Duration = Duration::from_secs(2);
 
 /// Records one SIGINT/SIGTERM (called from the signal handler). The first asks for an orderly
 /// stop and a full teardown; the second asks teardown to skip the compose tool and only sweep the
-/// run's objects by label. Returns how many signals have been received, this one included.
-pub fn cancel() -> usize {
-    SIGNALS.cancel()
+/// run's objects by label.
+pub fn cancel() {
+    SIGNALS.cancel();
+}
+
+/// How many SIGINT/SIGTERM the process has received.
+pub fn signal_count() -> usize {
+    SIGNALS.count()
 }
 
 /// Whether SIGINT/SIGTERM has been received.
