@@ -124,7 +124,9 @@ fn verdict_of(run: &RuntimeRun, id: &hydra::checks::CheckId) -> Result<(), Faile
     match o.verdict {
         Verdict::Pass => Ok(()),
         Verdict::Fail => Err(Failed::from(failure_text(o))),
-        Verdict::Skip | Verdict::NotEnforceable => Err(Failed::from(format!("{:?}: {}", o.verdict, o.message))),
+        Verdict::Skip | Verdict::NotEnforceable | Verdict::Interrupted => {
+            Err(Failed::from(format!("{:?}: {}", o.verdict, o.message)))
+        }
     }
 }
 

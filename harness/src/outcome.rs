@@ -18,6 +18,8 @@ pub enum Verdict {
     /// The host cannot enforce what is asked (e.g. memory limits for rootless on cgroup v1):
     /// reported as its own status, never as a pass.
     NotEnforceable,
+    /// The run was stopped (SIGINT/SIGTERM) before this check reached a verdict.
+    Interrupted,
 }
 
 /// One check's outcome. `message` names the service and the cause when it fails.

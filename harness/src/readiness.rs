@@ -188,7 +188,7 @@ pub fn wait(
             }
             return Err(err);
         }
-        std::thread::sleep(Duration::from_millis(500));
+        exec::sleep(Duration::from_millis(500))?;
     }
 }
 

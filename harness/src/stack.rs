@@ -537,8 +537,9 @@ impl Stack {
     pub fn down(mut self) -> Result<TeardownReport> {
         self.armed = false;
         let result = teardown(&self.runtime, &self.provider, &self.record);
-        if result.is_ok() {
-            self.record.remove();
+        match &result {
+            Ok(_) => self.record.remove(),
+            Err(e) => note_teardown_failure(&self.record.project, e),
         }
         result
     }
@@ -556,12 +557,31 @@ impl Drop for Stack {
         }
         match teardown(&self.runtime, &self.provider, &self.record) {
             Ok(_) => self.record.remove(),
-            Err(e) => eprintln!(
-                "error: teardown of {} failed: {e}\n  hint: run `harness gc` to sweep what is left",
-                self.record.project
-            ),
+            Err(e) => {
+                eprintln!(
+                    "error: teardown of {} failed: {e}\n  hint: run `harness gc` to sweep what is left",
+                    self.record.project
+                );
+                note_teardown_failure(&self.record.project, &e);
+            }
         }
     }
+}
+
+/// Projects whose teardown failed in this process, so that the exit code says so (4) even when
+/// the failure happened in the drop guard, where no error can be returned.
+static TEARDOWN_FAILURES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn note_teardown_failure(project: &str, e: &HarnessError) {
+    TEARDOWN_FAILURES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(format!("{project}: {e}"));
+}
+
+/// Every teardown of this process that failed (may have left objects behind), with the error.
+pub fn teardown_failures() -> Vec<String> {
+    TEARDOWN_FAILURES.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
 fn project_of(record: &RunRecord) -> Project {
@@ -602,9 +622,15 @@ pub fn teardown(runtime: &Runtime, provider: &Provider, record: &RunRecord) -> R
         &project_of(record),
         &Action::Down { timeout_secs: 10 },
     );
-    match exec::run(&down, DOWN_TIMEOUT, Interrupt::Ignored) {
-        Ok(out) => report.compose_down_status = out.status,
-        Err(e) => tracing::warn!("compose down failed: {e}"),
+    // A second signal skips the compose tool (or kills it mid-way): the label sweep below removes
+    // everything on its own, only faster.
+    if exec::is_aborted() {
+        tracing::warn!("second interrupt: skipping compose down, removing the run's objects by label");
+    } else {
+        match exec::run(&down, DOWN_TIMEOUT, Interrupt::UntilAborted) {
+            Ok(out) => report.compose_down_status = out.status,
+            Err(e) => tracing::warn!("compose down failed: {e}"),
+        }
     }
     for kind in ObjectKind::ALL {
         let mut left = runtime.list_by_label(kind, &run_filter)?;
@@ -876,6 +902,56 @@ mod tests {
     fn interpolated_variables_are_found_in_both_syntaxes() {
         let text = "a: ${PHOENIX_DB_PORT:-15432}\nb: $HOME_DIR/x\nc: $$NOT_A_VAR\nd: ${PHOENIX_DB_PORT}\ne: $1\n";
         assert_eq!(interpolated_vars(text), ["PHOENIX_DB_PORT", "HOME_DIR"]);
+    }
+
+    /// A teardown that fails in the drop guard (after an error or an interruption) cannot return
+    /// an error; it must still reach the exit code.
+    #[test]
+    fn a_failed_teardown_in_the_drop_guard_is_noted_for_the_exit_code() {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = tempfile::tempdir().unwrap();
+        let fake = bin.path().join("docker");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\necho 'Cannot connect to the Docker daemon' >&2\nexit 1\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Only `docker` is shadowed: no other unit test runs it.
+        let path = std::env::var("PATH").unwrap_or_default();
+        std::env::set_var("PATH", format!("{}:{path}", bin.path().display()));
+        let record = RunRecord {
+            run_id: "tdrop0001".into(),
+            project: project_name(RuntimeKind::Docker, "tdrop0001"),
+            runtime: RuntimeKind::Docker,
+            tool: ComposeTool::DockerComposeV1,
+            compose_files: vec![],
+            workdir: PathBuf::from("/nonexistent"),
+            env: vec![],
+            services: vec![],
+            ports: BTreeMap::new(),
+            bind_ip: IpAddr::from([127, 0, 0, 1]),
+            owner_pid: std::process::id(),
+            owner_start: 0,
+            status: RunStatus::Starting,
+            created_unix: 0,
+        };
+        let stack = Stack {
+            runtime: Runtime::resolve(RuntimeKind::Docker).unwrap(),
+            provider: Provider {
+                tool: ComposeTool::DockerComposeV1,
+                version: String::new(),
+            },
+            record,
+            armed: true,
+        };
+        drop(stack);
+        std::env::set_var("PATH", path);
+        let failures = teardown_failures();
+        assert!(
+            failures.iter().any(|f| f.contains("hydra-docker-tdrop0001")),
+            "{failures:?}"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Instant;
 use crate::checks::{self, CheckId, Recorder};
 use crate::compose::file::ComposeFile;
 use crate::outcome::{CheckOutcome, Observation, RuntimeInfo, Verdict};
-use crate::runtime::{HealthDriver, Runtime, RuntimeKind};
+use crate::runtime::{exec, HealthDriver, Runtime, RuntimeKind};
 use crate::spec::Spec;
 use crate::stack::{ComposeSet, Event, Stack, StackOptions, UpReport};
 
@@ -131,16 +131,16 @@ pub fn run(
         Ok(x) => x,
         Err(e) => {
             let msg = format!("stack did not come up under {kind}: {e}");
-            rec.push(
-                &up_id(),
-                None,
-                Verdict::Fail,
-                msg.clone(),
-                started.elapsed().as_secs_f64(),
-            );
+            // Stopped by a signal, the checks did not fail: they did not get to run.
+            let verdict = if exec::is_cancelled() {
+                Verdict::Interrupted
+            } else {
+                Verdict::Fail
+            };
+            rec.push(&up_id(), None, verdict, msg.clone(), started.elapsed().as_secs_f64());
             let first = msg.lines().next().unwrap_or_default().to_string();
             for id in plan.ids().into_iter().filter(|i| *i != up_id() && selected(i)) {
-                rec.push(&id, None, Verdict::Fail, format!("not run: {first}"), 0.0);
+                rec.push(&id, None, verdict, format!("not run: {first}"), 0.0);
             }
             run.outcomes = rec.outcomes;
             return run;
@@ -161,14 +161,25 @@ pub fn run(
     );
     run.observations.extend(observe_up(kind, &up, &stack));
 
-    on_event(&Event::Phase("checks: dns".into()));
-    checks::dns::run(&stack, &plan.dns, selected, &mut rec);
-    on_event(&Event::Phase("checks: ports".into()));
-    checks::ports::run(&stack, &plan.ports, selected, &mut rec);
-    on_event(&Event::Phase("checks: health".into()));
-    checks::health::run_endpoints(&stack, &plan.spec, &plan.endpoints, selected, &mut rec);
-    checks::health::run_engine(&stack, &plan.engine_health, selected, &mut rec);
-    if plan.posture.iter().any(selected) {
+    // Each phase runs only while the run is not cancelled; a signal ends the checks within a
+    // second and goes on to teardown.
+    let mut phase = Phase::default();
+    if phase.next(&mut rec) {
+        on_event(&Event::Phase("checks: dns".into()));
+        checks::dns::run(&stack, &plan.dns, selected, &mut rec);
+    }
+    if phase.next(&mut rec) {
+        on_event(&Event::Phase("checks: ports".into()));
+        checks::ports::run(&stack, &plan.ports, selected, &mut rec);
+    }
+    if phase.next(&mut rec) {
+        on_event(&Event::Phase("checks: health".into()));
+        checks::health::run_endpoints(&stack, &plan.spec, &plan.endpoints, selected, &mut rec);
+    }
+    if phase.next(&mut rec) {
+        checks::health::run_engine(&stack, &plan.engine_health, selected, &mut rec);
+    }
+    if phase.next(&mut rec) && plan.posture.iter().any(selected) {
         on_event(&Event::Phase("checks: posture".into()));
         let t = Instant::now();
         match crate::posture::evaluate(&stack, &plan.spec.posture_config()) {
@@ -190,13 +201,25 @@ pub fn run(
             }
         }
     }
-    on_event(&Event::Phase("checks: transitive health".into()));
-    checks::health::run_transitive(&stack, &plan.spec, &plan.transitive, selected, &mut rec);
-    on_event(&Event::Phase("checks: persistence".into()));
-    checks::persistence::run(&stack, &plan.spec.persistence, selected, &mut rec);
-
-    attach_logs(&stack, &mut rec.outcomes);
-    on_event(&Event::Phase("teardown".into()));
+    if phase.next(&mut rec) {
+        on_event(&Event::Phase("checks: transitive health".into()));
+        checks::health::run_transitive(&stack, &plan.spec, &plan.transitive, selected, &mut rec);
+    }
+    if phase.next(&mut rec) {
+        on_event(&Event::Phase("checks: persistence".into()));
+        checks::persistence::run(&stack, &plan.spec.persistence, selected, &mut rec);
+    }
+    if phase.next(&mut rec) {
+        attach_logs(&stack, &mut rec.outcomes);
+    }
+    on_event(&Event::Phase(
+        if exec::is_cancelled() {
+            "interrupted: teardown"
+        } else {
+            "teardown"
+        }
+        .into(),
+    ));
     let t = Instant::now();
     match stack.down() {
         Ok(td) => {
@@ -231,16 +254,61 @@ pub fn run(
         .into_iter()
         .filter(|i| selected(i) && !produced.contains(&(i.area.to_string(), i.name.clone())))
     {
-        rec.push(
-            &id,
-            None,
-            Verdict::Fail,
-            "not run: the harness produced no result for this check".into(),
-            0.0,
-        );
+        if exec::is_cancelled() {
+            rec.push(&id, None, Verdict::Interrupted, INTERRUPTED_BEFORE.into(), 0.0);
+        } else {
+            rec.push(
+                &id,
+                None,
+                Verdict::Fail,
+                "not run: the harness produced no result for this check".into(),
+                0.0,
+            );
+        }
     }
     run.outcomes = rec.outcomes;
     run
+}
+
+/// Message of a check the run never reached because it was stopped.
+pub const INTERRUPTED_BEFORE: &str = "not run: the run was interrupted (SIGINT/SIGTERM) before this check";
+
+/// Every selected check of `plan` under `kind`, marked interrupted: for a runtime the run did not
+/// reach because it was stopped.
+pub fn interrupted_outcomes(kind: RuntimeKind, plan: &Plan, selected: &dyn Fn(&CheckId) -> bool) -> Vec<CheckOutcome> {
+    let mut rec = Recorder::new(kind);
+    for id in plan.ids().into_iter().filter(|i| *i == up_id() || selected(i)) {
+        rec.push(&id, None, Verdict::Interrupted, INTERRUPTED_BEFORE.into(), 0.0);
+    }
+    rec.outcomes
+}
+
+/// Runs the check phases while the run is not cancelled. A phase during which a signal arrived
+/// may have recorded failures caused by the interruption itself (a probe cut short, a killed
+/// tool): those become [`Verdict::Interrupted`], keeping their message.
+#[derive(Default)]
+struct Phase {
+    first_outcome: usize,
+}
+
+impl Phase {
+    /// Closes the previous phase and says whether to start the next one.
+    fn next(&mut self, rec: &mut Recorder) -> bool {
+        let cancelled = exec::is_cancelled();
+        if cancelled {
+            mark_interrupted(&mut rec.outcomes[self.first_outcome..]);
+        }
+        self.first_outcome = rec.outcomes.len();
+        !cancelled
+    }
+}
+
+/// Failures recorded once the run was cancelled become interrupted.
+fn mark_interrupted(outcomes: &mut [CheckOutcome]) {
+    for o in outcomes.iter_mut().filter(|o| o.verdict == Verdict::Fail) {
+        o.verdict = Verdict::Interrupted;
+        o.message = format!("interrupted: {}", o.message);
+    }
 }
 
 fn obs(runtime: RuntimeKind, key: &str, value: &str) -> Observation {
@@ -456,6 +524,50 @@ mod tests {
         assert!(names.contains("docker::dns::nginx_cannot_resolve_db"));
         assert_eq!(ids.first(), Some(&up_id()));
         assert_eq!(ids.last(), Some(&down_id()));
+    }
+
+    #[test]
+    fn failures_of_the_interrupted_phase_become_interrupted_and_earlier_ones_stay() {
+        let mut rec = Recorder::new(RuntimeKind::Docker);
+        rec.push(
+            &CheckId::new("dns", "a"),
+            None,
+            Verdict::Fail,
+            "real failure".into(),
+            0.1,
+        );
+        let mut phase = Phase::default();
+        assert!(phase.next(&mut rec));
+        rec.push(&CheckId::new("health", "b"), None, Verdict::Pass, "ok".into(), 0.1);
+        rec.push(
+            &CheckId::new("health", "c"),
+            None,
+            Verdict::Fail,
+            "GET: interrupted".into(),
+            0.1,
+        );
+        // A signal arrived during the phase (simulated without touching the process's signals).
+        mark_interrupted(&mut rec.outcomes[phase.first_outcome..]);
+        let verdicts: Vec<(Verdict, &str)> = rec.outcomes.iter().map(|o| (o.verdict, o.message.as_str())).collect();
+        assert_eq!(
+            verdicts,
+            [
+                (Verdict::Fail, "real failure"),
+                (Verdict::Pass, "ok"),
+                (Verdict::Interrupted, "interrupted: GET: interrupted")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_runtime_not_reached_has_every_selected_check_interrupted() {
+        let spec = Spec::load(&crate::spec::bundled_spec_file(), &[]).unwrap();
+        let plan = Plan::new(spec).unwrap();
+        let outcomes = interrupted_outcomes(RuntimeKind::Podman, &plan, &|id| id.area == "persistence");
+        assert!(outcomes.iter().all(|o| o.verdict == Verdict::Interrupted));
+        let names: Vec<&str> = outcomes.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names[0], "up_healthy");
+        assert_eq!(outcomes.len(), 1 + plan.persistence.len());
     }
 
     #[test]

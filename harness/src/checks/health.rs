@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::{slug, CheckId, Recorder};
 use crate::compose::Action;
 use crate::outcome::Verdict;
+use crate::runtime::exec;
 use crate::runtime::inspect::HealthStatus;
 use crate::runtime::HealthDriver;
 use crate::spec::{HealthProbe, Spec, Transitive};
@@ -146,10 +147,16 @@ fn published_addr(stack: &Stack, service: &str, port: Option<u16>, spec: &Spec) 
         .ok_or_else(|| format!("{service} port {port} is not published on {bind}"))
 }
 
+/// One GET, abandoned as soon as the run is cancelled (the request itself ends within the
+/// client's timeout in the background).
 fn get(client: &reqwest::blocking::Client, url: &str) -> Result<(u16, String), String> {
-    let resp = client.get(url).send().map_err(|e| format!("GET {url}: {e}"))?;
-    let status = resp.status().as_u16();
-    Ok((status, resp.text().unwrap_or_default()))
+    let (client, target) = (client.clone(), url.to_string());
+    exec::interruptible(move || {
+        let resp = client.get(&target).send().map_err(|e| format!("GET {target}: {e}"))?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.text().unwrap_or_default()))
+    })
+    .map_err(|e| format!("GET {url}: {e}"))?
 }
 
 /// Runs the endpoint probes that `selected` keeps. A just-started stack may need a moment for a
@@ -163,6 +170,9 @@ pub fn run_endpoints(
 ) {
     let client = http_client();
     for c in checks.iter().filter(|c| selected(&c.id)) {
+        if exec::is_cancelled() {
+            return;
+        }
         rec.check(&c.id, Some(&c.service), || {
             let port = if c.probe.via.is_some() { None } else { c.probe.port };
             let addr = published_addr(stack, &c.through, port, spec)?;
@@ -174,7 +184,7 @@ pub fn run_endpoints(
                 if result.is_ok() || Instant::now() >= deadline {
                     return result;
                 }
-                std::thread::sleep(Duration::from_millis(500));
+                exec::sleep(Duration::from_millis(500)).map_err(|e| format!("{}: {url}: {e}", c.service))?;
             }
         });
     }
@@ -202,6 +212,9 @@ fn engine_healthy(stack: &Stack, service: &str) -> Result<bool, String> {
 /// Runs the engine-health checks.
 pub fn run_engine(stack: &Stack, ids: &[CheckId], selected: &dyn Fn(&CheckId) -> bool, rec: &mut Recorder) {
     for id in ids.iter().filter(|i| selected(i)) {
+        if exec::is_cancelled() {
+            return;
+        }
         let service = id
             .name
             .trim_start_matches("engine_reports_")
@@ -251,6 +264,10 @@ pub fn run_transitive(
         }
     }
     for (t, items) in by_stop {
+        // Checks not reached are marked interrupted by the caller.
+        if exec::is_cancelled() {
+            return;
+        }
         let stopped_at = Instant::now();
         let stop = stack.compose_run(&Action::Stop {
             service: t.stop.clone(),
@@ -261,6 +278,9 @@ pub fn run_transitive(
             .ok()
             .and_then(|c| c.get(&t.stop).map(|c| !c.state.running))
             .unwrap_or(false);
+        if !really_stopped && exec::is_cancelled() {
+            return;
+        }
         if !really_stopped {
             for TransitivePlan {
                 fails: fail_id,
@@ -282,16 +302,19 @@ pub fn run_transitive(
         let mut pending: Vec<&String> = items.iter().map(|i| &i.dependant).collect();
         let mut failed_after: Vec<(String, f64)> = Vec::new();
         let deadline = Duration::from_secs(t.within_secs);
-        while !pending.is_empty() && stopped_at.elapsed() < deadline {
+        while !pending.is_empty() && stopped_at.elapsed() < deadline && !exec::is_cancelled() {
             pending.retain(|d| match dependant_healthy(stack, spec, &client, d) {
+                // A probe cut short by a signal says nothing about the dependant.
+                Err(_) if exec::is_cancelled() => true,
                 Ok(false) | Err(_) => {
                     failed_after.push((d.to_string(), stopped_at.elapsed().as_secs_f64()));
                     false
                 }
                 Ok(true) => true,
             });
-            std::thread::sleep(Duration::from_millis(300));
+            let _ = exec::sleep(Duration::from_millis(300));
         }
+        let interrupted = exec::is_cancelled();
         for TransitivePlan {
             fails: fail_id,
             dependant: d,
@@ -306,6 +329,17 @@ pub fn run_transitive(
                     format!("{d} turned unhealthy {secs:.1}s after {} stopped", t.stop),
                     *secs,
                 ),
+                None if interrupted => rec.push(
+                    fail_id,
+                    Some(d),
+                    Verdict::Interrupted,
+                    format!(
+                        "interrupted {:.1}s after {} stopped, before {d} turned unhealthy",
+                        stopped_at.elapsed().as_secs_f64(),
+                        t.stop
+                    ),
+                    stopped_at.elapsed().as_secs_f64(),
+                ),
                 None => rec.push(
                     fail_id,
                     Some(d),
@@ -318,6 +352,10 @@ pub fn run_transitive(
                 ),
             }
         }
+        // Teardown removes the stopped service; starting it again would only delay it.
+        if interrupted {
+            return;
+        }
         let started_at = Instant::now();
         let _ = stack.compose_run(&Action::Start {
             service: t.stop.clone(),
@@ -325,7 +363,7 @@ pub fn run_transitive(
         let mut pending: Vec<&String> = items.iter().map(|i| &i.dependant).collect();
         let mut recovered: Vec<(String, f64)> = Vec::new();
         let deadline = Duration::from_secs(t.recover_within_secs);
-        while !pending.is_empty() && started_at.elapsed() < deadline {
+        while !pending.is_empty() && started_at.elapsed() < deadline && !exec::is_cancelled() {
             pending.retain(|d| {
                 if dependant_healthy(stack, spec, &client, d).unwrap_or(false) {
                     recovered.push((d.to_string(), started_at.elapsed().as_secs_f64()));
@@ -334,8 +372,9 @@ pub fn run_transitive(
                     true
                 }
             });
-            std::thread::sleep(Duration::from_millis(500));
+            let _ = exec::sleep(Duration::from_millis(500));
         }
+        let interrupted = exec::is_cancelled();
         for TransitivePlan {
             recovers: rec_id,
             dependant: d,
@@ -349,6 +388,17 @@ pub fn run_transitive(
                     Verdict::Pass,
                     format!("{d} healthy again {secs:.1}s after {} started", t.stop),
                     *secs,
+                ),
+                None if interrupted => rec.push(
+                    rec_id,
+                    Some(d),
+                    Verdict::Interrupted,
+                    format!(
+                        "interrupted {:.1}s after {} started again, before {d} recovered",
+                        started_at.elapsed().as_secs_f64(),
+                        t.stop
+                    ),
+                    started_at.elapsed().as_secs_f64(),
                 ),
                 None => rec.push(
                     rec_id,

@@ -38,7 +38,25 @@ struct Db<'a> {
     rt: tokio::runtime::Runtime,
 }
 
+/// Resolves once the run is cancelled (SIGINT/SIGTERM), checking every [`exec::POLL`].
+async fn cancelled() {
+    while !exec::is_cancelled() {
+        tokio::time::sleep(exec::POLL).await;
+    }
+}
+
 impl Db<'_> {
+    /// Runs `fut` to completion, or stops within [`exec::POLL`] of a cancellation: a PostgreSQL
+    /// wait (connect, query, the commit stream) never delays teardown.
+    fn block_on<F: std::future::Future>(&self, fut: F) -> Result<F::Output, String> {
+        self.rt.block_on(async {
+            tokio::select! {
+                out = fut => Ok(out),
+                _ = cancelled() => Err(format!("{}: interrupted", self.spec.service)),
+            }
+        })
+    }
+
     fn addr(&self) -> Result<SocketAddr, String> {
         let containers = self.stack.containers().map_err(|e| e.to_string())?;
         let c = containers
@@ -69,27 +87,27 @@ impl Db<'_> {
             .connect_timeout(Duration::from_secs(5));
         let start = Instant::now();
         loop {
-            let attempt = self.rt.block_on(async {
+            let attempt = self.block_on(async {
                 let (client, conn) = cfg.connect(tokio_postgres::NoTls).await?;
                 tokio::spawn(async move {
                     let _ = conn.await;
                 });
                 Ok::<_, tokio_postgres::Error>(client)
-            });
+            })?;
             match attempt {
                 Ok(c) => return Ok(c),
                 Err(e) if start.elapsed() >= deadline => {
                     return Err(format!("cannot connect to {} at {addr}: {e}", self.spec.service))
                 }
-                Err(_) => std::thread::sleep(Duration::from_millis(500)),
+                Err(_) => exec::sleep(Duration::from_millis(500))
+                    .map_err(|e| format!("connecting to {} at {addr}: {e}", self.spec.service))?,
             }
         }
     }
 
     fn checksum(&self) -> Result<(i64, String), String> {
         let c = self.connect(Duration::from_secs(60))?;
-        self.rt
-            .block_on(c.query_one("SELECT count(*), coalesce(md5(string_agg(id::text || ':' || payload, ',' ORDER BY id)), '') FROM hydra_persistence", &[]))
+        self.block_on(c.query_one("SELECT count(*), coalesce(md5(string_agg(id::text || ':' || payload, ',' ORDER BY id)), '') FROM hydra_persistence", &[]))?
             .map(|r| (r.get::<_, i64>(0), r.get::<_, String>(1)))
             .map_err(|e| format!("checksum query: {e}"))
     }
@@ -103,8 +121,7 @@ impl Db<'_> {
              INSERT INTO hydra_persistence SELECT g, md5('hydra-' || g) FROM generate_series(1, {}) g;",
             self.spec.rows
         );
-        self.rt
-            .block_on(c.batch_execute(&sql))
+        self.block_on(c.batch_execute(&sql))?
             .map_err(|e| format!("seeding the data set: {e}"))?;
         self.checksum()
     }
@@ -141,6 +158,9 @@ pub fn run(stack: &Stack, spec: &Option<Persistence>, selected: &dyn Fn(&CheckId
         }
     };
     let svc = Some(p.service.as_str());
+    if exec::is_cancelled() {
+        return;
+    }
     let baseline = db.seed();
 
     if selected(&ids[0]) {
@@ -158,6 +178,10 @@ pub fn run(stack: &Stack, spec: &Option<Persistence>, selected: &dyn Fn(&CheckId
                 &after,
             )
         });
+    }
+    // Checks not reached are marked interrupted by the caller.
+    if exec::is_cancelled() {
+        return;
     }
     if selected(&ids[1]) || selected(&ids[2]) {
         let recreate = (|| -> Result<(), String> {
@@ -204,14 +228,13 @@ pub fn run(stack: &Stack, spec: &Option<Persistence>, selected: &dyn Fn(&CheckId
             rec.check(&ids[2], svc, || {
                 recreate.clone().map_err(|e| format!("force-recreate failed: {e}"))?;
                 let c = db.connect(Duration::from_secs(60))?;
-                db.rt
-                    .block_on(c.batch_execute("CREATE TABLE IF NOT EXISTS hydra_write_probe (at timestamptz); INSERT INTO hydra_write_probe VALUES (now()); CHECKPOINT;"))
+                db.block_on(c.batch_execute("CREATE TABLE IF NOT EXISTS hydra_write_probe (at timestamptz); INSERT INTO hydra_write_probe VALUES (now()); CHECKPOINT;"))?
                     .map(|_| format!("the recreated {} container wrote and checkpointed to volume {}", p.service, p.volume))
                     .map_err(|e| format!("the recreated {} container cannot write volume {}: {e}", p.service, p.volume))
             });
         }
     }
-    if selected(&ids[3]) {
+    if selected(&ids[3]) && !exec::is_cancelled() {
         rec.check(&ids[3], svc, || kill_during_commits(&db));
     }
 }
@@ -243,18 +266,17 @@ fn kill_during_commits(db: &Db<'_>) -> Result<String, String> {
     let stack = db.stack;
     let service = &db.spec.service;
     let client = db.connect(Duration::from_secs(60))?;
-    db.rt
-        .block_on(
-            client.batch_execute("CREATE TABLE IF NOT EXISTS hydra_acks (id bigint PRIMARY KEY); TRUNCATE hydra_acks;"),
-        )
-        .map_err(|e| format!("{service}: preparing the commit stream: {e}"))?;
+    db.block_on(
+        client.batch_execute("CREATE TABLE IF NOT EXISTS hydra_acks (id bigint PRIMARY KEY); TRUNCATE hydra_acks;"),
+    )?
+    .map_err(|e| format!("{service}: preparing the commit stream: {e}"))?;
     let id = stack
         .containers()
         .map_err(|e| e.to_string())?
         .get(service)
         .map(|c| c.id.clone())
         .ok_or("no db container")?;
-    let (acked, write_error) = db.rt.block_on(async {
+    let (acked, write_error) = db.block_on(async {
         let writer = async {
             let mut acked: Vec<i64> = Vec::new();
             for i in 1..=1_000_000i64 {
@@ -287,7 +309,7 @@ fn kill_during_commits(db: &Db<'_>) -> Result<String, String> {
                 Some(format!("kill failed: {kill:?}"))
             },
         )
-    });
+    })?;
     let write_error =
         write_error.ok_or_else(|| format!("{service}: the writer never saw the db die: kill -9 had no effect"))?;
     if write_error.starts_with("kill failed") {
@@ -307,10 +329,7 @@ fn kill_during_commits(db: &Db<'_>) -> Result<String, String> {
         .map_err(|e| format!("{service} did not come back after kill -9: {e}"))?;
     let c = db.connect(Duration::from_secs(60))?;
     let max = *acked.last().expect("non-empty");
-    let present: i64 = match db
-        .rt
-        .block_on(c.query_one("SELECT count(*) FROM hydra_acks WHERE id <= $1", &[&max]))
-    {
+    let present: i64 = match db.block_on(c.query_one("SELECT count(*) FROM hydra_acks WHERE id <= $1", &[&max]))? {
         Ok(row) => row.get(0),
         Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => 0,
         Err(e) => return Err(format!("{service}: counting acknowledged rows after restart: {e}")),

@@ -142,7 +142,7 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    if let Err(e) = ctrlc::set_handler(runtime::exec::cancel) {
+    if let Err(e) = ctrlc::set_handler(on_signal) {
         eprintln!("warning: cannot install the Ctrl-C handler: {e}");
     }
     let result = match cli.command {
@@ -184,7 +184,7 @@ pub fn main() -> i32 {
             cmd_validate(&args)
         }
     };
-    match result {
+    let code = match result {
         Ok(code) => code,
         Err(e) => {
             // A failed build's command line carries its build args: redact what is printed.
@@ -195,6 +195,40 @@ pub fn main() -> i32 {
                 source = s.source();
             }
             e.exit_code()
+        }
+    };
+    exit_code(code, &stack::teardown_failures())
+}
+
+/// The final exit code: a teardown that failed anywhere (also in a drop guard, after an error or
+/// an interruption) means objects may be left behind, and that outranks every other outcome.
+fn exit_code(code: i32, teardown_failures: &[String]) -> i32 {
+    if teardown_failures.is_empty() {
+        return code;
+    }
+    if code != exit::LEFTOVERS {
+        eprintln!(
+            "error: teardown left objects behind:\n{}\n  hint: run `harness gc` to sweep what is left",
+            teardown_failures
+                .iter()
+                .map(|f| format!("  {f}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    exit::LEFTOVERS
+}
+
+/// SIGINT/SIGTERM: the first stops the checks and tears down in order, the second skips the
+/// compose tool and sweeps the run's objects by label, a third exits at once.
+fn on_signal() {
+    runtime::exec::cancel();
+    match runtime::exec::signal_count() {
+        1 => eprintln!("\ninterrupted: stopping and tearing down (interrupt again to skip to a quick sweep)"),
+        2 => eprintln!("\ninterrupted again: skipping compose down, removing the run's objects by label"),
+        _ => {
+            eprintln!("\ninterrupted a third time: exiting now\n  hint: run `harness gc` to remove what is left");
+            std::process::exit(exit::INTERRUPTED);
         }
     }
 }
@@ -385,6 +419,15 @@ fn cmd_validate(args: &ValidateArgs) -> Result<i32, HarnessError> {
     let mut summary = RunSummary::default();
     let mut unusable = false;
     for (kind, availability) in runtimes {
+        // Runtimes not reached because the run was stopped are reported, with every check interrupted.
+        if runtime::exec::is_cancelled() && availability == Availability::Use {
+            summary
+                .outcomes
+                .extend(validate::interrupted_outcomes(kind, &plan, &|id| {
+                    selected(&id.trial_name(kind))
+                }));
+            continue;
+        }
         let not_usable = match availability {
             Availability::Use => None,
             Availability::Skip(reason) => Some((false, reason)),
@@ -417,9 +460,6 @@ fn cmd_validate(args: &ValidateArgs) -> Result<i32, HarnessError> {
         summary.runtimes.push(run.info);
         summary.outcomes.extend(run.outcomes);
         summary.observations.extend(run.observations);
-        if runtime::exec::is_cancelled() {
-            return Err(HarnessError::Interrupted);
-        }
     }
     let written = hydra::report::write_all(&summary, &args.junit, &args.report, Some(&redactor))?;
     print!("{}", hydra::report::terminal::render(&summary, Some(&redactor)));
@@ -434,7 +474,11 @@ fn cmd_validate(args: &ValidateArgs) -> Result<i32, HarnessError> {
         .iter()
         .any(|o| o.verdict == Verdict::Fail && !(o.area == "lifecycle" && o.name == "runtime_available"));
     let ran = summary.outcomes.iter().any(|o| o.name != "runtime_available");
-    Ok(if failed {
+    // Reports are written either way, so that a cancelled CI job still has its JUnit file.
+    Ok(if runtime::exec::is_cancelled() {
+        eprintln!("interrupted: checks that did not finish are marked interrupted in the reports");
+        exit::INTERRUPTED
+    } else if failed {
         exit::FAILED
     } else if unusable {
         exit::RUNTIME_UNUSABLE
@@ -444,4 +488,18 @@ fn cmd_validate(args: &ValidateArgs) -> Result<i32, HarnessError> {
     } else {
         exit::OK
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_teardown_anywhere_turns_the_exit_code_into_4() {
+        let left = vec!["hydra-docker-1: teardown left objects behind: volume abc".to_string()];
+        for code in [exit::OK, exit::FAILED, exit::INTERRUPTED, exit::LEFTOVERS] {
+            assert_eq!(exit_code(code, &left), exit::LEFTOVERS);
+            assert_eq!(exit_code(code, &[]), code);
+        }
+    }
 }

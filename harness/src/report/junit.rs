@@ -15,7 +15,13 @@
 //! - the message prefix shows the difference to a human in any CI UI, and the `type` attribute
 //!   and property let tools (`scripts/check-junit.py`) count it apart from ordinary skips.
 //!
-//! Every testcase carries `hydra.verdict` so the four verdicts can be told apart without parsing
+//! # `Interrupted`
+//!
+//! A check the run did not finish because it was stopped (SIGINT/SIGTERM, a cancelled CI job) is
+//! written as `<error type="interrupted" message="interrupted: ...">`: it neither passed nor
+//! failed, and a skip would let a cancelled job look green.
+//!
+//! Every testcase carries `hydra.verdict` so the verdicts can be told apart without parsing
 //! messages; each suite also carries `hydra.not-enforceable` (a count).
 
 use std::path::Path;
@@ -97,6 +103,13 @@ fn test_case(o: &CheckOutcome, redactor: Option<&Redactor>) -> TestCase {
         }
         Verdict::Skip => skipped(&full, "skip", ""),
         Verdict::NotEnforceable => skipped(&full, "not-enforceable", "not enforceable: "),
+        Verdict::Interrupted => {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
+            s.set_message(format!("interrupted: {}", attribute(&full)))
+                .set_type("interrupted");
+            s.set_description(full.clone());
+            s
+        }
     };
     let mut case = TestCase::new(
         format!("{}::{}", xml_text(&o.area, redactor), xml_text(&o.name, redactor)),
@@ -268,6 +281,12 @@ mod tests {
         Some("not-enforceable"),
         Some("not enforceable: cgroup v1")
     )]
+    #[case::interrupted(
+        Verdict::Interrupted,
+        "not run: the run was interrupted",
+        Some("interrupted"),
+        Some("interrupted: not run: the run was interrupted")
+    )]
     fn verdicts_map_to_junit_states(
         #[case] verdict: Verdict,
         #[case] message: &str,
@@ -282,6 +301,12 @@ mod tests {
         let case = test_case(&o, None);
         let (got_kind, got_message) = match &case.status {
             TestCaseStatus::Success { .. } => (None, None),
+            TestCaseStatus::NonSuccess {
+                kind: NonSuccessKind::Error,
+                message,
+                ty,
+                ..
+            } => (ty.as_deref(), message.as_deref()),
             TestCaseStatus::NonSuccess { message, .. } => (Some("failure"), message.as_deref()),
             TestCaseStatus::Skipped { message, ty, .. } => (ty.as_deref(), message.as_deref()),
         };

@@ -65,13 +65,14 @@ pub(crate) fn clean(text: &str, redactor: Option<&Redactor>) -> String {
 }
 
 /// Short lowercase label of a verdict, as used in tables: `pass`, `fail`, `skip`,
-/// `not-enforceable`.
+/// `not-enforceable`, `interrupted`.
 pub fn verdict_label(v: Verdict) -> &'static str {
     match v {
         Verdict::Pass => "pass",
         Verdict::Fail => "fail",
         Verdict::Skip => "skip",
         Verdict::NotEnforceable => "not-enforceable",
+        Verdict::Interrupted => "interrupted",
     }
 }
 

@@ -42,6 +42,9 @@ pub struct Counts {
     pub fail: usize,
     pub skip: usize,
     pub not_enforceable: usize,
+    /// Checks the run did not finish because it was stopped by SIGINT/SIGTERM.
+    #[serde(default)]
+    pub interrupted: usize,
 }
 
 impl Counts {
@@ -52,12 +55,13 @@ impl Counts {
             Verdict::Fail => self.fail += 1,
             Verdict::Skip => self.skip += 1,
             Verdict::NotEnforceable => self.not_enforceable += 1,
+            Verdict::Interrupted => self.interrupted += 1,
         }
     }
 
     /// Number of verdicts counted.
     pub fn total(&self) -> usize {
-        self.pass + self.fail + self.skip + self.not_enforceable
+        self.pass + self.fail + self.skip + self.not_enforceable + self.interrupted
     }
 }
 
@@ -242,6 +246,13 @@ impl ParityReport {
                 c.pass, c.fail, c.skip, c.not_enforceable
             );
         }
+        let interrupted: usize = self.totals.values().map(|c| c.interrupted).sum();
+        if interrupted > 0 {
+            let _ = writeln!(
+                md,
+                "\n**The run was interrupted:** {interrupted} checks did not finish (shown as `interrupted`)."
+            );
+        }
 
         let (divergent, same): (Vec<&CheckRow>, Vec<&CheckRow>) = self.checks.iter().partition(|r| r.divergent);
         let _ = writeln!(md, "\n## Divergences ({})\n", divergent.len());
@@ -353,6 +364,7 @@ impl ParityReport {
                     Some(Verdict::Fail) => "**FAIL**",
                     Some(Verdict::Skip) => "skip",
                     Some(Verdict::NotEnforceable) => "not enforceable",
+                    Some(Verdict::Interrupted) => "interrupted",
                     None => "—",
                 })
                 .collect();
@@ -383,7 +395,8 @@ fn severity(v: Verdict) -> u8 {
         Verdict::Pass => 0,
         Verdict::Skip => 1,
         Verdict::NotEnforceable => 2,
-        Verdict::Fail => 3,
+        Verdict::Interrupted => 3,
+        Verdict::Fail => 4,
     }
 }
 
@@ -437,7 +450,8 @@ mod tests {
                 pass: 4,
                 fail: 1,
                 skip: 0,
-                not_enforceable: 1
+                not_enforceable: 1,
+                interrupted: 0,
             }
         );
     }

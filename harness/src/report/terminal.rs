@@ -26,15 +26,24 @@ pub fn render(summary: &RunSummary, redactor: Option<&Redactor>) -> String {
             .for_each(|o| c.add(o.verdict));
         let _ = writeln!(
             out,
-            "{:width$}  pass {:>3}  fail {:>3}  skip {:>3}  not enforceable {:>3}",
+            "{:width$}  pass {:>3}  fail {:>3}  skip {:>3}  not enforceable {:>3}{}",
             rt.ident(),
             c.pass,
             c.fail,
             c.skip,
-            c.not_enforceable
+            c.not_enforceable,
+            if c.interrupted > 0 {
+                format!("  interrupted {:>3}", c.interrupted)
+            } else {
+                String::new()
+            }
         );
     }
-    for (title, verdict) in [("failed", Verdict::Fail), ("not enforceable", Verdict::NotEnforceable)] {
+    for (title, verdict) in [
+        ("failed", Verdict::Fail),
+        ("not enforceable", Verdict::NotEnforceable),
+        ("interrupted", Verdict::Interrupted),
+    ] {
         let matching: Vec<_> = summary.outcomes.iter().filter(|o| o.verdict == verdict).collect();
         if matching.is_empty() {
             continue;

@@ -3,30 +3,144 @@
 
 use std::io::Read;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::HarnessError;
 
-static CANCELLED: AtomicBool = AtomicBool::new(false);
+/// A count of SIGINT/SIGTERM received. The process has one ([`cancel`], [`is_cancelled`]); tests
+/// make their own so that cancelling one does not disturb the others.
+#[derive(Debug, Default)]
+pub struct Signals(AtomicUsize);
 
-/// Marks the run as interrupted (called from the SIGINT/SIGTERM handler).
+impl Signals {
+    pub const fn new() -> Self {
+        Self(AtomicUsize::new(0))
+    }
+
+    /// Records one signal; returns how many have been received, this one included.
+    pub fn cancel(&self) -> usize {
+        self.0.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.count() >= 1
+    }
+
+    pub fn is_aborted(&self) -> bool {
+        self.count() >= 2
+    }
+
+    /// Sleeps for `d` in slices of [`POLL`]; [`HarnessError::Interrupted`] as soon as cancelled.
+    pub fn sleep(&self, d: Duration) -> Result<(), HarnessError> {
+        let end = Instant::now() + d;
+        loop {
+            if self.is_cancelled() {
+                return Err(HarnessError::Interrupted);
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            std::thread::sleep(left.min(POLL));
+        }
+    }
+
+    /// Runs a blocking call that cannot itself be cancelled (an HTTP request with its own
+    /// timeout) on a thread of its own and waits for it, returning [`HarnessError::Interrupted`]
+    /// within [`POLL`] of a cancellation. The abandoned call ends in the background within its
+    /// own timeout.
+    pub fn interruptible<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, HarnessError> {
+        use std::sync::mpsc::RecvTimeoutError;
+        if self.is_cancelled() {
+            return Err(HarnessError::Interrupted);
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        loop {
+            match rx.recv_timeout(POLL) {
+                Ok(v) => return Ok(v),
+                Err(RecvTimeoutError::Timeout) if self.is_cancelled() => return Err(HarnessError::Interrupted),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(HarnessError::Io(std::io::Error::other(
+                        "a background call panicked before returning",
+                    )))
+                }
+            }
+        }
+    }
+}
+
+/// The process's signal count, fed by the CLI's SIGINT/SIGTERM handler.
+static SIGNALS: Signals = Signals::new();
+
+/// How often waits look at the signal count: well under the 1 s within which teardown must start.
+pub const POLL: Duration = Duration::from_millis(50);
+
+/// After the process exits, how long its output pipes may stay open (held by a grandchild that
+/// outlives it) before the process group is killed.
+const PIPE_GRACE: Duration = Duration::from_secs(2);
+
+/// Records one SIGINT/SIGTERM (called from the signal handler). The first asks for an orderly
+/// stop and a full teardown; the second asks teardown to skip the compose tool and only sweep the
+/// run's objects by label.
 pub fn cancel() {
-    CANCELLED.store(true, Ordering::SeqCst);
+    SIGNALS.cancel();
+}
+
+/// How many SIGINT/SIGTERM the process has received.
+pub fn signal_count() -> usize {
+    SIGNALS.count()
 }
 
 /// Whether SIGINT/SIGTERM has been received.
 pub fn is_cancelled() -> bool {
-    CANCELLED.load(Ordering::SeqCst)
+    SIGNALS.is_cancelled()
+}
+
+/// Whether a second SIGINT/SIGTERM has been received: cleanup takes the quickest path.
+pub fn is_aborted() -> bool {
+    SIGNALS.is_aborted()
+}
+
+/// [`Signals::sleep`] on the process's signals.
+pub fn sleep(d: Duration) -> Result<(), HarnessError> {
+    SIGNALS.sleep(d)
+}
+
+/// [`Signals::interruptible`] on the process's signals.
+pub fn interruptible<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, HarnessError> {
+    SIGNALS.interruptible(f)
 }
 
 /// Whether a call may be interrupted by Ctrl-C. Teardown must not be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Interrupt {
-    /// Kill the child and return [`HarnessError::Interrupted`] on Ctrl-C.
+    /// Kill the child and return [`HarnessError::Interrupted`] on the first signal.
     Allowed,
-    /// Keep going on Ctrl-C (used by cleanup).
+    /// Keep going on any signal (used by cleanup's short queries and removals).
     Ignored,
+    /// Keep going on the first signal, but kill the child on the second (used for the compose
+    /// tool's own `down`, which teardown can skip in favour of removing objects by label).
+    UntilAborted,
+}
+
+impl Interrupt {
+    fn stops_now(self, signals: &Signals) -> bool {
+        match self {
+            Interrupt::Allowed => signals.is_cancelled(),
+            Interrupt::Ignored => false,
+            Interrupt::UntilAborted => signals.is_aborted(),
+        }
+    }
 }
 
 /// A command line to run, kept as data so that argv building stays pure and testable.
@@ -112,6 +226,16 @@ impl Output {
 ///
 /// A non-zero exit is *not* an error here: callers decide, because some tools' exit codes lie.
 pub fn run(spec: &CommandSpec, timeout: Duration, interrupt: Interrupt) -> Result<Output, HarnessError> {
+    run_with(&SIGNALS, spec, timeout, interrupt)
+}
+
+/// [`run`], watching `signals` instead of the process's.
+pub fn run_with(
+    signals: &Signals,
+    spec: &CommandSpec,
+    timeout: Duration,
+    interrupt: Interrupt,
+) -> Result<Output, HarnessError> {
     use std::os::unix::process::CommandExt;
     tracing::debug!(cmd = %spec.display(), "exec");
     let mut cmd = Command::new(&spec.program);
@@ -146,33 +270,25 @@ pub fn run(spec: &CommandSpec, timeout: Duration, interrupt: Interrupt) -> Resul
             let _ = pipe.write_all(&data);
         });
     }
-    let mut out_pipe = child.stdout.take().expect("piped stdout");
-    let mut err_pipe = child.stderr.take().expect("piped stderr");
-    let out_reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = out_pipe.read_to_end(&mut buf);
-        buf
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = err_pipe.read_to_end(&mut buf);
-        buf
-    });
+    let stdout_pipe = Pipe::read(child.stdout.take().expect("piped stdout"));
+    let stderr_pipe = Pipe::read(child.stderr.take().expect("piped stderr"));
     let mut stop_reason = None;
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break Some(status),
             Ok(None) => {}
             Err(source) => {
+                kill_group(pgid);
+                let _ = child.wait();
                 return Err(HarnessError::Spawn {
                     cmd: spec.display(),
                     source,
-                })
+                });
             }
         }
         if start.elapsed() >= timeout {
             stop_reason = Some(StopReason::Timeout);
-        } else if interrupt == Interrupt::Allowed && is_cancelled() {
+        } else if interrupt.stops_now(signals) {
             stop_reason = Some(StopReason::Interrupted);
         }
         if stop_reason.is_some() {
@@ -182,10 +298,19 @@ pub fn run(spec: &CommandSpec, timeout: Duration, interrupt: Interrupt) -> Resul
         }
         std::thread::sleep(Duration::from_millis(25));
     };
-    // Children of the tool may hold the pipes open; the group was killed above on timeout, so
-    // readers finish. On normal exit, grandchildren that outlive the tool are not ours to wait for.
-    let stdout = String::from_utf8_lossy(&out_reader.join().unwrap_or_default()).into_owned();
-    let stderr = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
+    // A grandchild left in the group (`sh -c 'daemon &'`) can hold the pipes open long after the
+    // tool exited: wait for end-of-file only briefly, then kill the group and take what was read.
+    // A process that left the group (setsid) and still holds them is abandoned, never waited for.
+    let grace = timeout
+        .saturating_sub(start.elapsed())
+        .clamp(Duration::from_millis(100), PIPE_GRACE);
+    if !Pipe::wait_both(&stdout_pipe, &stderr_pipe, grace, || interrupt.stops_now(signals)) {
+        tracing::debug!(cmd = %spec.display(), "output still open after exit; killing the process group");
+        kill_group(pgid);
+        Pipe::wait_both(&stdout_pipe, &stderr_pipe, Duration::from_millis(500), || false);
+    }
+    let stdout = stdout_pipe.text();
+    let stderr = stderr_pipe.text();
     let elapsed = start.elapsed();
     match stop_reason {
         Some(StopReason::Timeout) => Err(HarnessError::Timeout {
@@ -224,6 +349,72 @@ pub fn run_ok(spec: &CommandSpec, timeout: Duration, interrupt: Interrupt) -> Re
 enum StopReason {
     Timeout,
     Interrupted,
+}
+
+/// One output pipe, read on its own thread into a buffer the caller can take at any time.
+struct Pipe {
+    buf: Arc<Mutex<Vec<u8>>>,
+    done: std::sync::mpsc::Receiver<()>,
+    closed: std::cell::Cell<bool>,
+}
+
+impl Pipe {
+    fn read(mut pipe: impl Read + Send + 'static) -> Self {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let (tx, done) = std::sync::mpsc::channel();
+        let sink = buf.clone();
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 8192];
+            loop {
+                match pipe.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => sink
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+            let _ = tx.send(());
+        });
+        Self {
+            buf,
+            done,
+            closed: std::cell::Cell::new(false),
+        }
+    }
+
+    /// Waits until end-of-file or `until`; true when the pipe is closed.
+    fn wait(&self, until: Instant) -> bool {
+        if !self.closed.get() {
+            let left = until.saturating_duration_since(Instant::now());
+            // A disconnect means the reader ended too (it only drops the sender at the end).
+            if self.done.recv_timeout(left) != Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                self.closed.set(true);
+            }
+        }
+        self.closed.get()
+    }
+
+    /// Waits up to `limit` for both pipes to close, giving up early when `stop` says so. True when
+    /// both are closed.
+    fn wait_both(a: &Pipe, b: &Pipe, limit: Duration, stop: impl Fn() -> bool) -> bool {
+        let end = Instant::now() + limit;
+        loop {
+            let slice = (Instant::now() + POLL).min(end);
+            if a.wait(slice) && b.wait(slice) {
+                return true;
+            }
+            if Instant::now() >= end || stop() {
+                return false;
+            }
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.buf.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
 }
 
 fn kill_group(pgid: i32) {
@@ -282,6 +473,135 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("boom"), "{err}");
+    }
+
+    /// Finding: an exited tool whose grandchild keeps the output pipe open used to hang `run`
+    /// until the grandchild ended (30 s here), deadline or not.
+    #[test]
+    fn a_grandchild_holding_the_pipe_does_not_outlive_the_deadline() {
+        let started = Instant::now();
+        let out = run(
+            &CommandSpec::new("sh").args(["-c", "sleep 30 & echo $!; echo hi"]),
+            Duration::from_secs(2),
+            Interrupt::Ignored,
+        )
+        .unwrap();
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(5), "run took {took:?}");
+        assert_eq!(out.status, Some(0));
+        let mut lines = out.stdout.lines();
+        let grandchild: i32 = lines.next().unwrap().trim().parse().unwrap();
+        assert_eq!(lines.next(), Some("hi"), "{:?}", out.stdout);
+        // The group was killed: the grandchild is gone (or a zombie waiting for init).
+        let stat = std::fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap_or_default();
+        let state = stat.rsplit(')').next().unwrap_or("").split_whitespace().next();
+        assert!(
+            matches!(state, None | Some("Z") | Some("X")),
+            "grandchild {grandchild}: {stat}"
+        );
+    }
+
+    #[test]
+    fn a_quick_grandchild_is_waited_for_and_its_output_kept() {
+        let out = run(
+            &CommandSpec::new("sh").args(["-c", "(sleep 0.3; echo late) & echo early"]),
+            Duration::from_secs(10),
+            Interrupt::Ignored,
+        )
+        .unwrap();
+        assert_eq!(out.stdout, "early\nlate\n");
+    }
+
+    fn cancel_after(signals: &'static Signals, after: Duration, times: usize) {
+        std::thread::spawn(move || {
+            for _ in 0..times {
+                std::thread::sleep(after);
+                signals.cancel();
+            }
+        });
+    }
+
+    #[test]
+    fn the_first_signal_stops_allowed_calls_at_once() {
+        static SIG: Signals = Signals::new();
+        cancel_after(&SIG, Duration::from_millis(300), 1);
+        let started = Instant::now();
+        let err = run_with(
+            &SIG,
+            &CommandSpec::new("sh").args(["-c", "sleep 30 & sleep 30"]),
+            Duration::from_secs(60),
+            Interrupt::Allowed,
+        )
+        .unwrap_err();
+        assert!(matches!(err, HarnessError::Interrupted), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn until_aborted_calls_survive_the_first_signal_but_not_the_second() {
+        static ONE: Signals = Signals::new();
+        cancel_after(&ONE, Duration::from_millis(100), 1);
+        let out = run_with(
+            &ONE,
+            &CommandSpec::new("sh").args(["-c", "sleep 0.6; echo done"]),
+            Duration::from_secs(10),
+            Interrupt::UntilAborted,
+        )
+        .unwrap();
+        assert!(ONE.is_cancelled());
+        assert_eq!(out.stdout.trim(), "done");
+
+        static TWO: Signals = Signals::new();
+        cancel_after(&TWO, Duration::from_millis(200), 2);
+        let started = Instant::now();
+        let err = run_with(
+            &TWO,
+            &CommandSpec::new("sleep").arg("30"),
+            Duration::from_secs(60),
+            Interrupt::UntilAborted,
+        )
+        .unwrap_err();
+        assert!(matches!(err, HarnessError::Interrupted), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn ignored_calls_survive_any_number_of_signals() {
+        static SIG: Signals = Signals::new();
+        cancel_after(&SIG, Duration::from_millis(50), 3);
+        let out = run_with(
+            &SIG,
+            &CommandSpec::new("sh").args(["-c", "sleep 0.5; echo kept"]),
+            Duration::from_secs(10),
+            Interrupt::Ignored,
+        )
+        .unwrap();
+        assert_eq!(SIG.count(), 3);
+        assert_eq!(out.stdout.trim(), "kept");
+    }
+
+    #[test]
+    fn sleep_ends_early_on_a_signal() {
+        static SIG: Signals = Signals::new();
+        assert!(SIG.sleep(Duration::from_millis(120)).is_ok());
+        cancel_after(&SIG, Duration::from_millis(200), 1);
+        let started = Instant::now();
+        assert!(matches!(
+            SIG.sleep(Duration::from_secs(30)),
+            Err(HarnessError::Interrupted)
+        ));
+        assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn interruptible_returns_the_value_or_stops_waiting_on_a_signal() {
+        static SIG: Signals = Signals::new();
+        assert_eq!(SIG.interruptible(|| 7).unwrap(), 7);
+        cancel_after(&SIG, Duration::from_millis(200), 1);
+        let started = Instant::now();
+        let r = SIG.interruptible(|| std::thread::sleep(Duration::from_secs(20)));
+        assert!(matches!(r, Err(HarnessError::Interrupted)), "{r:?}");
+        assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
     }
 
     #[test]
