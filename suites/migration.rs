@@ -180,10 +180,10 @@ fn write_reports(
     }
     let junit = std::env::var_os("HYDRA_JUNIT")
         .map(PathBuf::from)
-        .unwrap_or_else(|| hydra::stack::workspace_root().join(report::junit::DEFAULT_JUNIT_PATH));
+        .unwrap_or_else(|| hydra::workspace::root().join(report::junit::DEFAULT_JUNIT_PATH));
     let dir = std::env::var_os("HYDRA_REPORT_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| hydra::stack::workspace_root().join(report::parity::DEFAULT_REPORT_DIR));
+        .unwrap_or_else(|| hydra::workspace::root().join(report::parity::DEFAULT_REPORT_DIR));
     match report::write_all(&summary, &junit, &dir, Some(redactor)) {
         Ok(w) => eprintln!(
             "reports: {}, {}, {}",

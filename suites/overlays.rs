@@ -107,7 +107,7 @@ fn run_overlay(kind: hydra::RuntimeKind, o: &Overlay) -> Result<(), Failed> {
         .position(|k| *k == kind)
         .expect("known runtime");
     let _one_at_a_time = RUNTIME_LOCKS[slot].lock().unwrap_or_else(|p| p.into_inner());
-    let root = hydra::stack::workspace_root();
+    let root = hydra::workspace::root();
     let compose: Vec<PathBuf> = vec![
         root.join("compose/phoenix.yml"),
         root.join("fixtures/overlays").join(o.file),

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 pub fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => PathBuf::from(dir),
-        None => hydra::stack::workspace_root().join("target"),
+        None => hydra::workspace::root().join("target"),
     }
 }
 

@@ -28,7 +28,7 @@ pub fn bench_label_value() -> String {
 /// Builds or checks the stack's images for `kind` (untimed), so that cold starts never build.
 pub fn prepare_images(kind: RuntimeKind) -> anyhow::Result<()> {
     let runtime = Runtime::resolve(kind)?;
-    let set = ComposeSet::load(&[hydra::stack::bundled_compose_file()])?;
+    let set = ComposeSet::load(&[hydra::workspace::bundled_compose_file()])?;
     hydra::images::prepare(&runtime, &set.merged(), &mut |msg| eprintln!("bench: {kind}: {msg}"))
         .with_context(|| format!("preparing images for {kind}"))?;
     Ok(())

@@ -37,9 +37,9 @@ impl PgTarget {
             .iter()
             .find(|(k, _)| k == "PHOENIX_ENV_FILE")
             .map(|(_, v)| std::path::PathBuf::from(v))
-            .unwrap_or_else(|| hydra::stack::workspace_root().join("compose/phoenix.env"));
+            .unwrap_or_else(|| hydra::workspace::root().join("compose/phoenix.env"));
         let text = std::fs::read_to_string(&env_file).with_context(|| format!("reading {}", env_file.display()))?;
-        let password = env_value(&text, "POSTGRES_PASSWORD")
+        let password = hydra::envfile::value(&text, "POSTGRES_PASSWORD")
             .with_context(|| format!("no POSTGRES_PASSWORD in {}", env_file.display()))?;
         Ok(Self {
             host: stack.bind_ip().to_string(),
@@ -60,17 +60,6 @@ impl PgTarget {
             .connect_timeout(Duration::from_secs(10));
         c
     }
-}
-
-/// `KEY=value` from an env file (pure); the last assignment wins, comments are ignored.
-pub fn env_value(text: &str, key: &str) -> Option<String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .filter(|(k, _)| k.trim() == key)
-        .map(|(_, v)| v.trim().trim_matches('"').trim_matches('\'').to_string())
-        .next_back()
 }
 
 /// One run's outcome.
@@ -171,17 +160,4 @@ pub async fn run(target: &PgTarget, clients: usize, limit: Limit) -> anyhow::Res
         elapsed_secs: elapsed,
         tps: transactions as f64 / elapsed,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn env_values() {
-        let text = "# comment\nPOSTGRES_PASSWORD=first\nOTHER=x\nPOSTGRES_PASSWORD=\"second\"\n";
-        assert_eq!(env_value(text, "POSTGRES_PASSWORD").as_deref(), Some("second"));
-        assert_eq!(env_value(text, "MISSING"), None);
-        assert_eq!(env_value("# POSTGRES_PASSWORD=no\n", "POSTGRES_PASSWORD"), None);
-    }
 }

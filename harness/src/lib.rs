@@ -1,31 +1,25 @@
-//! Hydra harness: brings a compose stack up under docker, podman and rootless podman with the
-//! compose tools people deploy with, waits for it to be healthy, and tears it down leaving nothing.
+//! Hydra harness: the policy layer over [`hydra_engine`]. It states what a migration must preserve
+//! (the `spec`), checks it on a running stack (`checks`, `posture`), runs one validation
+//! (`validate`), and reports (`outcome`, `report`). The `harness` binary is a thin CLI over both
+//! crates.
 //!
-//! Layout: `runtime` (engines and their quirks, the only process spawner), `compose` (tools and
-//! compose files), `images` (offline base and hashed builds), `readiness`, `stack` (RAII lifecycle),
-//! `state` (run records), `gc`, `doctor`. The `harness` binary is a thin CLI over these.
+//! The engine's modules are re-exported under their own names (`hydra::runtime`, `hydra::stack`,
+//! ...), so users of this crate need one dependency.
+
+pub use hydra_engine::{
+    compose, doctor, envfile, error, gc, images, labels, readiness, runs, runtime, stack, staging, trusted_dir,
+    workspace,
+};
 
 pub mod checks;
-pub mod compose;
-pub mod doctor;
-pub mod error;
-pub mod gc;
-pub mod images;
-pub mod labels;
 pub mod load;
 pub mod outcome;
 pub mod posture;
-pub mod readiness;
 pub mod report;
-pub mod runtime;
 pub mod secrets;
 pub mod spec;
-pub mod stack;
-pub mod staging;
-pub mod state;
 #[cfg(test)]
-mod test_support;
-pub mod trusted_dir;
+use hydra_engine::test_support;
 pub mod validate;
 
 pub use error::{HarnessError, Result};

@@ -138,7 +138,7 @@ fn validate_rejects_a_bad_spec_with_code_2_naming_the_line() {
         .args(["validate", "--spec"])
         .arg(&spec)
         .arg("--compose")
-        .arg(hydra::stack::bundled_compose_file())
+        .arg(hydra::workspace::bundled_compose_file())
         .assert()
         .code(2)
         .stderr(predicate::str::contains(

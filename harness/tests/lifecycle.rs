@@ -56,7 +56,7 @@ type Check = fn(RuntimeKind) -> Result<(), Failed>;
 
 fn images_unchanged_rebuild_nothing(kind: RuntimeKind) -> Result<(), Failed> {
     let rt = Runtime::resolve(kind)?;
-    let compose = hydra::stack::ComposeSet::load(&[hydra::stack::bundled_compose_file()])?.merged();
+    let compose = hydra::stack::ComposeSet::load(&[hydra::workspace::bundled_compose_file()])?.merged();
     let first = hydra::images::prepare(&rt, &compose, &mut |_| {})?;
     let second = hydra::images::prepare(&rt, &compose, &mut |_| {})?;
     let rebuilt: Vec<&str> = second
@@ -195,7 +195,7 @@ fn sigint_during_readiness_leaves_nothing(kind: RuntimeKind) -> Result<(), Faile
     if code != Some(hydra::error::exit::INTERRUPTED) {
         return Err(format!("exit code {code:?}, expected {}", hydra::error::exit::INTERRUPTED).into());
     }
-    if hydra::state::RunRecord::load(&run_id).is_some() {
+    if hydra::runs::RunRecord::load(&run_id).is_some() {
         return Err("the interrupted run's record was not removed".into());
     }
     Ok(())

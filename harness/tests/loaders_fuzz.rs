@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use hydra::compose::file::{override_yaml, run_labels, ComposeFile};
 use hydra::spec::{bundled_spec_file, Spec};
-use hydra::stack::{bundled_compose_file, ComposeSet};
+use hydra::stack::ComposeSet;
+use hydra::workspace::bundled_compose_file;
 use hydra::HarnessError;
 use proptest::prelude::*;
 

@@ -21,7 +21,8 @@ use hydra::compose::file::ComposeFile;
 use hydra::outcome::{CheckOutcome, Verdict};
 use hydra::posture::{self, CheckId, ContainerFacts, PostureConfig};
 use hydra::runtime::RuntimeKind;
-use hydra::stack::{bundled_compose_file, workspace_root, Stack, StackOptions};
+use hydra::stack::{Stack, StackOptions};
+use hydra::workspace::{bundled_compose_file, root as workspace_root};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 /// A trial body.

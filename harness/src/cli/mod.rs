@@ -15,7 +15,7 @@ use hydra::report::redact::{self, redact_output, Redactor};
 use hydra::report::secrets_source;
 use hydra::runtime::{self, Runtime, RuntimeKind};
 use hydra::stack::{self, Stack, StackOptions};
-use hydra::state::{RunRecord, RunStatus};
+use hydra::runs::{RunRecord, RunStatus};
 use hydra::{gc, images, HarnessError};
 
 #[derive(Parser)]
@@ -302,7 +302,7 @@ fn cmd_images(runtimes: &[RuntimeKind], compose: Vec<PathBuf>, base_only: bool) 
         return Ok(exit::OK);
     }
     let files = if compose.is_empty() {
-        vec![stack::bundled_compose_file()]
+        vec![hydra::workspace::bundled_compose_file()]
     } else {
         compose
     };

@@ -738,7 +738,7 @@ mod tests {
     fn docker_inline_profile_and_podman_path_are_the_same_profile() {
         let docker = &parse_facts(&fixture("docker-db.json")).unwrap()[0];
         let mut podman = parse_facts(&fixture("podman-db.json")).unwrap().remove(0);
-        podman.resolve_seccomp(&crate::stack::workspace_root().join("compose"));
+        podman.resolve_seccomp(&crate::workspace::root().join("compose"));
         let (Seccomp::Custom(d), Seccomp::Custom(p)) = (&docker.seccomp, &podman.seccomp) else {
             panic!()
         };

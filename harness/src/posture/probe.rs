@@ -502,7 +502,7 @@ mod tests {
             .join("../fixtures/inspect")
             .join(file);
         let mut f = parse_facts(&std::fs::read_to_string(path).unwrap()).unwrap().remove(0);
-        f.resolve_seccomp(&crate::stack::workspace_root().join("compose"));
+        f.resolve_seccomp(&crate::workspace::root().join("compose"));
         f
     }
 

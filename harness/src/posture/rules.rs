@@ -399,7 +399,7 @@ mod tests {
 
     fn project_profile() -> Value {
         let text =
-            std::fs::read_to_string(crate::stack::workspace_root().join("fixtures/seccomp/phoenix.json")).unwrap();
+            std::fs::read_to_string(crate::workspace::root().join("fixtures/seccomp/phoenix.json")).unwrap();
         serde_json::from_str(&text).unwrap()
     }
 
@@ -420,7 +420,7 @@ mod tests {
     fn run(file: &str, runtime: RuntimeKind) -> BTreeMap<String, CheckOutcome> {
         let mut out = BTreeMap::new();
         for mut f in parse_facts(&fixture(file)).unwrap() {
-            f.resolve_seccomp(&crate::stack::workspace_root().join("compose"));
+            f.resolve_seccomp(&crate::workspace::root().join("compose"));
             let service = f.service.clone().unwrap();
             for o in check_config(&ctx(runtime), &config(), &service, &f) {
                 out.insert(o.name.clone(), o);

@@ -55,7 +55,7 @@ impl Redactor {
             let path = path.as_ref();
             let text = std::fs::read_to_string(path)
                 .map_err(|e| std::io::Error::new(e.kind(), format!("reading env file {}: {e}", path.display())))?;
-            for (name, value) in parse_env_file(&text) {
+            for (name, value) in crate::envfile::readings(&text) {
                 r.add(name, &value);
             }
         }
@@ -171,56 +171,6 @@ pub(crate) fn redact_opt<'a>(redactor: Option<&Redactor>, text: &'a str) -> Cow<
     }
 }
 
-/// Parses env-file text into `(name, value)` pairs, the way compose tools read `env_file:` and
-/// `.env`: `#` comments, blank lines and an `export ` prefix are skipped; a quoted value ends at
-/// its closing quote. Tools disagree on an unquoted value followed by ` # comment` (compose v2 and
-/// python-dotenv drop the comment, docker-compose 1.x keeps it), so such a line yields both
-/// readings under the same name.
-pub(crate) fn parse_env_file(text: &str) -> Vec<(&str, String)> {
-    let mut pairs = Vec::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let line = line.strip_prefix("export ").map(str::trim_start).unwrap_or(line);
-        let Some((name, value)) = line.split_once('=') else {
-            continue;
-        };
-        let name = name.trim();
-        if name.is_empty() || name.contains(char::is_whitespace) {
-            continue;
-        }
-        let value = value.trim();
-        match quoted(value) {
-            Some(inner) => pairs.push((name, inner.to_string())),
-            None => {
-                let uncommented = strip_inline_comment(value);
-                if uncommented != value {
-                    pairs.push((name, uncommented.to_string()));
-                }
-                pairs.push((name, value.to_string()));
-            }
-        }
-    }
-    pairs
-}
-
-/// The text between a leading quote and its closing quote, if `v` starts with one.
-fn quoted(v: &str) -> Option<&str> {
-    let q = v.chars().next().filter(|c| *c == '"' || *c == '\'')?;
-    let rest = &v[1..];
-    rest.find(q).map(|end| &rest[..end])
-}
-
-/// `v` without a trailing ` # comment`.
-fn strip_inline_comment(v: &str) -> &str {
-    match v.find(" #").or_else(|| v.find("\t#")) {
-        Some(i) => v[..i].trim_end(),
-        None => v,
-    }
-}
-
 /// The password of `scheme://user:password@host...`, if any.
 pub(crate) fn url_password(value: &str) -> Option<&str> {
     let (_, rest) = value.split_once("://")?;
@@ -315,20 +265,6 @@ mod tests {
             r.redact("quoted pw tok-1234 phoenix"),
             "<redacted:POSTGRES_PASSWORD> <redacted:API_TOKEN> phoenix"
         );
-    }
-
-    #[rstest]
-    #[case::inline_comment("API_TOKEN=tok-9876 # rotated monthly", &["tok-9876 # rotated monthly", "tok-9876"])]
-    #[case::quoted_then_comment("API_TOKEN=\"tok 9876\" # note", &["tok 9876"])]
-    #[case::single_quoted("API_TOKEN='tok#9876'", &["tok#9876"])]
-    #[case::hash_inside_value("API_TOKEN=tok#9876", &["tok#9876"])]
-    fn env_file_values_as_the_tools_read_them(#[case] line: &str, #[case] values: &[&str]) {
-        let got: Vec<String> = parse_env_file(line).into_iter().map(|(_, v)| v).collect();
-        let mut want: Vec<&str> = values.to_vec();
-        want.sort_by_key(|v| v.len());
-        let mut got_sorted = got.clone();
-        got_sorted.sort_by_key(|v| v.len());
-        assert_eq!(got_sorted, want, "{got:?}");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use serde_yaml::Value;
 
-use super::redact::{parse_env_file, url_password, Redactor};
+use super::redact::{url_password, Redactor};
 use crate::compose::file::interpolate;
 use crate::error::{HarnessError, Result};
 use crate::secrets::is_secret_name;
@@ -36,7 +36,7 @@ pub fn for_run(compose_files: &[PathBuf], spec: Option<&Spec>) -> Result<Redacto
     let mut r = from_compose(compose_files, &|name| std::env::var(name).ok())?;
     if let Some(p) = spec.and_then(|s| s.persistence.as_ref()) {
         if let Some(text) = read_optional(&p.password_env_file)? {
-            for (name, value) in parse_env_file(&text) {
+            for (name, value) in crate::envfile::readings(&text) {
                 r.add(name, &value);
             }
         }
@@ -55,7 +55,7 @@ pub fn from_compose(compose_files: &[PathBuf], env: &dyn Fn(&str) -> Option<Stri
     let project_dir = dir_of(first);
     let mut dotenv: BTreeMap<String, String> = BTreeMap::new();
     if let Some(text) = read_optional(&project_dir.join(".env"))? {
-        for (name, value) in parse_env_file(&text) {
+        for (name, value) in crate::envfile::readings(&text) {
             r.add(name, &value);
             dotenv.insert(name.to_string(), value);
         }
@@ -196,7 +196,7 @@ impl Walker<'_> {
             for candidate in self.candidates(&path) {
                 match std::fs::read_to_string(&candidate) {
                     Ok(text) => {
-                        for (name, value) in parse_env_file(&text) {
+                        for (name, value) in crate::envfile::readings(&text) {
                             // Compose v2 interpolates env files, docker-compose 1.x does not.
                             let interpolated = self.interp(&value);
                             self.r.add(name, &value);

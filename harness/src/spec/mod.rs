@@ -106,7 +106,7 @@ impl Persistence {
                 self.password_env_file.display()
             ))
         })?;
-        env_file_value(&text, &self.password_var).ok_or_else(|| {
+        crate::envfile::value(&text, &self.password_var).ok_or_else(|| {
             HarnessError::Usage(format!(
                 "{} does not set {}\n  hint: fix persistence.password.var in the spec",
                 self.password_env_file.display(),
@@ -116,15 +116,6 @@ impl Persistence {
     }
 }
 
-/// The value of `var` in `KEY=VALUE` env-file text (comments and blank lines ignored). Pure.
-pub fn env_file_value(text: &str, var: &str) -> Option<String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .find(|(k, _)| k.trim() == var)
-        .map(|(_, v)| v.trim().trim_matches('"').trim_matches('\'').to_string())
-}
 
 // ----- raw serde layer (private) --------------------------------------------------------------
 
@@ -434,7 +425,7 @@ impl Spec {
 
 /// The bundled spec for the Phoenix Hydra stack.
 pub fn bundled_spec_file() -> PathBuf {
-    crate::stack::workspace_root().join("fixtures/phoenix.spec.toml")
+    crate::workspace::root().join("fixtures/phoenix.spec.toml")
 }
 
 #[cfg(test)]
@@ -520,14 +511,6 @@ password = { env_file = "x.env", var = "PW" }
             "{msg}"
         );
         assert_eq!(err.exit_code(), crate::error::exit::USAGE);
-    }
-
-    #[rstest]
-    #[case("PW=secret\n", Some("secret"))]
-    #[case("# c\nPW = \"quoted\"\n", Some("quoted"))]
-    #[case("OTHER=1\n", None)]
-    fn env_file_values(#[case] text: &str, #[case] expected: Option<&str>) {
-        assert_eq!(env_file_value(text, "PW").as_deref(), expected);
     }
 
     /// The spec sees the services that run: those of `extends` and merge keys, not those behind a

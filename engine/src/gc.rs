@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::labels;
 use crate::runtime::{ObjectKind, Runtime};
-use crate::state::{owner_alive, RunRecord, RunStatus};
+use crate::runs::{owner_alive, RunRecord, RunStatus};
 
 /// Why a run was kept or swept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -104,7 +104,7 @@ pub fn sweep(runtime: &Runtime, all: bool) -> Result<Vec<RunFound>> {
             .iter()
             .map(|(k, id)| format!("{} {}", k.name(), crate::runtime::short_id(id)))
             .collect();
-        if !crate::state::valid_run_id(&run_id) {
+        if !crate::runs::valid_run_id(&run_id) {
             // Not a run of ours, whatever its labels say: anyone who can create objects in this
             // engine can set them. Nothing of it is removed, and it is never made into a path.
             found.push(RunFound {

@@ -18,7 +18,7 @@ use crate::labels;
 use crate::readiness::{self, ServiceReady, WaitProgress};
 use crate::runtime::{exec, short_id, Interrupt, ObjectKind, Runtime, RuntimeKind};
 use crate::staging;
-use crate::state::{self, RunRecord, RunStatus};
+use crate::runs::{self, RunRecord, RunStatus};
 
 /// Default deadline for the whole stack to become ready.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(300);
@@ -26,20 +26,6 @@ pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(300);
 const UP_TIMEOUT: Duration = Duration::from_secs(600);
 /// Deadline for `compose down`.
 const DOWN_TIMEOUT: Duration = Duration::from_secs(240);
-
-/// The bundled Phoenix Hydra compose file.
-pub fn bundled_compose_file() -> PathBuf {
-    workspace_root().join("compose/phoenix.yml")
-}
-
-/// The workspace root: `HYDRA_ROOT`, else the directory holding this crate's workspace.
-pub fn workspace_root() -> PathBuf {
-    if let Some(root) = std::env::var_os("HYDRA_ROOT") {
-        return PathBuf::from(root);
-    }
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().unwrap_or(manifest).to_path_buf()
-}
 
 /// What to bring up and how.
 #[derive(Debug, Clone)]
@@ -56,7 +42,7 @@ impl StackOptions {
     pub fn new(runtime: RuntimeKind) -> Self {
         Self {
             runtime,
-            compose_files: vec![bundled_compose_file()],
+            compose_files: vec![crate::workspace::bundled_compose_file()],
             bind_ip: IpAddr::from([127, 0, 0, 1]),
             ready_timeout: DEFAULT_READY_TIMEOUT,
         }
@@ -179,7 +165,7 @@ fn enabled_profiles(first_file: &Path) -> Vec<String> {
 fn profiles_from(env_value: Option<String>, first_file: &Path) -> Vec<String> {
     let value = env_value.or_else(|| {
         let env_file = first_file.parent()?.join(".env");
-        crate::spec::env_file_value(&std::fs::read_to_string(env_file).ok()?, "COMPOSE_PROFILES")
+        crate::envfile::value(&std::fs::read_to_string(env_file).ok()?, "COMPOSE_PROFILES")
     });
     value
         .unwrap_or_default()
@@ -232,7 +218,7 @@ struct RunDirGuard(Option<String>);
 impl Drop for RunDirGuard {
     fn drop(&mut self) {
         if let Some(run_id) = self.0.take() {
-            state::remove_run_dir(&run_id);
+            runs::remove_run_dir(&run_id);
         }
     }
 }
@@ -306,7 +292,7 @@ impl Stack {
         }
         let runtime = Runtime::resolve(opts.runtime)?;
         let provider = compose::detect(&runtime)?;
-        let run_id = state::new_run_id()?;
+        let run_id = runs::new_run_id()?;
         let project = project_name(opts.runtime, &run_id);
         let run_dir = RunRecord::create_dir(&run_id)?;
         // Until the Stack exists, the run directory (and any staged copy) goes with this guard.
@@ -319,7 +305,7 @@ impl Stack {
         let images = images::prepare(&runtime, &merged, &mut |msg| on_event(&Event::Phase(msg.to_string())))?;
 
         let owner_pid = std::process::id();
-        let owner_start = state::process_start_time(owner_pid).unwrap_or(0);
+        let owner_start = runs::process_start_time(owner_pid).unwrap_or(0);
         let labels = run_labels(&run_id, opts.runtime.name(), owner_pid, owner_start);
         let override_path = run_dir.join("hydra.override.yml");
         std::fs::write(
@@ -349,7 +335,7 @@ impl Stack {
             owner_pid,
             owner_start,
             status: RunStatus::Starting,
-            created_unix: state::now_unix(),
+            created_unix: runs::now_unix(),
         };
         record.save()?;
         // From here on, anything that fails tears down through Drop.
@@ -845,20 +831,20 @@ mod tests {
     /// negative overlay, and the second stack.
     #[test]
     fn every_shipped_compose_combination_loads() {
-        let root = workspace_root();
+        let root = crate::workspace::root();
         let overlays: Vec<PathBuf> = std::fs::read_dir(root.join("fixtures/overlays"))
             .unwrap()
             .map(|e| e.unwrap().path())
             .filter(|p| p.extension().is_some_and(|e| e == "yml"))
             .collect();
         assert!(overlays.len() >= 5, "{overlays:?}");
-        let bundled = ComposeSet::load_with_profiles(&[bundled_compose_file()], vec![])
+        let bundled = ComposeSet::load_with_profiles(&[crate::workspace::bundled_compose_file()], vec![])
             .unwrap()
             .merged();
         assert_eq!(bundled.services.len(), 7);
         assert!(bundled.inactive.is_empty());
         for overlay in overlays {
-            let set = ComposeSet::load_with_profiles(&[bundled_compose_file(), overlay.clone()], vec![]);
+            let set = ComposeSet::load_with_profiles(&[crate::workspace::bundled_compose_file(), overlay.clone()], vec![]);
             assert!(set.is_ok(), "{}: {}", overlay.display(), set.unwrap_err());
         }
         let second = ComposeSet::load_with_profiles(&[root.join("fixtures/second-stack/compose.yml")], vec![])

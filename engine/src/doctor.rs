@@ -285,7 +285,7 @@ pub fn diagnose_reachable(kind: RuntimeKind) -> Option<String> {
 
 fn trivial_run(runtime: &Runtime) -> Finding {
     let pid = std::process::id();
-    let start = crate::state::process_start_time(pid).unwrap_or(0);
+    let start = crate::runs::process_start_time(pid).unwrap_or(0);
     let spec = runtime
         .engine()
         .args(["run", "--rm", "--network", "none"])

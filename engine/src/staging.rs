@@ -286,7 +286,7 @@ mod tests {
 
     #[test]
     fn the_bundled_stack_references_what_it_builds_and_reads() {
-        let text = std::fs::read_to_string(crate::stack::bundled_compose_file()).unwrap();
+        let text = std::fs::read_to_string(crate::workspace::bundled_compose_file()).unwrap();
         let refs = references(&text, &none);
         for want in [
             "../containerfiles/db",
