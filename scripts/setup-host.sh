@@ -29,7 +29,8 @@ install -d -m 0755 "$PID_DIR"
 # process group) and records its PID.
 start_daemon() {
   local name=$1; shift
-  setsid "$@" >"$LOG_DIR/$name.log" 2>&1 < /dev/null &
+  # From /: the rootless user cannot enter root's working directory (a clone under /root, say).
+  ( cd / && exec setsid "$@" >"$LOG_DIR/$name.log" 2>&1 < /dev/null ) &
   echo $! > "$PID_DIR/$name.pid"
 }
 # stop_daemon NAME PATTERN: ends the process recorded for NAME if its command line still matches.
