@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::labels;
-use crate::runtime::{ObjectKind, Runtime};
 use crate::runs::{owner_alive, RunRecord, RunStatus};
+use crate::runtime::{ObjectKind, Runtime};
 
 /// Why a run was kept or swept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -18,7 +18,6 @@ pub mod readiness;
 pub mod runs;
 pub mod runtime;
 pub mod stack;
-pub mod staging;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
 pub mod trusted_dir;

@@ -7,8 +7,7 @@
 //! ...), so users of this crate need one dependency.
 
 pub use hydra_engine::{
-    compose, doctor, envfile, error, gc, images, labels, readiness, runs, runtime, stack, staging, trusted_dir,
-    workspace,
+    compose, doctor, envfile, error, gc, images, labels, readiness, runs, runtime, stack, trusted_dir, workspace,
 };
 
 pub mod checks;

@@ -556,51 +556,66 @@ fn merge_extended(mut base: Mapping, local: &Mapping) -> Mapping {
 }
 
 fn parse_service(path: &Path, name: &str, def: &Mapping) -> Result<Service> {
-    let image = def.get("image").and_then(Value::as_str).map(String::from);
-    let build = match def.get("build") {
-        None => None,
-        Some(Value::String(ctx)) => Some(BuildSpec {
-            context: ctx.clone(),
-            dockerfile: None,
-            args: BTreeMap::new(),
-        }),
-        Some(Value::Mapping(m)) => {
-            let context = m.get("context").and_then(Value::as_str).unwrap_or(".").to_string();
-            let dockerfile = m.get("dockerfile").and_then(Value::as_str).map(String::from);
-            let args = match m.get("args") {
-                None => BTreeMap::new(),
-                Some(Value::Mapping(a)) => a
-                    .iter()
-                    .filter_map(|(k, v)| Some((k.as_str()?.to_string(), scalar(v)?)))
-                    .collect(),
-                Some(Value::Sequence(a)) => a
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(|kv| match kv.split_once('=') {
-                        Some((k, v)) => (k.to_string(), v.to_string()),
-                        None => (kv.to_string(), String::new()),
-                    })
-                    .collect(),
-                Some(_) => {
-                    return Err(bad(
-                        path,
-                        format!("service '{name}': build.args is neither a mapping nor a list"),
-                    ))
-                }
-            };
-            Some(BuildSpec {
-                context,
-                dockerfile,
-                args,
-            })
+    let err = |reason: String| bad(path, format!("service '{name}': {reason}"));
+    let (networks, uses_default_network) = parse_networks(def);
+    if def.get("network_mode").and_then(Value::as_str).map(str::trim) == Some("host") {
+        return Err(err("`network_mode: host` puts every port it listens on on all host interfaces, whatever --bind-ip says\n  hint: join a network and publish ports with `ports:` on ${BIND_VAR:-127.0.0.1}".into()));
+    }
+    let ports = parse_ports(def.get("ports")).map_err(err)?;
+    Ok(Service {
+        image: def.get("image").and_then(Value::as_str).map(String::from),
+        build: parse_build(def.get("build")).map_err(err)?,
+        uses_default_network,
+        networks,
+        declares_networks: def.contains_key("networks") || def.contains_key("network_mode"),
+        port_vars: ports.port_vars,
+        bind_vars: ports.bind_vars,
+        ports: ports.entries,
+        profiles: parse_profiles(def.get("profiles")).map_err(err)?,
+        depends_on: parse_depends_on(def.get("depends_on")).map_err(err)?,
+    })
+}
+
+/// `build:` as a path or a mapping (`context`, `dockerfile`, `args` as a mapping or a list).
+fn parse_build(v: Option<&Value>) -> std::result::Result<Option<BuildSpec>, String> {
+    let m = match v {
+        None => return Ok(None),
+        Some(Value::String(ctx)) => {
+            return Ok(Some(BuildSpec {
+                context: ctx.clone(),
+                dockerfile: None,
+                args: BTreeMap::new(),
+            }))
         }
-        Some(_) => {
-            return Err(bad(
-                path,
-                format!("service '{name}': build is neither a path nor a mapping"),
-            ))
-        }
+        Some(Value::Mapping(m)) => m,
+        Some(_) => return Err("build is neither a path nor a mapping".into()),
     };
+    let args = match m.get("args") {
+        None => BTreeMap::new(),
+        Some(Value::Mapping(a)) => a
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str()?.to_string(), scalar(v)?)))
+            .collect(),
+        Some(Value::Sequence(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (kv.to_string(), String::new()),
+            })
+            .collect(),
+        Some(_) => return Err("build.args is neither a mapping nor a list".into()),
+    };
+    Ok(Some(BuildSpec {
+        context: m.get("context").and_then(Value::as_str).unwrap_or(".").to_string(),
+        dockerfile: m.get("dockerfile").and_then(Value::as_str).map(String::from),
+        args,
+    }))
+}
+
+/// The networks a service joins with their aliases (`default` when it names none), and whether
+/// it joins `default`.
+fn parse_networks(def: &Mapping) -> (BTreeMap<String, Vec<String>>, bool) {
     let uses_default_network = match def.get("networks") {
         None => def.get("network_mode").is_none(),
         Some(Value::Sequence(s)) => s.iter().any(|n| n.as_str() == Some("default")),
@@ -631,115 +646,82 @@ fn parse_service(path: &Path, name: &str, def: &Mapping) -> Result<Service> {
     if uses_default_network {
         networks.entry("default".to_string()).or_default();
     }
-    if let Some(mode) = def.get("network_mode").and_then(Value::as_str) {
-        if mode.trim() == "host" {
-            return Err(bad(
-                path,
-                format!("service '{name}': `network_mode: host` puts every port it listens on on all host interfaces, whatever --bind-ip says\n  hint: join a network and publish ports with `ports:` on ${{BIND_VAR:-127.0.0.1}}"),
-            ));
-        }
-    }
-    let mut port_vars = Vec::new();
-    let mut bind_vars = Vec::new();
-    let mut ports = Vec::new();
-    match def.get("ports") {
-        None | Some(Value::Null) => {}
-        Some(Value::Sequence(entries)) => {
-            for p in entries {
-                match p {
-                    Value::String(s) => {
-                        let (bind, host) = split_port(s);
-                        bind_vars.extend(bind.and_then(variable_name));
-                        port_vars.extend(host.and_then(variable_name));
-                        ports.push(s.clone());
-                    }
-                    Value::Number(n) => ports.push(n.to_string()),
-                    Value::Mapping(m) => {
-                        let published = m.get("published").and_then(scalar);
-                        let host_ip = m.get("host_ip").and_then(scalar);
-                        port_vars.extend(published.as_deref().and_then(variable_name));
-                        bind_vars.extend(host_ip.as_deref().and_then(variable_name));
-                        let target = m.get("target").and_then(scalar).unwrap_or_default();
-                        ports.push(match (host_ip, published) {
-                            (Some(ip), p) => format!("{ip}:{}:{target}", p.unwrap_or_default()),
-                            (None, Some(p)) => format!("{p}:{target}"),
-                            (None, None) => target,
-                        });
-                    }
-                    _ => {
-                        return Err(bad(
-                            path,
-                            format!("service '{name}': a `ports:` entry is neither a string, a number nor a mapping"),
-                        ))
-                    }
-                }
+    (networks, uses_default_network)
+}
+
+/// What `ports:` publishes: each entry in short form, and the variables that choose host ports
+/// and bind addresses.
+#[derive(Default)]
+struct Ports {
+    entries: Vec<String>,
+    port_vars: Vec<String>,
+    bind_vars: Vec<String>,
+}
+
+fn parse_ports(v: Option<&Value>) -> std::result::Result<Ports, String> {
+    let mut out = Ports::default();
+    let entries = match v {
+        None | Some(Value::Null) => return Ok(out),
+        Some(Value::Sequence(entries)) => entries,
+        Some(_) => return Err("`ports:` is not a list".into()),
+    };
+    for p in entries {
+        match p {
+            Value::String(s) => {
+                let (bind, host) = split_port(s);
+                out.bind_vars.extend(bind.and_then(variable_name));
+                out.port_vars.extend(host.and_then(variable_name));
+                out.entries.push(s.clone());
             }
-        }
-        Some(_) => {
-            return Err(bad(path, format!("service '{name}': `ports:` is not a list")));
+            Value::Number(n) => out.entries.push(n.to_string()),
+            Value::Mapping(m) => {
+                let published = m.get("published").and_then(scalar);
+                let host_ip = m.get("host_ip").and_then(scalar);
+                out.port_vars.extend(published.as_deref().and_then(variable_name));
+                out.bind_vars.extend(host_ip.as_deref().and_then(variable_name));
+                let target = m.get("target").and_then(scalar).unwrap_or_default();
+                out.entries.push(match (host_ip, published) {
+                    (Some(ip), p) => format!("{ip}:{}:{target}", p.unwrap_or_default()),
+                    (None, Some(p)) => format!("{p}:{target}"),
+                    (None, None) => target,
+                });
+            }
+            _ => return Err("a `ports:` entry is neither a string, a number nor a mapping".into()),
         }
     }
-    let profiles = match def.get("profiles") {
-        None | Some(Value::Null) => Vec::new(),
+    Ok(out)
+}
+
+fn parse_profiles(v: Option<&Value>) -> std::result::Result<Vec<String>, String> {
+    match v {
+        None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Sequence(list)) => list
             .iter()
             .map(|p| {
                 p.as_str()
                     .map(String::from)
-                    .ok_or_else(|| bad(path, format!("service '{name}': a `profiles:` entry is not a string")))
+                    .ok_or_else(|| "a `profiles:` entry is not a string".to_string())
             })
-            .collect::<Result<_>>()?,
-        Some(_) => {
-            return Err(bad(
-                path,
-                format!("service '{name}': `profiles:` is not a list\n  hint: write `profiles: [NAME]`"),
-            ))
-        }
+            .collect(),
+        Some(_) => Err("`profiles:` is not a list\n  hint: write `profiles: [NAME]`".into()),
+    }
+}
+
+fn parse_depends_on(v: Option<&Value>) -> std::result::Result<Vec<String>, String> {
+    let names: Vec<&Value> = match v {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Sequence(list)) => list.iter().collect(),
+        Some(Value::Mapping(m)) => m.keys().collect(),
+        Some(_) => return Err("`depends_on:` is neither a list nor a mapping".into()),
     };
-    let depends_on = match def.get("depends_on") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Sequence(list)) => list
-            .iter()
-            .map(|d| {
-                d.as_str().map(String::from).ok_or_else(|| {
-                    bad(
-                        path,
-                        format!("service '{name}': a `depends_on:` entry is not a service name"),
-                    )
-                })
-            })
-            .collect::<Result<_>>()?,
-        Some(Value::Mapping(m)) => m
-            .keys()
-            .map(|d| {
-                d.as_str().map(String::from).ok_or_else(|| {
-                    bad(
-                        path,
-                        format!("service '{name}': a `depends_on:` key is not a service name"),
-                    )
-                })
-            })
-            .collect::<Result<_>>()?,
-        Some(_) => {
-            return Err(bad(
-                path,
-                format!("service '{name}': `depends_on:` is neither a list nor a mapping"),
-            ))
-        }
-    };
-    let declares_networks = def.contains_key("networks") || def.contains_key("network_mode");
-    Ok(Service {
-        image,
-        build,
-        uses_default_network,
-        networks,
-        declares_networks,
-        port_vars,
-        bind_vars,
-        ports,
-        profiles,
-        depends_on,
-    })
+    names
+        .into_iter()
+        .map(|d| {
+            d.as_str()
+                .map(String::from)
+                .ok_or_else(|| "a `depends_on:` entry is not a service name".to_string())
+        })
+        .collect()
 }
 
 fn scalar(v: &Value) -> Option<String> {

@@ -13,9 +13,9 @@ use hydra::doctor;
 use hydra::error::exit;
 use hydra::report::redact::{self, redact_output, Redactor};
 use hydra::report::secrets_source;
+use hydra::runs::{RunRecord, RunStatus};
 use hydra::runtime::{self, Runtime, RuntimeKind};
 use hydra::stack::{self, Stack, StackOptions};
-use hydra::runs::{RunRecord, RunStatus};
 use hydra::{gc, images, HarnessError};
 
 #[derive(Parser)]

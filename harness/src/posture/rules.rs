@@ -398,8 +398,7 @@ mod tests {
     use crate::test_support::inspect_fixture as fixture;
 
     fn project_profile() -> Value {
-        let text =
-            std::fs::read_to_string(crate::workspace::root().join("fixtures/seccomp/phoenix.json")).unwrap();
+        let text = std::fs::read_to_string(crate::workspace::root().join("fixtures/seccomp/phoenix.json")).unwrap();
         serde_json::from_str(&text).unwrap()
     }
 

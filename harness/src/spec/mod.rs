@@ -116,7 +116,6 @@ impl Persistence {
     }
 }
 
-
 // ----- raw serde layer (private) --------------------------------------------------------------
 
 #[derive(Deserialize)]

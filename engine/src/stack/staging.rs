@@ -15,7 +15,7 @@ use serde_yaml::Value;
 
 use crate::compose::file::interpolate;
 use crate::error::{HarnessError, Result};
-use crate::runtime::{exec, Interrupt, RootlessUser};
+use crate::runtime::{exec, Interrupt, RootlessUser, Runtime};
 
 /// Paths (relative to each compose file's directory, as written) that one compose file refers to
 /// and that a compose tool or build reads from the project tree. Absolute paths are not
@@ -274,6 +274,36 @@ fn changed(path: &Path) -> HarnessError {
         "{} changed while it was being staged (it is now a link or another kind of file)\n  hint: do not modify the project while the harness copies it",
         path.display()
     ))
+}
+
+/// Returns compose file paths the runtime's user can read: the originals, or (for a rootless user
+/// that cannot read them) a private copy of what they reference, owned by that user.
+pub(super) fn stage_if_needed(runtime: &Runtime, files: &[PathBuf], run_dir: &Path) -> Result<Vec<PathBuf>> {
+    let files: Vec<PathBuf> = files
+        .iter()
+        .map(|f| {
+            std::fs::canonicalize(f).map_err(|e| HarnessError::Compose {
+                path: f.clone(),
+                reason: format!("cannot read it: {e}\n  hint: pass an existing file with --compose"),
+            })
+        })
+        .collect::<Result<_>>()?;
+    let Some(user) = runtime.rootless_user() else {
+        return Ok(files);
+    };
+    let root = project_root(&files);
+    let lookup = |name: &str| std::env::var(name).ok();
+    let needed = needed_paths(&files, &root, &lookup)?;
+    if needed.iter().all(|p| user.can_read(p)) {
+        return Ok(files);
+    }
+    let stage = run_dir.join("stage");
+    tracing::info!(user = %user.name, root = %root.display(), files = needed.len(), "staging a private copy for the rootless user");
+    unpack_as(user, &stage, pack(&root, &needed)?)?;
+    Ok(files
+        .iter()
+        .map(|f| stage.join(f.strip_prefix(&root).unwrap_or(f)))
+        .collect())
 }
 
 #[cfg(test)]

@@ -1,0 +1,477 @@
+//! A running compose stack owned by one run. `Stack::up` builds what is missing, starts the stack
+//! with the runtime's compose tool and waits until it is ready; `down(self)` removes everything the
+//! run created and verifies nothing with its labels is left; `Drop` does the same best-effort, so a
+//! failed, panicking or interrupted run leaves nothing behind.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::compose::file::{override_yaml, run_labels};
+use crate::compose::{self, Action, ComposeTool, Project, Provider};
+use crate::error::{HarnessError, Result};
+use crate::images::{self, ImagesReport};
+use crate::labels;
+use crate::readiness::{self, ServiceReady, WaitProgress};
+use crate::runs::{self, RunRecord, RunStatus};
+use crate::runtime::{exec, Interrupt, ObjectKind, Runtime, RuntimeKind};
+
+mod compose_set;
+mod ports;
+pub mod staging;
+mod teardown;
+
+pub use compose_set::ComposeSet;
+pub use teardown::{teardown, TeardownReport};
+
+/// Default deadline for the whole stack to become ready.
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(300);
+/// Deadline for `compose up -d` itself.
+const UP_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// What to bring up and how.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    pub runtime: RuntimeKind,
+    /// Compose files in `-f` order; the first decides the project directory.
+    pub compose_files: Vec<PathBuf>,
+    /// Host address published ports bind to (a loopback address).
+    pub bind_ip: IpAddr,
+    pub ready_timeout: Duration,
+}
+
+impl StackOptions {
+    pub fn new(runtime: RuntimeKind) -> Self {
+        Self {
+            runtime,
+            compose_files: vec![crate::workspace::bundled_compose_file()],
+            bind_ip: IpAddr::from([127, 0, 0, 1]),
+            ready_timeout: DEFAULT_READY_TIMEOUT,
+        }
+    }
+}
+
+/// Lifecycle progress, for the CLI's display.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Phase(String),
+    Waiting(WaitProgress),
+}
+
+/// What `up` did and measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpReport {
+    pub runtime: RuntimeKind,
+    pub project: String,
+    pub run_id: String,
+    pub compose: Provider,
+    pub images: ImagesReport,
+    pub compose_up_seconds: f64,
+    pub services: Vec<ServiceReady>,
+    pub total_seconds: f64,
+    /// What `compose up` printed on stderr (warnings such as ignored `depends_on` conditions).
+    pub compose_up_stderr: String,
+    /// Each service's state and health the moment `compose up` returned, before the harness ran
+    /// any probe: shows whether the tool itself waited for `depends_on` conditions.
+    pub at_compose_return: BTreeMap<String, String>,
+}
+
+/// Removes a run's directory when `up` fails before the stack (which then owns it) exists.
+struct RunDirGuard(Option<String>);
+
+impl Drop for RunDirGuard {
+    fn drop(&mut self) {
+        if let Some(run_id) = self.0.take() {
+            runs::remove_run_dir(&run_id);
+        }
+    }
+}
+
+/// A stack owned by this process. Dropping it tears it down.
+pub struct Stack {
+    runtime: Runtime,
+    provider: Provider,
+    record: RunRecord,
+    armed: bool,
+}
+
+impl Stack {
+    /// Builds missing images, starts the stack and waits until every service is ready. On any
+    /// error the partial stack is torn down before returning.
+    pub fn up(opts: &StackOptions, on_event: &mut dyn FnMut(&Event)) -> Result<(Stack, UpReport)> {
+        let started = Instant::now();
+        if !opts.bind_ip.is_loopback() {
+            return Err(HarnessError::Usage(format!(
+                "bind address {} is not a loopback address\n  hint: published ports must bind to 127.0.0.0/8 (for example 127.0.0.1)",
+                opts.bind_ip
+            )));
+        }
+        let runtime = Runtime::resolve(opts.runtime)?;
+        let provider = compose::detect(&runtime)?;
+        let run_id = runs::new_run_id()?;
+        let project = project_name(opts.runtime, &run_id);
+        let run_dir = RunRecord::create_dir(&run_id)?;
+        // Until the Stack exists, the run directory (and any staged copy) goes with this guard.
+        let mut run_dir_guard = RunDirGuard(Some(run_id.clone()));
+        let files = staging::stage_if_needed(&runtime, &opts.compose_files, &run_dir)?;
+        let set = ComposeSet::load(&files)?;
+        let merged = set.merged();
+
+        on_event(&Event::Phase(format!("images ({})", opts.runtime)));
+        let images = images::prepare(&runtime, &merged, &mut |msg| on_event(&Event::Phase(msg.to_string())))?;
+
+        let owner_pid = std::process::id();
+        let owner_start = runs::process_start_time(owner_pid).unwrap_or(0);
+        let labels = run_labels(&run_id, opts.runtime.name(), owner_pid, owner_start);
+        let override_path = run_dir.join("hydra.override.yml");
+        std::fs::write(
+            &override_path,
+            override_yaml(&merged, &labels, &images.service_images()),
+        )?;
+
+        let (mut env, ports) = ports::publish_env(&merged, opts.bind_ip)?;
+        env.extend(ports::caller_env(&files, &env));
+        let mut compose_files = files.clone();
+        compose_files.push(override_path);
+        let workdir = files[0]
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let record = RunRecord {
+            run_id: run_id.clone(),
+            project: project.clone(),
+            runtime: opts.runtime,
+            tool: provider.tool,
+            compose_files,
+            workdir,
+            env,
+            services: merged.services.keys().cloned().collect(),
+            ports,
+            bind_ip: opts.bind_ip,
+            owner_pid,
+            owner_start,
+            status: RunStatus::Starting,
+            created_unix: runs::now_unix(),
+        };
+        record.save()?;
+        // From here on, anything that fails tears down through Drop.
+        run_dir_guard.0 = None;
+        let stack = Stack {
+            runtime,
+            provider: provider.clone(),
+            record,
+            armed: true,
+        };
+
+        on_event(&Event::Phase(format!("{} up", provider.tool)));
+        let t = Instant::now();
+        let out = exec::run(&stack.compose(&Action::Up), UP_TIMEOUT, Interrupt::Allowed)?;
+        let compose_up_seconds = t.elapsed().as_secs_f64();
+        if !out.success() {
+            return Err(HarnessError::Failed {
+                cmd: stack.compose(&Action::Up).display(),
+                status: out.status,
+                stderr: exec::tail(&out.stderr, 30),
+            });
+        }
+        let at_compose_return = stack
+            .containers()?
+            .into_iter()
+            .map(|(svc, c)| {
+                let health = c
+                    .state
+                    .health
+                    .as_ref()
+                    .map(|h| h.status.clone())
+                    .filter(|h| !h.is_empty())
+                    .unwrap_or_else(|| "none".into());
+                (svc, format!("{}/{}", c.state.status, health))
+            })
+            .collect();
+        on_event(&Event::Phase(format!(
+            "waiting for {} services to become healthy",
+            stack.record.services.len()
+        )));
+        let services = readiness::wait(
+            &stack.runtime,
+            &run_id,
+            &project,
+            &stack.record.services,
+            started,
+            opts.ready_timeout,
+            &mut |p| on_event(&Event::Waiting(p.clone())),
+        )?;
+        let report = UpReport {
+            runtime: opts.runtime,
+            project,
+            run_id,
+            compose: provider,
+            images,
+            compose_up_seconds,
+            services,
+            total_seconds: started.elapsed().as_secs_f64(),
+            compose_up_stderr: out.stderr,
+            at_compose_return,
+        };
+        Ok((stack, report))
+    }
+
+    /// Reattaches to a stack that `harness up` left running.
+    pub fn attach(record: RunRecord) -> Result<Stack> {
+        let runtime = Runtime::resolve(record.runtime)?;
+        let provider = Provider {
+            tool: record.tool,
+            version: String::new(),
+        };
+        Ok(Stack {
+            runtime,
+            provider,
+            record,
+            armed: true,
+        })
+    }
+
+    pub fn record(&self) -> &RunRecord {
+        &self.record
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    pub fn tool(&self) -> ComposeTool {
+        self.provider.tool
+    }
+
+    /// Host port chosen for each port variable of the compose file.
+    pub fn ports(&self) -> &BTreeMap<String, u16> {
+        &self.record.ports
+    }
+
+    /// The run's containers by compose service name, as the engine reports them now.
+    pub fn containers(&self) -> Result<BTreeMap<String, crate::runtime::inspect::ContainerInspect>> {
+        let ids = self
+            .runtime
+            .list_by_label(ObjectKind::Container, &labels::filter(labels::RUN, &self.record.run_id))?;
+        Ok(self
+            .runtime
+            .inspect_containers(&ids)?
+            .into_iter()
+            .filter_map(|c| Some((c.label(readiness::SERVICE_LABEL)?.to_string(), c)))
+            .collect())
+    }
+
+    /// Runs `argv` inside `service`'s container without a TTY (`exec -T` semantics) and returns
+    /// its output; a non-zero exit is returned, not raised.
+    pub fn exec(&self, service: &str, argv: &[&str], timeout: Duration) -> Result<exec::Output> {
+        let containers = self.containers()?;
+        let c = containers.get(service).ok_or_else(|| {
+            HarnessError::Usage(format!(
+                "service '{service}' has no container in {}",
+                self.record.project
+            ))
+        })?;
+        let spec = self.runtime.engine().args(["exec", &c.id]).args(argv.iter().copied());
+        exec::run(&spec, timeout, Interrupt::Allowed)
+    }
+
+    /// Runs a compose action on this run's project; the tool's exit code is returned, not trusted.
+    pub fn compose_run(&self, action: &Action) -> Result<exec::Output> {
+        exec::run(&self.compose(action), UP_TIMEOUT, Interrupt::Allowed)
+    }
+
+    /// Waits until every service is ready again (after a stop/start or a restart).
+    pub fn wait_ready(&self, timeout: Duration) -> Result<Vec<ServiceReady>> {
+        readiness::wait(
+            &self.runtime,
+            &self.record.run_id,
+            &self.record.project,
+            &self.record.services,
+            Instant::now(),
+            timeout,
+            &mut |_| {},
+        )
+    }
+
+    /// `compose down` without removing volumes, then `compose up -d` and wait: the volumes of the
+    /// run must survive. Verifies the containers were really removed in between.
+    pub fn restart_keeping_volumes(&self, timeout: Duration) -> Result<()> {
+        let before: Vec<String> = self.containers()?.values().map(|c| c.id.clone()).collect();
+        self.compose_run(&Action::DownKeepVolumes { timeout_secs: 10 })?;
+        let left: Vec<String> = self
+            .containers()?
+            .values()
+            .map(|c| c.id.clone())
+            .filter(|id| before.contains(id))
+            .collect();
+        if !left.is_empty() {
+            return Err(HarnessError::Failed {
+                cmd: self.compose(&Action::DownKeepVolumes { timeout_secs: 10 }).display(),
+                status: Some(0),
+                stderr: format!("exited but {} containers still exist", left.len()),
+            });
+        }
+        let out = self.compose_run(&Action::Up)?;
+        if !out.success() {
+            return Err(HarnessError::Failed {
+                cmd: self.compose(&Action::Up).display(),
+                status: out.status,
+                stderr: exec::tail(&out.stderr, 20),
+            });
+        }
+        self.wait_ready(timeout).map(|_| ())
+    }
+
+    /// Host address published ports bind to.
+    pub fn bind_ip(&self) -> std::net::IpAddr {
+        self.record.bind_ip
+    }
+
+    /// Leaves the stack running and records it so that `harness down` finds it.
+    pub fn keep(mut self) -> Result<RunRecord> {
+        self.record.status = RunStatus::Kept;
+        self.record.save()?;
+        self.armed = false;
+        Ok(self.record.clone())
+    }
+
+    /// Removes everything the run created and verifies nothing with its labels is left.
+    pub fn down(mut self) -> Result<TeardownReport> {
+        self.armed = false;
+        let result = teardown(&self.runtime, &self.provider, &self.record);
+        match &result {
+            Ok(_) => self.record.remove(),
+            Err(e) => note_teardown_failure(&self.record.project, e),
+        }
+        result
+    }
+
+    /// The compose command for `action` on this run's project.
+    pub fn compose(&self, action: &Action) -> crate::runtime::CommandSpec {
+        compose::command(&self.runtime, self.provider.tool, &project_of(&self.record), action)
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        match teardown(&self.runtime, &self.provider, &self.record) {
+            Ok(_) => self.record.remove(),
+            Err(e) => {
+                eprintln!(
+                    "error: teardown of {} failed: {e}\n  hint: run `harness gc` to sweep what is left",
+                    self.record.project
+                );
+                note_teardown_failure(&self.record.project, &e);
+            }
+        }
+    }
+}
+
+/// Projects whose teardown failed in this process, so that the exit code says so (4) even when
+/// the failure happened in the drop guard, where no error can be returned.
+static TEARDOWN_FAILURES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn note_teardown_failure(project: &str, e: &HarnessError) {
+    TEARDOWN_FAILURES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(format!("{project}: {e}"));
+}
+
+/// Every teardown of this process that failed (may have left objects behind), with the error.
+pub fn teardown_failures() -> Vec<String> {
+    TEARDOWN_FAILURES.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+pub(crate) fn project_of(record: &RunRecord) -> Project {
+    Project {
+        name: record.project.clone(),
+        files: record.compose_files.clone(),
+        workdir: record.workdir.clone(),
+        env: record.env.clone(),
+    }
+}
+
+/// `hydra-<runtime>-<run id>`, a valid compose project name unique per run.
+pub fn project_name(runtime: RuntimeKind, run_id: &str) -> String {
+    format!("hydra-{}-{}", runtime.name(), run_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn project_names_are_valid_and_name_the_runtime() {
+        for kind in RuntimeKind::ALL {
+            let name = project_name(kind, "1a2b3c4d");
+            assert!(compose::valid_project_name(&name), "{name}");
+            assert!(name.contains(kind.name()));
+        }
+    }
+
+    /// A teardown that fails in the drop guard (after an error or an interruption) cannot return
+    /// an error; it must still reach the exit code.
+    #[test]
+    fn a_failed_teardown_in_the_drop_guard_is_noted_for_the_exit_code() {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = tempfile::tempdir().unwrap();
+        let fake = bin.path().join("docker");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\necho 'Cannot connect to the Docker daemon' >&2\nexit 1\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Only `docker` is shadowed: no other unit test runs it.
+        let path = std::env::var("PATH").unwrap_or_default();
+        std::env::set_var("PATH", format!("{}:{path}", bin.path().display()));
+        let record = RunRecord {
+            run_id: "tdrop0001".into(),
+            project: project_name(RuntimeKind::Docker, "tdrop0001"),
+            runtime: RuntimeKind::Docker,
+            tool: ComposeTool::DockerComposeV1,
+            compose_files: vec![],
+            workdir: PathBuf::from("/nonexistent"),
+            env: vec![],
+            services: vec![],
+            ports: BTreeMap::new(),
+            bind_ip: IpAddr::from([127, 0, 0, 1]),
+            owner_pid: std::process::id(),
+            owner_start: 0,
+            status: RunStatus::Starting,
+            created_unix: 0,
+        };
+        let stack = Stack {
+            runtime: Runtime::resolve(RuntimeKind::Docker).unwrap(),
+            provider: Provider {
+                tool: ComposeTool::DockerComposeV1,
+                version: String::new(),
+            },
+            record,
+            armed: true,
+        };
+        drop(stack);
+        std::env::set_var("PATH", path);
+        let failures = teardown_failures();
+        assert!(
+            failures.iter().any(|f| f.contains("hydra-docker-tdrop0001")),
+            "{failures:?}"
+        );
+    }
+
+    #[test]
+    fn bind_address_must_be_loopback() {
+        let mut opts = StackOptions::new(RuntimeKind::Docker);
+        opts.bind_ip = IpAddr::from([0, 0, 0, 0]);
+        let err = Stack::up(&opts, &mut |_| {}).err().unwrap();
+        assert_eq!(err.exit_code(), crate::error::exit::USAGE);
+        assert!(err.to_string().contains("not a loopback address"));
+    }
+}

@@ -1,0 +1,111 @@
+//! What a run publishes and passes to its compose tool: a free host port on the bind address for
+//! every port variable, the bind address for every bind variable, and the variables the compose
+//! files interpolate that the caller set.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, TcpListener};
+use std::path::PathBuf;
+
+use crate::compose::file::ComposeFile;
+use crate::error::Result;
+
+/// Environment for compose: bind variables get the bind address, port variables a free port on
+/// it unless the caller set them. Returns the env and the chosen ports.
+/// Compose environment and the host port chosen for each port variable.
+pub(super) type PublishEnv = (Vec<(String, String)>, BTreeMap<String, u16>);
+
+pub(super) fn publish_env(file: &ComposeFile, bind_ip: IpAddr) -> Result<PublishEnv> {
+    let mut env = Vec::new();
+    let mut ports = BTreeMap::new();
+    for var in file.bind_vars() {
+        env.push((var, bind_ip.to_string()));
+    }
+    let mut held = Vec::new();
+    for var in file.port_vars() {
+        let port = match std::env::var(&var).ok().and_then(|v| v.parse::<u16>().ok()) {
+            Some(p) => p,
+            None => {
+                // Keep each listener open until all are chosen so two variables never get one port.
+                let l = TcpListener::bind((bind_ip, 0))?;
+                let p = l.local_addr()?.port();
+                held.push(l);
+                p
+            }
+        };
+        env.push((var.clone(), port.to_string()));
+        ports.insert(var, port);
+    }
+    drop(held);
+    Ok((env, ports))
+}
+
+/// The variables the compose files interpolate that the caller's environment sets (and the
+/// harness does not): passed explicitly, since the rootless user's tools get no other environment.
+pub(super) fn caller_env(files: &[PathBuf], set: &[(String, String)]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f).unwrap_or_default();
+        for var in interpolated_vars(&text) {
+            if set.iter().chain(out.iter()).any(|(k, _)| *k == var) {
+                continue;
+            }
+            if let Ok(value) = std::env::var(&var) {
+                out.push((var, value));
+            }
+        }
+    }
+    out
+}
+
+/// Names used as `${NAME...}` or `$NAME` in compose text (`$$` escapes are skipped). Pure.
+fn interpolated_vars(text: &str) -> Vec<String> {
+    let b = text.as_bytes();
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'$' {
+            i += 1;
+            continue;
+        }
+        if b.get(i + 1) == Some(&b'$') {
+            i += 2;
+            continue;
+        }
+        let start = if b.get(i + 1) == Some(&b'{') { i + 2 } else { i + 1 };
+        let len = b[start..]
+            .iter()
+            .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
+            .count();
+        if len > 0 && !b[start].is_ascii_digit() {
+            let name = &text[start..start + len];
+            if !out.iter().any(|n| n == name) {
+                out.push(name.to_string());
+            }
+        }
+        i = start + len.max(1) - 1 + 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn publish_env_picks_distinct_free_ports_on_the_bind_ip() {
+        let text = "services:\n  a:\n    image: x\n    ports: ['${BIND_T:-127.0.0.1}:${A_PORT_T:-1}:80', '${BIND_T:-127.0.0.1}:${B_PORT_T:-2}:81']\n";
+        let f = ComposeFile::parse(Path::new("/x/c.yml"), text).unwrap();
+        let (env, ports) = publish_env(&f, IpAddr::from([127, 0, 0, 1])).unwrap();
+        assert!(env.contains(&("BIND_T".into(), "127.0.0.1".into())));
+        assert_eq!(ports.len(), 2);
+        assert_ne!(ports["A_PORT_T"], ports["B_PORT_T"]);
+        assert!(ports.values().all(|&p| p > 1024));
+    }
+
+    #[test]
+    fn interpolated_variables_are_found_in_both_syntaxes() {
+        let text = "a: ${PHOENIX_DB_PORT:-15432}\nb: $HOME_DIR/x\nc: $$NOT_A_VAR\nd: ${PHOENIX_DB_PORT}\ne: $1\n";
+        assert_eq!(interpolated_vars(text), ["PHOENIX_DB_PORT", "HOME_DIR"]);
+    }
+}

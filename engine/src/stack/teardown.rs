@@ -1,0 +1,102 @@
+//! Removing a run's objects: compose `down`, then only what carries the run's label (and its
+//! containers' anonymous volumes nothing else uses), never by force; then verifying nothing is left.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::project_of;
+use crate::compose::{self, Action, Provider};
+use crate::error::{HarnessError, Result};
+use crate::labels;
+use crate::runs::RunRecord;
+use crate::runtime::{exec, short_id, Interrupt, ObjectKind, Runtime};
+
+/// What `down` found and removed.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct TeardownReport {
+    pub compose_down_status: Option<i32>,
+    /// Objects the compose tool's `down` left behind that the harness removed itself.
+    pub removed_after_compose: Vec<String>,
+    pub seconds: f64,
+}
+
+/// Removes a run's objects: compose `down`, then whatever it left that carries the run's label,
+/// and the anonymous volumes the run's containers had (which podman-compose `down -v` leaks) when
+/// no other container uses them. Volumes that are not the run's own (`external: true`, or created
+/// by someone else) are never removed, and nothing is removed by force: a volume another
+/// container still uses stays, and is reported as left behind.
+pub fn teardown(runtime: &Runtime, provider: &Provider, record: &RunRecord) -> Result<TeardownReport> {
+    let started = Instant::now();
+    let mut report = TeardownReport::default();
+    let run_filter = labels::filter(labels::RUN, &record.run_id);
+    let project_filter = labels::filter("com.docker.compose.project", &record.project);
+    let ids = runtime.list_by_label(ObjectKind::Container, &run_filter)?;
+    let mounted: Vec<String> = runtime
+        .inspect_containers(&ids)?
+        .iter()
+        .flat_map(|c| c.volume_names())
+        .collect();
+    let anonymous = runtime.anonymous_volumes(&mounted)?;
+
+    let down = compose::command(
+        runtime,
+        provider.tool,
+        &project_of(record),
+        &Action::Down { timeout_secs: 10 },
+    );
+    // A second signal skips the compose tool (or kills it mid-way): the label sweep below removes
+    // everything on its own, only faster.
+    if exec::is_aborted() {
+        tracing::warn!("second interrupt: skipping compose down, removing the run's objects by label");
+    } else {
+        match exec::run(&down, DOWN_TIMEOUT, Interrupt::UntilAborted) {
+            Ok(out) => report.compose_down_status = out.status,
+            Err(e) => tracing::warn!("compose down failed: {e}"),
+        }
+    }
+    for kind in ObjectKind::ALL {
+        let mut left = runtime.list_by_label(kind, &run_filter)?;
+        if kind == ObjectKind::Volume {
+            for v in &anonymous {
+                if !left.contains(v) && runtime.exists(ObjectKind::Volume, v) && runtime.volume_users(v)?.is_empty() {
+                    left.push(v.clone());
+                }
+            }
+        }
+        if !left.is_empty() {
+            report
+                .removed_after_compose
+                .extend(left.iter().map(|id| format!("{} {}", kind.name(), short_id(id))));
+            runtime.remove(kind, &left)?;
+        }
+    }
+    // Verify: nothing of the run may remain (objects with its project label included, which the
+    // harness reports but does not remove unless they carry the run's label).
+    let mut remaining = Vec::new();
+    for kind in ObjectKind::ALL {
+        for filter in [&run_filter, &project_filter] {
+            for id in runtime.list_by_label(kind, filter)? {
+                remaining.push(format!("{} {}", kind.name(), short_id(&id)));
+            }
+        }
+    }
+    for v in &anonymous {
+        if runtime.exists(ObjectKind::Volume, v) {
+            remaining.push(format!("volume {} (anonymous, still in use)", short_id(v)));
+        }
+    }
+    remaining.sort();
+    remaining.dedup();
+    if !remaining.is_empty() {
+        return Err(HarnessError::Leftovers {
+            project: record.project.clone(),
+            left: remaining.join(", "),
+        });
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Deadline for `compose down`.
+const DOWN_TIMEOUT: Duration = Duration::from_secs(240);
