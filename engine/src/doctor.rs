@@ -150,93 +150,12 @@ pub fn fix_for_run_failure(stderr: &str) -> String {
 /// Diagnoses one runtime.
 pub fn diagnose(kind: RuntimeKind) -> RuntimeReport {
     let mut findings = Vec::new();
-    let program = kind.engine_program();
-    let installed = exec::run(
-        &CommandSpec::new(program).arg("--version"),
-        Duration::from_secs(20),
-        Interrupt::Allowed,
-    );
-    match installed {
-        Ok(out) if out.success() => findings.push(ok("installed", out.stdout.trim().to_string())),
-        _ => {
-            findings.push(fail("installed", format!("`{program}` not found on PATH"), SETUP));
-            return RuntimeReport {
-                runtime: kind,
-                findings,
-            };
-        }
-    }
-    if kind == RuntimeKind::Podman && crate::runtime::euid() != 0 {
-        findings.push(fail(
-            "privileges",
-            "rootful podman needs root",
-            "run the harness as root, or use podman-rootless",
-        ));
-        return RuntimeReport {
-            runtime: kind,
-            findings,
-        };
-    }
-    let runtime = match Runtime::resolve(kind) {
-        Ok(r) => r,
-        Err(e) => {
-            findings.push(fail("rootless user", e.to_string(), SETUP));
-            return RuntimeReport {
-                runtime: kind,
-                findings,
-            };
-        }
+    let done = |findings| RuntimeReport { runtime: kind, findings };
+    let Some(runtime) = prerequisites(kind, &mut findings) else {
+        return done(findings);
     };
-    if let Some(user) = runtime.rootless_user() {
-        rootless_checks(user, &mut findings);
-    }
-    let (reach_args, reach_fix): (&[&str], &str) = match kind {
-        RuntimeKind::Docker => (
-            &["version", "--format", "{{.Server.Version}}"],
-            "start dockerd (`sudo scripts/setup-host.sh` starts it when no init system does)",
-        ),
-        _ => (
-            &[
-                "info",
-                "--format",
-                "{{.Host.OCIRuntime.Name}} {{.Store.GraphDriverName}}",
-            ],
-            SETUP,
-        ),
-    };
-    match runtime.query(reach_args) {
-        Ok(out) => {
-            let out = out.trim().to_string();
-            if kind == RuntimeKind::Docker {
-                findings.push(ok("engine reachable", format!("server {out}")));
-                if let Ok(rt) = runtime.query(&["info", "--format", "{{.DefaultRuntime}}"]) {
-                    findings.push(ok("oci runtime", rt.trim().to_string()));
-                }
-            } else {
-                let mut parts = out.split_whitespace();
-                let (oci, driver) = (
-                    parts.next().unwrap_or("?").to_string(),
-                    parts.next().unwrap_or("?").to_string(),
-                );
-                findings.push(ok(
-                    "engine reachable",
-                    format!("podman {}", runtime.version().unwrap_or_default()),
-                ));
-                findings.push(ok("oci runtime", oci));
-                if kind == RuntimeKind::PodmanRootless && driver == "vfs" {
-                    findings.push(warn("storage driver", "vfs (slow, copies every layer)", "set driver = \"overlay\" in ~/.config/containers/storage.conf, then `podman system reset` (setup-host.sh does it)"));
-                } else {
-                    findings.push(ok("storage driver", driver));
-                }
-            }
-        }
-        Err(e) => {
-            findings.push(fail("engine reachable", e.to_string(), reach_fix));
-            return RuntimeReport {
-                runtime: kind,
-                findings,
-            };
-        }
+    if !engine_facts(&runtime, &mut findings) {
+        return done(findings);
     }
     match runtime.image_exists(BASE_IMAGE) {
         Ok(true) => findings.push(trivial_run(&runtime)),
@@ -265,10 +184,93 @@ pub fn diagnose(kind: RuntimeKind) -> RuntimeReport {
         Ok(p) => findings.push(ok("compose tool", format!("{} {}", p.tool, p.version))),
         Err(e) => findings.push(fail("compose tool", e.to_string(), SETUP)),
     }
-    RuntimeReport {
-        runtime: kind,
-        findings,
+    done(findings)
+}
+
+/// The engine program is installed, the caller may drive this runtime, and its user resolves:
+/// the runtime, or `None` after a failing finding.
+fn prerequisites(kind: RuntimeKind, findings: &mut Vec<Finding>) -> Option<Runtime> {
+    let program = kind.engine_program();
+    let installed = exec::run(
+        &CommandSpec::new(program).arg("--version"),
+        Duration::from_secs(20),
+        Interrupt::Allowed,
+    );
+    match installed {
+        Ok(out) if out.success() => findings.push(ok("installed", out.stdout.trim().to_string())),
+        _ => {
+            findings.push(fail("installed", format!("`{program}` not found on PATH"), SETUP));
+            return None;
+        }
     }
+    if kind == RuntimeKind::Podman && crate::runtime::euid() != 0 {
+        findings.push(fail(
+            "privileges",
+            "rootful podman needs root",
+            "run the harness as root, or use podman-rootless",
+        ));
+        return None;
+    }
+    let runtime = match Runtime::resolve(kind) {
+        Ok(r) => r,
+        Err(e) => {
+            findings.push(fail("rootless user", e.to_string(), SETUP));
+            return None;
+        }
+    };
+    if let Some(user) = runtime.rootless_user() {
+        rootless_checks(user, findings);
+    }
+    Some(runtime)
+}
+
+/// Whether the engine answers, with its OCI runtime and storage driver; false after a failing finding.
+fn engine_facts(runtime: &Runtime, findings: &mut Vec<Finding>) -> bool {
+    let kind = runtime.kind();
+    let (reach_args, reach_fix): (&[&str], &str) = match kind {
+        RuntimeKind::Docker => (
+            &["version", "--format", "{{.Server.Version}}"],
+            "start dockerd (`sudo scripts/setup-host.sh` starts it when no init system does)",
+        ),
+        _ => (
+            &[
+                "info",
+                "--format",
+                "{{.Host.OCIRuntime.Name}} {{.Store.GraphDriverName}}",
+            ],
+            SETUP,
+        ),
+    };
+    let out = match runtime.query(reach_args) {
+        Ok(out) => out.trim().to_string(),
+        Err(e) => {
+            findings.push(fail("engine reachable", e.to_string(), reach_fix));
+            return false;
+        }
+    };
+    if kind == RuntimeKind::Docker {
+        findings.push(ok("engine reachable", format!("server {out}")));
+        if let Ok(rt) = runtime.query(&["info", "--format", "{{.DefaultRuntime}}"]) {
+            findings.push(ok("oci runtime", rt.trim().to_string()));
+        }
+        return true;
+    }
+    let mut parts = out.split_whitespace();
+    let (oci, driver) = (
+        parts.next().unwrap_or("?").to_string(),
+        parts.next().unwrap_or("?").to_string(),
+    );
+    findings.push(ok(
+        "engine reachable",
+        format!("podman {}", runtime.version().unwrap_or_default()),
+    ));
+    findings.push(ok("oci runtime", oci));
+    if kind == RuntimeKind::PodmanRootless && driver == "vfs" {
+        findings.push(warn("storage driver", "vfs (slow, copies every layer)", "set driver = \"overlay\" in ~/.config/containers/storage.conf, then `podman system reset` (setup-host.sh does it)"));
+    } else {
+        findings.push(ok("storage driver", driver));
+    }
+    true
 }
 
 /// A quick check that the engine answers (for `gc`): `None` when reachable, else why not.

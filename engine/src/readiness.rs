@@ -82,8 +82,7 @@ pub fn wait(
     let driver = runtime.health_driver();
     let run_filter = labels::filter(labels::RUN, run_id);
     let mut ready: BTreeMap<String, ServiceReady> = BTreeMap::new();
-    let mut last_probe: BTreeMap<String, Instant> = BTreeMap::new();
-    let mut probes: BTreeMap<String, u32> = BTreeMap::new();
+    let mut probes = Probes::default();
     let mut exited_since: BTreeMap<String, Instant> = BTreeMap::new();
     let wait_start = Instant::now();
     loop {
@@ -106,21 +105,8 @@ pub fn wait(
                 continue;
             };
             let mut state = classify(c);
-            if driver == HealthDriver::Harness
-                && matches!(state, ServiceState::Starting | ServiceState::Unhealthy)
-                && c.state.running
-            {
-                let due = last_probe
-                    .get(svc)
-                    .map(|t| t.elapsed() >= c.health_interval().min(START_PROBE_PERIOD))
-                    .unwrap_or(true);
-                if due {
-                    last_probe.insert(svc.clone(), Instant::now());
-                    *probes.entry(svc.clone()).or_default() += 1;
-                    if runtime.run_healthcheck(&c.id)? {
-                        state = ServiceState::Ready;
-                    }
-                }
+            if driver == HealthDriver::Harness {
+                state = probes.drive(runtime, svc, c, state)?;
             }
             if c.restart_count >= RESTART_LOOP {
                 return Err(stuck(
@@ -152,7 +138,7 @@ pub fn wait(
                         service: svc.clone(),
                         container: c.short_name().to_string(),
                         seconds: started.elapsed().as_secs_f64(),
-                        probes: probes.get(svc).copied().unwrap_or(0),
+                        probes: probes.count.get(svc).copied().unwrap_or(0),
                     },
                 );
             } else {
@@ -169,27 +155,74 @@ pub fn wait(
             return Ok(services.iter().filter_map(|s| ready.remove(s)).collect());
         }
         if wait_start.elapsed() >= timeout {
-            let stuck_list: Vec<(&str, &ContainerInspect, &ServiceState)> = pending
-                .iter()
-                .filter_map(|s| Some((s.as_str(), *by_service.get(s.as_str())?, states.get(s.as_str())?)))
-                .collect();
-            let missing: Vec<&String> = pending
-                .iter()
-                .filter(|s| !by_service.contains_key(s.as_str()))
-                .collect();
-            let mut err = stuck(runtime, project, &stuck_list, timeout, "not healthy");
-            if !missing.is_empty() {
-                if let HarnessError::Unhealthy { detail, .. } = &mut err {
-                    detail.push_str(&format!(
-                        "\n  no container was created for: {}",
-                        missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-                    ));
-                }
-            }
-            return Err(err);
+            return Err(timed_out(runtime, project, &pending, &by_service, &states, timeout));
         }
         exec::sleep(Duration::from_millis(500))?;
     }
+}
+
+/// The harness's own healthcheck probes (Podman without systemd): when each service was last
+/// probed and how often.
+#[derive(Default)]
+struct Probes {
+    last: BTreeMap<String, Instant>,
+    count: BTreeMap<String, u32>,
+}
+
+impl Probes {
+    /// Runs one `healthcheck run` when `svc` is running, not yet healthy and a probe is due;
+    /// returns its state after the probe. A container that exits while being probed makes the
+    /// engine's probe fail: that is an exited service, not an error of the harness.
+    fn drive(&mut self, runtime: &Runtime, svc: &str, c: &ContainerInspect, state: ServiceState) -> Result<ServiceState> {
+        if !matches!(state, ServiceState::Starting | ServiceState::Unhealthy) || !c.state.running {
+            return Ok(state);
+        }
+        let due = self
+            .last
+            .get(svc)
+            .map(|t| t.elapsed() >= c.health_interval().min(START_PROBE_PERIOD))
+            .unwrap_or(true);
+        if !due {
+            return Ok(state);
+        }
+        self.last.insert(svc.to_string(), Instant::now());
+        *self.count.entry(svc.to_string()).or_default() += 1;
+        match runtime.run_healthcheck(&c.id) {
+            Ok(true) => Ok(ServiceState::Ready),
+            Ok(false) => Ok(state),
+            Err(e) => match runtime.inspect_containers(std::slice::from_ref(&c.id))?.first() {
+                Some(now) if !now.state.running => Ok(ServiceState::Exited(now.state.exit_code)),
+                _ => Err(e),
+            },
+        }
+    }
+}
+
+/// The error for services still not ready at the deadline, naming those without a container.
+fn timed_out(
+    runtime: &Runtime,
+    project: &str,
+    pending: &[String],
+    by_service: &BTreeMap<&str, &ContainerInspect>,
+    states: &BTreeMap<&str, ServiceState>,
+    timeout: Duration,
+) -> HarnessError {
+    let stuck_list: Vec<(&str, &ContainerInspect, &ServiceState)> = pending
+        .iter()
+        .filter_map(|s| Some((s.as_str(), *by_service.get(s.as_str())?, states.get(s.as_str())?)))
+        .collect();
+    let missing: Vec<&str> = pending
+        .iter()
+        .map(String::as_str)
+        .filter(|s| !by_service.contains_key(s))
+        .collect();
+    let mut err = stuck(runtime, project, &stuck_list, timeout, "not healthy");
+    if !missing.is_empty() {
+        if let HarnessError::Unhealthy { detail, .. } = &mut err {
+            detail.push_str(&format!("\n  no container was created for: {}", missing.join(", ")));
+        }
+    }
+    err
 }
 
 fn stuck(

@@ -297,41 +297,74 @@ impl Spec {
         known: &[String],
         inactive: &BTreeMap<String, Vec<String>>,
     ) -> Result<Self> {
-        let check = |s: &Spanned<String>, what: &str| -> Result<String> {
-            if known.iter().any(|k| k == s.get_ref()) {
-                Ok(s.get_ref().clone())
-            } else if let Some(profiles) = inactive.get(s.get_ref()) {
-                Err(spec_error(
-                    path,
-                    format!(
-                        "line {}: {what} '{}' does not run: none of its compose profiles [{}] is enabled\n  hint: enable one with COMPOSE_PROFILES, or drop it from the spec",
-                        line_of(text, s.span().start),
-                        s.get_ref(),
-                        profiles.join(", ")
-                    ),
-                ))
-            } else {
-                Err(spec_error(
-                    path,
-                    format!(
-                        "line {}: {what} '{}' is not a service of the compose file\n  hint: services are: {}",
-                        line_of(text, s.span().start),
-                        s.get_ref(),
-                        known.join(", ")
-                    ),
-                ))
-            }
+        let r = Resolver {
+            path,
+            text,
+            known,
+            inactive,
         };
         let base = path.parent().unwrap_or(Path::new("."));
+        let services = r.services(raw.services)?;
+        let dns = r.dns(&raw.dns)?;
+        let transitive = raw.transitive.iter().map(|t| r.transitive(t)).collect::<Result<_>>()?;
+        let persistence = raw.persistence.map(|p| r.persistence(p, base)).transpose()?;
+        let seccomp_profile = raw.posture.and_then(|p| p.seccomp_profile).map(|p| base.join(p));
+        Ok(Spec {
+            path: path.to_path_buf(),
+            compose,
+            services,
+            dns,
+            transitive,
+            persistence,
+            seccomp_profile,
+        })
+    }
+}
+
+/// Resolves a parsed spec against the services the compose files run; errors name the line.
+struct Resolver<'a> {
+    path: &'a Path,
+    text: &'a str,
+    known: &'a [String],
+    inactive: &'a BTreeMap<String, Vec<String>>,
+}
+
+impl Resolver<'_> {
+    /// A service name the spec uses (as `what`), which must be one that runs.
+    fn service(&self, s: &Spanned<String>, what: &str) -> Result<String> {
+        let line = line_of(self.text, s.span().start);
+        let name = s.get_ref();
+        if self.known.iter().any(|k| k == name) {
+            Ok(name.clone())
+        } else if let Some(profiles) = self.inactive.get(name) {
+            Err(spec_error(
+                self.path,
+                format!(
+                    "line {line}: {what} '{name}' does not run: none of its compose profiles [{}] is enabled\n  hint: enable one with COMPOSE_PROFILES, or drop it from the spec",
+                    profiles.join(", ")
+                ),
+            ))
+        } else {
+            Err(spec_error(
+                self.path,
+                format!(
+                    "line {line}: {what} '{name}' is not a service of the compose file\n  hint: services are: {}",
+                    self.known.join(", ")
+                ),
+            ))
+        }
+    }
+
+    fn services(&self, raw: BTreeMap<Spanned<String>, RawService>) -> Result<BTreeMap<String, ServiceSpec>> {
         let mut services = BTreeMap::new();
-        for (name, svc) in raw.services {
-            let n = check(&name, "service")?;
+        for (name, svc) in raw {
+            let n = self.service(&name, "service")?;
             let mut health = Vec::new();
             for h in svc.health {
-                let via = h.via.as_ref().map(|v| check(v, "health.via")).transpose()?;
+                let via = h.via.as_ref().map(|v| self.service(v, "health.via")).transpose()?;
                 if !h.path.starts_with('/') {
                     return Err(spec_error(
-                        path,
+                        self.path,
                         format!("service '{n}': health path '{}' must start with '/'", h.path),
                     ));
                 }
@@ -343,6 +376,11 @@ impl Spec {
                     fields: h.fields,
                 });
             }
+            for a in svc.posture.iter().flat_map(|p| &p.allow) {
+                if a.reason.trim().is_empty() {
+                    return Err(spec_error(self.path, format!("service '{n}': posture allowance '{}' has no reason\n  hint: add reason = \"<why the service needs it>\"", a.check)));
+                }
+            }
             services.insert(
                 n,
                 ServiceSpec {
@@ -353,71 +391,52 @@ impl Spec {
                 },
             );
         }
+        Ok(services)
+    }
+
+    fn dns(&self, raw: &RawDns) -> Result<DnsSpec> {
         let pairs = |list: &[[Spanned<String>; 2]], what: &str| -> Result<Vec<(String, String)>> {
             list.iter()
-                .map(|[a, b]| Ok((check(a, what)?, check(b, what)?)))
+                .map(|[a, b]| Ok((self.service(a, what)?, self.service(b, what)?)))
                 .collect()
         };
         let dns = DnsSpec {
-            resolve: pairs(&raw.dns.resolve, "dns.resolve")?,
-            isolated: pairs(&raw.dns.isolated, "dns.isolated")?,
-            all_pairs: raw.dns.all_pairs,
+            resolve: pairs(&raw.resolve, "dns.resolve")?,
+            isolated: pairs(&raw.isolated, "dns.isolated")?,
+            all_pairs: raw.all_pairs,
         };
-        for (a, b) in &dns.resolve {
-            if dns.isolated.contains(&(a.clone(), b.clone())) {
-                return Err(spec_error(
-                    path,
-                    format!("dns: '{a}' -> '{b}' is listed both in resolve and in isolated"),
-                ));
-            }
+        if let Some((a, b)) = dns.resolve.iter().find(|p| dns.isolated.contains(p)) {
+            return Err(spec_error(
+                self.path,
+                format!("dns: '{a}' -> '{b}' is listed both in resolve and in isolated"),
+            ));
         }
-        let transitive = raw
-            .transitive
-            .iter()
-            .map(|t| {
-                Ok(Transitive {
-                    stop: check(&t.stop, "transitive.stop")?,
-                    dependants: t
-                        .dependants
-                        .iter()
-                        .map(|d| check(d, "transitive.dependants"))
-                        .collect::<Result<_>>()?,
-                    within_secs: t.within_secs,
-                    recover_within_secs: t.recover_within_secs,
-                })
-            })
-            .collect::<Result<_>>()?;
-        let persistence = raw
-            .persistence
-            .map(|p| -> Result<Persistence> {
-                Ok(Persistence {
-                    service: check(&p.service, "persistence.service")?,
-                    volume: p.volume,
-                    port: p.port,
-                    user: p.user,
-                    database: p.database,
-                    password_env_file: base.join(p.password.env_file),
-                    password_var: p.password.var,
-                    rows: p.rows,
-                })
-            })
-            .transpose()?;
-        let seccomp_profile = raw.posture.and_then(|p| p.seccomp_profile).map(|p| base.join(p));
-        for (name, s) in &services {
-            for a in s.posture.iter().flat_map(|p| &p.allow) {
-                if a.reason.trim().is_empty() {
-                    return Err(spec_error(path, format!("service '{name}': posture allowance '{}' has no reason\n  hint: add reason = \"<why the service needs it>\"", a.check)));
-                }
-            }
-        }
-        Ok(Spec {
-            path: path.to_path_buf(),
-            compose,
-            services,
-            dns,
-            transitive,
-            persistence,
-            seccomp_profile,
+        Ok(dns)
+    }
+
+    fn transitive(&self, t: &RawTransitive) -> Result<Transitive> {
+        Ok(Transitive {
+            stop: self.service(&t.stop, "transitive.stop")?,
+            dependants: t
+                .dependants
+                .iter()
+                .map(|d| self.service(d, "transitive.dependants"))
+                .collect::<Result<_>>()?,
+            within_secs: t.within_secs,
+            recover_within_secs: t.recover_within_secs,
+        })
+    }
+
+    fn persistence(&self, p: RawPersistence, base: &Path) -> Result<Persistence> {
+        Ok(Persistence {
+            service: self.service(&p.service, "persistence.service")?,
+            volume: p.volume,
+            port: p.port,
+            user: p.user,
+            database: p.database,
+            password_env_file: base.join(p.password.env_file),
+            password_var: p.password.var,
+            rows: p.rows,
         })
     }
 }
