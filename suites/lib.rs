@@ -1,2 +1,6 @@
-//! Test suites over the Hydra harness. The suites live in test targets (`migration`); this
-//! library is empty on purpose.
+//! Engine suites over the Hydra harness, as test targets (`migration`, `overlays`, `posture`). The
+//! library holds what they share: how a runtime's availability becomes a trial.
+
+mod trial;
+
+pub use trial::{runtimes, trial};

@@ -150,7 +150,10 @@ pub fn fix_for_run_failure(stderr: &str) -> String {
 /// Diagnoses one runtime.
 pub fn diagnose(kind: RuntimeKind) -> RuntimeReport {
     let mut findings = Vec::new();
-    let done = |findings| RuntimeReport { runtime: kind, findings };
+    let done = |findings| RuntimeReport {
+        runtime: kind,
+        findings,
+    };
     let Some(runtime) = prerequisites(kind, &mut findings) else {
         return done(findings);
     };

@@ -173,7 +173,13 @@ impl Probes {
     /// Runs one `healthcheck run` when `svc` is running, not yet healthy and a probe is due;
     /// returns its state after the probe. A container that exits while being probed makes the
     /// engine's probe fail: that is an exited service, not an error of the harness.
-    fn drive(&mut self, runtime: &Runtime, svc: &str, c: &ContainerInspect, state: ServiceState) -> Result<ServiceState> {
+    fn drive(
+        &mut self,
+        runtime: &Runtime,
+        svc: &str,
+        c: &ContainerInspect,
+        state: ServiceState,
+    ) -> Result<ServiceState> {
         if !matches!(state, ServiceState::Starting | ServiceState::Unhealthy) || !c.state.running {
             return Ok(state);
         }

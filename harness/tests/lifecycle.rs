@@ -11,11 +11,10 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Availability;
 use hydra::labels;
 use hydra::runtime::{exec, CommandSpec, Interrupt, Runtime, RuntimeKind};
 use hydra::stack::{Stack, StackOptions};
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Failed};
 
 fn main() {
     let args = Arguments::from_args();
@@ -32,19 +31,7 @@ fn main() {
         ];
         for (name, check) in checks {
             let trial_name = format!("{}::lifecycle::{name}", kind.ident());
-            let trial = match &availability {
-                Availability::Use => Trial::test(trial_name, move || check(kind)),
-                Availability::Skip(reason) => {
-                    eprintln!("SKIP {trial_name}: {reason}");
-                    Trial::test(trial_name, || Ok(())).with_ignored_flag(true)
-                }
-                Availability::Broken(reason) => {
-                    let reason = reason.clone();
-                    Trial::test(trial_name, move || {
-                        Err(format!("required runtime unusable: {reason}").into())
-                    })
-                }
-            };
+            let trial = common::trial(trial_name, &availability, move || check(kind));
             trials.push(trial);
         }
     }

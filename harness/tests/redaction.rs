@@ -21,7 +21,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::Availability;
 use hydra::RuntimeKind;
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -56,19 +55,7 @@ fn main() {
         ];
         for (name, check) in checks {
             let trial_name = format!("{}::redaction::{name}", kind.ident());
-            let trial = match &availability {
-                Availability::Use => Trial::test(trial_name, move || check(kind)),
-                Availability::Skip(reason) => {
-                    eprintln!("SKIP {trial_name}: {reason}");
-                    Trial::test(trial_name, || Ok(())).with_ignored_flag(true)
-                }
-                Availability::Broken(reason) => {
-                    let reason = reason.clone();
-                    Trial::test(trial_name, move || {
-                        Err(format!("required runtime unusable: {reason}").into())
-                    })
-                }
-            };
+            let trial = common::trial(trial_name, &availability, move || check(kind));
             trials.push(trial);
         }
     }

@@ -15,10 +15,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use common::Availability;
 use hydra::labels;
 use hydra::runtime::{ObjectKind, Runtime, RuntimeKind};
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Failed};
 
 /// Exit after the first signal: the done-when of the issue.
 const FIRST_SIGNAL_EXIT: Duration = Duration::from_secs(60);
@@ -40,19 +39,7 @@ fn main() {
         ];
         for (name, check) in checks {
             let trial_name = format!("{}::signals::{name}", kind.ident());
-            let trial = match &availability {
-                Availability::Use => Trial::test(trial_name, move || check(kind)),
-                Availability::Skip(reason) => {
-                    eprintln!("SKIP {trial_name}: {reason}");
-                    Trial::test(trial_name, || Ok(())).with_ignored_flag(true)
-                }
-                Availability::Broken(reason) => {
-                    let reason = reason.clone();
-                    Trial::test(trial_name, move || {
-                        Err(format!("required runtime unusable: {reason}").into())
-                    })
-                }
-            };
+            let trial = common::trial(trial_name, &availability, move || check(kind));
             trials.push(trial);
         }
     }

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::Availability;
 use hydra::runtime::{exec, CommandSpec, Interrupt, ObjectKind, Runtime, RuntimeKind};
 use hydra::stack::{Stack, StackOptions};
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -59,19 +58,7 @@ fn main() {
         for (kind, availability) in available.iter().filter(|(k, _)| kinds.contains(k)) {
             let kind = *kind;
             let trial_name = format!("{}::trust::{name}", kind.ident());
-            trials.push(match availability {
-                Availability::Use => Trial::test(trial_name, move || check(kind)),
-                Availability::Skip(reason) => {
-                    eprintln!("SKIP {trial_name}: {reason}");
-                    Trial::test(trial_name, || Ok(())).with_ignored_flag(true)
-                }
-                Availability::Broken(reason) => {
-                    let reason = reason.clone();
-                    Trial::test(trial_name, move || {
-                        Err(format!("required runtime unusable: {reason}").into())
-                    })
-                }
-            });
+            trials.push(common::trial(trial_name, availability, move || check(kind)));
         }
     }
     trials.push(Trial::test(

@@ -2,14 +2,7 @@
 
 #![allow(dead_code)]
 
-use hydra::runtime::{ObjectKind, Runtime, RuntimeKind};
-
-pub use hydra::validate::Availability;
-
-/// `HYDRA_RUNTIMES` (default: all) diagnosed by doctor; `HYDRA_REQUIRE` turns a skip into a failure.
-pub fn runtimes() -> Vec<(RuntimeKind, Availability)> {
-    hydra::validate::availability(&[], &[]).expect("HYDRA_RUNTIMES / HYDRA_REQUIRE")
-}
+use hydra::runtime::{ObjectKind, Runtime};
 
 /// Every object (`kind id`) in the runtime carrying `label`.
 pub fn objects_with(rt: &Runtime, label: &str) -> Vec<String> {
@@ -21,3 +14,8 @@ pub fn objects_with(rt: &Runtime, label: &str) -> Vec<String> {
     }
     out
 }
+
+#[path = "../../../suites/trial.rs"]
+mod trial;
+
+pub use trial::{runtimes, trial};

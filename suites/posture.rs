@@ -11,19 +11,16 @@
 //! is torn down right after (by `down`, or by `Drop` when evaluation fails); trials share the
 //! outcomes. Filter like libtest: `cargo test --test posture -- podman_rootless::`.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
-use common::Availability;
 use hydra::compose::file::ComposeFile;
 use hydra::outcome::{CheckOutcome, Verdict};
 use hydra::posture::{self, CheckId, ContainerFacts, PostureConfig};
 use hydra::runtime::RuntimeKind;
 use hydra::stack::{Stack, StackOptions};
 use hydra::workspace::{bundled_compose_file, root as workspace_root};
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Failed};
 
 /// A trial body.
 type Body = Box<dyn FnOnce() -> Result<(), Failed> + Send>;
@@ -277,7 +274,7 @@ fn main() {
     let file = ComposeFile::load(&bundled_compose_file()).expect("bundled compose file");
     let services: Vec<String> = file.services.keys().cloned().collect();
     let mut trials = Vec::new();
-    for (kind, availability) in common::runtimes() {
+    for (kind, availability) in hydra_suites::runtimes() {
         let mut named: Vec<(String, Body)> = Vec::new();
         for service in &services {
             for check in CheckId::ALL {
@@ -299,18 +296,7 @@ fn main() {
             Box::new(move || unplanted_checks_pass(kind)),
         ));
         for (name, run) in named {
-            let trial = match &availability {
-                Availability::Use => Trial::test(name, run),
-                Availability::Skip(reason) => {
-                    eprintln!("SKIP {name}: {reason}");
-                    Trial::test(name, || Ok(())).with_ignored_flag(true)
-                }
-                Availability::Broken(reason) => {
-                    let reason = reason.clone();
-                    Trial::test(name, move || Err(format!("required runtime unusable: {reason}").into()))
-                }
-            };
-            trials.push(trial);
+            trials.push(hydra_suites::trial(name, &availability, run));
         }
     }
     libtest_mimic::run(&args, trials).exit();
