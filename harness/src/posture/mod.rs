@@ -10,6 +10,9 @@ pub mod facts;
 pub mod probe;
 pub mod rules;
 
+#[cfg(test)]
+mod golden;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
