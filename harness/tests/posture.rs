@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 use common::Availability;
 use hydra::compose::file::ComposeFile;
 use hydra::outcome::{CheckOutcome, Verdict};
-use hydra::posture::{self, CheckId, ContainerFacts, PostureConfig};
+use hydra::posture::{self, ContainerFacts, PostureConfig, Rule};
 use hydra::runtime::RuntimeKind;
 use hydra::stack::{bundled_compose_file, workspace_root, Stack, StackOptions};
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -279,7 +279,7 @@ fn main() {
     for (kind, availability) in common::runtimes() {
         let mut named: Vec<(String, Body)> = Vec::new();
         for service in &services {
-            for check in CheckId::ALL {
+            for check in Rule::ALL {
                 let name = format!("{service}::{}", check.name());
                 named.push((
                     format!("{}::posture::{name}", kind.ident()),

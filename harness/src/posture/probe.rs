@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::config::CheckId;
+use super::config::Rule;
 use super::facts::{caps_from_mask, CapSet, ContainerFacts};
 use super::rules::{describe_caps, outcome, Context};
 use crate::error::{HarnessError, Result};
@@ -168,7 +168,7 @@ pub struct HostView {
 fn attempt_check(
     ctx: &Context,
     service: &str,
-    check: CheckId,
+    check: Rule,
     what: &str,
     attempt: &Attempt,
     expect_allowed: Option<bool>,
@@ -230,7 +230,7 @@ pub fn check_kernel(
     host: &HostView,
 ) -> Vec<CheckOutcome> {
     let mut out = Vec::new();
-    let mut push = |check: CheckId, ok: bool, pass: String, fail: String| {
+    let mut push = |check: Rule, ok: bool, pass: String, fail: String| {
         out.push(outcome(
             ctx,
             service,
@@ -242,13 +242,13 @@ pub fn check_kernel(
 
     match f.user.uid {
         Some(uid) => push(
-            CheckId::KernelUser,
+            Rule::KernelUser,
             r.uid == uid,
             format!("runs as uid {uid}, as configured"),
             format!("config says uid {uid}, kernel runs uid {}", r.uid),
         ),
         None => push(
-            CheckId::KernelUser,
+            Rule::KernelUser,
             true,
             format!("named user '{}' runs as uid {}", f.user.raw, r.uid),
             String::new(),
@@ -267,7 +267,7 @@ pub fn check_kernel(
         describe_caps(&f.caps.bounding)
     };
     push(
-        CheckId::KernelCapabilities,
+        Rule::KernelCapabilities,
         eff_ok && bnd_ok,
         format!(
             "kernel capabilities match the configuration: effective {}, bounding {}",
@@ -288,7 +288,7 @@ pub fn check_kernel(
     );
     let onoff = |b: bool| if b { "on" } else { "off" };
     push(
-        CheckId::KernelNoNewPrivileges,
+        Rule::KernelNoNewPrivileges,
         r.no_new_privs == f.no_new_privileges,
         format!("NoNewPrivs {} in the kernel, as configured", onoff(r.no_new_privs)),
         format!(
@@ -299,7 +299,7 @@ pub fn check_kernel(
     );
     let filtering = r.seccomp_mode == 2;
     push(
-        CheckId::KernelSeccomp,
+        Rule::KernelSeccomp,
         filtering == f.seccomp.is_filtering(),
         format!("Seccomp mode {} in the kernel, as configured", r.seccomp_mode),
         format!(
@@ -315,7 +315,7 @@ pub fn check_kernel(
         Attempt::Skipped(e) => format!("no write attempted: {e}"),
     };
     push(
-        CheckId::KernelRootfs,
+        Rule::KernelRootfs,
         kernel_ro == f.read_only_rootfs,
         format!("root filesystem mounted {} ({write}), as configured", r.root_mount),
         format!(
@@ -341,7 +341,7 @@ pub fn check_kernel(
     out.push(attempt_check(
         ctx,
         service,
-        CheckId::KernelRawSocket,
+        Rule::KernelRawSocket,
         "a raw socket",
         &r.raw_socket,
         grants("NET_RAW", "socket"),
@@ -350,7 +350,7 @@ pub fn check_kernel(
     out.push(attempt_check(
         ctx,
         service,
-        CheckId::KernelChown,
+        Rule::KernelChown,
         "a chown to another uid",
         &r.chown,
         grants("CHOWN", "fchownat"),
@@ -376,7 +376,7 @@ pub fn check_kernel(
     out.push(attempt_check(
         ctx,
         service,
-        CheckId::KernelMount,
+        Rule::KernelMount,
         "a mount",
         &r.mount,
         mount_expect,
@@ -406,7 +406,7 @@ pub fn userns_check(ctx: &Context, service: &str, r: &ProbeReport, host: &HostVi
         return outcome(
             ctx,
             service,
-            CheckId::UsernsMapping,
+            Rule::UsernsMapping,
             Verdict::Fail,
             &format!(
                 "uid_map ({}) says container uid {} is host uid {}, but the {host_text}",
@@ -429,7 +429,7 @@ pub fn userns_check(ctx: &Context, service: &str, r: &ProbeReport, host: &HostVi
             outcome(
                 ctx,
                 service,
-                CheckId::UsernsMapping,
+                Rule::UsernsMapping,
                 Verdict::Pass,
                 &format!("rootless: {text}"),
             )
@@ -437,7 +437,7 @@ pub fn userns_check(ctx: &Context, service: &str, r: &ProbeReport, host: &HostVi
             outcome(
                 ctx,
                 service,
-                CheckId::UsernsMapping,
+                Rule::UsernsMapping,
                 Verdict::Fail,
                 &format!("config says rootless, kernel maps to a privileged host uid: {text}"),
             )
@@ -446,7 +446,7 @@ pub fn userns_check(ctx: &Context, service: &str, r: &ProbeReport, host: &HostVi
         outcome(
             ctx,
             service,
-            CheckId::UsernsMapping,
+            Rule::UsernsMapping,
             Verdict::Pass,
             &format!(
                 "identity mapping (rootful engine, no user namespace): container uid {} is host uid {} ({host_text})",
@@ -457,7 +457,7 @@ pub fn userns_check(ctx: &Context, service: &str, r: &ProbeReport, host: &HostVi
         outcome(
             ctx,
             service,
-            CheckId::UsernsMapping,
+            Rule::UsernsMapping,
             Verdict::Pass,
             &format!(
                 "user namespace remapping: container uid {} is host uid {} (uid_map {}; {host_text})",
@@ -471,7 +471,7 @@ pub fn userns_check(ctx: &Context, service: &str, r: &ProbeReport, host: &HostVi
 
 /// Outcomes for every behavioural check when the probe could not run at all.
 pub fn probe_failed(ctx: &Context, service: &str, why: &str) -> Vec<CheckOutcome> {
-    CheckId::ALL
+    Rule::ALL
         .iter()
         .filter(|c| c.is_behavioural())
         .map(|&c| outcome(ctx, service, c, Verdict::Fail, &format!("probe could not run: {why}")))
