@@ -116,16 +116,16 @@ pub const CONFIG_RULES: [(Rule, ConfigRule); 19] = [
     (Rule::NoNewPrivileges, no_new_privileges),
     (Rule::Seccomp, seccomp),
     (Rule::ReadOnlyRootfs, read_only_rootfs),
-    (Rule::HostNetwork, |s, r| host_namespace(s, r, &s.facts.namespaces.network, "network")),
-    (Rule::HostPid, |s, r| host_namespace(s, r, &s.facts.namespaces.pid, "PID")),
-    (Rule::HostIpc, |s, r| host_namespace(s, r, &s.facts.namespaces.ipc, "IPC")),
-    (Rule::HostUts, |s, r| host_namespace(s, r, &s.facts.namespaces.uts, "UTS")),
-    (Rule::HostUserns, |s, r| host_namespace(s, r, &s.facts.namespaces.user, "user")),
+    (Rule::HostNetwork, host_namespace),
+    (Rule::HostPid, host_namespace),
+    (Rule::HostIpc, host_namespace),
+    (Rule::HostUts, host_namespace),
+    (Rule::HostUserns, host_namespace),
     (Rule::EngineSocket, engine_socket),
     (Rule::SensitiveMounts, sensitive_mounts),
     (Rule::PortBindIp, port_bind_ip),
-    (Rule::MemoryLimit, |s, r| limit(s, r, s.facts.memory_limit, "memory")),
-    (Rule::PidsLimit, |s, r| limit(s, r, s.facts.pids_limit, "pids")),
+    (Rule::MemoryLimit, limit),
+    (Rule::PidsLimit, limit),
     (Rule::Healthcheck, healthcheck),
     (Rule::RestartPolicy, restart_policy),
     (Rule::SecretEnv, secret_env),
@@ -139,7 +139,10 @@ pub fn check_config(ctx: &Context, config: &PostureConfig, service: &str, f: &Co
         service,
         facts: f,
     };
-    CONFIG_RULES.iter().map(|(rule, check)| check(&subject, *rule)).collect()
+    CONFIG_RULES
+        .iter()
+        .map(|(rule, check)| check(&subject, *rule))
+        .collect()
 }
 
 fn user(s: &Subject, rule: Rule) -> CheckOutcome {
@@ -180,7 +183,11 @@ fn capabilities(s: &Subject, rule: Rule) -> CheckOutcome {
 
 fn no_new_privileges(s: &Subject, rule: Rule) -> CheckOutcome {
     let flaw = "no-new-privileges is not set: setuid binaries can raise privileges";
-    s.judge(rule, single((!s.facts.no_new_privileges).then_some(flaw)), "no-new-privileges is set")
+    s.judge(
+        rule,
+        single((!s.facts.no_new_privileges).then_some(flaw)),
+        "no-new-privileges is set",
+    )
 }
 
 /// What is wrong with the container's seccomp filter, given the project profile (if required).
@@ -193,9 +200,9 @@ fn seccomp_flaw(actual: &Seccomp, project: Option<&Value>) -> Option<&'static st
         (Seccomp::Custom(src), Some(project)) => match src.content() {
             Some(p) if p == project => None,
             Some(_) => Some("filters with a custom profile that differs from the project profile"),
-            None => Some(
-                "filters with a profile given by path that could not be read to compare with the project profile",
-            ),
+            None => {
+                Some("filters with a profile given by path that could not be read to compare with the project profile")
+            }
         },
     }
 }
@@ -215,8 +222,17 @@ fn read_only_rootfs(s: &Subject, rule: Rule) -> CheckOutcome {
     s.judge(rule, single(flaw), "root filesystem is read-only")
 }
 
-/// The container must not share the host's `what` namespace.
-fn host_namespace(s: &Subject, rule: Rule, space: &Namespace, what: &str) -> CheckOutcome {
+/// The container must not share the host's namespace the rule is about.
+fn host_namespace(s: &Subject, rule: Rule) -> CheckOutcome {
+    let ns = &s.facts.namespaces;
+    let (space, what) = match rule {
+        Rule::HostNetwork => (&ns.network, "network"),
+        Rule::HostPid => (&ns.pid, "PID"),
+        Rule::HostIpc => (&ns.ipc, "IPC"),
+        Rule::HostUts => (&ns.uts, "UTS"),
+        Rule::HostUserns => (&ns.user, "user"),
+        other => unreachable!("{other} is not a namespace rule"),
+    };
     let ok = match space {
         Namespace::Container(id) => format!(
             "shares the {what} namespace of container {}, not the host's",
@@ -293,7 +309,12 @@ fn port_bind_ip(s: &Subject, rule: Rule) -> CheckOutcome {
 }
 
 /// A memory or pids limit must be set, where the host can enforce it at all.
-fn limit(s: &Subject, rule: Rule, value: i64, what: &str) -> CheckOutcome {
+fn limit(s: &Subject, rule: Rule) -> CheckOutcome {
+    let (value, what) = match rule {
+        Rule::MemoryLimit => (s.facts.memory_limit, "memory"),
+        Rule::PidsLimit => (s.facts.pids_limit, "pids"),
+        other => unreachable!("{other} is not a limit rule"),
+    };
     if !s.ctx.limits_enforceable() {
         let cause =
             format!("{what} limit not enforceable: rootless engine on cgroup v1 ignores it (engine reports {value})");
