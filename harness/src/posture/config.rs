@@ -10,8 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{HarnessError, Result};
 
-/// Every posture check. Configuration checks read the engine's inspect output; `kernel_*` checks
-/// compare what the kernel enforces inside the container with what the configuration claims.
+/// Every posture rule; each is one trial per service (`<runtime>::posture::<service>::<rule>`).
+/// Configuration rules read the engine's inspect output (`rules::CONFIG_RULES`); `kernel_*` rules
+/// and `userns_mapping` compare what the kernel enforces inside the container with what the
+/// configuration claims (`probe::KERNEL_RULES`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
