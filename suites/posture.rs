@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 
 use hydra::compose::file::ComposeFile;
 use hydra::outcome::{CheckOutcome, Verdict};
-use hydra::posture::{self, CheckId, ContainerFacts, PostureConfig};
+use hydra::posture::{self, ContainerFacts, PostureConfig, Rule};
 use hydra::runtime::RuntimeKind;
 use hydra::stack::{Stack, StackOptions};
 use hydra::workspace::{bundled_compose_file, root as workspace_root};
@@ -277,7 +277,7 @@ fn main() {
     for (kind, availability) in hydra_suites::runtimes() {
         let mut named: Vec<(String, Body)> = Vec::new();
         for service in &services {
-            for check in CheckId::ALL {
+            for check in Rule::ALL {
                 let name = format!("{service}::{}", check.name());
                 named.push((
                     format!("{}::posture::{name}", kind.ident()),

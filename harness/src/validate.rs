@@ -46,7 +46,7 @@ impl Plan {
             posture: services
                 .iter()
                 .flat_map(|s| {
-                    crate::posture::CheckId::ALL
+                    crate::posture::Rule::ALL
                         .iter()
                         .map(move |c| CheckId::new("posture", format!("{s}::{}", c.name())))
                 })
@@ -475,7 +475,7 @@ pub fn not_enforceable_here(kind: RuntimeKind, plan: &Plan) -> Vec<(CheckId, Str
     if cgroups != "1" && cgroups != "v1" {
         return Vec::new();
     }
-    let limits: Vec<&str> = crate::posture::CheckId::ALL
+    let limits: Vec<&str> = crate::posture::Rule::ALL
         .iter()
         .filter(|c| c.is_limit())
         .map(|c| c.name())

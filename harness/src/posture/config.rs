@@ -10,11 +10,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{HarnessError, Result};
 
-/// Every posture check. Configuration checks read the engine's inspect output; `kernel_*` checks
-/// compare what the kernel enforces inside the container with what the configuration claims.
+/// Every posture rule; each is one trial per service (`<runtime>::posture::<service>::<rule>`).
+/// Configuration rules read the engine's inspect output (`rules::CONFIG_RULES`); `kernel_*` rules
+/// and `userns_mapping` compare what the kernel enforces inside the container with what the
+/// configuration claims (`probe::KERNEL_RULES`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum CheckId {
+pub enum Rule {
     User,
     Privileged,
     Capabilities,
@@ -45,110 +47,110 @@ pub enum CheckId {
     UsernsMapping,
 }
 
-impl CheckId {
+impl Rule {
     /// Every check, in report order.
-    pub const ALL: [CheckId; 28] = [
-        CheckId::User,
-        CheckId::Privileged,
-        CheckId::Capabilities,
-        CheckId::NoNewPrivileges,
-        CheckId::Seccomp,
-        CheckId::ReadOnlyRootfs,
-        CheckId::HostNetwork,
-        CheckId::HostPid,
-        CheckId::HostIpc,
-        CheckId::HostUts,
-        CheckId::HostUserns,
-        CheckId::EngineSocket,
-        CheckId::SensitiveMounts,
-        CheckId::PortBindIp,
-        CheckId::MemoryLimit,
-        CheckId::PidsLimit,
-        CheckId::Healthcheck,
-        CheckId::RestartPolicy,
-        CheckId::SecretEnv,
-        CheckId::KernelUser,
-        CheckId::KernelCapabilities,
-        CheckId::KernelNoNewPrivileges,
-        CheckId::KernelSeccomp,
-        CheckId::KernelRootfs,
-        CheckId::KernelRawSocket,
-        CheckId::KernelChown,
-        CheckId::KernelMount,
-        CheckId::UsernsMapping,
+    pub const ALL: [Rule; 28] = [
+        Rule::User,
+        Rule::Privileged,
+        Rule::Capabilities,
+        Rule::NoNewPrivileges,
+        Rule::Seccomp,
+        Rule::ReadOnlyRootfs,
+        Rule::HostNetwork,
+        Rule::HostPid,
+        Rule::HostIpc,
+        Rule::HostUts,
+        Rule::HostUserns,
+        Rule::EngineSocket,
+        Rule::SensitiveMounts,
+        Rule::PortBindIp,
+        Rule::MemoryLimit,
+        Rule::PidsLimit,
+        Rule::Healthcheck,
+        Rule::RestartPolicy,
+        Rule::SecretEnv,
+        Rule::KernelUser,
+        Rule::KernelCapabilities,
+        Rule::KernelNoNewPrivileges,
+        Rule::KernelSeccomp,
+        Rule::KernelRootfs,
+        Rule::KernelRawSocket,
+        Rule::KernelChown,
+        Rule::KernelMount,
+        Rule::UsernsMapping,
     ];
 
     /// The snake_case name used in outcome names (`db::no_new_privileges`) and in configuration.
     /// Whether the check is about a resource limit (which rootless engines on cgroup v1 ignore).
     pub fn is_limit(self) -> bool {
-        matches!(self, CheckId::MemoryLimit | CheckId::PidsLimit)
+        matches!(self, Rule::MemoryLimit | Rule::PidsLimit)
     }
 
     pub fn name(self) -> &'static str {
         match self {
-            CheckId::User => "user",
-            CheckId::Privileged => "privileged",
-            CheckId::Capabilities => "capabilities",
-            CheckId::NoNewPrivileges => "no_new_privileges",
-            CheckId::Seccomp => "seccomp",
-            CheckId::ReadOnlyRootfs => "read_only_rootfs",
-            CheckId::HostNetwork => "host_network",
-            CheckId::HostPid => "host_pid",
-            CheckId::HostIpc => "host_ipc",
-            CheckId::HostUts => "host_uts",
-            CheckId::HostUserns => "host_userns",
-            CheckId::EngineSocket => "engine_socket",
-            CheckId::SensitiveMounts => "sensitive_mounts",
-            CheckId::PortBindIp => "port_bind_ip",
-            CheckId::MemoryLimit => "memory_limit",
-            CheckId::PidsLimit => "pids_limit",
-            CheckId::Healthcheck => "healthcheck",
-            CheckId::RestartPolicy => "restart_policy",
-            CheckId::SecretEnv => "secret_env",
-            CheckId::KernelUser => "kernel_user",
-            CheckId::KernelCapabilities => "kernel_capabilities",
-            CheckId::KernelNoNewPrivileges => "kernel_no_new_privileges",
-            CheckId::KernelSeccomp => "kernel_seccomp",
-            CheckId::KernelRootfs => "kernel_rootfs",
-            CheckId::KernelRawSocket => "kernel_raw_socket",
-            CheckId::KernelChown => "kernel_chown",
-            CheckId::KernelMount => "kernel_mount",
-            CheckId::UsernsMapping => "userns_mapping",
+            Rule::User => "user",
+            Rule::Privileged => "privileged",
+            Rule::Capabilities => "capabilities",
+            Rule::NoNewPrivileges => "no_new_privileges",
+            Rule::Seccomp => "seccomp",
+            Rule::ReadOnlyRootfs => "read_only_rootfs",
+            Rule::HostNetwork => "host_network",
+            Rule::HostPid => "host_pid",
+            Rule::HostIpc => "host_ipc",
+            Rule::HostUts => "host_uts",
+            Rule::HostUserns => "host_userns",
+            Rule::EngineSocket => "engine_socket",
+            Rule::SensitiveMounts => "sensitive_mounts",
+            Rule::PortBindIp => "port_bind_ip",
+            Rule::MemoryLimit => "memory_limit",
+            Rule::PidsLimit => "pids_limit",
+            Rule::Healthcheck => "healthcheck",
+            Rule::RestartPolicy => "restart_policy",
+            Rule::SecretEnv => "secret_env",
+            Rule::KernelUser => "kernel_user",
+            Rule::KernelCapabilities => "kernel_capabilities",
+            Rule::KernelNoNewPrivileges => "kernel_no_new_privileges",
+            Rule::KernelSeccomp => "kernel_seccomp",
+            Rule::KernelRootfs => "kernel_rootfs",
+            Rule::KernelRawSocket => "kernel_raw_socket",
+            Rule::KernelChown => "kernel_chown",
+            Rule::KernelMount => "kernel_mount",
+            Rule::UsernsMapping => "userns_mapping",
         }
     }
 
     /// The CIS Docker Benchmark 1.6.0 recommendation this check implements, if one exists.
     pub fn cis(self) -> Option<&'static str> {
         Some(match self {
-            CheckId::User => "4.1",
-            CheckId::Capabilities => "5.3",
-            CheckId::Privileged => "5.4",
-            CheckId::SensitiveMounts => "5.5",
-            CheckId::HostNetwork => "5.9",
-            CheckId::MemoryLimit => "5.10",
-            CheckId::ReadOnlyRootfs => "5.12",
-            CheckId::PortBindIp => "5.13",
-            CheckId::RestartPolicy => "5.14",
-            CheckId::HostPid => "5.15",
-            CheckId::HostIpc => "5.16",
-            CheckId::HostUts => "5.20",
-            CheckId::Seccomp => "5.21",
-            CheckId::NoNewPrivileges => "5.25",
-            CheckId::Healthcheck => "5.26",
-            CheckId::PidsLimit => "5.28",
-            CheckId::HostUserns => "5.30",
-            CheckId::EngineSocket => "5.31",
+            Rule::User => "4.1",
+            Rule::Capabilities => "5.3",
+            Rule::Privileged => "5.4",
+            Rule::SensitiveMounts => "5.5",
+            Rule::HostNetwork => "5.9",
+            Rule::MemoryLimit => "5.10",
+            Rule::ReadOnlyRootfs => "5.12",
+            Rule::PortBindIp => "5.13",
+            Rule::RestartPolicy => "5.14",
+            Rule::HostPid => "5.15",
+            Rule::HostIpc => "5.16",
+            Rule::HostUts => "5.20",
+            Rule::Seccomp => "5.21",
+            Rule::NoNewPrivileges => "5.25",
+            Rule::Healthcheck => "5.26",
+            Rule::PidsLimit => "5.28",
+            Rule::HostUserns => "5.30",
+            Rule::EngineSocket => "5.31",
             _ => return None,
         })
     }
 
     /// Whether this check runs inside the container (needs `exec`).
     pub fn is_behavioural(self) -> bool {
-        self.name().starts_with("kernel_") || self == CheckId::UsernsMapping
+        self.name().starts_with("kernel_") || self == Rule::UsernsMapping
     }
 }
 
-impl fmt::Display for CheckId {
+impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
@@ -182,7 +184,7 @@ pub struct ServicePosture {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Allowance {
-    pub check: CheckId,
+    pub check: Rule,
     pub reason: String,
     #[serde(default)]
     pub value: Option<String>,
@@ -213,7 +215,7 @@ impl PostureConfig {
     }
 
     /// The allowance covering `check` (and `value`, when the allowance names one) for `service`.
-    pub fn allowance(&self, service: &str, check: CheckId, value: Option<&str>) -> Option<&Allowance> {
+    pub fn allowance(&self, service: &str, check: Rule, value: Option<&str>) -> Option<&Allowance> {
         self.services.get(service)?.allow.iter().find(|a| {
             a.check == check
                 && match (&a.value, value) {
@@ -231,10 +233,10 @@ mod tests {
 
     #[test]
     fn names_round_trip_through_serde() {
-        for id in CheckId::ALL {
+        for id in Rule::ALL {
             let yaml = serde_yaml::to_string(&id).unwrap();
             assert_eq!(yaml.trim(), id.name());
-            assert_eq!(serde_yaml::from_str::<CheckId>(&yaml).unwrap(), id);
+            assert_eq!(serde_yaml::from_str::<Rule>(&yaml).unwrap(), id);
         }
     }
 
@@ -245,12 +247,12 @@ mod tests {
         )
         .unwrap();
         assert!(c
-            .allowance("nginx", CheckId::Capabilities, Some("net_bind_service"))
+            .allowance("nginx", Rule::Capabilities, Some("net_bind_service"))
             .is_some());
-        assert!(c.allowance("nginx", CheckId::Capabilities, Some("SYS_ADMIN")).is_none());
-        assert!(c.allowance("nginx", CheckId::Capabilities, None).is_none());
-        assert!(c.allowance("nginx", CheckId::Healthcheck, None).is_some());
-        assert!(c.allowance("db", CheckId::Healthcheck, None).is_none());
+        assert!(c.allowance("nginx", Rule::Capabilities, Some("SYS_ADMIN")).is_none());
+        assert!(c.allowance("nginx", Rule::Capabilities, None).is_none());
+        assert!(c.allowance("nginx", Rule::Healthcheck, None).is_some());
+        assert!(c.allowance("db", Rule::Healthcheck, None).is_none());
     }
 
     #[test]
@@ -264,7 +266,7 @@ mod tests {
 
     #[test]
     fn cis_ids_are_unique() {
-        let mut ids: Vec<&str> = CheckId::ALL.iter().filter_map(|c| c.cis()).collect();
+        let mut ids: Vec<&str> = Rule::ALL.iter().filter_map(|c| c.cis()).collect();
         let n = ids.len();
         ids.sort();
         ids.dedup();

@@ -475,104 +475,169 @@ pub fn parse_facts(json: &str) -> Result<Vec<ContainerFacts>> {
 
 fn normalise(raw: RawContainer) -> Result<ContainerFacts> {
     let hc = &raw.host_config;
-    let engine = if raw.oci_runtime.is_some() || raw.effective_caps.is_some() || raw.bounding_caps.is_some() {
+    let engine = engine_of(&raw);
+    let user = UserFact::parse(&raw.config.user);
+    let caps = capabilities(&raw, &user);
+    let security = SecurityOpts::parse(hc, &raw.process_label, engine)?;
+    Ok(ContainerFacts {
+        engine,
+        service: service_label(&raw.config),
+        id: raw.id.clone(),
+        name: raw.name.trim_start_matches('/').to_string(),
+        host_pid: u32::try_from(raw.state.pid).unwrap_or(0),
+        user,
+        privileged: hc.privileged,
+        caps,
+        no_new_privileges: security.no_new_privileges,
+        seccomp: security.seccomp,
+        apparmor_profile: raw.app_armor_profile.clone(),
+        selinux_label: security.selinux_label,
+        read_only_rootfs: hc.readonly_rootfs,
+        namespaces: namespaces(hc),
+        mounts: mounts(&raw),
+        ports: ports(&raw),
+        memory_limit: limit(hc.memory),
+        pids_limit: limit(hc.pids_limit),
+        restart_policy: hc.restart_policy.as_ref().map(|r| r.name.clone()).unwrap_or_default(),
+        healthcheck: healthcheck(&raw.config),
+        env: raw.config.env.clone().unwrap_or_default(),
+    })
+}
+
+/// Podman prints fields Docker does not.
+fn engine_of(raw: &RawContainer) -> Engine {
+    if raw.oci_runtime.is_some() || raw.effective_caps.is_some() || raw.bounding_caps.is_some() {
         Engine::Podman
     } else {
         Engine::Docker
-    };
-    let user = UserFact::parse(&raw.config.user);
-    let privileged = hc.privileged;
+    }
+}
 
-    let caps = match (&raw.bounding_caps, &raw.effective_caps) {
+fn service_label(config: &RawConfig) -> Option<String> {
+    config
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("com.docker.compose.service").cloned())
+}
+
+fn cap_set<'a>(names: impl IntoIterator<Item = &'a String>) -> CapSet {
+    names.into_iter().map(|c| normalise_cap(c)).collect()
+}
+
+fn capabilities(raw: &RawContainer, user: &UserFact) -> CapFacts {
+    let privileged = raw.host_config.privileged;
+    match (&raw.bounding_caps, &raw.effective_caps) {
         // Podman: trust what it computed from the OCI spec (null = none).
-        (Some(bounding), effective) => {
-            let set = |v: &Option<Vec<String>>| -> CapSet { v.iter().flatten().map(|c| normalise_cap(c)).collect() };
-            CapFacts {
-                all: privileged,
-                bounding: set(bounding),
-                effective: effective.as_ref().map(set).unwrap_or_default(),
-            }
-        }
-        // Docker: apply CapDrop then CapAdd (as given) to its default; the first process of a
-        // non-root user starts with no effective capabilities (Docker sets no ambient set).
-        (None, _) => {
-            let all: CapSet = CAPABILITY_NAMES.iter().map(|c| c.to_string()).collect();
-            let drop: CapSet = hc.cap_drop.iter().flatten().map(|c| normalise_cap(c)).collect();
-            let add: CapSet = hc.cap_add.iter().flatten().map(|c| normalise_cap(c)).collect();
-            let bounding: CapSet = if privileged || add.contains("ALL") {
-                all
-            } else {
-                let mut base: CapSet = if drop.contains("ALL") {
-                    CapSet::new()
-                } else {
-                    DOCKER_DEFAULT_CAPS
-                        .iter()
-                        .map(|c| c.to_string())
-                        .filter(|c| !drop.contains(c))
-                        .collect()
-                };
-                base.extend(add);
-                base
-            };
-            let effective = if user.is_root() {
-                bounding.clone()
-            } else {
-                CapSet::new()
-            };
-            CapFacts {
-                all: privileged,
-                bounding,
-                effective,
-            }
-        }
-    };
+        (Some(bounding), effective) => CapFacts {
+            all: privileged,
+            bounding: cap_set(bounding.iter().flatten()),
+            effective: effective
+                .as_ref()
+                .map(|e| cap_set(e.iter().flatten()))
+                .unwrap_or_default(),
+        },
+        (None, _) => docker_capabilities(&raw.host_config, user),
+    }
+}
 
-    let mut no_new_privileges = false;
-    let mut seccomp = Seccomp::EngineDefault;
-    let mut selinux_label = raw.process_label.clone();
-    for opt in hc.security_opt.iter().flatten() {
-        let (key, value) = match opt.split_once('=') {
-            Some(kv) => kv,
-            None => opt.split_once(':').unwrap_or((opt.as_str(), "")),
+/// Docker: apply CapDrop then CapAdd (as given) to its default; the first process of a non-root
+/// user starts with no effective capabilities (Docker sets no ambient set).
+fn docker_capabilities(hc: &RawHostConfig, user: &UserFact) -> CapFacts {
+    let drop = cap_set(hc.cap_drop.iter().flatten());
+    let add = cap_set(hc.cap_add.iter().flatten());
+    let bounding: CapSet = if hc.privileged || add.contains("ALL") {
+        CAPABILITY_NAMES.iter().map(|c| c.to_string()).collect()
+    } else {
+        let mut base: CapSet = if drop.contains("ALL") {
+            CapSet::new()
+        } else {
+            DOCKER_DEFAULT_CAPS
+                .iter()
+                .map(|c| c.to_string())
+                .filter(|c| !drop.contains(c))
+                .collect()
         };
-        match key {
-            "no-new-privileges" => no_new_privileges = value.is_empty() || value == "true",
-            // The last seccomp option wins in both engines.
-            "seccomp" => {
-                seccomp = if value == "unconfined" {
-                    Seccomp::Unconfined { by_privileged: false }
-                } else if value.trim_start().starts_with('{') {
-                    let v = serde_json::from_str(value).map_err(|e| HarnessError::Parse {
-                        what: "inline seccomp profile".into(),
-                        reason: e.to_string(),
-                    })?;
-                    Seccomp::Custom(ProfileSource::Inline(v))
-                } else {
-                    Seccomp::Custom(ProfileSource::Path {
-                        path: value.to_string(),
-                        content: None,
-                    })
-                }
-            }
-            "label" if selinux_label.is_empty() => selinux_label = value.to_string(),
-            _ => {}
-        }
+        base.extend(add);
+        base
+    };
+    let effective = if user.is_root() {
+        bounding.clone()
+    } else {
+        CapSet::new()
+    };
+    CapFacts {
+        all: hc.privileged,
+        bounding,
+        effective,
     }
-    // Docker does not apply any seccomp profile to a privileged container; Podman keeps an
-    // explicitly given profile (and drops only its default).
-    if privileged && (engine == Engine::Docker || seccomp == Seccomp::EngineDefault) {
-        seccomp = Seccomp::Unconfined { by_privileged: true };
-    }
+}
 
-    let namespaces = Namespaces {
+/// What the security options (and the process label) say.
+struct SecurityOpts {
+    no_new_privileges: bool,
+    seccomp: Seccomp,
+    selinux_label: String,
+}
+
+impl SecurityOpts {
+    fn parse(hc: &RawHostConfig, process_label: &str, engine: Engine) -> Result<Self> {
+        let mut opts = SecurityOpts {
+            no_new_privileges: false,
+            seccomp: Seccomp::EngineDefault,
+            selinux_label: process_label.to_string(),
+        };
+        for opt in hc.security_opt.iter().flatten() {
+            let (key, value) = match opt.split_once('=') {
+                Some(kv) => kv,
+                None => opt.split_once(':').unwrap_or((opt.as_str(), "")),
+            };
+            match key {
+                "no-new-privileges" => opts.no_new_privileges = value.is_empty() || value == "true",
+                // The last seccomp option wins in both engines.
+                "seccomp" => opts.seccomp = seccomp_option(value)?,
+                "label" if opts.selinux_label.is_empty() => opts.selinux_label = value.to_string(),
+                _ => {}
+            }
+        }
+        // Docker does not apply any seccomp profile to a privileged container; Podman keeps an
+        // explicitly given profile (and drops only its default).
+        if hc.privileged && (engine == Engine::Docker || opts.seccomp == Seccomp::EngineDefault) {
+            opts.seccomp = Seccomp::Unconfined { by_privileged: true };
+        }
+        Ok(opts)
+    }
+}
+
+/// The value of a `seccomp=` security option: `unconfined`, inline JSON (Docker) or a path (Podman).
+fn seccomp_option(value: &str) -> Result<Seccomp> {
+    if value == "unconfined" {
+        return Ok(Seccomp::Unconfined { by_privileged: false });
+    }
+    if value.trim_start().starts_with('{') {
+        let v = serde_json::from_str(value).map_err(|e| HarnessError::Parse {
+            what: "inline seccomp profile".into(),
+            reason: e.to_string(),
+        })?;
+        return Ok(Seccomp::Custom(ProfileSource::Inline(v)));
+    }
+    Ok(Seccomp::Custom(ProfileSource::Path {
+        path: value.to_string(),
+        content: None,
+    }))
+}
+
+fn namespaces(hc: &RawHostConfig) -> Namespaces {
+    Namespaces {
         network: Namespace::parse(&hc.network_mode),
         pid: Namespace::parse(&hc.pid_mode),
         ipc: Namespace::parse(&hc.ipc_mode),
         uts: Namespace::parse(&hc.uts_mode),
         user: Namespace::parse(&hc.userns_mode),
-    };
-    let mounts = raw
-        .mounts
+    }
+}
+
+fn mounts(raw: &RawContainer) -> Vec<MountFact> {
+    raw.mounts
         .iter()
         .flatten()
         .map(|m| MountFact {
@@ -581,12 +646,17 @@ fn normalise(raw: RawContainer) -> Result<ContainerFacts> {
             destination: m.destination.clone(),
             rw: m.rw,
         })
-        .collect();
+        .collect()
+}
+
+/// Published ports from the network settings (running container) or, failing that, the host
+/// configuration; Podman's empty host address means every interface.
+fn ports(raw: &RawContainer) -> Vec<PortFact> {
     let bindings = raw
         .network_settings
         .as_ref()
         .and_then(|n| n.ports.as_ref())
-        .or(hc.port_bindings.as_ref());
+        .or(raw.host_config.port_bindings.as_ref());
     let mut ports = Vec::new();
     for (port, list) in bindings.into_iter().flatten() {
         for b in list.iter().flatten() {
@@ -602,39 +672,21 @@ fn normalise(raw: RawContainer) -> Result<ContainerFacts> {
             });
         }
     }
-    let healthcheck = raw
-        .config
+    ports
+}
+
+/// A limit as the engine reports it; absent or negative means unlimited (0).
+fn limit(value: Option<i64>) -> i64 {
+    value.unwrap_or(0).max(0)
+}
+
+/// The healthcheck test, unless absent or disabled (`NONE`).
+fn healthcheck(config: &RawConfig) -> Option<Vec<String>> {
+    config
         .healthcheck
         .as_ref()
         .and_then(|h| h.test.clone())
-        .filter(|t| !t.is_empty() && t[0] != "NONE");
-    Ok(ContainerFacts {
-        engine,
-        service: raw
-            .config
-            .labels
-            .as_ref()
-            .and_then(|l| l.get("com.docker.compose.service").cloned()),
-        id: raw.id,
-        name: raw.name.trim_start_matches('/').to_string(),
-        host_pid: u32::try_from(raw.state.pid).unwrap_or(0),
-        user,
-        privileged,
-        caps,
-        no_new_privileges,
-        seccomp,
-        apparmor_profile: raw.app_armor_profile,
-        selinux_label,
-        read_only_rootfs: hc.readonly_rootfs,
-        namespaces,
-        mounts,
-        ports,
-        memory_limit: hc.memory.unwrap_or(0).max(0),
-        pids_limit: hc.pids_limit.unwrap_or(0).max(0),
-        restart_policy: hc.restart_policy.as_ref().map(|r| r.name.clone()).unwrap_or_default(),
-        healthcheck,
-        env: raw.config.env.unwrap_or_default(),
-    })
+        .filter(|t| !t.is_empty() && t[0] != "NONE")
 }
 
 impl ContainerFacts {

@@ -10,11 +10,14 @@ pub mod facts;
 pub mod probe;
 pub mod rules;
 
+#[cfg(test)]
+mod golden;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-pub use config::{Allowance, CheckId, PostureConfig, ServicePosture};
+pub use config::{Allowance, PostureConfig, Rule, ServicePosture};
 pub use facts::{parse_facts, redact_env, ContainerFacts};
 pub use probe::ProbeReport;
 pub use rules::Context;

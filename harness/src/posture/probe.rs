@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use super::config::CheckId;
-use super::facts::{caps_from_mask, CapSet, ContainerFacts};
+use super::config::Rule;
+use super::facts::{caps_from_mask, CapSet, ContainerFacts, Seccomp};
 use super::rules::{describe_caps, outcome, Context};
 use crate::error::{HarnessError, Result};
 use crate::outcome::{CheckOutcome, Verdict};
@@ -164,61 +164,99 @@ pub struct HostView {
     pub note: String,
 }
 
+/// One container's probe report, with the configuration it is compared against.
+pub struct Probed<'a> {
+    pub ctx: &'a Context,
+    pub service: &'a str,
+    pub facts: &'a ContainerFacts,
+    pub report: &'a ProbeReport,
+    pub host: &'a HostView,
+}
+
+impl Probed<'_> {
+    fn outcome(&self, rule: Rule, verdict: Verdict, cause: &str) -> CheckOutcome {
+        outcome(self.ctx, self.service, rule, verdict, cause)
+    }
+
+    /// Passes with `pass` when the kernel agrees with the configuration, fails with `fail` otherwise.
+    fn agree(
+        &self,
+        rule: Rule,
+        agrees: bool,
+        pass: impl FnOnce() -> String,
+        fail: impl FnOnce() -> String,
+    ) -> CheckOutcome {
+        if agrees {
+            self.outcome(rule, Verdict::Pass, &pass())
+        } else {
+            self.outcome(rule, Verdict::Fail, &fail())
+        }
+    }
+}
+
+/// Whether the configuration lets a process holding `eff` use `syscall` with `cap`; `None` when
+/// the seccomp profile's content is unknown.
+fn grants(seccomp: &Seccomp, eff: &CapSet, cap: &str, syscall: &str) -> Option<bool> {
+    seccomp.allows(syscall, eff).map(|allowed| allowed && eff.contains(cap))
+}
+
+/// `CAP_X effective` or `no effective CAP_X`.
+fn holding(eff: &CapSet, cap: &str) -> String {
+    if eff.contains(cap) {
+        format!("CAP_{cap} effective")
+    } else {
+        format!("no effective CAP_{cap}")
+    }
+}
+
 /// Compares an attempt with what the configuration expects (`Some(true)`: allowed).
 fn attempt_check(
-    ctx: &Context,
-    service: &str,
-    check: CheckId,
+    p: &Probed,
+    rule: Rule,
     what: &str,
     attempt: &Attempt,
     expect_allowed: Option<bool>,
     why: &str,
 ) -> CheckOutcome {
-    match (attempt, expect_allowed) {
-        (Attempt::Skipped(reason), _) => outcome(
-            ctx,
-            service,
-            check,
-            Verdict::Skip,
-            &format!("{what} not attempted: {reason}"),
-        ),
-        (Attempt::Succeeded, Some(true)) => outcome(
-            ctx,
-            service,
-            check,
-            Verdict::Pass,
-            &format!("{what} succeeded, as configured ({why})"),
-        ),
-        (Attempt::Denied(err), Some(false)) => outcome(
-            ctx,
-            service,
-            check,
-            Verdict::Pass,
-            &format!("{what} refused ({err}), as configured ({why})"),
-        ),
-        (Attempt::Succeeded, Some(false)) => outcome(
-            ctx,
-            service,
-            check,
+    let (verdict, cause) = match (attempt, expect_allowed) {
+        (Attempt::Skipped(reason), _) => (Verdict::Skip, format!("{what} not attempted: {reason}")),
+        (Attempt::Succeeded, Some(true)) => (Verdict::Pass, format!("{what} succeeded, as configured ({why})")),
+        (Attempt::Denied(err), Some(false)) => {
+            (Verdict::Pass, format!("{what} refused ({err}), as configured ({why})"))
+        }
+        (Attempt::Succeeded, Some(false)) => (
             Verdict::Fail,
-            &format!("config says {what} is refused ({why}), kernel allows it"),
+            format!("config says {what} is refused ({why}), kernel allows it"),
         ),
-        (Attempt::Denied(err), Some(true)) => outcome(
-            ctx,
-            service,
-            check,
+        (Attempt::Denied(err), Some(true)) => (
             Verdict::Fail,
-            &format!("config says {what} is allowed ({why}), kernel refuses it ({err})"),
+            format!("config says {what} is allowed ({why}), kernel refuses it ({err})"),
         ),
-        (a, None) => outcome(
-            ctx,
-            service,
-            check,
+        (a, None) => (
             Verdict::Skip,
-            &format!("configuration makes no claim about {what} ({why}); kernel: {a:?}"),
+            format!("configuration makes no claim about {what} ({why}); kernel: {a:?}"),
         ),
-    }
+    };
+    p.outcome(rule, verdict, &cause)
 }
+
+/// A behavioural rule: one container's probe report in, the rule's outcome out.
+pub type KernelRule = fn(&Probed, Rule) -> CheckOutcome;
+
+/// Every behavioural rule, in evaluation (and report) order.
+pub const KERNEL_RULES: [(Rule, KernelRule); 9] = [
+    (Rule::KernelUser, kernel_user),
+    (Rule::KernelCapabilities, kernel_capabilities),
+    (Rule::KernelNoNewPrivileges, kernel_no_new_privileges),
+    (Rule::KernelSeccomp, kernel_seccomp),
+    (Rule::KernelRootfs, kernel_rootfs),
+    (Rule::KernelRawSocket, kernel_attempt),
+    (Rule::KernelChown, kernel_attempt),
+    (Rule::KernelMount, kernel_mount),
+    (Rule::UsernsMapping, |p, _| {
+        userns_check(p.ctx, p.service, p.report, p.host)
+    }),
+];
 
 /// The behavioural checks of one container: kernel state and attempts compared with the facts,
 /// and the user-namespace mapping (rootless proof).
@@ -229,168 +267,179 @@ pub fn check_kernel(
     r: &ProbeReport,
     host: &HostView,
 ) -> Vec<CheckOutcome> {
-    let mut out = Vec::new();
-    let mut push = |check: CheckId, ok: bool, pass: String, fail: String| {
-        out.push(outcome(
-            ctx,
-            service,
-            check,
-            if ok { Verdict::Pass } else { Verdict::Fail },
-            if ok { &pass } else { &fail },
-        ))
+    let probed = Probed {
+        ctx,
+        service,
+        facts: f,
+        report: r,
+        host,
     };
+    KERNEL_RULES.iter().map(|(rule, check)| check(&probed, *rule)).collect()
+}
 
-    match f.user.uid {
-        Some(uid) => push(
-            CheckId::KernelUser,
+fn kernel_user(p: &Probed, rule: Rule) -> CheckOutcome {
+    let (user, r) = (&p.facts.user, p.report);
+    match user.uid {
+        Some(uid) => p.agree(
+            rule,
             r.uid == uid,
-            format!("runs as uid {uid}, as configured"),
-            format!("config says uid {uid}, kernel runs uid {}", r.uid),
+            || format!("runs as uid {uid}, as configured"),
+            || format!("config says uid {uid}, kernel runs uid {}", r.uid),
         ),
-        None => push(
-            CheckId::KernelUser,
-            true,
-            format!("named user '{}' runs as uid {}", f.user.raw, r.uid),
-            String::new(),
+        None => p.outcome(
+            rule,
+            Verdict::Pass,
+            &format!("named user '{}' runs as uid {}", user.raw, r.uid),
         ),
     }
+}
 
-    let eff_ok = r.cap_eff == f.caps.effective;
-    let bnd_ok = if f.caps.all {
+fn kernel_capabilities(p: &Probed, rule: Rule) -> CheckOutcome {
+    let (caps, r) = (&p.facts.caps, p.report);
+    let bnd_ok = if caps.all {
         r.cap_bnd.contains("SYS_ADMIN")
     } else {
-        r.cap_bnd == f.caps.bounding
+        r.cap_bnd == caps.bounding
     };
-    let claimed_bnd = if f.caps.all {
-        "every capability".to_string()
-    } else {
-        describe_caps(&f.caps.bounding)
+    let pass = || {
+        let bounding = if caps.all {
+            format!("{} capabilities", r.cap_bnd.len())
+        } else {
+            describe_caps(&r.cap_bnd)
+        };
+        let effective = describe_caps(&r.cap_eff);
+        format!("kernel capabilities match the configuration: effective {effective}, bounding {bounding}")
     };
-    push(
-        CheckId::KernelCapabilities,
-        eff_ok && bnd_ok,
+    let fail = || {
+        let claimed_bnd = if caps.all {
+            "every capability".to_string()
+        } else {
+            describe_caps(&caps.bounding)
+        };
         format!(
-            "kernel capabilities match the configuration: effective {}, bounding {}",
-            describe_caps(&r.cap_eff),
-            if f.caps.all {
-                format!("{} capabilities", r.cap_bnd.len())
-            } else {
-                describe_caps(&r.cap_bnd)
-            }
-        ),
-        format!(
-            "config says effective {} / bounding {}, kernel enforces effective {} / bounding {}",
-            describe_caps(&f.caps.effective),
-            claimed_bnd,
+            "config says effective {} / bounding {claimed_bnd}, kernel enforces effective {} / bounding {}",
+            describe_caps(&caps.effective),
             describe_caps(&r.cap_eff),
             describe_caps(&r.cap_bnd)
-        ),
-    );
-    let onoff = |b: bool| if b { "on" } else { "off" };
-    push(
-        CheckId::KernelNoNewPrivileges,
-        r.no_new_privs == f.no_new_privileges,
-        format!("NoNewPrivs {} in the kernel, as configured", onoff(r.no_new_privs)),
-        format!(
-            "config says no-new-privileges {}, kernel enforces NoNewPrivs {}",
-            onoff(f.no_new_privileges),
-            onoff(r.no_new_privs)
-        ),
-    );
-    let filtering = r.seccomp_mode == 2;
-    push(
-        CheckId::KernelSeccomp,
-        filtering == f.seccomp.is_filtering(),
-        format!("Seccomp mode {} in the kernel, as configured", r.seccomp_mode),
-        format!(
-            "config says seccomp filter {}, kernel enforces Seccomp mode {}",
-            onoff(f.seccomp.is_filtering()),
-            r.seccomp_mode
-        ),
-    );
+        )
+    };
+    p.agree(rule, r.cap_eff == caps.effective && bnd_ok, pass, fail)
+}
+
+fn onoff(b: bool) -> &'static str {
+    if b {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+fn kernel_no_new_privileges(p: &Probed, rule: Rule) -> CheckOutcome {
+    let (claimed, kernel) = (p.facts.no_new_privileges, p.report.no_new_privs);
+    p.agree(
+        rule,
+        kernel == claimed,
+        || format!("NoNewPrivs {} in the kernel, as configured", onoff(kernel)),
+        || {
+            format!(
+                "config says no-new-privileges {}, kernel enforces NoNewPrivs {}",
+                onoff(claimed),
+                onoff(kernel)
+            )
+        },
+    )
+}
+
+fn kernel_seccomp(p: &Probed, rule: Rule) -> CheckOutcome {
+    let (claimed, mode) = (p.facts.seccomp.is_filtering(), p.report.seccomp_mode);
+    p.agree(
+        rule,
+        (mode == 2) == claimed,
+        || format!("Seccomp mode {mode} in the kernel, as configured"),
+        || {
+            format!(
+                "config says seccomp filter {}, kernel enforces Seccomp mode {mode}",
+                onoff(claimed)
+            )
+        },
+    )
+}
+
+fn kernel_rootfs(p: &Probed, rule: Rule) -> CheckOutcome {
+    let r = p.report;
     let kernel_ro = r.root_mount.split(',').next() == Some("ro") && r.rootfs_write != Attempt::Succeeded;
     let write = match &r.rootfs_write {
         Attempt::Succeeded => "a write to / succeeded".to_string(),
         Attempt::Denied(e) => format!("a write to / was refused: {e}"),
         Attempt::Skipped(e) => format!("no write attempted: {e}"),
     };
-    push(
-        CheckId::KernelRootfs,
-        kernel_ro == f.read_only_rootfs,
-        format!("root filesystem mounted {} ({write}), as configured", r.root_mount),
-        format!(
-            "config says root filesystem {}, kernel has it mounted {} ({write})",
-            if f.read_only_rootfs { "read-only" } else { "writable" },
-            r.root_mount
-        ),
-    );
-
-    let eff = &f.caps.effective;
-    let grants = |cap: &str, syscall: &str| -> Option<bool> {
-        f.seccomp
-            .allows(syscall, eff)
-            .map(|allowed| allowed && eff.contains(cap))
-    };
-    let with = |cap: &str| {
-        if eff.contains(cap) {
-            format!("CAP_{cap} effective")
-        } else {
-            format!("no effective CAP_{cap}")
-        }
-    };
-    out.push(attempt_check(
-        ctx,
-        service,
-        CheckId::KernelRawSocket,
-        "a raw socket",
-        &r.raw_socket,
-        grants("NET_RAW", "socket"),
-        &with("NET_RAW"),
-    ));
-    out.push(attempt_check(
-        ctx,
-        service,
-        CheckId::KernelChown,
-        "a chown to another uid",
-        &r.chown,
-        grants("CHOWN", "fchownat"),
-        &with("CHOWN"),
-    ));
-    let mount_why = if eff.contains("SYS_ADMIN") {
-        format!(
-            "CAP_SYS_ADMIN effective, seccomp {}",
-            if f.seccomp.allows("mount", eff) == Some(false) {
-                "blocks mount"
-            } else {
-                "allows mount"
-            }
-        )
+    let claimed = if p.facts.read_only_rootfs {
+        "read-only"
     } else {
-        with("SYS_ADMIN")
+        "writable"
     };
-    let mount_expect = if eff.contains("SYS_ADMIN") {
-        grants("SYS_ADMIN", "mount")
-    } else {
-        Some(false)
-    };
-    out.push(attempt_check(
-        ctx,
-        service,
-        CheckId::KernelMount,
-        "a mount",
-        &r.mount,
-        mount_expect,
-        &mount_why,
-    ));
+    p.agree(
+        rule,
+        kernel_ro == p.facts.read_only_rootfs,
+        || format!("root filesystem mounted {} ({write}), as configured", r.root_mount),
+        || {
+            format!(
+                "config says root filesystem {claimed}, kernel has it mounted {} ({write})",
+                r.root_mount
+            )
+        },
+    )
+}
 
-    out.push(userns_check(ctx, service, r, host));
-    out
+/// An attempt that needs one capability (and its syscall past the seccomp filter).
+fn kernel_attempt(p: &Probed, rule: Rule) -> CheckOutcome {
+    let r = p.report;
+    let (what, attempt, cap, syscall) = match rule {
+        Rule::KernelRawSocket => ("a raw socket", &r.raw_socket, "NET_RAW", "socket"),
+        Rule::KernelChown => ("a chown to another uid", &r.chown, "CHOWN", "fchownat"),
+        other => unreachable!("{other} is not a single-capability attempt"),
+    };
+    let eff = &p.facts.caps.effective;
+    let expect = grants(&p.facts.seccomp, eff, cap, syscall);
+    attempt_check(p, rule, what, attempt, expect, &holding(eff, cap))
+}
+
+fn kernel_mount(p: &Probed, rule: Rule) -> CheckOutcome {
+    let (f, eff) = (p.facts, &p.facts.caps.effective);
+    if !eff.contains("SYS_ADMIN") {
+        return attempt_check(
+            p,
+            rule,
+            "a mount",
+            &p.report.mount,
+            Some(false),
+            &holding(eff, "SYS_ADMIN"),
+        );
+    }
+    let seccomp = if f.seccomp.allows("mount", eff) == Some(false) {
+        "blocks mount"
+    } else {
+        "allows mount"
+    };
+    let why = format!("CAP_SYS_ADMIN effective, seccomp {seccomp}");
+    let expect = grants(&f.seccomp, eff, "SYS_ADMIN", "mount");
+    attempt_check(p, rule, "a mount", &p.report.mount, expect, &why)
 }
 
 /// The rootless proof: under a rootless engine container uid 0 and the running uid map to
 /// unprivileged host uids (from uid_map and from the host's view of the process); under a
 /// rootful engine the identity mapping is reported as such.
 pub fn userns_check(ctx: &Context, service: &str, r: &ProbeReport, host: &HostView) -> CheckOutcome {
+    let (verdict, cause) = userns_verdict(ctx.rootless, r, host);
+    outcome(ctx, service, Rule::UsernsMapping, verdict, &cause)
+}
+
+/// A host uid for messages.
+fn host_uid(uid: Option<u32>) -> String {
+    uid.map(|m| m.to_string()).unwrap_or("unmapped".into())
+}
+
+fn userns_verdict(rootless: bool, r: &ProbeReport, host: &HostView) -> (Verdict, String) {
     let map = &r.uid_map;
     let mapped = map_id(map, r.uid);
     let root = map_id(map, 0);
@@ -403,78 +452,59 @@ pub fn userns_check(ctx: &Context, service: &str, r: &ProbeReport, host: &HostVi
         _ => true,
     };
     if !consistent {
-        return outcome(
-            ctx,
-            service,
-            CheckId::UsernsMapping,
-            Verdict::Fail,
-            &format!(
-                "uid_map ({}) says container uid {} is host uid {}, but the {host_text}",
-                describe_map(map),
-                r.uid,
-                mapped.map(|m| m.to_string()).unwrap_or("unmapped".into())
-            ),
+        let cause = format!(
+            "uid_map ({}) says container uid {} is host uid {}, but the {host_text}",
+            describe_map(map),
+            r.uid,
+            host_uid(mapped)
         );
+        return (Verdict::Fail, cause);
     }
-    if ctx.rootless {
+    if rootless {
         let unprivileged = root.is_some_and(|h| h != 0) && mapped.is_some_and(|h| h != 0) && host.uid != Some(0);
         let text = format!(
             "container uid {} is host uid {}, container root is host uid {} (uid_map {}; {host_text})",
             r.uid,
-            mapped.map(|m| m.to_string()).unwrap_or("unmapped".into()),
-            root.map(|m| m.to_string()).unwrap_or("unmapped".into()),
+            host_uid(mapped),
+            host_uid(root),
             describe_map(map)
         );
         if unprivileged {
-            outcome(
-                ctx,
-                service,
-                CheckId::UsernsMapping,
-                Verdict::Pass,
-                &format!("rootless: {text}"),
-            )
+            (Verdict::Pass, format!("rootless: {text}"))
         } else {
-            outcome(
-                ctx,
-                service,
-                CheckId::UsernsMapping,
-                Verdict::Fail,
-                &format!("config says rootless, kernel maps to a privileged host uid: {text}"),
-            )
+            let cause = format!("config says rootless, kernel maps to a privileged host uid: {text}");
+            (Verdict::Fail, cause)
         }
     } else if is_identity(map) {
-        outcome(
-            ctx,
-            service,
-            CheckId::UsernsMapping,
-            Verdict::Pass,
-            &format!(
-                "identity mapping (rootful engine, no user namespace): container uid {} is host uid {} ({host_text})",
-                r.uid, r.uid
-            ),
-        )
+        let cause = format!(
+            "identity mapping (rootful engine, no user namespace): container uid {} is host uid {} ({host_text})",
+            r.uid, r.uid
+        );
+        (Verdict::Pass, cause)
     } else {
-        outcome(
-            ctx,
-            service,
-            CheckId::UsernsMapping,
-            Verdict::Pass,
-            &format!(
-                "user namespace remapping: container uid {} is host uid {} (uid_map {}; {host_text})",
-                r.uid,
-                mapped.map(|m| m.to_string()).unwrap_or("unmapped".into()),
-                describe_map(map)
-            ),
-        )
+        let cause = format!(
+            "user namespace remapping: container uid {} is host uid {} (uid_map {}; {host_text})",
+            r.uid,
+            host_uid(mapped),
+            describe_map(map)
+        );
+        (Verdict::Pass, cause)
     }
 }
 
 /// Outcomes for every behavioural check when the probe could not run at all.
 pub fn probe_failed(ctx: &Context, service: &str, why: &str) -> Vec<CheckOutcome> {
-    CheckId::ALL
+    KERNEL_RULES
         .iter()
-        .filter(|c| c.is_behavioural())
-        .map(|&c| outcome(ctx, service, c, Verdict::Fail, &format!("probe could not run: {why}")))
+        .map(|&(rule, _)| {
+            outcome(
+                ctx,
+                service,
+                rule,
+                Verdict::Fail,
+                &format!("probe could not run: {why}"),
+            )
+        })
         .collect()
 }
 
@@ -504,6 +534,15 @@ mod tests {
         let mut f = parse_facts(&std::fs::read_to_string(path).unwrap()).unwrap().remove(0);
         f.resolve_seccomp(&crate::workspace::root().join("compose"));
         f
+    }
+
+    #[test]
+    fn the_rule_tables_list_every_rule_once_in_report_order() {
+        let config = crate::posture::rules::CONFIG_RULES.map(|(rule, _)| rule);
+        let kernel = KERNEL_RULES.map(|(rule, _)| rule);
+        assert!(config.iter().all(|r| !r.is_behavioural()), "{config:?}");
+        assert!(kernel.iter().all(|r| r.is_behavioural()), "{kernel:?}");
+        assert_eq!([&config[..], &kernel[..]].concat(), Rule::ALL);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use serde_json::Value;
 
-use super::config::{CheckId, PostureConfig};
+use super::config::{PostureConfig, Rule};
 use super::facts::{CapSet, ContainerFacts, Namespace, Seccomp};
 use crate::outcome::{CheckOutcome, Verdict};
 use crate::runtime::RuntimeKind;
@@ -46,9 +46,14 @@ fn violation(value: Option<&str>, text: impl Into<String>) -> Violation {
     }
 }
 
-/// Builds an outcome for `service`/`check`.
-pub fn outcome(ctx: &Context, service: &str, check: CheckId, verdict: Verdict, cause: &str) -> CheckOutcome {
-    let cis = check.cis().map(|id| format!(" (CIS {id})")).unwrap_or_default();
+/// No violation, or the one a rule found (no allowance value can narrow it).
+fn single(text: Option<impl Into<String>>) -> Vec<Violation> {
+    text.map(|t| violation(None, t)).into_iter().collect()
+}
+
+/// Builds an outcome for `service`/`rule`.
+pub fn outcome(ctx: &Context, service: &str, rule: Rule, verdict: Verdict, cause: &str) -> CheckOutcome {
+    let cis = rule.cis().map(|id| format!(" (CIS {id})")).unwrap_or_default();
     let message = match verdict {
         Verdict::Fail => format!("{service}: {cause}{cis}"),
         _ => format!("{service}: {cause}"),
@@ -56,7 +61,7 @@ pub fn outcome(ctx: &Context, service: &str, check: CheckId, verdict: Verdict, c
     CheckOutcome {
         runtime: ctx.runtime,
         area: "posture".into(),
-        name: format!("{service}::{}", check.name()),
+        name: format!("{service}::{}", rule.name()),
         verdict,
         message,
         service: Some(service.to_string()),
@@ -65,34 +70,287 @@ pub fn outcome(ctx: &Context, service: &str, check: CheckId, verdict: Verdict, c
     }
 }
 
-/// Passes when nothing is violated; a violation covered by an allowance passes with its reason.
-fn judge(
-    ctx: &Context,
-    config: &PostureConfig,
-    service: &str,
-    check: CheckId,
-    violations: Vec<Violation>,
-    ok: &str,
-) -> CheckOutcome {
-    if violations.is_empty() {
-        return outcome(ctx, service, check, Verdict::Pass, ok);
-    }
-    let mut allowed = Vec::new();
-    let mut failed = Vec::new();
-    for v in violations {
-        match config.allowance(service, check, v.value.as_deref()) {
-            Some(a) => allowed.push(format!("{} (allowed: {})", v.text, a.reason.trim())),
-            None => failed.push(v.text),
+/// One container under judgement: the run's context, the allowances and the facts.
+pub struct Subject<'a> {
+    pub ctx: &'a Context,
+    pub config: &'a PostureConfig,
+    pub service: &'a str,
+    pub facts: &'a ContainerFacts,
+}
+
+impl Subject<'_> {
+    /// Passes when nothing is violated; a violation covered by an allowance passes with its reason.
+    fn judge(&self, rule: Rule, violations: Vec<Violation>, ok: &str) -> CheckOutcome {
+        if violations.is_empty() {
+            return self.decide(rule, Verdict::Pass, ok);
+        }
+        let mut allowed = Vec::new();
+        let mut failed = Vec::new();
+        for v in violations {
+            match self.config.allowance(self.service, rule, v.value.as_deref()) {
+                Some(a) => allowed.push(format!("{} (allowed: {})", v.text, a.reason.trim())),
+                None => failed.push(v.text),
+            }
+        }
+        if failed.is_empty() {
+            self.decide(rule, Verdict::Pass, &allowed.join("; "))
+        } else {
+            self.decide(rule, Verdict::Fail, &failed.join("; "))
         }
     }
-    if failed.is_empty() {
-        outcome(ctx, service, check, Verdict::Pass, &allowed.join("; "))
-    } else {
-        outcome(ctx, service, check, Verdict::Fail, &failed.join("; "))
+
+    /// An outcome no allowance can change.
+    fn decide(&self, rule: Rule, verdict: Verdict, cause: &str) -> CheckOutcome {
+        outcome(self.ctx, self.service, rule, verdict, cause)
     }
 }
 
-fn caps_text(caps: &CapSet) -> String {
+/// A configuration rule: the container under judgement in, the rule's outcome out.
+pub type ConfigRule = fn(&Subject, Rule) -> CheckOutcome;
+
+/// Every configuration rule, in evaluation (and report) order.
+pub const CONFIG_RULES: [(Rule, ConfigRule); 19] = [
+    (Rule::User, user),
+    (Rule::Privileged, privileged),
+    (Rule::Capabilities, capabilities),
+    (Rule::NoNewPrivileges, no_new_privileges),
+    (Rule::Seccomp, seccomp),
+    (Rule::ReadOnlyRootfs, read_only_rootfs),
+    (Rule::HostNetwork, host_namespace),
+    (Rule::HostPid, host_namespace),
+    (Rule::HostIpc, host_namespace),
+    (Rule::HostUts, host_namespace),
+    (Rule::HostUserns, host_namespace),
+    (Rule::EngineSocket, engine_socket),
+    (Rule::SensitiveMounts, sensitive_mounts),
+    (Rule::PortBindIp, port_bind_ip),
+    (Rule::MemoryLimit, limit),
+    (Rule::PidsLimit, limit),
+    (Rule::Healthcheck, healthcheck),
+    (Rule::RestartPolicy, restart_policy),
+    (Rule::SecretEnv, secret_env),
+];
+
+/// Runs every configuration rule (not the behavioural ones) for one container.
+pub fn check_config(ctx: &Context, config: &PostureConfig, service: &str, f: &ContainerFacts) -> Vec<CheckOutcome> {
+    let subject = Subject {
+        ctx,
+        config,
+        service,
+        facts: f,
+    };
+    CONFIG_RULES
+        .iter()
+        .map(|(rule, check)| check(&subject, *rule))
+        .collect()
+}
+
+fn user(s: &Subject, rule: Rule) -> CheckOutcome {
+    let u = &s.facts.user;
+    let user = if u.raw.is_empty() {
+        "image default (root)".to_string()
+    } else {
+        format!("'{}'", u.raw)
+    };
+    let root = u.is_root().then(|| format!("runs as root (user {user})"));
+    s.judge(rule, single(root), &format!("runs as non-root user {user}"))
+}
+
+fn privileged(s: &Subject, rule: Rule) -> CheckOutcome {
+    let flaw = "runs privileged: every capability, host devices, no confinement";
+    s.judge(rule, single(s.facts.privileged.then_some(flaw)), "not privileged")
+}
+
+fn capabilities(s: &Subject, rule: Rule) -> CheckOutcome {
+    let caps = &s.facts.caps;
+    let violations = if caps.all {
+        vec![violation(None, "privileged: every capability")]
+    } else {
+        caps.bounding
+            .iter()
+            .map(|c| {
+                let state = if caps.effective.contains(c) {
+                    "effective"
+                } else {
+                    "bounding set only"
+                };
+                violation(Some(c), format!("may hold CAP_{c} ({state})"))
+            })
+            .collect()
+    };
+    s.judge(rule, violations, "no capabilities (all dropped)")
+}
+
+fn no_new_privileges(s: &Subject, rule: Rule) -> CheckOutcome {
+    let flaw = "no-new-privileges is not set: setuid binaries can raise privileges";
+    s.judge(
+        rule,
+        single((!s.facts.no_new_privileges).then_some(flaw)),
+        "no-new-privileges is set",
+    )
+}
+
+/// What is wrong with the container's seccomp filter, given the project profile (if required).
+fn seccomp_flaw(actual: &Seccomp, project: Option<&Value>) -> Option<&'static str> {
+    match (actual, project) {
+        (Seccomp::Unconfined { by_privileged: true }, _) => Some("no seccomp filter: privileged turns it off"),
+        (Seccomp::Unconfined { by_privileged: false }, _) => Some("no seccomp filter: seccomp=unconfined"),
+        (_, None) => None,
+        (Seccomp::EngineDefault, Some(_)) => Some("filters with the engine's default profile, not the project profile"),
+        (Seccomp::Custom(src), Some(project)) => match src.content() {
+            Some(p) if p == project => None,
+            Some(_) => Some("filters with a custom profile that differs from the project profile"),
+            None => {
+                Some("filters with a profile given by path that could not be read to compare with the project profile")
+            }
+        },
+    }
+}
+
+fn seccomp(s: &Subject, rule: Rule) -> CheckOutcome {
+    let project = s.ctx.project_seccomp.as_ref();
+    let ok = if project.is_some() {
+        "filters with the project seccomp profile"
+    } else {
+        "seccomp filter on"
+    };
+    s.judge(rule, single(seccomp_flaw(&s.facts.seccomp, project)), ok)
+}
+
+fn read_only_rootfs(s: &Subject, rule: Rule) -> CheckOutcome {
+    let flaw = (!s.facts.read_only_rootfs).then_some("root filesystem is writable");
+    s.judge(rule, single(flaw), "root filesystem is read-only")
+}
+
+/// The container must not share the host's namespace the rule is about.
+fn host_namespace(s: &Subject, rule: Rule) -> CheckOutcome {
+    let ns = &s.facts.namespaces;
+    let (space, what) = match rule {
+        Rule::HostNetwork => (&ns.network, "network"),
+        Rule::HostPid => (&ns.pid, "PID"),
+        Rule::HostIpc => (&ns.ipc, "IPC"),
+        Rule::HostUts => (&ns.uts, "UTS"),
+        Rule::HostUserns => (&ns.user, "user"),
+        other => unreachable!("{other} is not a namespace rule"),
+    };
+    let ok = match space {
+        Namespace::Container(id) => format!(
+            "shares the {what} namespace of container {}, not the host's",
+            crate::runtime::short_id(id)
+        ),
+        _ => format!("private {what} namespace"),
+    };
+    let shared = (*space == Namespace::Host).then(|| format!("shares the host's {what} namespace"));
+    s.judge(rule, single(shared), &ok)
+}
+
+fn engine_socket(s: &Subject, rule: Rule) -> CheckOutcome {
+    let violations = s
+        .facts
+        .mounts
+        .iter()
+        .filter(|m| is_engine_socket(&m.source) || is_engine_socket(&m.destination))
+        .map(|m| {
+            let mode = if m.rw {
+                "rw"
+            } else {
+                "ro, which does not stop connect()"
+            };
+            let text = format!(
+                "engine socket {} mounted at {} ({mode}): full control of the engine",
+                m.source, m.destination
+            );
+            violation(Some(&m.source), text)
+        })
+        .collect();
+    s.judge(rule, violations, "no engine socket mounted")
+}
+
+fn sensitive_mounts(s: &Subject, rule: Rule) -> CheckOutcome {
+    let violations = s
+        .facts
+        .mounts
+        .iter()
+        .filter(|m| m.kind == "bind" && !is_engine_socket(&m.source) && is_sensitive_host_path(&m.source))
+        .map(|m| {
+            let mode = if m.rw { "rw" } else { "ro" };
+            let text = format!("host path {} mounted at {} ({mode})", m.source, m.destination);
+            violation(Some(&m.source), text)
+        })
+        .collect();
+    s.judge(rule, violations, "no sensitive host path mounted")
+}
+
+fn port_bind_ip(s: &Subject, rule: Rule) -> CheckOutcome {
+    let bind = s.ctx.bind_ip.to_string();
+    let ports = &s.facts.ports;
+    let violations = ports
+        .iter()
+        .filter(|p| p.host_ip != bind)
+        .map(|p| {
+            let why = if p.all_interfaces() {
+                "every interface".to_string()
+            } else {
+                format!("{} instead of {bind}", p.host_ip)
+            };
+            let text = format!(
+                "port {} published on {}:{} ({why})",
+                p.container_port, p.host_ip, p.host_port
+            );
+            violation(Some(&p.host_ip), text)
+        })
+        .collect();
+    let ok = if ports.is_empty() {
+        "publishes no port".to_string()
+    } else {
+        format!("every published port binds {bind} only")
+    };
+    s.judge(rule, violations, &ok)
+}
+
+/// A memory or pids limit must be set, where the host can enforce it at all.
+fn limit(s: &Subject, rule: Rule) -> CheckOutcome {
+    let (value, what) = match rule {
+        Rule::MemoryLimit => (s.facts.memory_limit, "memory"),
+        Rule::PidsLimit => (s.facts.pids_limit, "pids"),
+        other => unreachable!("{other} is not a limit rule"),
+    };
+    if !s.ctx.limits_enforceable() {
+        let cause =
+            format!("{what} limit not enforceable: rootless engine on cgroup v1 ignores it (engine reports {value})");
+        return s.decide(rule, Verdict::NotEnforceable, &cause);
+    }
+    let missing = (value <= 0).then(|| format!("no {what} limit"));
+    s.judge(rule, single(missing), &format!("{what} limit {value}"))
+}
+
+fn healthcheck(s: &Subject, rule: Rule) -> CheckOutcome {
+    let test = s.facts.healthcheck.as_ref();
+    let ok = format!("healthcheck {}", test.map(|t| t.join(" ")).unwrap_or_default());
+    s.judge(rule, single(test.is_none().then_some("no healthcheck")), &ok)
+}
+
+fn restart_policy(s: &Subject, rule: Rule) -> CheckOutcome {
+    let policy = &s.facts.restart_policy;
+    let none = (policy.is_empty() || policy == "no").then_some("no restart policy");
+    s.judge(rule, single(none), &format!("restart policy {policy}"))
+}
+
+fn secret_env(s: &Subject, rule: Rule) -> CheckOutcome {
+    let violations = s
+        .facts
+        .secret_env_names()
+        .into_iter()
+        .map(|name| {
+            let text = format!("secret-looking variable {name} in plain env (value not shown); pass it as a file");
+            violation(Some(&name), text)
+        })
+        .collect();
+    s.judge(rule, violations, "no secret-looking variable in env")
+}
+
+/// Capability names for messages (`none` for the empty set).
+pub(crate) fn describe_caps(caps: &CapSet) -> String {
     if caps.is_empty() {
         "none".into()
     } else {
@@ -129,263 +387,6 @@ const SENSITIVE: [&str; 11] = [
 pub fn is_sensitive_host_path(path: &str) -> bool {
     let p = path.trim_end_matches('/');
     p.is_empty() || SENSITIVE.iter().any(|s| p == *s || p.starts_with(&format!("{s}/")))
-}
-
-/// Runs every configuration check (not the behavioural ones) for one container.
-pub fn check_config(ctx: &Context, config: &PostureConfig, service: &str, f: &ContainerFacts) -> Vec<CheckOutcome> {
-    let mut out = Vec::new();
-    let mut push = |check: CheckId, violations: Vec<Violation>, ok: &str| {
-        out.push(judge(ctx, config, service, check, violations, ok))
-    };
-
-    let user = if f.user.raw.is_empty() {
-        "image default (root)".to_string()
-    } else {
-        format!("'{}'", f.user.raw)
-    };
-    push(
-        CheckId::User,
-        if f.user.is_root() {
-            vec![violation(None, format!("runs as root (user {user})"))]
-        } else {
-            vec![]
-        },
-        &format!("runs as non-root user {user}"),
-    );
-    push(
-        CheckId::Privileged,
-        if f.privileged {
-            vec![violation(
-                None,
-                "runs privileged: every capability, host devices, no confinement",
-            )]
-        } else {
-            vec![]
-        },
-        "not privileged",
-    );
-    let caps = if f.caps.all {
-        vec![violation(None, "privileged: every capability")]
-    } else {
-        f.caps
-            .bounding
-            .iter()
-            .map(|c| {
-                let state = if f.caps.effective.contains(c) {
-                    "effective"
-                } else {
-                    "bounding set only"
-                };
-                violation(Some(c), format!("may hold CAP_{c} ({state})"))
-            })
-            .collect()
-    };
-    push(CheckId::Capabilities, caps, "no capabilities (all dropped)");
-    push(
-        CheckId::NoNewPrivileges,
-        if f.no_new_privileges {
-            vec![]
-        } else {
-            vec![violation(
-                None,
-                "no-new-privileges is not set: setuid binaries can raise privileges",
-            )]
-        },
-        "no-new-privileges is set",
-    );
-    let seccomp = match (&f.seccomp, &ctx.project_seccomp) {
-        (Seccomp::Unconfined { by_privileged: true }, _) => {
-            vec![violation(None, "no seccomp filter: privileged turns it off")]
-        }
-        (Seccomp::Unconfined { by_privileged: false }, _) => {
-            vec![violation(None, "no seccomp filter: seccomp=unconfined")]
-        }
-        (_, None) => vec![],
-        (Seccomp::EngineDefault, Some(_)) => vec![violation(
-            None,
-            "filters with the engine's default profile, not the project profile",
-        )],
-        (Seccomp::Custom(src), Some(project)) => match src.content() {
-            Some(p) if p == project => vec![],
-            Some(_) => vec![violation(
-                None,
-                "filters with a custom profile that differs from the project profile",
-            )],
-            None => vec![violation(
-                None,
-                "filters with a profile given by path that could not be read to compare with the project profile",
-            )],
-        },
-    };
-    let seccomp_ok = if ctx.project_seccomp.is_some() {
-        "filters with the project seccomp profile"
-    } else {
-        "seccomp filter on"
-    };
-    push(CheckId::Seccomp, seccomp, seccomp_ok);
-    push(
-        CheckId::ReadOnlyRootfs,
-        if f.read_only_rootfs {
-            vec![]
-        } else {
-            vec![violation(None, "root filesystem is writable")]
-        },
-        "root filesystem is read-only",
-    );
-    let ns = &f.namespaces;
-    for (check, space, what) in [
-        (CheckId::HostNetwork, &ns.network, "network"),
-        (CheckId::HostPid, &ns.pid, "PID"),
-        (CheckId::HostIpc, &ns.ipc, "IPC"),
-        (CheckId::HostUts, &ns.uts, "UTS"),
-        (CheckId::HostUserns, &ns.user, "user"),
-    ] {
-        let ok = match space {
-            Namespace::Container(id) => format!(
-                "shares the {what} namespace of container {}, not the host's",
-                crate::runtime::short_id(id)
-            ),
-            _ => format!("private {what} namespace"),
-        };
-        push(
-            check,
-            if *space == Namespace::Host {
-                vec![violation(None, format!("shares the host's {what} namespace"))]
-            } else {
-                vec![]
-            },
-            &ok,
-        );
-    }
-    let sockets = f
-        .mounts
-        .iter()
-        .filter(|m| is_engine_socket(&m.source) || is_engine_socket(&m.destination))
-        .map(|m| {
-            violation(
-                Some(&m.source),
-                format!(
-                    "engine socket {} mounted at {} ({}): full control of the engine",
-                    m.source,
-                    m.destination,
-                    if m.rw {
-                        "rw"
-                    } else {
-                        "ro, which does not stop connect()"
-                    }
-                ),
-            )
-        })
-        .collect();
-    push(CheckId::EngineSocket, sockets, "no engine socket mounted");
-    let sensitive = f
-        .mounts
-        .iter()
-        .filter(|m| m.kind == "bind" && !is_engine_socket(&m.source) && is_sensitive_host_path(&m.source))
-        .map(|m| {
-            violation(
-                Some(&m.source),
-                format!(
-                    "host path {} mounted at {} ({})",
-                    m.source,
-                    m.destination,
-                    if m.rw { "rw" } else { "ro" }
-                ),
-            )
-        })
-        .collect();
-    push(CheckId::SensitiveMounts, sensitive, "no sensitive host path mounted");
-    let bind = ctx.bind_ip.to_string();
-    let ports = f
-        .ports
-        .iter()
-        .filter(|p| p.host_ip != bind)
-        .map(|p| {
-            let why = if p.all_interfaces() {
-                "every interface".to_string()
-            } else {
-                format!("{} instead of {bind}", p.host_ip)
-            };
-            violation(
-                Some(&p.host_ip),
-                format!(
-                    "port {} published on {}:{} ({why})",
-                    p.container_port, p.host_ip, p.host_port
-                ),
-            )
-        })
-        .collect();
-    let ports_ok = if f.ports.is_empty() {
-        "publishes no port".to_string()
-    } else {
-        format!("every published port binds {bind} only")
-    };
-    push(CheckId::PortBindIp, ports, &ports_ok);
-
-    for (check, value, what) in [
-        (CheckId::MemoryLimit, f.memory_limit, "memory"),
-        (CheckId::PidsLimit, f.pids_limit, "pids"),
-    ] {
-        if !ctx.limits_enforceable() {
-            out.push(outcome(
-                ctx,
-                service,
-                check,
-                Verdict::NotEnforceable,
-                &format!(
-                    "{what} limit not enforceable: rootless engine on cgroup v1 ignores it (engine reports {value})"
-                ),
-            ));
-        } else {
-            let v = if value > 0 {
-                vec![]
-            } else {
-                vec![violation(None, format!("no {what} limit"))]
-            };
-            out.push(judge(ctx, config, service, check, v, &format!("{what} limit {value}")));
-        }
-    }
-    let mut push = |check: CheckId, violations: Vec<Violation>, ok: &str| {
-        out.push(judge(ctx, config, service, check, violations, ok))
-    };
-    push(
-        CheckId::Healthcheck,
-        if f.healthcheck.is_some() {
-            vec![]
-        } else {
-            vec![violation(None, "no healthcheck")]
-        },
-        &format!(
-            "healthcheck {}",
-            f.healthcheck.as_ref().map(|t| t.join(" ")).unwrap_or_default()
-        ),
-    );
-    push(
-        CheckId::RestartPolicy,
-        if f.restart_policy.is_empty() || f.restart_policy == "no" {
-            vec![violation(None, "no restart policy")]
-        } else {
-            vec![]
-        },
-        &format!("restart policy {}", f.restart_policy),
-    );
-    let secrets = f
-        .secret_env_names()
-        .into_iter()
-        .map(|name| {
-            violation(
-                Some(&name),
-                format!("secret-looking variable {name} in plain env (value not shown); pass it as a file"),
-            )
-        })
-        .collect();
-    push(CheckId::SecretEnv, secrets, "no secret-looking variable in env");
-    out
-}
-
-/// `caps_text` for messages elsewhere in the module.
-pub(crate) fn describe_caps(caps: &CapSet) -> String {
-    caps_text(caps)
 }
 
 #[cfg(test)]
