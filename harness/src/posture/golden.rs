@@ -84,7 +84,7 @@ fn ctx(runtime: RuntimeKind, project_seccomp: Option<Value>, cgroup_v2: bool) ->
 }
 
 fn project_profile() -> Value {
-    let path = crate::stack::workspace_root().join("fixtures/seccomp/phoenix.json");
+    let path = crate::workspace::root().join("fixtures/seccomp/phoenix.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -136,7 +136,7 @@ fn host_views() -> [HostView; 3] {
 
 fn render() -> String {
     let mut text = String::new();
-    let compose = crate::stack::workspace_root().join("compose");
+    let compose = crate::workspace::root().join("compose");
     for (file, runtime) in FIXTURES {
         for mut f in parse_facts(&fixture(file)).unwrap() {
             f.resolve_seccomp(&compose);
