@@ -419,7 +419,7 @@ pub fn availability(
 ) -> crate::Result<Vec<(RuntimeKind, Availability)>> {
     let env = |var: &str| -> crate::Result<Vec<RuntimeKind>> {
         match std::env::var(var) {
-            Ok(v) => crate::runtime::parse_list(&v).map_err(|e| crate::HarnessError::Usage(format!("{var}: {e}"))),
+            Ok(v) => crate::runtime::parse_list(&v).map_err(|e| crate::HarnessError::usage(format!("{var}: {e}"))),
             Err(_) => Ok(Vec::new()),
         }
     };

@@ -67,21 +67,50 @@ pub struct BuildSpec {
     pub args: BTreeMap<String, String>,
 }
 
-fn bad(path: &Path, reason: impl Into<String>) -> HarnessError {
-    HarnessError::Compose {
-        path: path.to_path_buf(),
-        reason: reason.into(),
+/// Why part of a compose file is refused, before the file it came from is known.
+#[derive(Debug)]
+struct Refusal {
+    reason: String,
+    hint: Option<String>,
+}
+
+impl Refusal {
+    fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
     }
+
+    /// The compose error for `path`, its reason after `prefix`.
+    fn at(self, path: &Path, prefix: &str) -> HarnessError {
+        let err = bad(path, format!("{prefix}{}", self.reason));
+        match self.hint {
+            Some(h) => err.with_hint(h),
+            None => err,
+        }
+    }
+}
+
+impl From<String> for Refusal {
+    fn from(reason: String) -> Self {
+        Refusal { reason, hint: None }
+    }
+}
+
+impl From<&str> for Refusal {
+    fn from(reason: &str) -> Self {
+        Refusal::from(reason.to_string())
+    }
+}
+
+fn bad(path: &Path, reason: impl Into<String>) -> HarnessError {
+    HarnessError::compose(path, reason)
 }
 
 impl ComposeFile {
     /// Reads and parses a compose file; errors name the file and what is wrong.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            bad(
-                path,
-                format!("cannot read it: {e}\n  hint: pass an existing file with --compose"),
-            )
+            bad(path, format!("cannot read it: {e}")).with_hint("pass an existing file with --compose".to_string())
         })?;
         Self::parse(path, &text)
     }
@@ -99,8 +128,10 @@ impl ComposeFile {
         if root.contains_key("include") {
             return Err(bad(
                 path,
-                "top-level `include:` is not supported by the harness (it would run services it cannot see)\n  hint: pass the included files with --compose instead",
-            ));
+                "top-level `include:` is not supported by the harness (it would run services it cannot see)"
+                    .to_string(),
+            )
+            .with_hint("pass the included files with --compose instead".to_string()));
         }
         let services_v = root
             .get("services")
@@ -144,20 +175,14 @@ impl ComposeFile {
             for dep in &svc.depends_on {
                 if let Some(dep_svc) = inactive.get(dep) {
                     let dep_profiles: &Vec<String> = &dep_svc.profiles;
-                    return Err(bad(
-                        &self.path,
-                        format!(
-                            "service '{name}' depends on '{dep}', which is not enabled: its profiles are [{}] and the enabled profiles are [{}]\n  hint: give '{dep}' and '{name}' a common profile, or enable one of '{dep}''s profiles with COMPOSE_PROFILES",
-                            dep_profiles.join(", "),
-                            enabled.join(", ")
-                        ),
-                    ));
+                    return Err(bad(&self.path, format!("service '{name}' depends on '{dep}', which is not enabled: its profiles are [{}] and the enabled profiles are [{}]", dep_profiles.join(", "), enabled.join(", "))).with_hint(format!("give '{dep}' and '{name}' a common profile, or enable one of '{dep}''s profiles with COMPOSE_PROFILES")));
                 }
                 if !active.contains_key(dep) {
                     return Err(bad(
                         &self.path,
-                        format!("service '{name}' depends on '{dep}', which is not defined\n  hint: define '{dep}' or remove it from depends_on"),
-                    ));
+                        format!("service '{name}' depends on '{dep}', which is not defined"),
+                    )
+                    .with_hint(format!("define '{dep}' or remove it from depends_on")));
                 }
             }
         }
@@ -220,7 +245,7 @@ fn declared(section: Option<&Value>) -> Vec<String> {
 /// Parses YAML text and applies merge keys; refuses tags the harness cannot model.
 pub(crate) fn load_yaml(path: &Path, text: &str) -> Result<Value> {
     let mut root: Value = serde_yaml::from_str(text).map_err(|e| bad(path, e.to_string()))?;
-    resolve_merges(&mut root).map_err(|reason| bad(path, reason))?;
+    resolve_merges(&mut root).map_err(|r| r.at(path, ""))?;
     Ok(root)
 }
 
@@ -228,7 +253,7 @@ pub(crate) fn load_yaml(path: &Path, text: &str) -> Result<Value> {
 /// YAML loaders do: keys written in the mapping win over merged ones, among merged mappings the
 /// first wins, and a merged mapping's own `<<:` is applied first (serde_yaml's `apply_merge`
 /// leaves that one behind, so an anchor built on another anchor would lose keys).
-fn resolve_merges(v: &mut Value) -> std::result::Result<(), String> {
+fn resolve_merges(v: &mut Value) -> std::result::Result<(), Refusal> {
     match v {
         Value::Mapping(m) => {
             if let Some(mut merge) = m.remove("<<") {
@@ -239,11 +264,11 @@ fn resolve_merges(v: &mut Value) -> std::result::Result<(), String> {
                         .into_iter()
                         .map(|x| match x {
                             Value::Mapping(src) => Ok(src),
-                            _ => Err("an element of a `<<:` merge list is not a mapping\n  hint: merge only anchors of mappings (`<<: [*a, *b]`)".to_string()),
+                            _ => Err(Refusal::from("an element of a `<<:` merge list is not a mapping").hint("merge only anchors of mappings (`<<: [*a, *b]`)")),
                         })
                         .collect::<std::result::Result<Vec<_>, _>>()?,
                     _ => {
-                        return Err("a `<<:` merge key is neither a mapping nor a list of mappings\n  hint: merge an anchor of a mapping (`<<: *common`)".into())
+                        return Err(Refusal::from("a `<<:` merge key is neither a mapping nor a list of mappings").hint("merge an anchor of a mapping (`<<: *common`)"))
                     }
                 };
                 for src in sources {
@@ -260,10 +285,11 @@ fn resolve_merges(v: &mut Value) -> std::result::Result<(), String> {
             Ok(())
         }
         Value::Sequence(seq) => seq.iter_mut().try_for_each(resolve_merges),
-        Value::Tagged(t) => Err(format!(
-            "the YAML tag {} is not supported by the harness (tags such as !reset and !override change what a file removes, which the harness cannot model)\n  hint: write the value out without the tag",
+        Value::Tagged(t) => Err(Refusal::from(format!(
+            "the YAML tag {} is not supported by the harness (tags such as !reset and !override change what a file removes, which the harness cannot model)",
             t.tag
-        )),
+        ))
+        .hint("write the value out without the tag")),
         _ => Ok(()),
     }
 }
@@ -310,11 +336,9 @@ fn resolve_extends(path: &Path, services: &Mapping, name: &str, chain: &mut Vec<
             .collect();
         return Err(bad(
             path,
-            format!(
-                "service '{name}': `extends` forms a cycle: {}\n  hint: break the cycle",
-                cycle.join(" -> ")
-            ),
-        ));
+            format!("service '{name}': `extends` forms a cycle: {}", cycle.join(" -> ")),
+        )
+        .with_hint("break the cycle".to_string()));
     }
     if chain.len() >= MAX_EXTENDS_DEPTH {
         return Err(bad(
@@ -326,10 +350,8 @@ fn resolve_extends(path: &Path, services: &Mapping, name: &str, chain: &mut Vec<
         Value::String(s) => (None, s.clone()),
         Value::Mapping(m) => {
             let svc = m.get("service").and_then(Value::as_str).ok_or_else(|| {
-                bad(
-                    path,
-                    format!("service '{name}': `extends` has no `service:` string\n  hint: write `extends: {{service: NAME}}` or `extends: {{file: FILE, service: NAME}}`"),
-                )
+                bad(path, format!("service '{name}': `extends` has no `service:` string"))
+                    .with_hint("write `extends: {service: NAME}` or `extends: {file: FILE, service: NAME}`".to_string())
             })?;
             let file = match m.get("file") {
                 None => None,
@@ -351,12 +373,7 @@ fn resolve_extends(path: &Path, services: &Mapping, name: &str, chain: &mut Vec<
     let base = match file {
         None => {
             if !services.get(base_name.as_str()).is_some_and(Value::is_mapping) {
-                return Err(bad(
-                    path,
-                    format!(
-                        "service '{name}' extends '{base_name}', which is not a service of this file\n  hint: define '{base_name}' here, or name its file with `extends: {{file: FILE, service: {base_name}}}` (the harness resolves `extends` within one file, not across --compose files)"
-                    ),
-                ));
+                return Err(bad(path, format!("service '{name}' extends '{base_name}', which is not a service of this file")).with_hint(format!("define '{base_name}' here, or name its file with `extends: {{file: FILE, service: {base_name}}}` (the harness resolves `extends` within one file, not across --compose files)")));
             }
             resolve_extends(path, services, &base_name, chain)?
         }
@@ -367,10 +384,11 @@ fn resolve_extends(path: &Path, services: &Mapping, name: &str, chain: &mut Vec<
                 bad(
                     path,
                     format!(
-                        "service '{name}' extends '{base_name}' from {}, which cannot be read: {e}\n  hint: `extends.file` is relative to this file's directory",
+                        "service '{name}' extends '{base_name}' from {}, which cannot be read: {e}",
                         other.display()
                     ),
                 )
+                .with_hint("`extends.file` is relative to this file's directory".to_string())
             })?;
             let root = load_yaml(&other, &text)?;
             let Some(other_services) = root.get("services").and_then(Value::as_mapping) else {
@@ -414,15 +432,7 @@ fn check_inherited_profiles(path: &Path, name: &str, own: &Value, service: &Serv
     if written == effective {
         return Ok(());
     }
-    Err(bad(
-        path,
-        format!(
-            "service '{name}' gets profiles [{}] through `extends`, but names [{}] itself: docker-compose applies the inherited ones, podman-compose only its own, so the compose tools disagree on whether it runs\n  hint: write `profiles: [{}]` on '{name}' itself",
-            effective.join(", "),
-            written.join(", "),
-            effective.join(", ")
-        ),
-    ))
+    Err(bad(path, format!("service '{name}' gets profiles [{}] through `extends`, but names [{}] itself: docker-compose applies the inherited ones, podman-compose only its own, so the compose tools disagree on whether it runs", effective.join(", "), written.join(", "))).with_hint(format!("write `profiles: [{}]` on '{name}' itself", effective.join(", "))))
 }
 
 /// Makes a relative build context of a service taken from `sub/file.yml` relative to the
@@ -556,10 +566,14 @@ fn merge_extended(mut base: Mapping, local: &Mapping) -> Mapping {
 }
 
 fn parse_service(path: &Path, name: &str, def: &Mapping) -> Result<Service> {
-    let err = |reason: String| bad(path, format!("service '{name}': {reason}"));
+    let prefix = format!("service '{name}': ");
+    let err = |r: Refusal| r.at(path, &prefix);
     let (networks, uses_default_network) = parse_networks(def);
     if def.get("network_mode").and_then(Value::as_str).map(str::trim) == Some("host") {
-        return Err(err("`network_mode: host` puts every port it listens on on all host interfaces, whatever --bind-ip says\n  hint: join a network and publish ports with `ports:` on ${BIND_VAR:-127.0.0.1}".into()));
+        return Err(err(Refusal::from(
+            "`network_mode: host` puts every port it listens on on all host interfaces, whatever --bind-ip says",
+        )
+        .hint("join a network and publish ports with `ports:` on ${BIND_VAR:-127.0.0.1}")));
     }
     let ports = parse_ports(def.get("ports")).map_err(err)?;
     Ok(Service {
@@ -577,7 +591,7 @@ fn parse_service(path: &Path, name: &str, def: &Mapping) -> Result<Service> {
 }
 
 /// `build:` as a path or a mapping (`context`, `dockerfile`, `args` as a mapping or a list).
-fn parse_build(v: Option<&Value>) -> std::result::Result<Option<BuildSpec>, String> {
+fn parse_build(v: Option<&Value>) -> std::result::Result<Option<BuildSpec>, Refusal> {
     let m = match v {
         None => return Ok(None),
         Some(Value::String(ctx)) => {
@@ -658,7 +672,7 @@ struct Ports {
     bind_vars: Vec<String>,
 }
 
-fn parse_ports(v: Option<&Value>) -> std::result::Result<Ports, String> {
+fn parse_ports(v: Option<&Value>) -> std::result::Result<Ports, Refusal> {
     let mut out = Ports::default();
     let entries = match v {
         None | Some(Value::Null) => return Ok(out),
@@ -692,7 +706,7 @@ fn parse_ports(v: Option<&Value>) -> std::result::Result<Ports, String> {
     Ok(out)
 }
 
-fn parse_profiles(v: Option<&Value>) -> std::result::Result<Vec<String>, String> {
+fn parse_profiles(v: Option<&Value>) -> std::result::Result<Vec<String>, Refusal> {
     match v {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Sequence(list)) => list
@@ -700,14 +714,14 @@ fn parse_profiles(v: Option<&Value>) -> std::result::Result<Vec<String>, String>
             .map(|p| {
                 p.as_str()
                     .map(String::from)
-                    .ok_or_else(|| "a `profiles:` entry is not a string".to_string())
+                    .ok_or_else(|| Refusal::from("a `profiles:` entry is not a string"))
             })
             .collect(),
-        Some(_) => Err("`profiles:` is not a list\n  hint: write `profiles: [NAME]`".into()),
+        Some(_) => Err(Refusal::from("`profiles:` is not a list").hint("write `profiles: [NAME]`")),
     }
 }
 
-fn parse_depends_on(v: Option<&Value>) -> std::result::Result<Vec<String>, String> {
+fn parse_depends_on(v: Option<&Value>) -> std::result::Result<Vec<String>, Refusal> {
     let names: Vec<&Value> = match v {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Sequence(list)) => list.iter().collect(),
@@ -719,7 +733,7 @@ fn parse_depends_on(v: Option<&Value>) -> std::result::Result<Vec<String>, Strin
         .map(|d| {
             d.as_str()
                 .map(String::from)
-                .ok_or_else(|| "a `depends_on:` entry is not a service name".to_string())
+                .ok_or_else(|| Refusal::from("a `depends_on:` entry is not a service name"))
         })
         .collect()
 }

@@ -119,10 +119,10 @@ pub fn host_mirror() -> Result<String> {
             }
         }
     }
-    mirror_from_sources(&text, SUITE).ok_or_else(|| {
-        HarnessError::Usage(format!(
-            "no apt source for Debian {SUITE} found in /etc/apt/sources.list(.d)\n  hint: set HYDRA_DEBIAN_MIRROR to a Debian mirror URL, or build with --build-arg BASE_IMAGE=<a registry image>"
-        ))
+    mirror_from_sources(&text, SUITE).ok_or_else(|| HarnessError::Host {
+        reason: format!("no apt source for Debian {SUITE} found in /etc/apt/sources.list(.d)"),
+        hint: "set HYDRA_DEBIAN_MIRROR to a Debian mirror URL, or build with --build-arg BASE_IMAGE=<a registry image>"
+            .into(),
     })
 }
 
@@ -139,9 +139,10 @@ fn ensure_rootfs_tarball_in(dir: &Path) -> Result<PathBuf> {
         return Ok(tarball);
     }
     if crate::runtime::euid() != 0 {
-        return Err(HarnessError::Usage(format!(
-            "the base image {BASE_IMAGE} is missing and creating it needs root (debootstrap)\n  hint: run `sudo scripts/setup-host.sh` once, or `sudo harness images`"
-        )));
+        return Err(HarnessError::Host {
+            reason: format!("the base image {BASE_IMAGE} is missing and creating it needs root (debootstrap)"),
+            hint: "run `sudo scripts/setup-host.sh` once, or `sudo harness images`".into(),
+        });
     }
     let mirror = host_mirror()?;
     crate::trusted_dir::ensure(&dir, 0o755)?;

@@ -134,6 +134,7 @@ pub fn prepare(runtime: &Runtime, file: &ComposeFile, on_progress: &mut dyn FnMu
     };
     for plan in &plans {
         let dockerfile_text = std::fs::read_to_string(&plan.dockerfile).map_err(|e| HarnessError::Compose {
+            hint: None,
             path: file.path.clone(),
             reason: format!(
                 "services {:?}: cannot read {}: {e}",

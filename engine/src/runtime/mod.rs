@@ -72,9 +72,8 @@ impl FromStr for RuntimeKind {
             "docker" => Ok(RuntimeKind::Docker),
             "podman" => Ok(RuntimeKind::Podman),
             "podman-rootless" | "rootless" => Ok(RuntimeKind::PodmanRootless),
-            other => Err(HarnessError::Usage(format!(
-                "unknown runtime '{other}'\n  hint: use one of docker, podman, podman-rootless"
-            ))),
+            other => Err(HarnessError::usage(format!("unknown runtime '{other}'"))
+                .with_hint("use one of docker, podman, podman-rootless".to_string())),
         }
     }
 }
@@ -451,9 +450,8 @@ mod tests {
     fn unknown_runtime_is_a_usage_error_with_hint() {
         let err = "containerd".parse::<RuntimeKind>().unwrap_err();
         assert_eq!(err.exit_code(), crate::error::exit::USAGE);
-        assert!(err
-            .to_string()
-            .contains("hint: use one of docker, podman, podman-rootless"));
+        assert_eq!(err.to_string(), "unknown runtime 'containerd'");
+        assert_eq!(err.hint(), Some("use one of docker, podman, podman-rootless"));
     }
 
     #[test]

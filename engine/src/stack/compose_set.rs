@@ -31,9 +31,9 @@ impl ComposeSet {
     /// Loads the files with `profiles` enabled.
     pub fn load_with_profiles(paths: &[PathBuf], profiles: Vec<String>) -> Result<Self> {
         if paths.is_empty() {
-            return Err(HarnessError::Usage(
-                "no compose file given\n  hint: pass --compose FILE".into(),
-            ));
+            return Err(
+                HarnessError::usage("no compose file given".to_string()).with_hint("pass --compose FILE".to_string())
+            );
         }
         let files: Vec<ComposeFile> = paths.iter().map(|p| ComposeFile::load(p)).collect::<Result<_>>()?;
         let all = merge_files(&files);
@@ -49,10 +49,10 @@ impl ComposeSet {
                 .find(|f| f.services.contains_key(name))
                 .map(|f| f.path.clone())
                 .unwrap_or_default();
-            return Err(HarnessError::Compose {
+            return Err(HarnessError::compose(
                 path,
-                reason: format!("service '{name}' has neither image nor build"),
-            });
+                format!("service '{name}' has neither image nor build"),
+            ));
         }
         let active = all.activate(&profiles)?;
         for (name, svc) in &active.services {

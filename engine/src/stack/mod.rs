@@ -104,10 +104,10 @@ impl Stack {
     pub fn up(opts: &StackOptions, on_event: &mut dyn FnMut(&Event)) -> Result<(Stack, UpReport)> {
         let started = Instant::now();
         if !opts.bind_ip.is_loopback() {
-            return Err(HarnessError::Usage(format!(
-                "bind address {} is not a loopback address\n  hint: published ports must bind to 127.0.0.0/8 (for example 127.0.0.1)",
-                opts.bind_ip
-            )));
+            return Err(
+                HarnessError::usage(format!("bind address {} is not a loopback address", opts.bind_ip))
+                    .with_hint("published ports must bind to 127.0.0.0/8 (for example 127.0.0.1)".to_string()),
+            );
         }
         let runtime = Runtime::resolve(opts.runtime)?;
         let provider = compose::detect(&runtime)?;
@@ -268,11 +268,9 @@ impl Stack {
     /// its output; a non-zero exit is returned, not raised.
     pub fn exec(&self, service: &str, argv: &[&str], timeout: Duration) -> Result<exec::Output> {
         let containers = self.containers()?;
-        let c = containers.get(service).ok_or_else(|| {
-            HarnessError::Usage(format!(
-                "service '{service}' has no container in {}",
-                self.record.project
-            ))
+        let c = containers.get(service).ok_or_else(|| HarnessError::NoContainer {
+            service: service.to_string(),
+            project: self.record.project.clone(),
         })?;
         let spec = self.runtime.engine().args(["exec", &c.id]).args(argv.iter().copied());
         exec::run(&spec, timeout, Interrupt::Allowed)

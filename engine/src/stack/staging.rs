@@ -139,14 +139,7 @@ pub fn needed_paths(files: &[PathBuf], root: &Path, lookup: &dyn Fn(&str) -> Opt
                 continue; // missing: the compose tool reports it in its own words
             };
             if !real.starts_with(root) {
-                return Err(compose_err(
-                    f,
-                    format!(
-                        "'{r}' resolves to {}, outside the project {}: the rootless user cannot read the project, and the harness does not copy files from elsewhere for it\n  hint: keep build contexts and referenced files inside the project, or make them readable by the rootless user",
-                        real.display(),
-                        root.display()
-                    ),
-                ));
+                return Err(compose_err(f, format!("'{r}' resolves to {}, outside the project {}: the rootless user cannot read the project, and the harness does not copy files from elsewhere for it", real.display(), root.display())).with_hint("keep build contexts and referenced files inside the project, or make them readable by the rootless user".to_string()));
             }
             out.insert(real);
         }
@@ -259,19 +252,16 @@ pub fn unpack_as(user: &RootlessUser, stage: &Path, archive: Vec<u8>) -> Result<
 }
 
 fn compose_err(path: &Path, reason: String) -> HarnessError {
-    HarnessError::Compose {
-        path: path.to_path_buf(),
-        reason,
-    }
+    HarnessError::compose(path, reason)
 }
 
 fn outside(path: &Path, root: &Path) -> HarnessError {
-    HarnessError::Usage(format!("{} is outside the project {}", path.display(), root.display()))
+    HarnessError::Staging(format!("{} is outside the project {}", path.display(), root.display()))
 }
 
 fn changed(path: &Path) -> HarnessError {
-    HarnessError::Usage(format!(
-        "{} changed while it was being staged (it is now a link or another kind of file)\n  hint: do not modify the project while the harness copies it",
+    HarnessError::Staging(format!(
+        "{} changed while it was being staged (it is now a link or another kind of file); do not modify the project while the harness copies it",
         path.display()
     ))
 }
@@ -282,9 +272,9 @@ pub(super) fn stage_if_needed(runtime: &Runtime, files: &[PathBuf], run_dir: &Pa
     let files: Vec<PathBuf> = files
         .iter()
         .map(|f| {
-            std::fs::canonicalize(f).map_err(|e| HarnessError::Compose {
-                path: f.clone(),
-                reason: format!("cannot read it: {e}\n  hint: pass an existing file with --compose"),
+            std::fs::canonicalize(f).map_err(|e| {
+                HarnessError::compose(f, format!("cannot read it: {e}"))
+                    .with_hint("pass an existing file with --compose")
             })
         })
         .collect::<Result<_>>()?;

@@ -194,6 +194,9 @@ pub fn main() -> i32 {
                 eprintln!("  caused by: {}", redact_output(&s.to_string()));
                 source = s.source();
             }
+            if let Some(hint) = e.hint() {
+                eprintln!("  hint: {}", redact_output(hint));
+            }
             e.exit_code()
         }
     };
@@ -344,10 +347,13 @@ fn cmd_down(runtime: RuntimeKind, run: Option<String>) -> Result<i32, HarnessErr
         .into_iter()
         .filter(|r| r.runtime == runtime && r.status == RunStatus::Kept)
         .find(|r| run.as_deref().map(|id| id == r.run_id).unwrap_or(true))
-        .ok_or_else(|| HarnessError::Usage(format!(
-            "no stack left running by `harness up` for runtime {runtime}{}\n  hint: `harness gc` removes leftovers of killed runs",
-            run.map(|r| format!(" with run id {r}")).unwrap_or_default()
-        )))?;
+        .ok_or_else(|| {
+            HarnessError::usage(format!(
+                "no stack left running by `harness up` for runtime {runtime}{}",
+                run.map(|r| format!(" with run id {r}")).unwrap_or_default()
+            ))
+            .with_hint("`harness gc` removes leftovers of killed runs".to_string())
+        })?;
     let project = record.project.clone();
     // Best effort: the files of a kept run may be gone by now, and teardown must still work.
     if let Err(e) = learn_secrets(&record.compose_files) {

@@ -194,7 +194,7 @@ impl PostureConfig {
     /// Parses YAML (the spec file's `posture:` section) and validates it.
     pub fn from_yaml(text: &str) -> Result<Self> {
         let config: PostureConfig = serde_yaml::from_str(text)
-            .map_err(|e| HarnessError::Usage(format!("invalid posture configuration: {e}")))?;
+            .map_err(|e| HarnessError::usage(format!("invalid posture configuration: {e}")))?;
         config.validate()?;
         Ok(config)
     }
@@ -204,10 +204,11 @@ impl PostureConfig {
         for (service, posture) in &self.services {
             for a in &posture.allow {
                 if a.reason.trim().is_empty() {
-                    return Err(HarnessError::Usage(format!(
-                        "posture allowance '{}' for service '{service}' has no reason\n  hint: add `reason: <why the service needs it>`",
+                    return Err(HarnessError::usage(format!(
+                        "posture allowance '{}' for service '{service}' has no reason",
                         a.check
-                    )));
+                    ))
+                    .with_hint("add `reason: <why the service needs it>`".to_string()));
                 }
             }
         }

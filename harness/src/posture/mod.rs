@@ -64,13 +64,13 @@ pub fn evaluate_detailed(stack: &Stack, config: &PostureConfig) -> Result<Evalua
         Some(p) => {
             let path = workdir.join(p);
             let text = std::fs::read_to_string(&path).map_err(|e| {
-                HarnessError::Usage(format!(
+                HarnessError::usage(format!(
                     "cannot read the posture seccomp profile {}: {e}",
                     path.display()
                 ))
             })?;
             Some(serde_json::from_str(&text).map_err(|e| {
-                HarnessError::Usage(format!(
+                HarnessError::usage(format!(
                     "the posture seccomp profile {} is not JSON: {e}",
                     path.display()
                 ))
@@ -86,7 +86,7 @@ pub fn evaluate_detailed(stack: &Stack, config: &PostureConfig) -> Result<Evalua
     };
     let ids: Vec<String> = stack.containers()?.into_values().map(|c| c.id).collect();
     if ids.is_empty() {
-        return Err(HarnessError::Usage(format!(
+        return Err(HarnessError::usage(format!(
             "stack {} has no container to evaluate",
             stack.record().project
         )));

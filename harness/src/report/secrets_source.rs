@@ -62,14 +62,11 @@ pub fn from_compose(compose_files: &[PathBuf], env: &dyn Fn(&str) -> Option<Stri
     }
     let lookup = |name: &str| env(name).or_else(|| dotenv.get(name).cloned());
     for path in compose_files {
-        let text = std::fs::read_to_string(path).map_err(|e| HarnessError::Compose {
-            path: path.clone(),
-            reason: format!("cannot read it: {e}\n  hint: pass an existing file with --compose"),
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            HarnessError::compose(path, format!("cannot read it: {e}"))
+                .with_hint("pass an existing file with --compose")
         })?;
-        let root: Value = serde_yaml::from_str(&text).map_err(|e| HarnessError::Compose {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+        let root: Value = serde_yaml::from_str(&text).map_err(|e| HarnessError::compose(path, e.to_string()))?;
         let mut walker = Walker {
             r: &mut r,
             lookup: &lookup,
@@ -267,7 +264,7 @@ fn read_optional(path: &Path) -> Result<Option<String>> {
         Err(e) => Err(HarnessError::Io(std::io::Error::new(
             e.kind(),
             format!(
-                "reading {} to learn which secrets to redact: {e}\n  hint: make it readable by the harness",
+                "reading {} to learn which secrets to redact: {e} (make it readable by the harness)",
                 path.display()
             ),
         ))),

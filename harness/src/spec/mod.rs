@@ -101,17 +101,16 @@ impl Persistence {
     /// Reads the password from its env file.
     pub fn password(&self) -> Result<String> {
         let text = std::fs::read_to_string(&self.password_env_file).map_err(|e| {
-            HarnessError::Usage(format!(
-                "cannot read {}: {e}\n  hint: fix persistence.password.env_file in the spec",
-                self.password_env_file.display()
-            ))
+            HarnessError::usage(format!("cannot read {}: {e}", self.password_env_file.display()))
+                .with_hint("fix persistence.password.env_file in the spec".to_string())
         })?;
         crate::envfile::value(&text, &self.password_var).ok_or_else(|| {
-            HarnessError::Usage(format!(
-                "{} does not set {}\n  hint: fix persistence.password.var in the spec",
+            HarnessError::usage(format!(
+                "{} does not set {}",
                 self.password_env_file.display(),
                 self.password_var
             ))
+            .with_hint("fix persistence.password.var in the spec".to_string())
         })
     }
 }
@@ -242,17 +241,14 @@ fn line_of(text: &str, offset: usize) -> usize {
 }
 
 fn spec_error(path: &Path, reason: impl Into<String>) -> HarnessError {
-    HarnessError::Usage(format!("invalid spec {}: {}", path.display(), reason.into()))
+    HarnessError::usage(format!("invalid spec {}: {}", path.display(), reason.into()))
 }
 
 impl Spec {
     /// Reads and validates a spec file against the compose files it names (or `compose_override`).
     pub fn load(path: &Path, compose_override: &[PathBuf]) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            spec_error(
-                path,
-                format!("cannot read it: {e}\n  hint: pass an existing file with --spec"),
-            )
+            spec_error(path, format!("cannot read it: {e}")).with_hint("pass an existing file with --spec".to_string())
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let raw = Self::parse_raw(path, &text)?;
@@ -262,10 +258,8 @@ impl Spec {
             compose_override.to_vec()
         };
         if compose.is_empty() {
-            return Err(spec_error(
-                path,
-                "names no compose file\n  hint: add `compose = [\"path/to/compose.yml\"]` or pass --compose",
-            ));
+            return Err(spec_error(path, "names no compose file".to_string())
+                .with_hint("add `compose = [\"path/to/compose.yml\"]` or pass --compose".to_string()));
         }
         // The services that run: merge keys, `extends` and profiles applied, as compose does.
         let merged = crate::stack::ComposeSet::load(&compose)?.merged();
@@ -340,18 +334,17 @@ impl Resolver<'_> {
             Err(spec_error(
                 self.path,
                 format!(
-                    "line {line}: {what} '{name}' does not run: none of its compose profiles [{}] is enabled\n  hint: enable one with COMPOSE_PROFILES, or drop it from the spec",
+                    "line {line}: {what} '{name}' does not run: none of its compose profiles [{}] is enabled",
                     profiles.join(", ")
                 ),
-            ))
+            )
+            .with_hint("enable one with COMPOSE_PROFILES, or drop it from the spec".to_string()))
         } else {
             Err(spec_error(
                 self.path,
-                format!(
-                    "line {line}: {what} '{name}' is not a service of the compose file\n  hint: services are: {}",
-                    self.known.join(", ")
-                ),
-            ))
+                format!("line {line}: {what} '{name}' is not a service of the compose file"),
+            )
+            .with_hint(format!("services are: {}", self.known.join(", "))))
         }
     }
 
@@ -378,7 +371,11 @@ impl Resolver<'_> {
             }
             for a in svc.posture.iter().flat_map(|p| &p.allow) {
                 if a.reason.trim().is_empty() {
-                    return Err(spec_error(self.path, format!("service '{n}': posture allowance '{}' has no reason\n  hint: add reason = \"<why the service needs it>\"", a.check)));
+                    return Err(spec_error(
+                        self.path,
+                        format!("service '{n}': posture allowance '{}' has no reason", a.check),
+                    )
+                    .with_hint("add reason = \"<why the service needs it>\"".to_string()));
                 }
             }
             services.insert(
