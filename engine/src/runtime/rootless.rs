@@ -9,10 +9,22 @@ use crate::error::{HarnessError, Result};
 /// Default unprivileged user for rootless Podman when the harness runs as root.
 pub const DEFAULT_USER: &str = "hydra";
 
-/// The only `PATH` the rootless user's tools get when the harness switches to that user.
+/// The `PATH` the rootless user's tools get when the caller has none.
 pub const SAFE_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
-/// `runuser` by absolute path: the switched command gets only [`SAFE_PATH`], which has no sbin.
+/// The `PATH` the rootless user's tools get: the caller's own (it chooses which engine and compose
+/// tool run, and holds no secret), else [`SAFE_PATH`]. Only absolute entries are kept.
+fn user_path() -> String {
+    let caller = std::env::var("PATH").unwrap_or_default();
+    let kept: Vec<&str> = caller.split(':').filter(|d| d.starts_with('/')).collect();
+    if kept.is_empty() {
+        SAFE_PATH.to_string()
+    } else {
+        kept.join(":")
+    }
+}
+
+/// `runuser` by absolute path: the caller's PATH (which the switched command inherits) may lack sbin.
 fn runuser_program() -> &'static str {
     ["/usr/sbin/runuser", "/sbin/runuser"]
         .into_iter()
@@ -123,7 +135,7 @@ impl RootlessUser {
         if self.switch {
             let mut spec = CommandSpec::new(runuser_program())
                 .args(["-u", &self.name, "--", program])
-                .env("PATH", SAFE_PATH)
+                .env("PATH", user_path())
                 .env("HOME", self.home.display().to_string())
                 .env("USER", self.name.clone())
                 .env("LOGNAME", self.name.clone())
@@ -199,7 +211,7 @@ mod tests {
         assert!(spec.clear_env, "root's environment must not reach the rootless user");
         assert!(spec.env.contains(&("XDG_RUNTIME_DIR".into(), "/run/user/1001".into())));
         assert!(spec.env.contains(&("HOME".into(), "/home/hydra".into())));
-        assert!(spec.env.contains(&("PATH".into(), SAFE_PATH.into())));
+        assert!(spec.env.iter().any(|(k, v)| k == "PATH" && !v.is_empty()));
         let direct = RootlessUser { switch: false, ..u };
         let spec = direct.wrap("podman");
         assert_eq!(spec.program, "podman");
