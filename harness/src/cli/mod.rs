@@ -58,12 +58,12 @@ impl StackArgs {
 enum Command {
     /// Check each runtime's prerequisites and print a fix for every problem.
     Doctor {
-        #[arg(long = "runtime", value_name = "R")]
+        #[arg(long = "runtime", value_name = "R", value_parser = parse_runtime)]
         runtimes: Vec<RuntimeKind>,
     },
     /// Build the stack's images (only those whose inputs changed).
     Images {
-        #[arg(long = "runtime", value_name = "R")]
+        #[arg(long = "runtime", value_name = "R", value_parser = parse_runtime)]
         runtimes: Vec<RuntimeKind>,
         #[arg(long = "compose", value_name = "FILE")]
         compose: Vec<PathBuf>,
@@ -73,14 +73,14 @@ enum Command {
     },
     /// Bring the stack up, wait until healthy, and leave it running.
     Up {
-        #[arg(long, value_name = "R")]
+        #[arg(long, value_name = "R", value_parser = parse_runtime)]
         runtime: RuntimeKind,
         #[command(flatten)]
         stack: StackArgs,
     },
     /// Tear down the stack `up` left running.
     Down {
-        #[arg(long, value_name = "R")]
+        #[arg(long, value_name = "R", value_parser = parse_runtime)]
         runtime: RuntimeKind,
         /// A specific run id (default: the newest kept run of that runtime).
         #[arg(long)]
@@ -91,16 +91,16 @@ enum Command {
         /// Also remove stacks deliberately left running by `harness up`.
         #[arg(long)]
         all: bool,
-        #[arg(long = "runtime", value_name = "R")]
+        #[arg(long = "runtime", value_name = "R", value_parser = parse_runtime)]
         runtimes: Vec<RuntimeKind>,
     },
     /// Validate a stack under each runtime: lifecycle, DNS, ports, health, persistence, posture.
     Validate {
         /// Runtimes to use (default: HYDRA_RUNTIMES, else every runtime doctor finds usable).
-        #[arg(long = "runtime", value_name = "R")]
+        #[arg(long = "runtime", value_name = "R", value_parser = parse_runtime)]
         runtimes: Vec<RuntimeKind>,
         /// Runtimes whose absence is a failure (default: HYDRA_REQUIRE).
-        #[arg(long = "require", value_name = "R")]
+        #[arg(long = "require", value_name = "R", value_parser = parse_runtime)]
         require: Vec<RuntimeKind>,
         /// Compose file(s), in -f order (default: the spec's list).
         #[arg(long = "compose", value_name = "FILE")]
@@ -129,6 +129,14 @@ enum Command {
     /// no known fix applies.
     #[command(hide = true)]
     HostFix,
+}
+
+/// Parses a runtime name for clap, keeping the error's hint (clap shows only the message).
+fn parse_runtime(s: &str) -> Result<RuntimeKind, String> {
+    s.parse::<RuntimeKind>().map_err(|e| match e.hint() {
+        Some(hint) => format!("{e}\n  hint: {hint}"),
+        None => e.to_string(),
+    })
 }
 
 /// Runs the CLI and returns the process exit code.
