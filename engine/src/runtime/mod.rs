@@ -366,6 +366,12 @@ impl Runtime {
         }
     }
 
+    /// The cgroup version the engine runs containers on, as the engine itself reports it: the one
+    /// answer to "can limits be enforced here" for every layer above.
+    pub fn cgroup_version(&self) -> CgroupVersion {
+        CgroupVersion::parse(&self.storage_and_cgroups().1)
+    }
+
     /// Storage driver and cgroup version as the engine reports them (`overlay2`, `1`).
     pub fn storage_and_cgroups(&self) -> (String, String) {
         let fmt = match self.kind {
@@ -386,6 +392,26 @@ impl Runtime {
             .query(&["version", "--format", "{{.Server.Version}}"])
             .or_else(|_| self.query(&["--version"]))?;
         Ok(out.trim().rsplit(' ').next().unwrap_or_default().to_string())
+    }
+}
+
+/// The cgroup version of a host, as its engine reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupVersion {
+    V1,
+    V2,
+    Unknown,
+}
+
+impl CgroupVersion {
+    /// Parses the engines' wording (`1`, `2`, `v1`, `v2`). Pure.
+    pub fn parse(s: &str) -> Self {
+        match s.trim().trim_start_matches('v') {
+            "1" => CgroupVersion::V1,
+            "2" => CgroupVersion::V2,
+            _ => CgroupVersion::Unknown,
+        }
     }
 }
 
@@ -452,6 +478,16 @@ mod tests {
         assert_eq!(err.exit_code(), crate::error::exit::USAGE);
         assert_eq!(err.to_string(), "unknown runtime 'containerd'");
         assert_eq!(err.hint(), Some("use one of docker, podman, podman-rootless"));
+    }
+
+    #[rstest]
+    #[case("1", CgroupVersion::V1)]
+    #[case("v1", CgroupVersion::V1)]
+    #[case("2", CgroupVersion::V2)]
+    #[case("v2", CgroupVersion::V2)]
+    #[case("unknown", CgroupVersion::Unknown)]
+    fn cgroup_versions_in_both_engines_wording(#[case] s: &str, #[case] v: CgroupVersion) {
+        assert_eq!(CgroupVersion::parse(s), v);
     }
 
     #[test]

@@ -14,7 +14,6 @@ pub mod rules;
 mod golden;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 pub use config::{Allowance, PostureConfig, Rule, ServicePosture};
@@ -81,7 +80,7 @@ pub fn evaluate_detailed(stack: &Stack, config: &PostureConfig) -> Result<Evalua
         runtime: stack.runtime().kind(),
         bind_ip: stack.bind_ip(),
         rootless: stack.runtime().rootless_user().is_some(),
-        cgroup_v2: Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
+        cgroup_v2: stack.runtime().cgroup_version() == crate::runtime::CgroupVersion::V2,
         project_seccomp,
     };
     let ids: Vec<String> = stack.containers()?.into_values().map(|c| c.id).collect();
