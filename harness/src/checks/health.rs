@@ -6,7 +6,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::{slug, CheckId, Recorder};
+use super::{slug, Announce, Area, CheckArea, CheckId, Recorder, Selected};
+use crate::compose::file::ComposeFile;
 use crate::compose::Action;
 use crate::outcome::Verdict;
 use crate::runtime::exec;
@@ -34,39 +35,135 @@ pub struct TransitivePlan {
     pub rule: Transitive,
 }
 
-/// What `plan` returns: endpoint probes, engine-health checks, transitive checks.
-pub type HealthPlan = (Vec<EndpointCheck>, Vec<CheckId>, Vec<TransitivePlan>);
-
-/// Plans endpoint, engine-health and transitive checks. Pure.
-pub fn plan(spec: &Spec, services: &[String]) -> HealthPlan {
+/// Plans the endpoint probes: each health endpoint of the spec, on its own port or through the
+/// proxy (`via`). Pure.
+pub fn plan_endpoints(spec: &Spec) -> Vec<EndpointCheck> {
     let mut endpoints = Vec::new();
     for (svc, s) in &spec.services {
         for p in &s.health {
             let through = p.via.clone().unwrap_or_else(|| svc.clone());
             endpoints.push(EndpointCheck {
-                id: CheckId::new("health", format!("{through}_{}", slug(&p.path))),
+                id: CheckId::new(Area::Health, format!("{through}_{}", slug(&p.path))),
                 service: svc.clone(),
                 through,
                 probe: p.clone(),
             });
         }
     }
-    let engine = services
-        .iter()
-        .map(|s| CheckId::new("health", format!("engine_reports_{s}_healthy")))
-        .collect();
+    endpoints
+}
+
+/// Plans one "engine reports healthy" check per compose service. Pure.
+pub fn plan_engine<'a>(services: impl IntoIterator<Item = &'a String>) -> Vec<EngineCheck> {
+    services
+        .into_iter()
+        .map(|s| EngineCheck {
+            id: CheckId::new(Area::Health, format!("engine_reports_{s}_healthy")),
+            service: s.clone(),
+        })
+        .collect()
+}
+
+/// Plans the transitive checks: for each rule, each dependant fails when the dependency stops
+/// and recovers when it starts again. Pure.
+pub fn plan_transitive(spec: &Spec) -> Vec<TransitivePlan> {
     let mut transitive = Vec::new();
     for t in &spec.transitive {
         for d in &t.dependants {
             transitive.push(TransitivePlan {
-                fails: CheckId::new("health", format!("stopping_{}_fails_{d}", t.stop)),
-                recovers: CheckId::new("health", format!("starting_{}_recovers_{d}", t.stop)),
+                fails: CheckId::new(Area::Health, format!("stopping_{}_fails_{d}", t.stop)),
+                recovers: CheckId::new(Area::Health, format!("starting_{}_recovers_{d}", t.stop)),
                 dependant: d.clone(),
                 rule: t.clone(),
             });
         }
     }
-    (endpoints, engine, transitive)
+    transitive
+}
+
+/// One "engine reports healthy" check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineCheck {
+    pub id: CheckId,
+    pub service: String,
+}
+
+/// Health endpoints probed over HTTP (read-only).
+pub struct Endpoints {
+    pub checks: Vec<EndpointCheck>,
+}
+
+impl CheckArea for Endpoints {
+    fn plan(spec: &Spec, _compose: &ComposeFile) -> Self {
+        Self {
+            checks: plan_endpoints(spec),
+        }
+    }
+
+    fn announce(&self) -> Announce {
+        Announce::Always("health")
+    }
+
+    fn ids(&self) -> Vec<CheckId> {
+        self.checks.iter().map(|c| c.id.clone()).collect()
+    }
+
+    fn run(&self, stack: &Stack, spec: &Spec, selected: Selected<'_>, rec: &mut Recorder) {
+        run_endpoints(stack, spec, &self.checks, selected, rec)
+    }
+}
+
+/// The engine's own view of every service's health (read-only; part of the health phase).
+pub struct EngineHealth {
+    pub checks: Vec<EngineCheck>,
+}
+
+impl CheckArea for EngineHealth {
+    fn plan(_spec: &Spec, compose: &ComposeFile) -> Self {
+        Self {
+            checks: plan_engine(compose.services.keys()),
+        }
+    }
+
+    fn announce(&self) -> Announce {
+        Announce::Continue
+    }
+
+    fn ids(&self) -> Vec<CheckId> {
+        self.checks.iter().map(|c| c.id.clone()).collect()
+    }
+
+    fn run(&self, stack: &Stack, _spec: &Spec, selected: Selected<'_>, rec: &mut Recorder) {
+        run_engine(stack, &self.checks, selected, rec)
+    }
+}
+
+/// Transitive health: stops dependencies and starts them again (destructive).
+pub struct TransitiveHealth {
+    pub plans: Vec<TransitivePlan>,
+}
+
+impl CheckArea for TransitiveHealth {
+    fn plan(spec: &Spec, _compose: &ComposeFile) -> Self {
+        Self {
+            plans: plan_transitive(spec),
+        }
+    }
+
+    fn announce(&self) -> Announce {
+        Announce::Always("transitive health")
+    }
+
+    fn ids(&self) -> Vec<CheckId> {
+        self.plans
+            .iter()
+            .flat_map(|t| [t.fails.clone(), t.recovers.clone()])
+            .collect()
+    }
+
+    fn run(&self, stack: &Stack, spec: &Spec, selected: Selected<'_>, rec: &mut Recorder) {
+        run_transitive(stack, spec, &self.plans, selected, rec)
+    }
 }
 
 /// Judges an HTTP answer against a probe (pure).
@@ -161,13 +258,7 @@ fn get(client: &reqwest::blocking::Client, url: &str) -> Result<(u16, String), S
 
 /// Runs the endpoint probes that `selected` keeps. A just-started stack may need a moment for a
 /// proxy's first lookup, so each probe is retried for a few seconds before it fails.
-pub fn run_endpoints(
-    stack: &Stack,
-    spec: &Spec,
-    checks: &[EndpointCheck],
-    selected: &dyn Fn(&CheckId) -> bool,
-    rec: &mut Recorder,
-) {
+pub fn run_endpoints(stack: &Stack, spec: &Spec, checks: &[EndpointCheck], selected: Selected<'_>, rec: &mut Recorder) {
     let client = http_client();
     for c in checks.iter().filter(|c| selected(&c.id)) {
         if exec::is_cancelled() {
@@ -210,17 +301,12 @@ fn engine_healthy(stack: &Stack, service: &str) -> Result<bool, String> {
 }
 
 /// Runs the engine-health checks.
-pub fn run_engine(stack: &Stack, ids: &[CheckId], selected: &dyn Fn(&CheckId) -> bool, rec: &mut Recorder) {
-    for id in ids.iter().filter(|i| selected(i)) {
+pub fn run_engine(stack: &Stack, checks: &[EngineCheck], selected: Selected<'_>, rec: &mut Recorder) {
+    for EngineCheck { id, service } in checks.iter().filter(|c| selected(&c.id)) {
         if exec::is_cancelled() {
             return;
         }
-        let service = id
-            .name
-            .trim_start_matches("engine_reports_")
-            .trim_end_matches("_healthy")
-            .to_string();
-        rec.check(id, Some(&service), || match engine_healthy(stack, &service)? {
+        rec.check(id, Some(service), || match engine_healthy(stack, service)? {
             true => Ok(format!("engine reports {service} healthy")),
             false => Err(format!("engine does not report {service} healthy")),
         });
@@ -252,7 +338,7 @@ pub fn run_transitive(
     stack: &Stack,
     spec: &Spec,
     plans: &[TransitivePlan],
-    selected: &dyn Fn(&CheckId) -> bool,
+    selected: Selected<'_>,
     rec: &mut Recorder,
 ) {
     let client = http_client();

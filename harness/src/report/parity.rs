@@ -134,7 +134,7 @@ impl ParityReport {
                 message,
                 seconds: o.seconds,
             };
-            let key = (clean(&o.area, redactor), clean(&o.name, redactor));
+            let key = (o.id.area.to_string(), clean(&o.id.name_in_area(), redactor));
             // A repeated check under one runtime keeps its worst verdict (Fail sorts after Pass).
             let results = rows.entry(key).or_default();
             match results.get(o.runtime.ident()) {
@@ -422,6 +422,7 @@ fn md_inline(text: &str) -> String {
 mod tests {
     use super::super::fixtures::{self, outcome, SECRET};
     use super::*;
+    use crate::outcome::Area;
     use rstest::rstest;
 
     #[test]
@@ -466,13 +467,13 @@ mod tests {
         let mut outcomes: Vec<_> = RuntimeKind::ALL
             .iter()
             .zip(verdicts)
-            .map(|(&rt, &v)| outcome(rt, "dns", "x", v))
+            .map(|(&rt, &v)| outcome(rt, Area::Dns, "x", v))
             .collect();
         // Every runtime has some result, so a missing `dns::x` is visible.
         outcomes.extend(
             RuntimeKind::ALL
                 .iter()
-                .map(|&rt| outcome(rt, "ports", "y", Verdict::Pass)),
+                .map(|&rt| outcome(rt, Area::Ports, "y", Verdict::Pass)),
         );
         let report = ParityReport::build(
             &RunSummary {
