@@ -342,102 +342,23 @@ pub fn run_transitive(
     rec: &mut Recorder,
 ) {
     let client = http_client();
-    let mut by_stop: Vec<(&Transitive, Vec<&TransitivePlan>)> = Vec::new();
-    for p in plans.iter().filter(|p| selected(&p.fails) || selected(&p.recovers)) {
-        match by_stop.iter_mut().find(|(t, _)| t.stop == p.rule.stop) {
-            Some((_, v)) => v.push(p),
-            None => by_stop.push((&p.rule, vec![p])),
-        }
-    }
-    for (t, items) in by_stop {
+    let healthy = |d: &str| dependant_healthy(stack, spec, &client, d);
+    for (t, items) in by_dependency(plans, selected) {
         // Checks not reached are marked interrupted by the caller.
         if exec::is_cancelled() {
             return;
         }
         let stopped_at = Instant::now();
-        let stop = stack.compose_run(&Action::Stop {
-            service: t.stop.clone(),
-        });
-        // The tool's exit code is not trusted: the engine must show the container stopped.
-        let really_stopped = stack
-            .containers()
-            .ok()
-            .and_then(|c| c.get(&t.stop).map(|c| !c.state.running))
-            .unwrap_or(false);
-        if !really_stopped && exec::is_cancelled() {
-            return;
-        }
-        if !really_stopped {
-            for TransitivePlan {
-                fails: fail_id,
-                recovers: rec_id,
-                dependant: d,
-                ..
-            } in items.iter().copied()
-            {
-                let why = format!(
-                    "could not stop {} (compose stop: {:?}); {d} not tested",
-                    t.stop,
-                    stop.as_ref().map(|o| o.status)
-                );
-                rec.push(fail_id, Some(d), Verdict::Fail, why.clone(), 0.0);
-                rec.push(rec_id, Some(d), Verdict::Fail, why, 0.0);
-            }
+        if !stop_dependency(stack, t, &items, rec) {
             continue;
         }
-        let mut pending: Vec<&String> = items.iter().map(|i| &i.dependant).collect();
-        let mut failed_after: Vec<(String, f64)> = Vec::new();
-        let deadline = Duration::from_secs(t.within_secs);
-        while !pending.is_empty() && stopped_at.elapsed() < deadline && !exec::is_cancelled() {
-            pending.retain(|d| match dependant_healthy(stack, spec, &client, d) {
-                // A probe cut short by a signal says nothing about the dependant.
-                Err(_) if exec::is_cancelled() => true,
-                Ok(false) | Err(_) => {
-                    failed_after.push((d.to_string(), stopped_at.elapsed().as_secs_f64()));
-                    false
-                }
-                Ok(true) => true,
-            });
-            let _ = exec::sleep(Duration::from_millis(300));
-        }
-        let interrupted = exec::is_cancelled();
-        for TransitivePlan {
-            fails: fail_id,
-            dependant: d,
-            ..
-        } in items.iter().copied()
-        {
-            match failed_after.iter().find(|(s, _)| s == d) {
-                Some((_, secs)) => rec.push(
-                    fail_id,
-                    Some(d),
-                    Verdict::Pass,
-                    format!("{d} turned unhealthy {secs:.1}s after {} stopped", t.stop),
-                    *secs,
-                ),
-                None if interrupted => rec.push(
-                    fail_id,
-                    Some(d),
-                    Verdict::Interrupted,
-                    format!(
-                        "interrupted {:.1}s after {} stopped, before {d} turned unhealthy",
-                        stopped_at.elapsed().as_secs_f64(),
-                        t.stop
-                    ),
-                    stopped_at.elapsed().as_secs_f64(),
-                ),
-                None => rec.push(
-                    fail_id,
-                    Some(d),
-                    Verdict::Fail,
-                    format!(
-                        "{d} still reports healthy {}s after {} stopped: its health is not transitive",
-                        t.within_secs, t.stop
-                    ),
-                    t.within_secs as f64,
-                ),
-            }
-        }
+        let turned_unhealthy = watch(&items, stopped_at, Stage::Stopped.within(t), |d| match healthy(d) {
+            // A probe cut short by a signal says nothing about the dependant.
+            Err(_) if exec::is_cancelled() => false,
+            Ok(false) | Err(_) => true,
+            Ok(true) => false,
+        });
+        let interrupted = Stage::Stopped.record(t, &items, &turned_unhealthy, stopped_at, rec);
         // Teardown removes the stopped service; starting it again would only delay it.
         if interrupted {
             return;
@@ -446,58 +367,152 @@ pub fn run_transitive(
         let _ = stack.compose_run(&Action::Start {
             service: t.stop.clone(),
         });
-        let mut pending: Vec<&String> = items.iter().map(|i| &i.dependant).collect();
-        let mut recovered: Vec<(String, f64)> = Vec::new();
-        let deadline = Duration::from_secs(t.recover_within_secs);
-        while !pending.is_empty() && started_at.elapsed() < deadline && !exec::is_cancelled() {
-            pending.retain(|d| {
-                if dependant_healthy(stack, spec, &client, d).unwrap_or(false) {
-                    recovered.push((d.to_string(), started_at.elapsed().as_secs_f64()));
-                    false
-                } else {
-                    true
-                }
-            });
-            let _ = exec::sleep(Duration::from_millis(500));
+        let recovered = watch(&items, started_at, Stage::Restarted.within(t), |d| {
+            healthy(d).unwrap_or(false)
+        });
+        let _ = Stage::Restarted.record(t, &items, &recovered, started_at, rec);
+    }
+}
+
+/// The selected transitive checks grouped by the dependency they stop, in plan order.
+fn by_dependency<'a>(
+    plans: &'a [TransitivePlan],
+    selected: Selected<'_>,
+) -> Vec<(&'a Transitive, Vec<&'a TransitivePlan>)> {
+    let mut by_stop: Vec<(&Transitive, Vec<&TransitivePlan>)> = Vec::new();
+    for p in plans.iter().filter(|p| selected(&p.fails) || selected(&p.recovers)) {
+        match by_stop.iter_mut().find(|(t, _)| t.stop == p.rule.stop) {
+            Some((_, v)) => v.push(p),
+            None => by_stop.push((&p.rule, vec![p])),
         }
+    }
+    by_stop
+}
+
+/// Stops `t.stop` and says whether the engine shows it stopped (the tool's exit code is not
+/// trusted). When it is not, both checks of every dependant fail with the reason, unless the run
+/// was cancelled meanwhile.
+fn stop_dependency(stack: &Stack, t: &Transitive, items: &[&TransitivePlan], rec: &mut Recorder) -> bool {
+    let stop = stack.compose_run(&Action::Stop {
+        service: t.stop.clone(),
+    });
+    let really_stopped = stack
+        .containers()
+        .ok()
+        .and_then(|c| c.get(&t.stop).map(|c| !c.state.running))
+        .unwrap_or(false);
+    if really_stopped || exec::is_cancelled() {
+        return really_stopped;
+    }
+    for p in items {
+        let d = &p.dependant;
+        let why = format!(
+            "could not stop {} (compose stop: {:?}); {d} not tested",
+            t.stop,
+            stop.as_ref().map(|o| o.status)
+        );
+        rec.push(&p.fails, Some(d), Verdict::Fail, why.clone(), 0.0);
+        rec.push(&p.recovers, Some(d), Verdict::Fail, why, 0.0);
+    }
+    false
+}
+
+/// Polls every dependant every `poll` until `seen` holds for it, `within` has passed since
+/// `since`, or the run is cancelled; returns each dependant seen with the seconds it took.
+fn watch(
+    items: &[&TransitivePlan],
+    since: Instant,
+    (within, poll): (Duration, Duration),
+    mut seen: impl FnMut(&str) -> bool,
+) -> Vec<(String, f64)> {
+    let mut pending: Vec<&String> = items.iter().map(|i| &i.dependant).collect();
+    let mut out = Vec::new();
+    while !pending.is_empty() && since.elapsed() < within && !exec::is_cancelled() {
+        pending.retain(|d| {
+            if seen(d) {
+                out.push((d.to_string(), since.elapsed().as_secs_f64()));
+                false
+            } else {
+                true
+            }
+        });
+        let _ = exec::sleep(poll);
+    }
+    out
+}
+
+/// The two halves of a transitive rule: after the dependency stopped (dependants must turn
+/// unhealthy) and after it started again (they must recover).
+#[derive(Debug, Clone, Copy)]
+enum Stage {
+    Stopped,
+    Restarted,
+}
+
+impl Stage {
+    /// The deadline and the polling interval.
+    fn within(self, t: &Transitive) -> (Duration, Duration) {
+        match self {
+            Stage::Stopped => (Duration::from_secs(t.within_secs), Duration::from_millis(300)),
+            Stage::Restarted => (Duration::from_secs(t.recover_within_secs), Duration::from_millis(500)),
+        }
+    }
+
+    /// Records each dependant's check of this stage: passed when it was `seen`, interrupted
+    /// when the run was stopped first (returns whether it was), failed otherwise.
+    fn record(
+        self,
+        t: &Transitive,
+        items: &[&TransitivePlan],
+        seen: &[(String, f64)],
+        since: Instant,
+        rec: &mut Recorder,
+    ) -> bool {
         let interrupted = exec::is_cancelled();
-        for TransitivePlan {
-            recovers: rec_id,
-            dependant: d,
-            ..
-        } in items.iter().copied()
-        {
-            match recovered.iter().find(|(s, _)| s == d) {
-                Some((_, secs)) => rec.push(
-                    rec_id,
-                    Some(d),
+        let stop = &t.stop;
+        let within = self.within(t).0.as_secs();
+        for p in items {
+            let d = &p.dependant;
+            let elapsed = since.elapsed().as_secs_f64();
+            let (verdict, message, secs) = match (self, seen.iter().find(|(s, _)| s == d)) {
+                (Stage::Stopped, Some((_, secs))) => (
                     Verdict::Pass,
-                    format!("{d} healthy again {secs:.1}s after {} started", t.stop),
+                    format!("{d} turned unhealthy {secs:.1}s after {stop} stopped"),
                     *secs,
                 ),
-                None if interrupted => rec.push(
-                    rec_id,
-                    Some(d),
+                (Stage::Restarted, Some((_, secs))) => (
+                    Verdict::Pass,
+                    format!("{d} healthy again {secs:.1}s after {stop} started"),
+                    *secs,
+                ),
+                (Stage::Stopped, None) if interrupted => (
                     Verdict::Interrupted,
-                    format!(
-                        "interrupted {:.1}s after {} started again, before {d} recovered",
-                        started_at.elapsed().as_secs_f64(),
-                        t.stop
-                    ),
-                    started_at.elapsed().as_secs_f64(),
+                    format!("interrupted {elapsed:.1}s after {stop} stopped, before {d} turned unhealthy"),
+                    elapsed,
                 ),
-                None => rec.push(
-                    rec_id,
-                    Some(d),
+                (Stage::Restarted, None) if interrupted => (
+                    Verdict::Interrupted,
+                    format!("interrupted {elapsed:.1}s after {stop} started again, before {d} recovered"),
+                    elapsed,
+                ),
+                (Stage::Stopped, None) => (
                     Verdict::Fail,
-                    format!(
-                        "{d} not healthy {}s after {} started again",
-                        t.recover_within_secs, t.stop
-                    ),
-                    t.recover_within_secs as f64,
+                    format!("{d} still reports healthy {within}s after {stop} stopped: its health is not transitive"),
+                    within as f64,
                 ),
-            }
+                (Stage::Restarted, None) => (
+                    Verdict::Fail,
+                    format!("{d} not healthy {within}s after {stop} started again"),
+                    within as f64,
+                ),
+            };
+            let id = match self {
+                Stage::Stopped => &p.fails,
+                Stage::Restarted => &p.recovers,
+            };
+            rec.push(id, Some(d), verdict, message, secs);
         }
+        interrupted
     }
 }
 
