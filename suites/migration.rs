@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use hydra::outcome::{CheckOutcome, RunSummary, Verdict};
+use hydra::outcome::{CheckId, CheckOutcome, RunSummary, Verdict};
 use hydra::report;
 use hydra::runtime::RuntimeKind;
 use hydra::spec::Spec;
@@ -85,7 +85,7 @@ fn main() {
                     let redactor = redactor.clone();
                     Trial::test(name, move || {
                         let run = session.get_or_init(|| {
-                            let keep = |c: &hydra::checks::CheckId| selected(&c.trial_name(kind));
+                            let keep = |c: &CheckId| selected(&c.trial_name(kind));
                             validate::run(kind, &plan, &StackOptions::new(kind), &keep, &mut |e| {
                                 if let hydra::stack::Event::Phase(p) = e {
                                     eprintln!("{kind}: {p}");
@@ -115,11 +115,11 @@ fn main() {
     conclusion.exit();
 }
 
-fn verdict_of(run: &RuntimeRun, id: &hydra::checks::CheckId) -> Result<(), Failed> {
+fn verdict_of(run: &RuntimeRun, id: &CheckId) -> Result<(), Failed> {
     let o = run
         .outcomes
         .iter()
-        .find(|o| o.area == id.area && o.name == id.name)
+        .find(|o| o.id == *id)
         .ok_or_else(|| Failed::from("no outcome recorded for this check"))?;
     match o.verdict {
         Verdict::Pass => Ok(()),
@@ -161,16 +161,9 @@ fn write_reports(
                 } else {
                     Verdict::Fail
                 };
-                summary.outcomes.push(CheckOutcome {
-                    runtime: *kind,
-                    area: "lifecycle".into(),
-                    name: "runtime_available".into(),
-                    verdict,
-                    message: reason.clone(),
-                    service: None,
-                    logs: None,
-                    seconds: 0.0,
-                });
+                summary
+                    .outcomes
+                    .push(CheckOutcome::runtime_unavailable(*kind, verdict, reason.clone()));
             }
             (Availability::Use, None) => {}
         }

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use hydra::outcome::Verdict;
+use hydra::outcome::{trial_name, Area, CheckId, Verdict};
 use hydra::spec::Spec;
 use hydra::stack::StackOptions;
 use hydra::validate::{self, Availability, Plan};
@@ -15,7 +15,7 @@ use libtest_mimic::{Arguments, Failed, Trial};
 /// One negative fixture and what it must break.
 struct Overlay {
     file: &'static str,
-    area: &'static str,
+    area: Area,
     must_fail: &'static [&'static str],
     /// Words every failure message must contain (service and cause).
     message_has: &'static [&'static str],
@@ -24,7 +24,7 @@ struct Overlay {
 const OVERLAYS: &[Overlay] = &[
     Overlay {
         file: "dns-nginx-on-data-network.yml",
-        area: "dns",
+        area: Area::Dns,
         must_fail: &[
             "nginx_cannot_resolve_db",
             "nginx_cannot_resolve_model-service",
@@ -34,13 +34,13 @@ const OVERLAYS: &[Overlay] = &[
     },
     Overlay {
         file: "ports-gap-detector-on-all-interfaces.yml",
-        area: "ports",
+        area: Area::Ports,
         must_fail: &["gap-detector_5000_bound_to_bind_ip_only"],
         message_has: &["gap-detector", "0.0.0.0"],
     },
     Overlay {
         file: "persistence-db-on-tmpfs.yml",
-        area: "persistence",
+        area: Area::Persistence,
         must_fail: &[
             "down_up_keeps_data",
             "force_recreate_keeps_data",
@@ -50,7 +50,7 @@ const OVERLAYS: &[Overlay] = &[
     },
     Overlay {
         file: "health-analysis-engine-500.yml",
-        area: "health",
+        area: Area::Health,
         must_fail: &[
             "analysis-engine_health",
             "nginx_analysis_health",
@@ -76,7 +76,7 @@ fn main() {
     for o in OVERLAYS {
         for (kind, availability) in &runtimes {
             let kind = *kind;
-            let name = format!("{}::overlay::{}", kind.ident(), o.file.trim_end_matches(".yml"));
+            let name = trial_name(kind, &format_args!("overlay::{}", o.file.trim_end_matches(".yml")));
             trials.push(match availability.clone() {
                 Availability::Use => Trial::test(name, move || run_overlay(kind, o)),
                 Availability::Skip(reason) => {
@@ -121,30 +121,30 @@ fn run_overlay(kind: hydra::RuntimeKind, o: &Overlay) -> Result<(), Failed> {
         &|id| id.area == area,
         &mut |_| {},
     );
-    for lifecycle in ["up_healthy", "down_leaves_nothing"] {
+    for lifecycle in [CheckId::up_healthy(), CheckId::down_leaves_nothing()] {
         if let Some(l) = run
             .outcomes
             .iter()
-            .find(|x| x.area == "lifecycle" && x.name == lifecycle && x.verdict != Verdict::Pass)
+            .find(|x| x.id == lifecycle && x.verdict != Verdict::Pass)
         {
-            return Err(format!("lifecycle::{lifecycle} failed with the overlay: {}", l.message).into());
+            return Err(format!("{lifecycle} failed with the overlay: {}", l.message).into());
         }
     }
-    let in_area: Vec<_> = run.outcomes.iter().filter(|x| x.area == area).collect();
+    let in_area: Vec<_> = run.outcomes.iter().filter(|x| x.id.area == area).collect();
     if in_area.len() < o.must_fail.len() + 1 {
         return Err(format!("only {} {area} checks ran", in_area.len()).into());
     }
     let failed: BTreeSet<&str> = in_area
         .iter()
         .filter(|x| x.verdict != Verdict::Pass)
-        .map(|x| x.name.as_str())
+        .map(|x| x.id.name.as_str())
         .collect();
     let expected: BTreeSet<&str> = o.must_fail.iter().copied().collect();
     if failed != expected {
         let detail: Vec<String> = in_area
             .iter()
             .filter(|x| x.verdict != Verdict::Pass)
-            .map(|x| format!("  {}: {}", x.name, x.message))
+            .map(|x| format!("  {}: {}", x.id.name, x.message))
             .collect();
         return Err(format!(
             "{}: expected exactly {expected:?} to fail, got {failed:?}\n{}",
@@ -155,11 +155,7 @@ fn run_overlay(kind: hydra::RuntimeKind, o: &Overlay) -> Result<(), Failed> {
     }
     for x in in_area.iter().filter(|x| x.verdict == Verdict::Fail) {
         if let Some(word) = o.message_has.iter().find(|w| !x.message.contains(*w)) {
-            return Err(format!(
-                "{}::{} failed but its message lacks '{word}': {}",
-                area, x.name, x.message
-            )
-            .into());
+            return Err(format!("{} failed but its message lacks '{word}': {}", x.id, x.message).into());
         }
     }
     eprintln!(

@@ -78,12 +78,16 @@ fn evaluate(kind: RuntimeKind, variant: Variant) -> Result<Evaluated, String> {
     for o in evaluation
         .outcomes
         .iter()
-        .filter(|o| o.name.ends_with("::userns_mapping") || o.verdict != Verdict::Pass)
+        .filter(|o| o.id.name_in_area().ends_with("::userns_mapping") || o.verdict != Verdict::Pass)
     {
-        eprintln!("  {} {:?}: {}", o.id(), o.verdict, o.message);
+        eprintln!("  {} {:?}: {}", o.trial_name(), o.verdict, o.message);
     }
     Ok(Evaluated {
-        outcomes: evaluation.outcomes.into_iter().map(|o| (o.name.clone(), o)).collect(),
+        outcomes: evaluation
+            .outcomes
+            .into_iter()
+            .map(|o| (o.id.name_in_area(), o))
+            .collect(),
         facts: evaluation.facts,
     })
 }
@@ -101,7 +105,7 @@ fn bundled_check(kind: RuntimeKind, name: String) -> Result<(), Failed> {
     match o.verdict {
         Verdict::Pass => Ok(()),
         Verdict::NotEnforceable if limit_check(&name) => {
-            eprintln!("NOT ENFORCEABLE {}: {}", o.id(), o.message);
+            eprintln!("NOT ENFORCEABLE {}: {}", o.trial_name(), o.message);
             Ok(())
         }
         v => Err(format!("{v:?}: {}", o.message).into()),
@@ -235,7 +239,7 @@ fn planted_check(kind: RuntimeKind, plant: &Plant) -> Result<(), Failed> {
     }
     if plant.name == "nginx_secret_in_env" {
         if let Some(o) = e.outcomes.values().find(|o| o.message.contains(PLANTED_SECRET)) {
-            return Err(format!("{} prints the planted secret value", o.name).into());
+            return Err(format!("{} prints the planted secret value", o.id.name_in_area()).into());
         }
     }
     Ok(())
@@ -254,9 +258,11 @@ fn unplanted_checks_pass(kind: RuntimeKind) -> Result<(), Failed> {
     let unexpected: Vec<String> = e
         .outcomes
         .values()
-        .filter(|o| !expected.contains(o.name.as_str()))
-        .filter(|o| !(o.verdict == Verdict::Pass || (o.verdict == Verdict::NotEnforceable && limit_check(&o.name))))
-        .map(|o| format!("{} {:?}: {}", o.name, o.verdict, o.message))
+        .filter(|o| !expected.contains(o.id.name_in_area().as_str()))
+        .filter(|o| {
+            !(o.verdict == Verdict::Pass || (o.verdict == Verdict::NotEnforceable && limit_check(&o.id.name_in_area())))
+        })
+        .map(|o| format!("{} {:?}: {}", o.id.name_in_area(), o.verdict, o.message))
         .collect();
     if unexpected.is_empty() {
         Ok(())

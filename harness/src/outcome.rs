@@ -2,6 +2,7 @@
 //! reporters consume. Plain data, no I/O.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
@@ -22,14 +23,128 @@ pub enum Verdict {
     Interrupted,
 }
 
+/// The area a check belongs to: the middle part of its trial name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Area {
+    /// Bringing the stack up and down, and whether a runtime could be used at all.
+    Lifecycle,
+    Dns,
+    Ports,
+    Health,
+    Persistence,
+    Posture,
+}
+
+impl Area {
+    pub const ALL: [Area; 6] = [
+        Area::Lifecycle,
+        Area::Dns,
+        Area::Ports,
+        Area::Health,
+        Area::Persistence,
+        Area::Posture,
+    ];
+
+    /// The name used in trial names and reports: `lifecycle`, `dns`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Area::Lifecycle => "lifecycle",
+            Area::Dns => "dns",
+            Area::Ports => "ports",
+            Area::Health => "health",
+            Area::Persistence => "persistence",
+            Area::Posture => "posture",
+        }
+    }
+}
+
+impl fmt::Display for Area {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which check: its area, the service it is filed under (posture checks are per service) and its
+/// name. `Display` is the check's part of a trial name: `dns::nginx_cannot_resolve_db`,
+/// `posture::db::seccomp`; [`CheckId::trial_name`] adds the runtime.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CheckId {
+    pub area: Area,
+    /// Set for checks filed under a service (`posture::<service>::<check>`); other areas name
+    /// the services in `name` (`nginx_cannot_resolve_db`).
+    pub service: Option<String>,
+    pub name: String,
+}
+
+impl CheckId {
+    pub fn new(area: Area, name: impl Into<String>) -> Self {
+        Self {
+            area,
+            service: None,
+            name: name.into(),
+        }
+    }
+
+    /// A check filed under `service`: `<area>::<service>::<name>`.
+    pub fn of_service(area: Area, service: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            area,
+            service: Some(service.into()),
+            name: name.into(),
+        }
+    }
+
+    /// `lifecycle::up_healthy`: the stack came up and every service became healthy.
+    pub fn up_healthy() -> Self {
+        Self::new(Area::Lifecycle, "up_healthy")
+    }
+
+    /// `lifecycle::down_leaves_nothing`: teardown removed everything of the run.
+    pub fn down_leaves_nothing() -> Self {
+        Self::new(Area::Lifecycle, "down_leaves_nothing")
+    }
+
+    /// `lifecycle::runtime_available`: recorded only for a runtime that could not be used.
+    pub fn runtime_available() -> Self {
+        Self::new(Area::Lifecycle, "runtime_available")
+    }
+
+    /// The name within the area: `<service>::<name>` or `<name>` (JUnit testcase and parity
+    /// rows show it after the area).
+    pub fn name_in_area(&self) -> String {
+        match &self.service {
+            Some(service) => format!("{service}::{}", self.name),
+            None => self.name.clone(),
+        }
+    }
+
+    /// `<runtime>::<area>::<name>`, e.g. `podman_rootless::dns::nginx_cannot_resolve_db`.
+    pub fn trial_name(&self, runtime: RuntimeKind) -> String {
+        trial_name(runtime, self)
+    }
+}
+
+impl fmt::Display for CheckId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.service {
+            Some(service) => write!(f, "{}::{service}::{}", self.area, self.name),
+            None => write!(f, "{}::{}", self.area, self.name),
+        }
+    }
+}
+
+/// The one place a trial name is made: `<runtime ident>::<what>`, where `what` is a
+/// [`CheckId`] (or, for a suite whose trials are not single checks, its own `<group>::<name>`).
+pub fn trial_name(runtime: RuntimeKind, what: &dyn fmt::Display) -> String {
+    format!("{}::{what}", runtime.ident())
+}
+
 /// One check's outcome. `message` names the service and the cause when it fails.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckOutcome {
     pub runtime: RuntimeKind,
-    /// `dns`, `ports`, `health`, `persistence`, `posture`, `lifecycle`, `parity`.
-    pub area: String,
-    /// Check name; posture checks use `<service>::<check>`.
-    pub name: String,
+    pub id: CheckId,
     pub verdict: Verdict,
     pub message: String,
     /// The service the check is about, when there is one.
@@ -41,8 +156,22 @@ pub struct CheckOutcome {
 
 impl CheckOutcome {
     /// `<runtime>::<area>::<name>`, e.g. `podman_rootless::dns::nginx_cannot_resolve_db`.
-    pub fn id(&self) -> String {
-        format!("{}::{}::{}", self.runtime.ident(), self.area, self.name)
+    pub fn trial_name(&self) -> String {
+        self.id.trial_name(self.runtime)
+    }
+
+    /// `lifecycle::runtime_available` for a runtime that was not used: skipped, or failed when
+    /// it was required.
+    pub fn runtime_unavailable(runtime: RuntimeKind, verdict: Verdict, reason: String) -> Self {
+        Self {
+            runtime,
+            id: CheckId::runtime_available(),
+            verdict,
+            message: reason,
+            service: None,
+            logs: None,
+            seconds: 0.0,
+        }
     }
 }
 
@@ -81,17 +210,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_use_the_runtime_ident() {
+    fn trial_names_use_the_runtime_ident_and_the_service_part() {
         let o = CheckOutcome {
             runtime: RuntimeKind::PodmanRootless,
-            area: "dns".into(),
-            name: "nginx_cannot_resolve_db".into(),
+            id: CheckId::new(Area::Dns, "nginx_cannot_resolve_db"),
             verdict: Verdict::Pass,
             message: String::new(),
             service: Some("nginx".into()),
             logs: None,
             seconds: 0.1,
         };
-        assert_eq!(o.id(), "podman_rootless::dns::nginx_cannot_resolve_db");
+        assert_eq!(o.trial_name(), "podman_rootless::dns::nginx_cannot_resolve_db");
+        let posture = CheckId::of_service(Area::Posture, "db", "seccomp");
+        assert_eq!(posture.to_string(), "posture::db::seccomp");
+        assert_eq!(posture.name_in_area(), "db::seccomp");
+        assert_eq!(posture.trial_name(RuntimeKind::Docker), "docker::posture::db::seccomp");
+        assert_eq!(CheckId::up_healthy().to_string(), "lifecycle::up_healthy");
+    }
+
+    #[test]
+    fn areas_serialise_as_their_names() {
+        for area in Area::ALL {
+            assert_eq!(serde_json::to_string(&area).unwrap(), format!("\"{area}\""));
+        }
     }
 }

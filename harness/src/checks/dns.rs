@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use super::{CheckId, Recorder};
+use super::{Announce, Area, CheckArea, CheckId, Recorder, Selected};
 use crate::compose::file::ComposeFile;
 use crate::runtime::inspect::ContainerInspect;
 use crate::spec::Spec;
@@ -59,7 +59,7 @@ pub fn plan(spec: &Spec, compose: &ComposeFile) -> Vec<DnsCheck> {
             }
             let verb = if expect_resolves { "resolves" } else { "cannot_resolve" };
             DnsCheck {
-                id: CheckId::new("dns", format!("{from}_{verb}_{to}")),
+                id: CheckId::new(Area::Dns, format!("{from}_{verb}_{to}")),
                 from,
                 to,
                 names,
@@ -67,6 +67,31 @@ pub fn plan(spec: &Spec, compose: &ComposeFile) -> Vec<DnsCheck> {
             }
         })
         .collect()
+}
+
+/// The DNS area: every planned lookup pair.
+pub struct Dns {
+    pub checks: Vec<DnsCheck>,
+}
+
+impl CheckArea for Dns {
+    fn plan(spec: &Spec, compose: &ComposeFile) -> Self {
+        Self {
+            checks: plan(spec, compose),
+        }
+    }
+
+    fn announce(&self) -> Announce {
+        Announce::Always("dns")
+    }
+
+    fn ids(&self) -> Vec<CheckId> {
+        self.checks.iter().map(|c| c.id.clone()).collect()
+    }
+
+    fn run(&self, stack: &Stack, _spec: &Spec, selected: Selected<'_>, rec: &mut Recorder) {
+        run(stack, &self.checks, selected, rec)
+    }
 }
 
 /// The addresses in `getent hosts` output (`10.89.0.5  db.dns.podman db`). Pure.
@@ -135,7 +160,7 @@ pub fn shared_addresses(from: &ContainerInspect, to: &ContainerInspect) -> BTree
 }
 
 /// Runs the planned checks that `selected` keeps, a few containers at a time.
-pub fn run(stack: &Stack, checks: &[DnsCheck], selected: &dyn Fn(&CheckId) -> bool, rec: &mut Recorder) {
+pub fn run(stack: &Stack, checks: &[DnsCheck], selected: Selected<'_>, rec: &mut Recorder) {
     let checks: Vec<&DnsCheck> = checks.iter().filter(|c| selected(&c.id)).collect();
     if checks.is_empty() {
         return;
@@ -233,7 +258,7 @@ mod tests {
 
     fn check(expect: bool) -> DnsCheck {
         DnsCheck {
-            id: CheckId::new("dns", "x"),
+            id: CheckId::new(Area::Dns, "x"),
             from: "nginx".into(),
             to: "db".into(),
             names: vec!["db".into()],

@@ -6,7 +6,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::{slug, CheckId, Recorder};
+use super::{slug, Announce, Area, CheckArea, CheckId, Recorder, Selected};
+use crate::compose::file::ComposeFile;
 use crate::compose::Action;
 use crate::outcome::Verdict;
 use crate::runtime::exec;
@@ -34,39 +35,135 @@ pub struct TransitivePlan {
     pub rule: Transitive,
 }
 
-/// What `plan` returns: endpoint probes, engine-health checks, transitive checks.
-pub type HealthPlan = (Vec<EndpointCheck>, Vec<CheckId>, Vec<TransitivePlan>);
-
-/// Plans endpoint, engine-health and transitive checks. Pure.
-pub fn plan(spec: &Spec, services: &[String]) -> HealthPlan {
+/// Plans the endpoint probes: each health endpoint of the spec, on its own port or through the
+/// proxy (`via`). Pure.
+pub fn plan_endpoints(spec: &Spec) -> Vec<EndpointCheck> {
     let mut endpoints = Vec::new();
     for (svc, s) in &spec.services {
         for p in &s.health {
             let through = p.via.clone().unwrap_or_else(|| svc.clone());
             endpoints.push(EndpointCheck {
-                id: CheckId::new("health", format!("{through}_{}", slug(&p.path))),
+                id: CheckId::new(Area::Health, format!("{through}_{}", slug(&p.path))),
                 service: svc.clone(),
                 through,
                 probe: p.clone(),
             });
         }
     }
-    let engine = services
-        .iter()
-        .map(|s| CheckId::new("health", format!("engine_reports_{s}_healthy")))
-        .collect();
+    endpoints
+}
+
+/// Plans one "engine reports healthy" check per compose service. Pure.
+pub fn plan_engine<'a>(services: impl IntoIterator<Item = &'a String>) -> Vec<EngineCheck> {
+    services
+        .into_iter()
+        .map(|s| EngineCheck {
+            id: CheckId::new(Area::Health, format!("engine_reports_{s}_healthy")),
+            service: s.clone(),
+        })
+        .collect()
+}
+
+/// Plans the transitive checks: for each rule, each dependant fails when the dependency stops
+/// and recovers when it starts again. Pure.
+pub fn plan_transitive(spec: &Spec) -> Vec<TransitivePlan> {
     let mut transitive = Vec::new();
     for t in &spec.transitive {
         for d in &t.dependants {
             transitive.push(TransitivePlan {
-                fails: CheckId::new("health", format!("stopping_{}_fails_{d}", t.stop)),
-                recovers: CheckId::new("health", format!("starting_{}_recovers_{d}", t.stop)),
+                fails: CheckId::new(Area::Health, format!("stopping_{}_fails_{d}", t.stop)),
+                recovers: CheckId::new(Area::Health, format!("starting_{}_recovers_{d}", t.stop)),
                 dependant: d.clone(),
                 rule: t.clone(),
             });
         }
     }
-    (endpoints, engine, transitive)
+    transitive
+}
+
+/// One "engine reports healthy" check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineCheck {
+    pub id: CheckId,
+    pub service: String,
+}
+
+/// Health endpoints probed over HTTP (read-only).
+pub struct Endpoints {
+    pub checks: Vec<EndpointCheck>,
+}
+
+impl CheckArea for Endpoints {
+    fn plan(spec: &Spec, _compose: &ComposeFile) -> Self {
+        Self {
+            checks: plan_endpoints(spec),
+        }
+    }
+
+    fn announce(&self) -> Announce {
+        Announce::Always("health")
+    }
+
+    fn ids(&self) -> Vec<CheckId> {
+        self.checks.iter().map(|c| c.id.clone()).collect()
+    }
+
+    fn run(&self, stack: &Stack, spec: &Spec, selected: Selected<'_>, rec: &mut Recorder) {
+        run_endpoints(stack, spec, &self.checks, selected, rec)
+    }
+}
+
+/// The engine's own view of every service's health (read-only; part of the health phase).
+pub struct EngineHealth {
+    pub checks: Vec<EngineCheck>,
+}
+
+impl CheckArea for EngineHealth {
+    fn plan(_spec: &Spec, compose: &ComposeFile) -> Self {
+        Self {
+            checks: plan_engine(compose.services.keys()),
+        }
+    }
+
+    fn announce(&self) -> Announce {
+        Announce::Continue
+    }
+
+    fn ids(&self) -> Vec<CheckId> {
+        self.checks.iter().map(|c| c.id.clone()).collect()
+    }
+
+    fn run(&self, stack: &Stack, _spec: &Spec, selected: Selected<'_>, rec: &mut Recorder) {
+        run_engine(stack, &self.checks, selected, rec)
+    }
+}
+
+/// Transitive health: stops dependencies and starts them again (destructive).
+pub struct TransitiveHealth {
+    pub plans: Vec<TransitivePlan>,
+}
+
+impl CheckArea for TransitiveHealth {
+    fn plan(spec: &Spec, _compose: &ComposeFile) -> Self {
+        Self {
+            plans: plan_transitive(spec),
+        }
+    }
+
+    fn announce(&self) -> Announce {
+        Announce::Always("transitive health")
+    }
+
+    fn ids(&self) -> Vec<CheckId> {
+        self.plans
+            .iter()
+            .flat_map(|t| [t.fails.clone(), t.recovers.clone()])
+            .collect()
+    }
+
+    fn run(&self, stack: &Stack, spec: &Spec, selected: Selected<'_>, rec: &mut Recorder) {
+        run_transitive(stack, spec, &self.plans, selected, rec)
+    }
 }
 
 /// Judges an HTTP answer against a probe (pure).
@@ -161,13 +258,7 @@ fn get(client: &reqwest::blocking::Client, url: &str) -> Result<(u16, String), S
 
 /// Runs the endpoint probes that `selected` keeps. A just-started stack may need a moment for a
 /// proxy's first lookup, so each probe is retried for a few seconds before it fails.
-pub fn run_endpoints(
-    stack: &Stack,
-    spec: &Spec,
-    checks: &[EndpointCheck],
-    selected: &dyn Fn(&CheckId) -> bool,
-    rec: &mut Recorder,
-) {
+pub fn run_endpoints(stack: &Stack, spec: &Spec, checks: &[EndpointCheck], selected: Selected<'_>, rec: &mut Recorder) {
     let client = http_client();
     for c in checks.iter().filter(|c| selected(&c.id)) {
         if exec::is_cancelled() {
@@ -210,17 +301,12 @@ fn engine_healthy(stack: &Stack, service: &str) -> Result<bool, String> {
 }
 
 /// Runs the engine-health checks.
-pub fn run_engine(stack: &Stack, ids: &[CheckId], selected: &dyn Fn(&CheckId) -> bool, rec: &mut Recorder) {
-    for id in ids.iter().filter(|i| selected(i)) {
+pub fn run_engine(stack: &Stack, checks: &[EngineCheck], selected: Selected<'_>, rec: &mut Recorder) {
+    for EngineCheck { id, service } in checks.iter().filter(|c| selected(&c.id)) {
         if exec::is_cancelled() {
             return;
         }
-        let service = id
-            .name
-            .trim_start_matches("engine_reports_")
-            .trim_end_matches("_healthy")
-            .to_string();
-        rec.check(id, Some(&service), || match engine_healthy(stack, &service)? {
+        rec.check(id, Some(service), || match engine_healthy(stack, service)? {
             true => Ok(format!("engine reports {service} healthy")),
             false => Err(format!("engine does not report {service} healthy")),
         });
@@ -252,106 +338,27 @@ pub fn run_transitive(
     stack: &Stack,
     spec: &Spec,
     plans: &[TransitivePlan],
-    selected: &dyn Fn(&CheckId) -> bool,
+    selected: Selected<'_>,
     rec: &mut Recorder,
 ) {
     let client = http_client();
-    let mut by_stop: Vec<(&Transitive, Vec<&TransitivePlan>)> = Vec::new();
-    for p in plans.iter().filter(|p| selected(&p.fails) || selected(&p.recovers)) {
-        match by_stop.iter_mut().find(|(t, _)| t.stop == p.rule.stop) {
-            Some((_, v)) => v.push(p),
-            None => by_stop.push((&p.rule, vec![p])),
-        }
-    }
-    for (t, items) in by_stop {
+    let healthy = |d: &str| dependant_healthy(stack, spec, &client, d);
+    for (t, items) in by_dependency(plans, selected) {
         // Checks not reached are marked interrupted by the caller.
         if exec::is_cancelled() {
             return;
         }
         let stopped_at = Instant::now();
-        let stop = stack.compose_run(&Action::Stop {
-            service: t.stop.clone(),
-        });
-        // The tool's exit code is not trusted: the engine must show the container stopped.
-        let really_stopped = stack
-            .containers()
-            .ok()
-            .and_then(|c| c.get(&t.stop).map(|c| !c.state.running))
-            .unwrap_or(false);
-        if !really_stopped && exec::is_cancelled() {
-            return;
-        }
-        if !really_stopped {
-            for TransitivePlan {
-                fails: fail_id,
-                recovers: rec_id,
-                dependant: d,
-                ..
-            } in items.iter().copied()
-            {
-                let why = format!(
-                    "could not stop {} (compose stop: {:?}); {d} not tested",
-                    t.stop,
-                    stop.as_ref().map(|o| o.status)
-                );
-                rec.push(fail_id, Some(d), Verdict::Fail, why.clone(), 0.0);
-                rec.push(rec_id, Some(d), Verdict::Fail, why, 0.0);
-            }
+        if !stop_dependency(stack, t, &items, rec) {
             continue;
         }
-        let mut pending: Vec<&String> = items.iter().map(|i| &i.dependant).collect();
-        let mut failed_after: Vec<(String, f64)> = Vec::new();
-        let deadline = Duration::from_secs(t.within_secs);
-        while !pending.is_empty() && stopped_at.elapsed() < deadline && !exec::is_cancelled() {
-            pending.retain(|d| match dependant_healthy(stack, spec, &client, d) {
-                // A probe cut short by a signal says nothing about the dependant.
-                Err(_) if exec::is_cancelled() => true,
-                Ok(false) | Err(_) => {
-                    failed_after.push((d.to_string(), stopped_at.elapsed().as_secs_f64()));
-                    false
-                }
-                Ok(true) => true,
-            });
-            let _ = exec::sleep(Duration::from_millis(300));
-        }
-        let interrupted = exec::is_cancelled();
-        for TransitivePlan {
-            fails: fail_id,
-            dependant: d,
-            ..
-        } in items.iter().copied()
-        {
-            match failed_after.iter().find(|(s, _)| s == d) {
-                Some((_, secs)) => rec.push(
-                    fail_id,
-                    Some(d),
-                    Verdict::Pass,
-                    format!("{d} turned unhealthy {secs:.1}s after {} stopped", t.stop),
-                    *secs,
-                ),
-                None if interrupted => rec.push(
-                    fail_id,
-                    Some(d),
-                    Verdict::Interrupted,
-                    format!(
-                        "interrupted {:.1}s after {} stopped, before {d} turned unhealthy",
-                        stopped_at.elapsed().as_secs_f64(),
-                        t.stop
-                    ),
-                    stopped_at.elapsed().as_secs_f64(),
-                ),
-                None => rec.push(
-                    fail_id,
-                    Some(d),
-                    Verdict::Fail,
-                    format!(
-                        "{d} still reports healthy {}s after {} stopped: its health is not transitive",
-                        t.within_secs, t.stop
-                    ),
-                    t.within_secs as f64,
-                ),
-            }
-        }
+        let turned_unhealthy = watch(&items, stopped_at, Stage::Stopped.within(t), |d| match healthy(d) {
+            // A probe cut short by a signal says nothing about the dependant.
+            Err(_) if exec::is_cancelled() => false,
+            Ok(false) | Err(_) => true,
+            Ok(true) => false,
+        });
+        let interrupted = Stage::Stopped.record(t, &items, &turned_unhealthy, stopped_at, rec);
         // Teardown removes the stopped service; starting it again would only delay it.
         if interrupted {
             return;
@@ -360,58 +367,152 @@ pub fn run_transitive(
         let _ = stack.compose_run(&Action::Start {
             service: t.stop.clone(),
         });
-        let mut pending: Vec<&String> = items.iter().map(|i| &i.dependant).collect();
-        let mut recovered: Vec<(String, f64)> = Vec::new();
-        let deadline = Duration::from_secs(t.recover_within_secs);
-        while !pending.is_empty() && started_at.elapsed() < deadline && !exec::is_cancelled() {
-            pending.retain(|d| {
-                if dependant_healthy(stack, spec, &client, d).unwrap_or(false) {
-                    recovered.push((d.to_string(), started_at.elapsed().as_secs_f64()));
-                    false
-                } else {
-                    true
-                }
-            });
-            let _ = exec::sleep(Duration::from_millis(500));
+        let recovered = watch(&items, started_at, Stage::Restarted.within(t), |d| {
+            healthy(d).unwrap_or(false)
+        });
+        let _ = Stage::Restarted.record(t, &items, &recovered, started_at, rec);
+    }
+}
+
+/// The selected transitive checks grouped by the dependency they stop, in plan order.
+fn by_dependency<'a>(
+    plans: &'a [TransitivePlan],
+    selected: Selected<'_>,
+) -> Vec<(&'a Transitive, Vec<&'a TransitivePlan>)> {
+    let mut by_stop: Vec<(&Transitive, Vec<&TransitivePlan>)> = Vec::new();
+    for p in plans.iter().filter(|p| selected(&p.fails) || selected(&p.recovers)) {
+        match by_stop.iter_mut().find(|(t, _)| t.stop == p.rule.stop) {
+            Some((_, v)) => v.push(p),
+            None => by_stop.push((&p.rule, vec![p])),
         }
+    }
+    by_stop
+}
+
+/// Stops `t.stop` and says whether the engine shows it stopped (the tool's exit code is not
+/// trusted). When it is not, both checks of every dependant fail with the reason, unless the run
+/// was cancelled meanwhile.
+fn stop_dependency(stack: &Stack, t: &Transitive, items: &[&TransitivePlan], rec: &mut Recorder) -> bool {
+    let stop = stack.compose_run(&Action::Stop {
+        service: t.stop.clone(),
+    });
+    let really_stopped = stack
+        .containers()
+        .ok()
+        .and_then(|c| c.get(&t.stop).map(|c| !c.state.running))
+        .unwrap_or(false);
+    if really_stopped || exec::is_cancelled() {
+        return really_stopped;
+    }
+    for p in items {
+        let d = &p.dependant;
+        let why = format!(
+            "could not stop {} (compose stop: {:?}); {d} not tested",
+            t.stop,
+            stop.as_ref().map(|o| o.status)
+        );
+        rec.push(&p.fails, Some(d), Verdict::Fail, why.clone(), 0.0);
+        rec.push(&p.recovers, Some(d), Verdict::Fail, why, 0.0);
+    }
+    false
+}
+
+/// Polls every dependant every `poll` until `seen` holds for it, `within` has passed since
+/// `since`, or the run is cancelled; returns each dependant seen with the seconds it took.
+fn watch(
+    items: &[&TransitivePlan],
+    since: Instant,
+    (within, poll): (Duration, Duration),
+    mut seen: impl FnMut(&str) -> bool,
+) -> Vec<(String, f64)> {
+    let mut pending: Vec<&String> = items.iter().map(|i| &i.dependant).collect();
+    let mut out = Vec::new();
+    while !pending.is_empty() && since.elapsed() < within && !exec::is_cancelled() {
+        pending.retain(|d| {
+            if seen(d) {
+                out.push((d.to_string(), since.elapsed().as_secs_f64()));
+                false
+            } else {
+                true
+            }
+        });
+        let _ = exec::sleep(poll);
+    }
+    out
+}
+
+/// The two halves of a transitive rule: after the dependency stopped (dependants must turn
+/// unhealthy) and after it started again (they must recover).
+#[derive(Debug, Clone, Copy)]
+enum Stage {
+    Stopped,
+    Restarted,
+}
+
+impl Stage {
+    /// The deadline and the polling interval.
+    fn within(self, t: &Transitive) -> (Duration, Duration) {
+        match self {
+            Stage::Stopped => (Duration::from_secs(t.within_secs), Duration::from_millis(300)),
+            Stage::Restarted => (Duration::from_secs(t.recover_within_secs), Duration::from_millis(500)),
+        }
+    }
+
+    /// Records each dependant's check of this stage: passed when it was `seen`, interrupted
+    /// when the run was stopped first (returns whether it was), failed otherwise.
+    fn record(
+        self,
+        t: &Transitive,
+        items: &[&TransitivePlan],
+        seen: &[(String, f64)],
+        since: Instant,
+        rec: &mut Recorder,
+    ) -> bool {
         let interrupted = exec::is_cancelled();
-        for TransitivePlan {
-            recovers: rec_id,
-            dependant: d,
-            ..
-        } in items.iter().copied()
-        {
-            match recovered.iter().find(|(s, _)| s == d) {
-                Some((_, secs)) => rec.push(
-                    rec_id,
-                    Some(d),
+        let stop = &t.stop;
+        let within = self.within(t).0.as_secs();
+        for p in items {
+            let d = &p.dependant;
+            let elapsed = since.elapsed().as_secs_f64();
+            let (verdict, message, secs) = match (self, seen.iter().find(|(s, _)| s == d)) {
+                (Stage::Stopped, Some((_, secs))) => (
                     Verdict::Pass,
-                    format!("{d} healthy again {secs:.1}s after {} started", t.stop),
+                    format!("{d} turned unhealthy {secs:.1}s after {stop} stopped"),
                     *secs,
                 ),
-                None if interrupted => rec.push(
-                    rec_id,
-                    Some(d),
+                (Stage::Restarted, Some((_, secs))) => (
+                    Verdict::Pass,
+                    format!("{d} healthy again {secs:.1}s after {stop} started"),
+                    *secs,
+                ),
+                (Stage::Stopped, None) if interrupted => (
                     Verdict::Interrupted,
-                    format!(
-                        "interrupted {:.1}s after {} started again, before {d} recovered",
-                        started_at.elapsed().as_secs_f64(),
-                        t.stop
-                    ),
-                    started_at.elapsed().as_secs_f64(),
+                    format!("interrupted {elapsed:.1}s after {stop} stopped, before {d} turned unhealthy"),
+                    elapsed,
                 ),
-                None => rec.push(
-                    rec_id,
-                    Some(d),
+                (Stage::Restarted, None) if interrupted => (
+                    Verdict::Interrupted,
+                    format!("interrupted {elapsed:.1}s after {stop} started again, before {d} recovered"),
+                    elapsed,
+                ),
+                (Stage::Stopped, None) => (
                     Verdict::Fail,
-                    format!(
-                        "{d} not healthy {}s after {} started again",
-                        t.recover_within_secs, t.stop
-                    ),
-                    t.recover_within_secs as f64,
+                    format!("{d} still reports healthy {within}s after {stop} stopped: its health is not transitive"),
+                    within as f64,
                 ),
-            }
+                (Stage::Restarted, None) => (
+                    Verdict::Fail,
+                    format!("{d} not healthy {within}s after {stop} started again"),
+                    within as f64,
+                ),
+            };
+            let id = match self {
+                Stage::Stopped => &p.fails,
+                Stage::Restarted => &p.recovers,
+            };
+            rec.push(id, Some(d), verdict, message, secs);
         }
+        interrupted
     }
 }
 

@@ -1,37 +1,83 @@
 //! Checks of what a migration must preserve. Each area plans its checks from the spec and the
 //! compose file (pure, so trial names are known before anything runs), executes them against a
 //! running stack, and judges observations with pure functions.
+//!
+//! Every area is a [`CheckArea`]; [`AREAS`] lists them in the order a validation session runs
+//! them: read-only checks first, then the ones that stop, restart or kill services.
 
 pub mod dns;
 pub mod health;
 pub mod persistence;
 pub mod ports;
+pub mod posture;
 
 use std::time::Instant;
 
+use crate::compose::file::ComposeFile;
 use crate::outcome::{CheckOutcome, Verdict};
 use crate::runtime::RuntimeKind;
+use crate::spec::Spec;
+use crate::stack::Stack;
 
-/// A planned check: its area and name, e.g. (`dns`, `nginx_cannot_resolve_db`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CheckId {
-    pub area: &'static str,
-    pub name: String,
+pub use crate::outcome::{Area, CheckId};
+
+/// Which planned checks a run keeps.
+pub type Selected<'a> = &'a dyn Fn(&CheckId) -> bool;
+
+/// One area of checks (or one part of an area that runs at its own point of the session).
+pub trait CheckArea: Send + Sync {
+    /// Plans the checks from the spec and the compose model. Pure: trial names are known before
+    /// anything runs.
+    fn plan(spec: &Spec, compose: &ComposeFile) -> Self
+    where
+        Self: Sized;
+
+    /// How the session announces this area when it starts it.
+    fn announce(&self) -> Announce;
+
+    /// The planned checks, in the order they run.
+    fn ids(&self) -> Vec<CheckId>;
+
+    /// Runs the checks that `selected` keeps against a running stack, recording one outcome per
+    /// check it reaches. Returns early once the run is cancelled; the session marks what was not
+    /// reached.
+    fn run(&self, stack: &Stack, spec: &Spec, selected: Selected<'_>, rec: &mut Recorder);
 }
 
-impl CheckId {
-    pub fn new(area: &'static str, name: impl Into<String>) -> Self {
-        Self {
-            area,
-            name: name.into(),
-        }
-    }
-
-    /// `<runtime>::<area>::<name>`.
-    pub fn trial_name(&self, runtime: RuntimeKind) -> String {
-        format!("{}::{}::{}", runtime.ident(), self.area, self.name)
-    }
+/// The progress line (`checks: <phase>`) the session shows when it starts an area.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announce {
+    /// Always, even when none of its checks is selected.
+    Always(&'static str),
+    /// Only when some of its checks are selected.
+    WhenSelected(&'static str),
+    /// Not at all: the area continues the previous one's phase.
+    Continue,
 }
+
+/// An area's planner, as listed in [`AREAS`].
+#[derive(Clone, Copy)]
+pub struct Planner(pub fn(&Spec, &ComposeFile) -> Box<dyn CheckArea>);
+
+const fn planner<A: CheckArea + 'static>() -> Planner {
+    fn boxed<A: CheckArea + 'static>(spec: &Spec, compose: &ComposeFile) -> Box<dyn CheckArea> {
+        Box::new(A::plan(spec, compose))
+    }
+    Planner(boxed::<A>)
+}
+
+/// Every area in execution order. Read-only first (dns, ports, endpoint and engine health,
+/// posture), then the destructive ones: transitive health stops and starts dependencies,
+/// persistence restarts, recreates and kills the database.
+pub const AREAS: [Planner; 7] = [
+    planner::<dns::Dns>(),
+    planner::<ports::Ports>(),
+    planner::<health::Endpoints>(),
+    planner::<health::EngineHealth>(),
+    planner::<posture::Posture>(),
+    planner::<health::TransitiveHealth>(),
+    planner::<persistence::PersistenceChecks>(),
+];
 
 /// Builds outcomes for one runtime, timing each check.
 pub struct Recorder {
@@ -60,8 +106,7 @@ impl Recorder {
     pub fn push(&mut self, id: &CheckId, service: Option<&str>, verdict: Verdict, message: String, seconds: f64) {
         self.outcomes.push(CheckOutcome {
             runtime: self.runtime,
-            area: id.area.to_string(),
-            name: id.name.clone(),
+            id: id.clone(),
             verdict,
             message,
             service: service.map(String::from),
@@ -113,12 +158,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn slugs_and_trial_names() {
+    fn slugs() {
         assert_eq!(slug("/analysis/summary"), "analysis_summary");
         assert_eq!(slug("/"), "root");
-        assert_eq!(
-            CheckId::new("dns", "nginx_cannot_resolve_db").trial_name(RuntimeKind::PodmanRootless),
-            "podman_rootless::dns::nginx_cannot_resolve_db"
-        );
     }
 }

@@ -6,11 +6,12 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::{CheckId, Recorder};
+use super::{Announce, Area, CheckArea, CheckId, Recorder, Selected};
+use crate::compose::file::ComposeFile;
 use crate::compose::Action;
 use crate::outcome::Verdict;
 use crate::runtime::{exec, Interrupt};
-use crate::spec::Persistence;
+use crate::spec::{Persistence, Spec};
 use crate::stack::Stack;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
@@ -27,8 +28,109 @@ pub fn plan(p: &Option<Persistence>) -> Vec<CheckId> {
         "kill_9_keeps_acknowledged_rows",
     ]
     .into_iter()
-    .map(|n| CheckId::new("persistence", n))
+    .map(|n| CheckId::new(Area::Persistence, n))
     .collect()
+}
+
+/// The persistence area (destructive: restarts, recreates and kills the database; runs last).
+pub struct PersistenceChecks {
+    pub ids: Vec<CheckId>,
+}
+
+impl CheckArea for PersistenceChecks {
+    fn plan(spec: &Spec, _compose: &ComposeFile) -> Self {
+        Self {
+            ids: plan(&spec.persistence),
+        }
+    }
+
+    fn announce(&self) -> Announce {
+        Announce::Always("persistence")
+    }
+
+    fn ids(&self) -> Vec<CheckId> {
+        self.ids.clone()
+    }
+
+    fn run(&self, stack: &Stack, spec: &Spec, selected: Selected<'_>, rec: &mut Recorder) {
+        run(stack, &spec.persistence, selected, rec)
+    }
+}
+
+/// The table holding the data set whose survival the checks prove.
+const DATA_TABLE: &str = "hydra_persistence";
+
+/// What reading the data set found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataSet {
+    /// `count` rows with this checksum of their contents.
+    Rows { count: i64, checksum: String },
+    /// The table is not there at all: the volume did not keep it.
+    TableMissing,
+}
+
+/// What the data set had to survive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disruption {
+    /// `down` then `up`, keeping volumes.
+    DownUp,
+    /// A forced recreation of the database container.
+    ForceRecreate,
+}
+
+impl Disruption {
+    /// (what came before, what came after, the whole operation) in the stack's terms.
+    fn words(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Disruption::DownUp => ("down", "up", "down and up without removing volumes"),
+            Disruption::ForceRecreate => (
+                "the forced recreation",
+                "the container was recreated",
+                "a forced recreation of the container",
+            ),
+        }
+    }
+}
+
+/// Judges whether the data set written before `disruption` is still there after it (pure): a
+/// missing table, a different row count and different contents each get their own wording,
+/// naming the service and its volume.
+pub fn judge_survival(
+    disruption: Disruption,
+    service: &str,
+    volume: &str,
+    before: &(i64, String),
+    after: &DataSet,
+) -> Result<String, String> {
+    let (pre, post, what) = disruption.words();
+    let (rows, sum) = before;
+    let (count, checksum) = match after {
+        DataSet::TableMissing => {
+            return Err(format!(
+                "{service}: the rows written before {pre} are gone after {post}: table {DATA_TABLE} no longer exists, volume {volume} did not keep the data"
+            ))
+        }
+        DataSet::Rows { count, checksum } => (*count, checksum),
+    };
+    if count < *rows {
+        Err(format!(
+            "{service}: {} of the {rows} rows written before {pre} are missing after {post} (volume {volume})",
+            rows - count
+        ))
+    } else if count > *rows {
+        Err(format!(
+            "{service}: {count} rows after {post} where {rows} were written before {pre} (volume {volume})"
+        ))
+    } else if checksum != sum {
+        Err(format!(
+            "{service}: the {rows} rows written before {pre} are there after {post} but their contents changed (checksum {sum} before, {checksum} after; volume {volume})"
+        ))
+    } else {
+        Ok(format!(
+            "{count} rows, checksum {} unchanged after {what}",
+            &checksum[..checksum.len().min(12)]
+        ))
+    }
 }
 
 struct Db<'a> {
@@ -105,11 +207,23 @@ impl Db<'_> {
         }
     }
 
-    fn checksum(&self) -> Result<(i64, String), String> {
+    /// Reads the data set's row count and checksum; a missing table is an observation, not an
+    /// error.
+    fn data_set(&self) -> Result<DataSet, String> {
         let c = self.connect(Duration::from_secs(60))?;
-        self.block_on(c.query_one("SELECT count(*), coalesce(md5(string_agg(id::text || ':' || payload, ',' ORDER BY id)), '') FROM hydra_persistence", &[]))?
-            .map(|r| (r.get::<_, i64>(0), r.get::<_, String>(1)))
-            .map_err(|e| format!("checksum query: {e}"))
+        let sql = format!("SELECT count(*), coalesce(md5(string_agg(id::text || ':' || payload, ',' ORDER BY id)), '') FROM {DATA_TABLE}");
+        match self.block_on(c.query_one(&sql, &[]))? {
+            Ok(r) => Ok(DataSet::Rows {
+                count: r.get(0),
+                checksum: r.get(1),
+            }),
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => Ok(DataSet::TableMissing),
+            Err(e) => Err(format!(
+                "{}: reading the data set (table {DATA_TABLE}) failed: {}",
+                self.spec.service,
+                db_error(&e)
+            )),
+        }
     }
 
     fn seed(&self) -> Result<(i64, String), String> {
@@ -122,14 +236,28 @@ impl Db<'_> {
             self.spec.rows
         );
         self.block_on(c.batch_execute(&sql))?
-            .map_err(|e| format!("seeding the data set: {e}"))?;
-        self.checksum()
+            .map_err(|e| format!("{}: seeding the data set: {}", self.spec.service, db_error(&e)))?;
+        match self.data_set()? {
+            DataSet::Rows { count, checksum } => Ok((count, checksum)),
+            DataSet::TableMissing => Err(format!(
+                "{}: table {DATA_TABLE} is missing right after it was created",
+                self.spec.service
+            )),
+        }
+    }
+}
+
+/// A database error with the server's message (the driver's `Display` says only `db error`).
+fn db_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
     }
 }
 
 /// Runs the persistence checks that `selected` keeps. They restart and kill the db, so they run
 /// last and leave the stack healthy again.
-pub fn run(stack: &Stack, spec: &Option<Persistence>, selected: &dyn Fn(&CheckId) -> bool, rec: &mut Recorder) {
+pub fn run(stack: &Stack, spec: &Option<Persistence>, selected: Selected<'_>, rec: &mut Recorder) {
     let Some(p) = spec else { return };
     let ids = plan(spec);
     if !ids.iter().any(selected) {
@@ -169,14 +297,8 @@ pub fn run(stack: &Stack, spec: &Option<Persistence>, selected: &dyn Fn(&CheckId
             stack
                 .restart_keeping_volumes(READY_TIMEOUT)
                 .map_err(|e| format!("down/up keeping volumes failed: {e}"))?;
-            let after = db.checksum()?;
-            compare(
-                "down and up without removing volumes",
-                &p.service,
-                &p.volume,
-                &before,
-                &after,
-            )
+            let after = db.data_set()?;
+            judge_survival(Disruption::DownUp, &p.service, &p.volume, &before, &after)
         });
     }
     // Checks not reached are marked interrupted by the caller.
@@ -215,12 +337,12 @@ pub fn run(stack: &Stack, spec: &Option<Persistence>, selected: &dyn Fn(&CheckId
             rec.check(&ids[1], svc, || {
                 let before = baseline.clone()?;
                 recreate.clone().map_err(|e| format!("force-recreate failed: {e}"))?;
-                compare(
-                    "a forced recreation of the container",
+                judge_survival(
+                    Disruption::ForceRecreate,
                     &p.service,
                     &p.volume,
                     &before,
-                    &db.checksum()?,
+                    &db.data_set()?,
                 )
             });
         }
@@ -236,27 +358,6 @@ pub fn run(stack: &Stack, spec: &Option<Persistence>, selected: &dyn Fn(&CheckId
     }
     if selected(&ids[3]) && !exec::is_cancelled() {
         rec.check(&ids[3], svc, || kill_during_commits(&db));
-    }
-}
-
-fn compare(
-    what: &str,
-    service: &str,
-    volume: &str,
-    before: &(i64, String),
-    after: &(i64, String),
-) -> Result<String, String> {
-    if before == after {
-        Ok(format!(
-            "{} rows, checksum {} unchanged after {what}",
-            after.0,
-            &after.1[..after.1.len().min(12)]
-        ))
-    } else {
-        Err(format!(
-            "{service}: data in volume {volume} changed after {what}: {} rows/{} before, {} rows/{} after",
-            before.0, before.1, after.0, after.1
-        ))
     }
 }
 
@@ -353,13 +454,71 @@ fn kill_during_commits(db: &Db<'_>) -> Result<String, String> {
 mod tests {
     use super::*;
 
+    fn rows(count: i64, checksum: &str) -> DataSet {
+        DataSet::Rows {
+            count,
+            checksum: checksum.into(),
+        }
+    }
+
     #[test]
-    fn compare_names_service_volume_and_both_checksums() {
-        assert!(compare("x", "db", "db_data", &(5, "a".into()), &(5, "a".into())).is_ok());
-        let e = compare("down and up", "db", "db_data", &(5, "abc".into()), &(0, "".into())).unwrap_err();
-        assert!(
-            e.contains("db: data in volume db_data changed after down and up") && e.contains("abc"),
-            "{e}"
+    fn unchanged_data_passes_with_count_and_checksum() {
+        let ok = judge_survival(Disruption::DownUp, "db", "db_data", &(5, "abc".into()), &rows(5, "abc")).unwrap();
+        assert_eq!(
+            ok,
+            "5 rows, checksum abc unchanged after down and up without removing volumes"
+        );
+    }
+
+    #[rstest::rstest]
+    #[case::down_up(
+        Disruption::DownUp,
+        "db: the rows written before down are gone after up: table hydra_persistence no longer exists"
+    )]
+    #[case::force_recreate(
+        Disruption::ForceRecreate,
+        "db: the rows written before the forced recreation are gone after the container was recreated"
+    )]
+    fn a_missing_table_says_the_rows_are_gone(#[case] disruption: Disruption, #[case] start: &str) {
+        let e = judge_survival(
+            disruption,
+            "db",
+            "db_data",
+            &(1000, "abc".into()),
+            &DataSet::TableMissing,
+        )
+        .unwrap_err();
+        assert!(e.starts_with(start), "{e}");
+        assert!(e.contains("volume db_data"), "{e}");
+    }
+
+    #[test]
+    fn fewer_or_more_rows_are_counted() {
+        let e = judge_survival(Disruption::DownUp, "db", "db_data", &(1000, "abc".into()), &rows(0, "")).unwrap_err();
+        assert_eq!(
+            e,
+            "db: 1000 of the 1000 rows written before down are missing after up (volume db_data)"
+        );
+        let e = judge_survival(Disruption::DownUp, "db", "db_data", &(10, "abc".into()), &rows(12, "x")).unwrap_err();
+        assert_eq!(
+            e,
+            "db: 12 rows after up where 10 were written before down (volume db_data)"
+        );
+    }
+
+    #[test]
+    fn changed_contents_show_both_checksums() {
+        let e = judge_survival(
+            Disruption::DownUp,
+            "db",
+            "db_data",
+            &(10, "abc".into()),
+            &rows(10, "def"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "db: the 10 rows written before down are there after up but their contents changed (checksum abc before, def after; volume db_data)"
         );
     }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Duration;
 
-use super::{CheckId, Recorder};
+use super::{Announce, Area, CheckArea, CheckId, Recorder, Selected};
 use crate::compose::file::ComposeFile;
 use crate::runtime::inspect::{ContainerInspect, Published};
 use crate::spec::Spec;
@@ -61,7 +61,7 @@ pub fn plan(spec: &Spec, compose: &ComposeFile) -> Vec<PortCheck> {
     let mut out = Vec::new();
     for (svc, s) in &spec.services {
         for &port in &s.published {
-            let p = |what: &str| CheckId::new("ports", format!("{svc}_{port}_{what}"));
+            let p = |what: &str| CheckId::new(Area::Ports, format!("{svc}_{port}_{what}"));
             out.push(PortCheck::BoundToBindIpOnly {
                 id: p("bound_to_bind_ip_only"),
                 service: svc.clone(),
@@ -80,7 +80,7 @@ pub fn plan(spec: &Spec, compose: &ComposeFile) -> Vec<PortCheck> {
         }
         for &port in s.internal.iter().filter(|p| !s.published.contains(p)) {
             out.push(PortCheck::NotPublished {
-                id: CheckId::new("ports", format!("{svc}_{port}_not_published")),
+                id: CheckId::new(Area::Ports, format!("{svc}_{port}_not_published")),
                 service: svc.clone(),
                 port,
             });
@@ -96,7 +96,7 @@ pub fn plan(spec: &Spec, compose: &ComposeFile) -> Vec<PortCheck> {
                 let shared = fs.networks.keys().any(|n| target.networks.contains_key(n));
                 let verb = if shared { "reachable_from" } else { "unreachable_from" };
                 out.push(PortCheck::Internal {
-                    id: CheckId::new("ports", format!("{svc}_{port}_{verb}_{from}")),
+                    id: CheckId::new(Area::Ports, format!("{svc}_{port}_{verb}_{from}")),
                     service: svc.clone(),
                     port,
                     from: from.clone(),
@@ -106,6 +106,31 @@ pub fn plan(spec: &Spec, compose: &ComposeFile) -> Vec<PortCheck> {
         }
     }
     out
+}
+
+/// The ports area: published and internal ports of every service the spec describes.
+pub struct Ports {
+    pub checks: Vec<PortCheck>,
+}
+
+impl CheckArea for Ports {
+    fn plan(spec: &Spec, compose: &ComposeFile) -> Self {
+        Self {
+            checks: plan(spec, compose),
+        }
+    }
+
+    fn announce(&self) -> Announce {
+        Announce::Always("ports")
+    }
+
+    fn ids(&self) -> Vec<CheckId> {
+        self.checks.iter().map(|c| c.id().clone()).collect()
+    }
+
+    fn run(&self, stack: &Stack, _spec: &Spec, selected: Selected<'_>, rec: &mut Recorder) {
+        run(stack, &self.checks, selected, rec)
+    }
 }
 
 /// Judges the engine's bindings for one container port (pure).
@@ -159,7 +184,7 @@ fn connect(addr: SocketAddr) -> std::io::Result<()> {
 }
 
 /// Runs the port checks that `selected` keeps.
-pub fn run(stack: &Stack, checks: &[PortCheck], selected: &dyn Fn(&CheckId) -> bool, rec: &mut Recorder) {
+pub fn run(stack: &Stack, checks: &[PortCheck], selected: Selected<'_>, rec: &mut Recorder) {
     let checks: Vec<&PortCheck> = checks.iter().filter(|c| selected(c.id())).collect();
     if checks.is_empty() {
         return;

@@ -421,7 +421,7 @@ struct ValidateArgs {
 }
 
 fn cmd_validate(args: &ValidateArgs) -> Result<i32, HarnessError> {
-    use hydra::outcome::{CheckOutcome, RunSummary, Verdict};
+    use hydra::outcome::{CheckId, CheckOutcome, RunSummary, Verdict};
     use hydra::validate::{self, Availability, Plan};
     let spec_path = args.spec.clone().unwrap_or_else(hydra::spec::bundled_spec_file);
     let plan = Plan::new(hydra::spec::Spec::load(&spec_path, &args.compose)?)?;
@@ -450,16 +450,10 @@ fn cmd_validate(args: &ValidateArgs) -> Result<i32, HarnessError> {
         if let Some((broken, reason)) = not_usable {
             eprintln!("{} {kind}: {reason}", if broken { "FAIL" } else { "SKIP" });
             unusable |= broken;
-            summary.outcomes.push(CheckOutcome {
-                runtime: kind,
-                area: "lifecycle".into(),
-                name: "runtime_available".into(),
-                verdict: if broken { Verdict::Fail } else { Verdict::Skip },
-                message: reason,
-                service: None,
-                logs: None,
-                seconds: 0.0,
-            });
+            let verdict = if broken { Verdict::Fail } else { Verdict::Skip };
+            summary
+                .outcomes
+                .push(CheckOutcome::runtime_unavailable(kind, verdict, reason));
             continue;
         }
         let progress = output::Progress::new(kind.name());
@@ -483,11 +477,12 @@ fn cmd_validate(args: &ValidateArgs) -> Result<i32, HarnessError> {
         written.parity_md.display(),
         written.parity_json.display()
     );
+    let unavailable = CheckId::runtime_available();
     let failed = summary
         .outcomes
         .iter()
-        .any(|o| o.verdict == Verdict::Fail && !(o.area == "lifecycle" && o.name == "runtime_available"));
-    let ran = summary.outcomes.iter().any(|o| o.name != "runtime_available");
+        .any(|o| o.verdict == Verdict::Fail && o.id != unavailable);
+    let ran = summary.outcomes.iter().any(|o| o.id != unavailable);
     // Reports are written either way, so that a cancelled CI job still has its JUnit file.
     Ok(if runtime::exec::is_cancelled() {
         eprintln!("interrupted: checks that did not finish are marked interrupted in the reports");

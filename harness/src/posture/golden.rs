@@ -113,7 +113,14 @@ fn facts_line(f: &ContainerFacts) -> String {
 
 fn write_outcomes(text: &mut String, label: &str, outcomes: &[CheckOutcome]) {
     for o in outcomes {
-        writeln!(text, "{label} | {} | {:?} | {}", o.name, o.verdict, o.message).unwrap();
+        writeln!(
+            text,
+            "{label} | {} | {:?} | {}",
+            o.id.name_in_area(),
+            o.verdict,
+            o.message
+        )
+        .unwrap();
     }
 }
 
@@ -162,7 +169,7 @@ fn render() -> String {
                 for (i, host) in host_views().iter().enumerate() {
                     let mut out = check_kernel(&c, &service, &f, &report, host);
                     if i > 0 {
-                        out.retain(|o| o.name.ends_with("::userns_mapping"));
+                        out.retain(|o| o.id.name_in_area().ends_with("::userns_mapping"));
                     }
                     write_outcomes(&mut text, &format!("{file} kernel {label} host{i}"), &out);
                 }

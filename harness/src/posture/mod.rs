@@ -38,6 +38,25 @@ impl PostureConfig {
     }
 }
 
+/// The posture checks of a stack with these services: every rule for every service, named
+/// `posture::<service>::<rule>` as [`evaluate`] reports them. Pure.
+pub fn plan<'a>(services: impl IntoIterator<Item = &'a String>) -> Vec<crate::outcome::CheckId> {
+    use crate::outcome::{Area, CheckId as Id};
+    services
+        .into_iter()
+        .flat_map(|s| {
+            Rule::ALL
+                .iter()
+                .map(move |r| Id::of_service(Area::Posture, s.as_str(), r.name()))
+        })
+        .collect()
+}
+
+/// Whether `id` is a resource-limit rule, which a rootless engine on cgroup v1 cannot enforce.
+pub fn is_limit(id: &crate::outcome::CheckId) -> bool {
+    id.area == crate::outcome::Area::Posture && Rule::ALL.iter().any(|r| r.is_limit() && r.name() == id.name)
+}
+
 /// Everything one evaluation saw, for callers that want more than outcomes.
 #[derive(Debug, Clone)]
 pub struct Evaluation {
@@ -48,8 +67,7 @@ pub struct Evaluation {
     pub probes: BTreeMap<String, ProbeReport>,
 }
 
-/// Evaluates every posture check for every service of `stack`: `area = "posture"`,
-/// `name = "<service>::<check>"`.
+/// Evaluates every posture check for every service of `stack`: ids as [`plan`] makes them.
 pub fn evaluate(stack: &Stack, config: &PostureConfig) -> Result<Vec<CheckOutcome>> {
     Ok(evaluate_detailed(stack, config)?.outcomes)
 }

@@ -599,9 +599,12 @@ mod tests {
         );
         assert_eq!(out.len(), 9);
         for o in &out {
-            assert_eq!(o.verdict, Verdict::Pass, "{}: {}", o.name, o.message);
+            assert_eq!(o.verdict, Verdict::Pass, "{}: {}", o.id.name_in_area(), o.message);
         }
-        let proof = out.iter().find(|o| o.name == "db::userns_mapping").unwrap();
+        let proof = out
+            .iter()
+            .find(|o| o.id.name_in_area() == "db::userns_mapping")
+            .unwrap();
         assert!(
             proof
                 .message
@@ -628,7 +631,7 @@ mod tests {
                 note: String::new(),
             },
         );
-        let get = |n: &str| out.iter().find(|o| o.name == format!("db::{n}")).unwrap();
+        let get = |n: &str| out.iter().find(|o| o.id.name_in_area() == format!("db::{n}")).unwrap();
         assert_eq!(get("kernel_seccomp").verdict, Verdict::Fail);
         assert!(
             get("kernel_seccomp")
@@ -698,7 +701,10 @@ mod tests {
             &r,
             &HostView::default(),
         );
-        let o = out.iter().find(|o| o.name == "db::kernel_raw_socket").unwrap();
+        let o = out
+            .iter()
+            .find(|o| o.id.name_in_area() == "db::kernel_raw_socket")
+            .unwrap();
         assert_eq!(o.verdict, Verdict::Skip);
         assert!(o.message.contains("no perl"), "{}", o.message);
     }

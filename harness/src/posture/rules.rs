@@ -60,8 +60,7 @@ pub fn outcome(ctx: &Context, service: &str, rule: Rule, verdict: Verdict, cause
     };
     CheckOutcome {
         runtime: ctx.runtime,
-        area: "posture".into(),
-        name: format!("{service}::{}", rule.name()),
+        id: crate::outcome::CheckId::of_service(crate::outcome::Area::Posture, service, rule.name()),
         verdict,
         message,
         service: Some(service.to_string()),
@@ -423,7 +422,7 @@ mod tests {
             f.resolve_seccomp(&crate::workspace::root().join("compose"));
             let service = f.service.clone().unwrap();
             for o in check_config(&ctx(runtime), &config(), &service, &f) {
-                out.insert(o.name.clone(), o);
+                out.insert(o.id.name_in_area(), o);
             }
         }
         out
@@ -440,14 +439,17 @@ mod tests {
         let out = run(file, runtime);
         assert_eq!(out.len(), 19);
         for o in out.values() {
-            let limit = o.name.ends_with("memory_limit") || o.name.ends_with("pids_limit");
+            let limit = o.id.name_in_area().ends_with("memory_limit") || o.id.name_in_area().ends_with("pids_limit");
             if runtime == RuntimeKind::PodmanRootless && limit {
                 assert_eq!(o.verdict, Verdict::NotEnforceable, "{}", o.message);
             } else {
-                assert_eq!(o.verdict, Verdict::Pass, "{}: {}", o.name, o.message);
+                assert_eq!(o.verdict, Verdict::Pass, "{}: {}", o.id.name_in_area(), o.message);
             }
         }
-        let secret = out.values().find(|o| o.name.ends_with("::secret_env")).unwrap();
+        let secret = out
+            .values()
+            .find(|o| o.id.name_in_area().ends_with("::secret_env"))
+            .unwrap();
         assert!(secret.message.contains("allowed:"), "{}", secret.message);
     }
 
@@ -489,10 +491,10 @@ mod tests {
                 o.message
             );
         }
-        let failed: Vec<&String> = out
+        let failed: Vec<String> = out
             .values()
             .filter(|o| o.verdict == Verdict::Fail)
-            .map(|o| &o.name)
+            .map(|o| o.id.name_in_area())
             .collect();
         assert_eq!(failed.len(), expected.len(), "{failed:?}");
     }
@@ -526,7 +528,10 @@ mod tests {
         )
         .unwrap();
         let out = check_config(&ctx(RuntimeKind::Docker), &c, "analysis-engine", &f);
-        let caps = out.iter().find(|o| o.name == "analysis-engine::capabilities").unwrap();
+        let caps = out
+            .iter()
+            .find(|o| o.id.name_in_area() == "analysis-engine::capabilities")
+            .unwrap();
         assert_eq!(caps.verdict, Verdict::Fail);
         assert!(
             caps.message.contains("CAP_NET_RAW") && !caps.message.contains("CAP_SYS_ADMIN"),
@@ -535,7 +540,10 @@ mod tests {
         );
         f.caps.bounding.remove("NET_RAW");
         let out = check_config(&ctx(RuntimeKind::Docker), &c, "analysis-engine", &f);
-        let caps = out.iter().find(|o| o.name == "analysis-engine::capabilities").unwrap();
+        let caps = out
+            .iter()
+            .find(|o| o.id.name_in_area() == "analysis-engine::capabilities")
+            .unwrap();
         assert_eq!(caps.verdict, Verdict::Pass);
         assert!(caps.message.contains("allowed: needs mounts"), "{}", caps.message);
     }
@@ -566,14 +574,17 @@ mod tests {
         let mut f = parse_facts(&fixture("docker-db.json")).unwrap().remove(0);
         f.seccomp = Seccomp::EngineDefault;
         let out = check_config(&ctx(RuntimeKind::Docker), &config(), "db", &f);
-        let s = out.iter().find(|o| o.name == "db::seccomp").unwrap();
+        let s = out.iter().find(|o| o.id.name_in_area() == "db::seccomp").unwrap();
         assert_eq!(s.verdict, Verdict::Fail);
         assert!(s.message.contains("engine's default profile"), "{}", s.message);
         let mut relaxed = ctx(RuntimeKind::Docker);
         relaxed.project_seccomp = None;
         let out = check_config(&relaxed, &config(), "db", &f);
         assert_eq!(
-            out.iter().find(|o| o.name == "db::seccomp").unwrap().verdict,
+            out.iter()
+                .find(|o| o.id.name_in_area() == "db::seccomp")
+                .unwrap()
+                .verdict,
             Verdict::Pass
         );
     }

@@ -97,7 +97,7 @@ fn test_case(o: &CheckOutcome, redactor: Option<&Redactor>) -> TestCase {
         Verdict::Fail => {
             let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
             s.set_message(attribute(&full))
-                .set_type(format!("{}-check-failed", xml_text(&o.area, redactor)));
+                .set_type(format!("{}-check-failed", o.id.area));
             s.set_description(full.clone());
             s
         }
@@ -111,11 +111,8 @@ fn test_case(o: &CheckOutcome, redactor: Option<&Redactor>) -> TestCase {
             s
         }
     };
-    let mut case = TestCase::new(
-        format!("{}::{}", xml_text(&o.area, redactor), xml_text(&o.name, redactor)),
-        status,
-    );
-    case.set_classname(format!("{}::{}", o.runtime.ident(), xml_text(&o.area, redactor)));
+    let mut case = TestCase::new(xml_text(&o.id.to_string(), redactor), status);
+    case.set_classname(format!("{}::{}", o.runtime.ident(), o.id.area));
     case.set_time(seconds(o.seconds));
     case.add_property(Property::new("hydra.verdict", verdict_label(o.verdict)));
     if let Some(svc) = &o.service {
@@ -163,6 +160,7 @@ fn seconds(s: f64) -> Duration {
 mod tests {
     use super::super::fixtures::{self, outcome, SECRET};
     use super::*;
+    use crate::outcome::Area;
     use crate::runtime::RuntimeKind;
     use quick_xml::events::Event;
     use rstest::rstest;
@@ -205,7 +203,7 @@ mod tests {
 
     #[test]
     fn nasty_logs_survive_cleaned_and_the_xml_is_well_formed() {
-        let mut o = outcome(RuntimeKind::Docker, "health", "db_healthy", Verdict::Fail);
+        let mut o = outcome(RuntimeKind::Docker, Area::Health, "db_healthy", Verdict::Fail);
         o.service = Some("db".into());
         o.message = "not healthy after 60s".into();
         o.logs =
@@ -293,7 +291,7 @@ mod tests {
         #[case] kind: Option<&str>,
         #[case] expected_message: Option<&str>,
     ) {
-        let mut o = outcome(RuntimeKind::Podman, "ports", "x", verdict);
+        let mut o = outcome(RuntimeKind::Podman, Area::Ports, "x", verdict);
         if verdict == Verdict::Fail {
             o.service = Some("api".into());
         }

@@ -135,7 +135,7 @@ pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
 pub(crate) mod fixtures {
     use std::collections::BTreeMap;
 
-    use crate::outcome::{CheckOutcome, Observation, RunSummary, RuntimeInfo, Verdict};
+    use crate::outcome::{Area, CheckId, CheckOutcome, Observation, RunSummary, RuntimeInfo, Verdict};
     use crate::runtime::RuntimeKind;
 
     /// The password every fixture leaks somewhere, and the redactor that knows it.
@@ -145,11 +145,16 @@ pub(crate) mod fixtures {
         super::Redactor::from_pairs([("POSTGRES_PASSWORD", SECRET)])
     }
 
-    pub fn outcome(runtime: RuntimeKind, area: &str, name: &str, verdict: Verdict) -> CheckOutcome {
+    /// An outcome of `<area>::<name>`, or of `<area>::<service>::<check>` for a posture name
+    /// `<service>::<check>`.
+    pub fn outcome(runtime: RuntimeKind, area: Area, name: &str, verdict: Verdict) -> CheckOutcome {
+        let id = match name.split_once("::") {
+            Some((service, check)) => CheckId::of_service(area, service, check),
+            None => CheckId::new(area, name),
+        };
         CheckOutcome {
             runtime,
-            area: area.into(),
-            name: name.into(),
+            id,
             verdict,
             message: String::new(),
             service: None,
@@ -185,10 +190,10 @@ pub(crate) mod fixtures {
         use Verdict::*;
         let mut outcomes = Vec::new();
         for rt in RuntimeKind::ALL {
-            outcomes.push(outcome(rt, "dns", "nginx_resolves_api", Pass));
-            outcomes.push(outcome(rt, "ports", "only_nginx_published", Pass));
-            outcomes.push(outcome(rt, "persistence", "db_survives_restart", Pass));
-            let mut health = outcome(rt, "health", "db_healthy", Pass);
+            outcomes.push(outcome(rt, Area::Dns, "nginx_resolves_api", Pass));
+            outcomes.push(outcome(rt, Area::Ports, "only_nginx_published", Pass));
+            outcomes.push(outcome(rt, Area::Persistence, "db_survives_restart", Pass));
+            let mut health = outcome(rt, Area::Health, "db_healthy", Pass);
             if rt == PodmanRootless {
                 health.verdict = Fail;
                 health.service = Some("db".into());
@@ -199,14 +204,14 @@ pub(crate) mod fixtures {
                 health.seconds = 61.5;
             }
             outcomes.push(health);
-            let mut mem = outcome(rt, "posture", "api::memory_limit", Pass);
+            let mut mem = outcome(rt, Area::Posture, "api::memory_limit", Pass);
             mem.service = Some("api".into());
             if rt == PodmanRootless {
                 mem.verdict = NotEnforceable;
                 mem.message = "memory limits need cgroup v2 for rootless".into();
             }
             outcomes.push(mem);
-            let mut seccomp = outcome(rt, "posture", "api::seccomp", Pass);
+            let mut seccomp = outcome(rt, Area::Posture, "api::seccomp", Pass);
             if rt == Podman {
                 seccomp.verdict = Skip;
                 seccomp.message = "seccomp profile not accepted by this runtime".into();
@@ -290,7 +295,7 @@ mod tests {
 
     #[test]
     fn describe_names_service_and_cause() {
-        let mut o = fixtures::outcome(RuntimeKind::Docker, "health", "db", Verdict::Fail);
+        let mut o = fixtures::outcome(RuntimeKind::Docker, crate::outcome::Area::Health, "db", Verdict::Fail);
         assert_eq!(describe(&o), "fail");
         o.service = Some("db".into());
         assert_eq!(describe(&o), "db: fail");

@@ -76,6 +76,18 @@ pub struct CheckRow {
     pub results: BTreeMap<String, Cell>,
 }
 
+impl CheckRow {
+    /// A markdown line with this check's message under runtime `r`.
+    fn note(&self, r: &str, cell: &Cell) -> String {
+        format!(
+            "- `{}::{}` under {r}: {}",
+            self.area,
+            self.name,
+            md_inline(&cell.message)
+        )
+    }
+}
+
 /// One check under one runtime.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cell {
@@ -134,7 +146,7 @@ impl ParityReport {
                 message,
                 seconds: o.seconds,
             };
-            let key = (clean(&o.area, redactor), clean(&o.name, redactor));
+            let key = (o.id.area.to_string(), clean(&o.id.name_in_area(), redactor));
             // A repeated check under one runtime keeps its worst verdict (Fail sorts after Pass).
             let results = rows.entry(key).or_default();
             match results.get(o.runtime.ident()) {
@@ -253,24 +265,25 @@ impl ParityReport {
                 "\n**The run was interrupted:** {interrupted} checks did not finish (shown as `interrupted`)."
             );
         }
+        self.checks_markdown(&mut md);
+        self.observations_markdown(&mut md);
+        self.environment_markdown(&mut md);
+        md
+    }
 
+    /// The check sections: divergences with their messages, then the rows that agree.
+    fn checks_markdown(&self, md: &mut String) {
         let (divergent, same): (Vec<&CheckRow>, Vec<&CheckRow>) = self.checks.iter().partition(|r| r.divergent);
         let _ = writeln!(md, "\n## Divergences ({})\n", divergent.len());
         if divergent.is_empty() {
             let _ = writeln!(md, "None: every check has the same verdict under every runtime.");
         } else {
-            self.check_table(&mut md, &divergent);
+            self.check_table(md, &divergent);
             let _ = writeln!(md);
             for row in &divergent {
                 for r in &self.runtimes {
                     if let Some(cell) = row.results.get(r).filter(|c| !c.message.is_empty()) {
-                        let _ = writeln!(
-                            md,
-                            "- `{}::{}` under {r}: {}",
-                            row.area,
-                            row.name,
-                            md_inline(&cell.message)
-                        );
+                        let _ = writeln!(md, "{}", row.note(r, cell));
                     }
                 }
             }
@@ -279,14 +292,13 @@ impl ParityReport {
         if same.is_empty() {
             let _ = writeln!(md, "None.");
         } else {
-            self.check_table(&mut md, &same);
+            self.check_table(md, &same);
             let notes: Vec<String> = same
                 .iter()
                 .flat_map(|row| {
                     self.runtimes.iter().filter_map(move |r| {
                         let cell = row.results.get(r)?;
-                        (cell.verdict != Verdict::Pass && !cell.message.is_empty())
-                            .then(|| format!("- `{}::{}` under {r}: {}", row.area, row.name, md_inline(&cell.message)))
+                        (cell.verdict != Verdict::Pass && !cell.message.is_empty()).then(|| row.note(r, cell))
                     })
                 })
                 .collect();
@@ -294,7 +306,10 @@ impl ParityReport {
                 let _ = writeln!(md, "\n{}", notes.join("\n"));
             }
         }
+    }
 
+    /// What the compose tools and engines were seen doing, one row per behaviour.
+    fn observations_markdown(&self, md: &mut String) {
         let _ = writeln!(md, "\n## Observed compose tool and engine behaviour\n");
         if self.observations.is_empty() {
             let _ = writeln!(md, "Nothing recorded.");
@@ -316,7 +331,10 @@ impl ParityReport {
                 );
             }
         }
+    }
 
+    /// What each runtime was: versions, compose tool, rootless, storage, extras.
+    fn environment_markdown(&self, md: &mut String) {
         let _ = writeln!(md, "\n## Environment\n");
         if self.environment.is_empty() {
             let _ = writeln!(md, "Not recorded.");
@@ -328,28 +346,27 @@ impl ParityReport {
                 let cells: Vec<String> = self.environment.iter().map(|e| md_inline(&f(e))).collect();
                 let _ = writeln!(md, "| {label} | {} |", cells.join(" | "));
             };
-            field(&mut md, "engine version", &|e| e.engine_version.clone());
-            field(&mut md, "compose tool", &|e| {
+            field(md, "engine version", &|e| e.engine_version.clone());
+            field(md, "compose tool", &|e| {
                 format!("{} {}", e.compose_tool, e.compose_version).trim().to_string()
             });
-            field(&mut md, "rootless", &|e| {
+            field(md, "rootless", &|e| {
                 if e.rootless {
                     "yes".into()
                 } else {
                     "no".into()
                 }
             });
-            field(&mut md, "storage driver", &|e| e.storage_driver.clone());
+            field(md, "storage driver", &|e| e.storage_driver.clone());
             let mut extra_keys: Vec<&String> = self.environment.iter().flat_map(|e| e.extra.keys()).collect();
             extra_keys.sort();
             extra_keys.dedup();
             for k in extra_keys {
-                field(&mut md, &md_inline(k), &|e| {
+                field(md, &md_inline(k), &|e| {
                     e.extra.get(k).cloned().unwrap_or_else(|| "—".into())
                 });
             }
         }
-        md
     }
 
     fn check_table(&self, md: &mut String, rows: &[&CheckRow]) {
@@ -422,6 +439,7 @@ fn md_inline(text: &str) -> String {
 mod tests {
     use super::super::fixtures::{self, outcome, SECRET};
     use super::*;
+    use crate::outcome::Area;
     use rstest::rstest;
 
     #[test]
@@ -466,13 +484,13 @@ mod tests {
         let mut outcomes: Vec<_> = RuntimeKind::ALL
             .iter()
             .zip(verdicts)
-            .map(|(&rt, &v)| outcome(rt, "dns", "x", v))
+            .map(|(&rt, &v)| outcome(rt, Area::Dns, "x", v))
             .collect();
         // Every runtime has some result, so a missing `dns::x` is visible.
         outcomes.extend(
             RuntimeKind::ALL
                 .iter()
-                .map(|&rt| outcome(rt, "ports", "y", Verdict::Pass)),
+                .map(|&rt| outcome(rt, Area::Ports, "y", Verdict::Pass)),
         );
         let report = ParityReport::build(
             &RunSummary {

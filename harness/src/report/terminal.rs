@@ -52,7 +52,12 @@ pub fn render(summary: &RunSummary, redactor: Option<&Redactor>) -> String {
         for o in matching {
             let msg = clean(&describe(o), redactor);
             let mut lines = msg.lines();
-            let _ = writeln!(out, "  {}  {}", clean(&o.id(), redactor), lines.next().unwrap_or(""));
+            let _ = writeln!(
+                out,
+                "  {}  {}",
+                clean(&o.trial_name(), redactor),
+                lines.next().unwrap_or("")
+            );
             for l in lines {
                 let _ = writeln!(out, "      {l}");
             }
