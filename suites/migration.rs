@@ -14,7 +14,7 @@ use hydra::report;
 use hydra::runtime::RuntimeKind;
 use hydra::spec::Spec;
 use hydra::stack::StackOptions;
-use hydra::validate::{self, Availability, Plan, RuntimeRun};
+use hydra::session::{self, Availability, Plan, RuntimeRun};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 type Session = Arc<OnceLock<RuntimeRun>>;
@@ -50,7 +50,7 @@ fn main() {
     let runtimes = if args.list {
         RuntimeKind::ALL.iter().map(|k| (*k, Availability::Use)).collect()
     } else {
-        match validate::availability(&[], &[]) {
+        match session::availability(&[], &[]) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -59,7 +59,7 @@ fn main() {
         }
     };
     let filters: Vec<String> = args.filter.iter().cloned().collect();
-    let selected = validate::selection(&filters, &args.skip, args.exact);
+    let selected = session::selection(&filters, &args.skip, args.exact);
     let sessions: Arc<Mutex<BTreeMap<RuntimeKind, Session>>> = Default::default();
     let mut trials = Vec::new();
     for (kind, availability) in &runtimes {
@@ -67,7 +67,7 @@ fn main() {
         let session: Session = Arc::new(OnceLock::new());
         sessions.lock().unwrap().insert(kind, session.clone());
         let unenforceable = if matches!(availability, Availability::Use) && !args.list {
-            validate::not_enforceable_here(kind, &plan)
+            session::not_enforceable_here(kind, &plan)
         } else {
             Vec::new()
         };
@@ -86,7 +86,7 @@ fn main() {
                     Trial::test(name, move || {
                         let run = session.get_or_init(|| {
                             let keep = |c: &CheckId| selected(&c.trial_name(kind));
-                            validate::run(kind, &plan, &StackOptions::new(kind), &keep, &mut |e| {
+                            session::run(kind, &plan, &StackOptions::new(kind), &keep, &mut |e| {
                                 if let hydra::stack::Event::Phase(p) = e {
                                     eprintln!("{kind}: {p}");
                                 }

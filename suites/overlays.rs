@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use hydra::outcome::{trial_name, Area, CheckId, Verdict};
 use hydra::spec::Spec;
 use hydra::stack::StackOptions;
-use hydra::validate::{self, Availability, Plan};
+use hydra::session::{self, Availability, Plan};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 /// One negative fixture and what it must break.
@@ -68,7 +68,7 @@ fn main() {
             .map(|k| (*k, Availability::Use))
             .collect()
     } else {
-        validate::availability(&[], &[]).expect("runtime selection")
+        session::availability(&[], &[]).expect("runtime selection")
     };
     let mut trials = Vec::new();
     // Overlay-major order: with one stack per runtime at a time, consecutive trials on different
@@ -114,7 +114,7 @@ fn run_overlay(kind: hydra::RuntimeKind, o: &Overlay) -> Result<(), Failed> {
     ];
     let plan = Plan::new(Spec::load(&hydra::spec::bundled_spec_file(), &compose)?)?;
     let area = o.area;
-    let run = validate::run(
+    let run = session::run(
         kind,
         &plan,
         &StackOptions::new(kind),

@@ -4,12 +4,12 @@
 //! but unusable is a failing trial that says why.
 
 use hydra::runtime::RuntimeKind;
-use hydra::validate::Availability;
+use hydra::session::Availability;
 use libtest_mimic::{Failed, Trial};
 
 /// `HYDRA_RUNTIMES` (default: all) diagnosed by doctor; `HYDRA_REQUIRE` turns a skip into a failure.
 pub fn runtimes() -> Vec<(RuntimeKind, Availability)> {
-    hydra::validate::availability(&[], &[]).expect("HYDRA_RUNTIMES / HYDRA_REQUIRE")
+    hydra::session::availability(&[], &[]).expect("HYDRA_RUNTIMES / HYDRA_REQUIRE")
 }
 
 /// The trial `name` for a runtime in the state `availability`, running `check` when usable.

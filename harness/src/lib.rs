@@ -1,6 +1,6 @@
 //! Hydra harness: the policy layer over [`hydra_engine`]. It states what a migration must preserve
 //! (the `spec`), checks it on a running stack (`checks`, `posture`), runs one validation
-//! (`validate`), and reports (`outcome`, `report`). The `harness` binary is a thin CLI over both
+//! (`session`), and reports (`outcome`, `report`). The `harness` binary is a thin CLI over both
 //! crates.
 //!
 //! The engine's modules are re-exported under their own names (`hydra::runtime`, `hydra::stack`,
@@ -19,7 +19,7 @@ pub mod secrets;
 pub mod spec;
 #[cfg(test)]
 use hydra_engine::test_support;
-pub mod validate;
+pub mod session;
 
 pub use error::{HarnessError, Result};
 pub use runtime::RuntimeKind;

@@ -422,14 +422,14 @@ struct ValidateArgs {
 
 fn cmd_validate(args: &ValidateArgs) -> Result<i32, HarnessError> {
     use hydra::outcome::{CheckId, CheckOutcome, RunSummary, Verdict};
-    use hydra::validate::{self, Availability, Plan};
+    use hydra::session::{self, Availability, Plan};
     let spec_path = args.spec.clone().unwrap_or_else(hydra::spec::bundled_spec_file);
     let plan = Plan::new(hydra::spec::Spec::load(&spec_path, &args.compose)?)?;
     // One redactor for the whole run, known before anything of the run can print a secret.
     let redactor = plan.redactor()?;
     redact::install(&redactor);
-    let runtimes = validate::availability(&args.runtimes, &args.require)?;
-    let selected = validate::selection(&args.filter, &[], false);
+    let runtimes = session::availability(&args.runtimes, &args.require)?;
+    let selected = session::selection(&args.filter, &[], false);
     let mut summary = RunSummary::default();
     let mut unusable = false;
     for (kind, availability) in runtimes {
@@ -437,7 +437,7 @@ fn cmd_validate(args: &ValidateArgs) -> Result<i32, HarnessError> {
         if runtime::exec::is_cancelled() && availability == Availability::Use {
             summary
                 .outcomes
-                .extend(validate::interrupted_outcomes(kind, &plan, &|id| {
+                .extend(session::interrupted_outcomes(kind, &plan, &|id| {
                     selected(&id.trial_name(kind))
                 }));
             continue;
@@ -457,7 +457,7 @@ fn cmd_validate(args: &ValidateArgs) -> Result<i32, HarnessError> {
             continue;
         }
         let progress = output::Progress::new(kind.name());
-        let run = validate::run(
+        let run = session::run(
             kind,
             &plan,
             &args.stack.options(kind),
