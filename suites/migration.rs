@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use hydra::outcome::{CheckId, CheckOutcome, RunSummary, Verdict};
 use hydra::report;
 use hydra::runtime::RuntimeKind;
+use hydra::session::{self, Availability, Plan, RuntimeRun};
 use hydra::spec::Spec;
 use hydra::stack::StackOptions;
-use hydra::session::{self, Availability, Plan, RuntimeRun};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 type Session = Arc<OnceLock<RuntimeRun>>;

@@ -7,9 +7,9 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use hydra::outcome::{trial_name, Area, CheckId, Verdict};
+use hydra::session::{self, Availability, Plan};
 use hydra::spec::Spec;
 use hydra::stack::StackOptions;
-use hydra::session::{self, Availability, Plan};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 /// One negative fixture and what it must break.

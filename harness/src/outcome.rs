@@ -175,9 +175,11 @@ impl CheckOutcome {
     }
 }
 
-/// What was run under one runtime, for report properties.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+/// What was run under one runtime: report properties, and the parity report's environment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct RuntimeInfo {
+    /// Serialised as the runtime's ident (`podman_rootless`), `unknown` when not known.
+    #[serde(with = "runtime_ident")]
     pub runtime: Option<RuntimeKind>,
     pub engine_version: String,
     pub compose_tool: String,
@@ -186,6 +188,27 @@ pub struct RuntimeInfo {
     pub storage_driver: String,
     /// Anything else worth recording (cgroup version, network mode, health driver, ...).
     pub extra: BTreeMap<String, String>,
+}
+
+impl RuntimeInfo {
+    /// The runtime's ident, `unknown` when not known.
+    pub fn ident(&self) -> &'static str {
+        self.runtime.map(RuntimeKind::ident).unwrap_or("unknown")
+    }
+}
+
+mod runtime_ident {
+    use super::RuntimeKind;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(r: &Option<RuntimeKind>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(r.map(RuntimeKind::ident).unwrap_or("unknown"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<RuntimeKind>, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(s.parse().ok())
+    }
 }
 
 /// A behaviour a compose tool or engine showed (e.g. whether `depends_on: service_healthy` was

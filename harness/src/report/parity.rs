@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::redact::Redactor;
 use super::{clean, describe, runtime_order, write_file};
 use crate::error::Result;
-use crate::outcome::{RunSummary, Verdict};
+use crate::outcome::{RunSummary, RuntimeInfo, Verdict};
 use crate::runtime::RuntimeKind;
 
 /// Where the CLI writes `parity.md` and `parity.json` by default.
@@ -31,7 +31,8 @@ pub struct ParityReport {
     /// Observed behaviours, one row per key (sorted), divergent ones flagged.
     pub observations: Vec<ObservationRow>,
     /// What each runtime was.
-    pub environment: Vec<Environment>,
+    /// What each runtime was, sanitised and redacted.
+    pub environment: Vec<RuntimeInfo>,
 }
 
 /// Verdict counts.
@@ -105,19 +106,6 @@ pub struct ObservationRow {
     pub divergent: bool,
     /// Runtime ident → value (several values of one runtime joined with `; `).
     pub values: BTreeMap<String, String>,
-}
-
-/// What one runtime was (a [`RuntimeInfo`](crate::outcome::RuntimeInfo), sanitised and redacted).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Environment {
-    /// Runtime ident, or `unknown` when the info did not say.
-    pub runtime: String,
-    pub engine_version: String,
-    pub compose_tool: String,
-    pub compose_version: String,
-    pub rootless: bool,
-    pub storage_driver: String,
-    pub extra: BTreeMap<String, String>,
 }
 
 impl ParityReport {
@@ -206,11 +194,8 @@ impl ParityReport {
         let environment = summary
             .runtimes
             .iter()
-            .map(|i| Environment {
-                runtime: i
-                    .runtime
-                    .map(|r| r.ident().to_string())
-                    .unwrap_or_else(|| "unknown".into()),
+            .map(|i| RuntimeInfo {
+                runtime: i.runtime,
                 engine_version: clean(&i.engine_version, redactor),
                 compose_tool: clean(&i.compose_tool, redactor),
                 compose_version: clean(&i.compose_version, redactor),
@@ -339,10 +324,10 @@ impl ParityReport {
         if self.environment.is_empty() {
             let _ = writeln!(md, "Not recorded.");
         } else {
-            let heads: Vec<&str> = self.environment.iter().map(|e| e.runtime.as_str()).collect();
+            let heads: Vec<&str> = self.environment.iter().map(RuntimeInfo::ident).collect();
             let _ = writeln!(md, "| | {} |", heads.join(" | "));
             let _ = writeln!(md, "|---|{}", "---|".repeat(heads.len()));
-            let field = |md: &mut String, label: &str, f: &dyn Fn(&Environment) -> String| {
+            let field = |md: &mut String, label: &str, f: &dyn Fn(&RuntimeInfo) -> String| {
                 let cells: Vec<String> = self.environment.iter().map(|e| md_inline(&f(e))).collect();
                 let _ = writeln!(md, "| {label} | {} |", cells.join(" | "));
             };
