@@ -12,7 +12,6 @@ pub mod error;
 pub mod gc;
 pub mod images;
 pub mod labels;
-pub mod load;
 pub mod outcome;
 pub mod posture;
 pub mod readiness;
