@@ -1,6 +1,7 @@
 //! Container runtimes (docker, podman, podman-rootless): how to reach each engine, and every engine
 //! quirk the rest of the harness must not know about.
 
+pub mod environment;
 pub mod exec;
 pub mod inspect;
 pub mod rootless;
