@@ -48,15 +48,24 @@ fn per_runtime(
 ) -> anyhow::Result<Vec<String>> {
     ops::prepare_images(kind)?;
     let runtime = Runtime::resolve(kind)?;
-    let mut failed = Vec::new();
-    let mut check = |runner: &Runner, id: &str, r: anyhow::Result<()>| {
-        if let Err(e) = r {
-            let scope = format!("{GROUP}/{id}");
-            record_failure(runner.bench_dir(), kind, &scope, &e);
-            failed.push(scope);
-        }
-    };
+    let mut failed = stack_measurements(runner, kind, counts);
+    failed.extend(container_measurements(runner, &runtime, counts, tc_bin, label));
+    ops::remove_bench_containers(&runtime, label)?;
+    Ok(failed)
+}
 
+/// Records a failed measurement `id` and adds its scope to `failed`.
+fn check(runner: &Runner, kind: RuntimeKind, failed: &mut Vec<String>, id: &str, r: anyhow::Result<()>) {
+    if let Err(e) = r {
+        let scope = format!("{GROUP}/{id}");
+        record_failure(runner.bench_dir(), kind, &scope, &e);
+        failed.push(scope);
+    }
+}
+
+/// Cold start with teardown, and restart of a running stack; returns the scopes that failed.
+fn stack_measurements(runner: &mut Runner, kind: RuntimeKind, counts: &Counts) -> Vec<String> {
+    let mut failed = Vec::new();
     let cold = [
         Metric::lower(GROUP, "cold_start", "s", "`Stack::up` from no containers (images present) until every service is healthy by the harness readiness loop"),
         Metric::lower(GROUP, "teardown", "s", "`Stack::down` of a freshly started stack: compose down, label sweep, verification that nothing is left"),
@@ -79,7 +88,7 @@ fn per_runtime(
             })
         },
     );
-    check(runner, "cold_start", r);
+    check(runner, kind, &mut failed, "cold_start", r);
 
     let restart = [Metric::lower(GROUP, "restart", "s", "engine `stop -t 10` then `start` of every container of a running stack, until all healthy again (harness readiness wait)")];
     let r = ops::up(kind).and_then(|(stack, _)| {
@@ -103,8 +112,21 @@ fn per_runtime(
         ops::down(stack)?;
         result
     });
-    check(runner, "restart", r);
+    check(runner, kind, &mut failed, "restart", r);
+    failed
+}
 
+/// A single container through the CLI (attached and detached) and through testcontainers over
+/// the API socket; returns the scopes that failed.
+fn container_measurements(
+    runner: &mut Runner,
+    runtime: &Runtime,
+    counts: &Counts,
+    tc_bin: &Path,
+    label: &str,
+) -> Vec<String> {
+    let kind = runtime.kind();
+    let mut failed = Vec::new();
     let cli = [Metric::lower(GROUP, "container_cli", "s", "`<engine> run --rm` of the base image running `true` (create, start, wait, remove) through the engine CLI (rootless: via runuser)")];
     let r = runner.run(
         &Measurement {
@@ -116,14 +138,14 @@ fn per_runtime(
             elements: None,
         },
         || {
-            let t = ops::container_cli(&runtime, label)?;
+            let t = ops::container_cli(runtime, label)?;
             Ok(Iteration {
                 elapsed: t,
                 values: vec![secs(t)],
             })
         },
     );
-    check(runner, "container_cli", r);
+    check(runner, kind, &mut failed, "container_cli", r);
 
     let cli_d = [Metric::lower(
         GROUP,
@@ -141,14 +163,14 @@ fn per_runtime(
             elements: None,
         },
         || {
-            let t = ops::container_cli_detached(&runtime, label)?;
+            let t = ops::container_cli_detached(runtime, label)?;
             Ok(Iteration {
                 elapsed: t,
                 values: vec![secs(t)],
             })
         },
     );
-    check(runner, "container_cli_detached", r);
+    check(runner, kind, &mut failed, "container_cli_detached", r);
 
     // testcontainers runs in its own process per runtime (DOCKER_HOST differs).
     let api = [Metric::lower(
@@ -170,7 +192,7 @@ fn per_runtime(
             elements: None,
         },
         || {
-            let times = ops::container_api(tc_bin, &runtime, 2, label)?;
+            let times = ops::container_api(tc_bin, runtime, 2, label)?;
             let t = *times.last().context("hydra-tc returned no timing")?;
             Ok(Iteration {
                 elapsed: t,
@@ -178,7 +200,6 @@ fn per_runtime(
             })
         },
     );
-    check(runner, "container_api", r);
-    ops::remove_bench_containers(&runtime, label)?;
-    Ok(failed)
+    check(runner, kind, &mut failed, "container_api", r);
+    failed
 }

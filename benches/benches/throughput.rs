@@ -7,9 +7,9 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use hydra::load::{self, Limit, LoadSpec, Target};
 use hydra::{RuntimeKind, Stack};
 use hydra_benches::config::{self, Counts};
+use hydra_benches::load::{self, Limit, LoadSpec, Target};
 use hydra_benches::measure::{record_failure, Iteration, Measurement, Runner};
 use hydra_benches::store::Metric;
 use hydra_benches::{ops, pg};

@@ -1,8 +1,11 @@
 //! Bench settings from the environment: quick mode (`BENCH_QUICK=1`), which runtimes to measure
-//! (`HYDRA_RUNTIMES`, else every runtime `harness doctor` finds usable), and per-mode counts.
+//! (the harness's own selection: `HYDRA_RUNTIMES`, else every runtime `harness doctor` finds
+//! usable; `HYDRA_REQUIRE` makes one mandatory), and per-mode counts.
 
 use std::time::Duration;
 
+use anyhow::bail;
+use hydra::session::Availability;
 use hydra::RuntimeKind;
 
 /// How many times each measurement runs, and how long load runs last.
@@ -67,32 +70,56 @@ fn env_usize(key: &str, default: usize) -> usize {
 }
 
 /// A runtime to measure, or why not.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selected {
     Use(RuntimeKind),
+    /// Not usable here and not required: recorded in the report with the reason.
     Skip(RuntimeKind, String),
+    /// Left out by `HYDRA_RUNTIMES`: not measured, and its stored samples are kept.
+    NotSelected(RuntimeKind),
 }
 
-/// Runtimes named by `HYDRA_RUNTIMES` (else all), each checked with `doctor::diagnose`. Skips
-/// are printed with their reason.
+/// The harness's own runtime selection (`hydra::session::availability`: `HYDRA_RUNTIMES`, else
+/// every runtime, each diagnosed by doctor; `HYDRA_REQUIRE` makes a runtime mandatory). Skips
+/// are printed with their reason; a required (or explicitly selected) runtime that is not usable
+/// fails the bench run before anything is measured.
 pub fn select_runtimes() -> anyhow::Result<Vec<Selected>> {
-    let kinds = match std::env::var("HYDRA_RUNTIMES") {
-        Ok(list) if !list.trim().is_empty() => hydra::runtime::parse_list(&list)?,
-        _ => RuntimeKind::ALL.to_vec(),
-    };
-    let mut out = Vec::new();
-    for kind in kinds {
-        let report = hydra::doctor::diagnose(kind);
-        if report.usable() {
-            out.push(Selected::Use(kind));
-        } else {
-            let reason = report.reason().unwrap_or_else(|| "not usable".into());
-            eprintln!("bench: skipping {kind}: {reason}");
-            out.push(Selected::Skip(kind, reason));
+    let availability = hydra::session::availability(&[], &[])?;
+    let selection = from_availability(availability)?;
+    for sel in &selection {
+        match sel {
+            Selected::Skip(kind, reason) => eprintln!("bench: skipping {kind}: {reason}"),
+            Selected::NotSelected(kind) => eprintln!("bench: skipping {kind}: not selected (HYDRA_RUNTIMES)"),
+            Selected::Use(_) => {}
         }
+    }
+    Ok(selection)
+}
+
+/// Turns the harness's availability into the bench selection (pure): any broken runtime is an
+/// error naming each one with its reason.
+pub fn from_availability(list: Vec<(RuntimeKind, Availability)>) -> anyhow::Result<Vec<Selected>> {
+    let mut broken = Vec::new();
+    let mut out = Vec::new();
+    for (kind, availability) in list {
+        match availability {
+            Availability::Use => out.push(Selected::Use(kind)),
+            Availability::Skip(reason) if reason.starts_with(NOT_SELECTED) => out.push(Selected::NotSelected(kind)),
+            Availability::Skip(reason) => out.push(Selected::Skip(kind, reason)),
+            Availability::Broken(reason) => broken.push(format!("{kind}: {reason}")),
+        }
+    }
+    if !broken.is_empty() {
+        bail!(
+            "required runtime not usable, nothing measured:\n  {}\n  hint: fix it (`harness doctor`) or drop it from HYDRA_REQUIRE / HYDRA_RUNTIMES",
+            broken.join("\n  ")
+        );
     }
     Ok(out)
 }
+
+/// How `availability` words a runtime left out by `HYDRA_RUNTIMES` (pinned by a test).
+const NOT_SELECTED: &str = "not selected";
 
 #[cfg(test)]
 mod tests {
@@ -106,5 +133,58 @@ mod tests {
             f.cold_starts >= 10 && f.load_runs >= 10,
             "criterion needs at least 10 samples"
         );
+    }
+
+    #[test]
+    fn a_required_runtime_that_is_not_usable_fails_the_run_with_its_reason() {
+        let err = from_availability(vec![
+            (RuntimeKind::Docker, Availability::Use),
+            (
+                RuntimeKind::Podman,
+                Availability::Broken("podman: not installed".into()),
+            ),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("podman: podman: not installed") && err.contains("HYDRA_REQUIRE"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unusable_runtimes_are_skipped_with_their_reason_unless_not_selected() {
+        let sel = from_availability(vec![
+            (RuntimeKind::Docker, Availability::Use),
+            (RuntimeKind::Podman, Availability::Skip("engine down".into())),
+            (
+                RuntimeKind::PodmanRootless,
+                Availability::Skip("not selected (HYDRA_RUNTIMES / --runtime)".into()),
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            sel,
+            [
+                Selected::Use(RuntimeKind::Docker),
+                Selected::Skip(RuntimeKind::Podman, "engine down".into()),
+                Selected::NotSelected(RuntimeKind::PodmanRootless),
+            ]
+        );
+    }
+
+    /// Through the environment, as `cargo bench` runs it: `HYDRA_REQUIRE` names a runtime that
+    /// `HYDRA_RUNTIMES` leaves out, which the harness's selection reports as broken (no engine
+    /// is queried for it). The benches used to ignore `HYDRA_REQUIRE` and measure docker alone.
+    #[test]
+    fn hydra_require_is_honoured() {
+        std::env::set_var("HYDRA_RUNTIMES", "docker");
+        std::env::set_var("HYDRA_REQUIRE", "podman");
+        let result = select_runtimes();
+        std::env::remove_var("HYDRA_RUNTIMES");
+        std::env::remove_var("HYDRA_REQUIRE");
+        let err = result.expect_err("a required runtime that is not selected must fail the run");
+        let msg = format!("{err:#}");
+        assert!(msg.contains("podman: required but not selected"), "{msg}");
     }
 }

@@ -1,9 +1,10 @@
 //! The environment a comparison was measured in: cores, kernel, cgroup version, host interface
 //! MTUs and, per runtime, engine and compose versions, storage driver and network mode (rootless:
-//! slirp4netns and its MTU). Every query is best effort: a failure is recorded as text.
+//! slirp4netns and its MTU). Every engine query goes through the runtime layer
+//! (`Runtime::version`, `storage_and_cgroups`, `network_summary`); each is best effort: a failure
+//! is recorded as text.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use hydra::runtime::Runtime;
 use hydra::RuntimeKind;
@@ -30,23 +31,39 @@ pub struct RuntimeEnv {
     pub network: String,
 }
 
-/// Collects the environment for `kinds`.
+/// Collects the environment for `kinds`. The cgroup version is the one the engines report
+/// (`Runtime::storage_and_cgroups`), so the report and the harness give one answer.
 pub fn collect(kinds: &[RuntimeKind]) -> Environment {
     let mut env = Environment {
         cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         kernel: read_trim("/proc/sys/kernel/osrelease"),
-        cgroup: if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-            "v2".into()
-        } else {
-            "v1 (hybrid or legacy)".into()
-        },
+        cgroup: String::new(),
         host_mtu: host_mtus(),
         runtimes: BTreeMap::new(),
     };
+    let mut cgroups = Vec::new();
     for &kind in kinds {
-        env.runtimes.insert(kind.name().to_string(), runtime_env(kind));
+        let (runtime_env, cgroup) = runtime_env(kind);
+        cgroups.extend(cgroup.map(|c| (kind, c)));
+        env.runtimes.insert(kind.name().to_string(), runtime_env);
     }
+    env.cgroup = cgroup_summary(&cgroups);
     env
+}
+
+/// The host's cgroup version from what each engine reported (pure): `v1` when they agree,
+/// each engine's answer when they do not, `unknown` when none answered.
+pub fn cgroup_summary(reported: &[(RuntimeKind, String)]) -> String {
+    let known: Vec<&(RuntimeKind, String)> = reported.iter().filter(|(_, v)| v != "unknown").collect();
+    match known.first() {
+        None => "unknown (no engine reported one)".into(),
+        Some((_, first)) if known.iter().all(|(_, v)| v == first) => format!("v{first}"),
+        Some(_) => known
+            .iter()
+            .map(|(kind, v)| format!("{kind}: v{v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
 }
 
 fn read_trim(path: &str) -> String {
@@ -71,21 +88,17 @@ fn host_mtus() -> BTreeMap<String, u32> {
     out
 }
 
-fn runtime_env(kind: RuntimeKind) -> RuntimeEnv {
+/// What `kind` is made of, and the cgroup version its engine reports (none when unreachable).
+fn runtime_env(kind: RuntimeKind) -> (RuntimeEnv, Option<String>) {
     let runtime = match Runtime::resolve(kind) {
         Ok(r) => r,
         Err(e) => {
-            return RuntimeEnv {
+            let env = RuntimeEnv {
                 engine: format!("unavailable: {e}"),
                 ..Default::default()
-            }
+            };
+            return (env, None);
         }
-    };
-    let q = |args: &[&str]| {
-        runtime
-            .query(args)
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|e| format!("unknown ({})", first_line(&e.to_string())))
     };
     let engine = format!(
         "{} {}",
@@ -98,72 +111,14 @@ fn runtime_env(kind: RuntimeKind) -> RuntimeEnv {
         Ok(p) => format!("{} {}", p.tool, p.version),
         Err(e) => format!("unknown ({})", first_line(&e.to_string())),
     };
-    let (storage_driver, network) = match kind {
-        RuntimeKind::Docker => {
-            let mtu = q(&[
-                "network",
-                "inspect",
-                "bridge",
-                "--format",
-                "{{index .Options \"com.docker.network.driver.mtu\"}}",
-            ]);
-            (
-                q(&["info", "--format", "{{.Driver}}"]),
-                format!(
-                    "bridge (docker0), published ports via iptables DNAT / docker-proxy, bridge mtu {}",
-                    if mtu.is_empty() {
-                        "1500 (default)".to_string()
-                    } else {
-                        mtu
-                    }
-                ),
-            )
-        }
-        RuntimeKind::Podman => (
-            q(&["info", "--format", "{{.Store.GraphDriverName}}"]),
-            format!(
-                "{} bridge, rootful port forwarding",
-                q(&["info", "--format", "{{.Host.NetworkBackend}}"])
-            ),
-        ),
-        RuntimeKind::PodmanRootless => {
-            let slirp = q(&["info", "--format", "{{.Host.Slirp4NetNS.Version}}"]);
-            let slirp = slirp.lines().next().unwrap_or_default().to_string();
-            (
-                q(&["info", "--format", "{{.Store.GraphDriverName}}"]),
-                format!(
-                    "{} inside the rootless netns; slirp4netns ({slirp}), mtu {}; published ports via rootlessport",
-                    q(&["info", "--format", "{{.Host.NetworkBackend}}"]),
-                    slirp_mtu()
-                ),
-            )
-        }
-    };
-    RuntimeEnv {
+    let (storage_driver, cgroup) = runtime.storage_and_cgroups();
+    let env = RuntimeEnv {
         engine,
         compose,
         storage_driver,
-        network,
-    }
-}
-
-/// slirp4netns MTU: `mtu=` in containers.conf's `network_cmd_options`, else Podman's default.
-fn slirp_mtu() -> String {
-    let conf = std::fs::read_to_string("/etc/containers/containers.conf").unwrap_or_default();
-    parse_slirp_mtu(&conf)
-        .map(|m| m.to_string())
-        .unwrap_or_else(|| "65520 (podman default)".into())
-}
-
-/// The `mtu=N` option of `network_cmd_options` in a containers.conf text (pure).
-pub fn parse_slirp_mtu(conf: &str) -> Option<u32> {
-    conf.lines()
-        .map(str::trim)
-        .filter(|l| !l.starts_with('#') && l.starts_with("network_cmd_options"))
-        .find_map(|l| {
-            l.split(['"', '\'', ',', '[', ']', ' '])
-                .find_map(|p| p.strip_prefix("mtu=")?.parse().ok())
-        })
+        network: runtime.network_summary(),
+    };
+    (env, Some(cgroup))
 }
 
 fn first_line(s: &str) -> &str {
@@ -175,12 +130,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn slirp_mtu_from_containers_conf() {
-        assert_eq!(
-            parse_slirp_mtu("[engine]\nnetwork_cmd_options = [\"mtu=1500\", \"enable_ipv6=false\"]\n"),
-            Some(1500)
-        );
-        assert_eq!(parse_slirp_mtu("# network_cmd_options = [\"mtu=9000\"]\n"), None);
-        assert_eq!(parse_slirp_mtu(""), None);
+    fn cgroup_version_is_the_engines_answer() {
+        let d = |v: &str| (RuntimeKind::Docker, v.to_string());
+        let p = |v: &str| (RuntimeKind::Podman, v.to_string());
+        assert_eq!(cgroup_summary(&[d("1"), p("1")]), "v1");
+        assert_eq!(cgroup_summary(&[d("unknown"), p("2")]), "v2");
+        assert_eq!(cgroup_summary(&[d("1"), p("2")]), "docker: v1, podman: v2");
+        assert!(cgroup_summary(&[]).starts_with("unknown"));
     }
 }

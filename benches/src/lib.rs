@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod envinfo;
+pub mod load;
 pub mod measure;
 pub mod ops;
 pub mod pg;

@@ -162,6 +162,7 @@ impl Runner {
         let mut kinds = Vec::new();
         for sel in selection {
             match sel {
+                Selected::NotSelected(_) => {}
                 Selected::Skip(kind, reason) => {
                     kinds.push(*kind);
                     store::save_skip(self.bench_dir(), *kind, group, reason)?;

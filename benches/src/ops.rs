@@ -105,34 +105,8 @@ pub fn container_cli_detached(runtime: &Runtime, label_value: &str) -> anyhow::R
         Interrupt::Allowed,
     )?;
     let id = out.stdout.trim().lines().last().unwrap_or_default().to_string();
-    // Podman's `rm -f` stops with the default 10 s timeout first (`sleep` ignores SIGTERM as
-    // PID 1); `-t 0` kills at once, as Docker's `rm -f` and the API's force removal do.
-    let rm: &[&str] = if runtime.kind().is_podman() {
-        &["rm", "-f", "-v", "-t", "0"]
-    } else {
-        &["rm", "-f", "-v"]
-    };
-    exec::run_ok(
-        &runtime.engine().args(rm.iter().copied()).arg(id),
-        CONTAINER_TIMEOUT,
-        Interrupt::Allowed,
-    )?;
+    exec::run_ok(&runtime.remove_now(&[id]), CONTAINER_TIMEOUT, Interrupt::Allowed)?;
     Ok(t.elapsed())
-}
-
-/// The engine's Docker-compatible API socket as a `DOCKER_HOST` value.
-pub fn api_socket(runtime: &Runtime) -> String {
-    match runtime.kind() {
-        RuntimeKind::Docker => "unix:///var/run/docker.sock".into(),
-        RuntimeKind::Podman => "unix:///run/podman/podman.sock".into(),
-        RuntimeKind::PodmanRootless => {
-            let dir = runtime
-                .rootless_user()
-                .map(|u| u.runtime_dir.clone())
-                .unwrap_or_default();
-            format!("unix://{}/podman/podman.sock", dir.display())
-        }
-    }
 }
 
 /// What `hydra-tc` prints: one duration per container started and removed.
@@ -144,7 +118,7 @@ pub struct TcTimes {
 /// Starts and removes `n` containers through testcontainers (the `hydra-tc` binary, run with
 /// `DOCKER_HOST` pointing at the runtime's API socket) and returns each one's time.
 pub fn container_api(tc_bin: &Path, runtime: &Runtime, n: usize, label_value: &str) -> anyhow::Result<Vec<Duration>> {
-    let host = api_socket(runtime);
+    let host = runtime.api_socket();
     let socket = host.trim_start_matches("unix://");
     if !Path::new(socket).exists() {
         bail!("API socket {socket} does not exist (scripts/setup-host.sh starts the Podman API services)");

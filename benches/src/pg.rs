@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::load::Limit;
 use anyhow::Context;
-use hydra::load::Limit;
 use hydra::Stack;
 use serde::Serialize;
 use tokio_postgres::NoTls;

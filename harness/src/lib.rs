@@ -11,7 +11,6 @@ pub use hydra_engine::{
 };
 
 pub mod checks;
-pub mod load;
 pub mod outcome;
 pub mod posture;
 pub mod report;

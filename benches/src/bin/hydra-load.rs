@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use hydra::load::{self, Limit, LoadSpec, Target};
+use hydra_benches::load::{self, Limit, LoadSpec, Target};
 
 #[derive(Parser)]
 #[command(about = "HTTP load on a loopback URL: keep-alive connections, closed loop, fixed duration or request count")]

@@ -1,6 +1,7 @@
 //! Container runtimes (docker, podman, podman-rootless): how to reach each engine, and every engine
 //! quirk the rest of the harness must not know about.
 
+pub mod environment;
 pub mod exec;
 pub mod inspect;
 pub mod rootless;
@@ -372,18 +373,15 @@ impl Runtime {
         CgroupVersion::parse(&self.storage_and_cgroups().1)
     }
 
-    /// Storage driver and cgroup version as the engine reports them (`overlay2`, `1`).
+    /// Storage driver and cgroup version as the engine reports them (`overlay2`, `1`). The
+    /// version is the bare number for every engine: Docker says `1`, Podman `v1`.
     pub fn storage_and_cgroups(&self) -> (String, String) {
         let fmt = match self.kind {
             RuntimeKind::Docker => "{{.Driver}} {{.CgroupVersion}}",
             _ => "{{.Store.GraphDriverName}} {{.Host.CgroupsVersion}}",
         };
         let out = self.query(&["info", "--format", fmt]).unwrap_or_default();
-        let mut parts = out.split_whitespace().map(String::from);
-        (
-            parts.next().unwrap_or_else(|| "unknown".into()),
-            parts.next().unwrap_or_else(|| "unknown".into()),
-        )
+        parse_storage_and_cgroups(&out)
     }
 
     /// Engine version string (`20.10.24`, `4.3.1`).
@@ -413,6 +411,15 @@ impl CgroupVersion {
             _ => CgroupVersion::Unknown,
         }
     }
+}
+
+/// `<driver> <cgroup version>` from `info` (pure): the version without Podman's `v` prefix;
+/// `unknown` for what is missing.
+fn parse_storage_and_cgroups(out: &str) -> (String, String) {
+    let mut parts = out.split_whitespace();
+    let driver = parts.next().unwrap_or("unknown").to_string();
+    let cgroups = parts.next().map(|v| v.trim_start_matches('v')).unwrap_or("unknown");
+    (driver, cgroups.to_string())
 }
 
 /// Kinds of engine objects the harness creates and must clean up.
@@ -497,6 +504,15 @@ mod tests {
             vec![RuntimeKind::Docker, RuntimeKind::Podman]
         );
         assert!(parse_list("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn cgroup_version_is_the_bare_number_for_every_engine() {
+        let both = |out: &str| parse_storage_and_cgroups(out);
+        assert_eq!(both("overlay2 1\n"), ("overlay2".into(), "1".into()));
+        assert_eq!(both("overlay v1\n"), ("overlay".into(), "1".into()));
+        assert_eq!(both("overlay v2"), ("overlay".into(), "2".into()));
+        assert_eq!(both(""), ("unknown".into(), "unknown".into()));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The harness's HTTP load generator: a fixed number of keep-alive connections on tokio (hyper's
+//! The benches' HTTP load generator: a fixed number of keep-alive connections on tokio (hyper's
 //! HTTP/1.1 client, one connection per task, wrk-style closed loop), stopped after a fixed
 //! duration or request count. Returns counts, requests per second and latency percentiles
 //! (HdrHistogram). Targets must be loopback addresses: load is only ever sent to the stack the
