@@ -74,36 +74,25 @@ fn main() {
         for id in plan.ids() {
             let name = id.trial_name(kind);
             let why_not = unenforceable.iter().find(|(i, _)| *i == id).map(|(_, why)| why.clone());
-            let trial = match availability {
-                Availability::Use if why_not.is_some() => {
-                    // Still evaluated by the session (reports show not-enforceable); never a pass.
-                    eprintln!("NOT ENFORCEABLE {name}: {}", why_not.unwrap_or_default());
-                    Trial::test(name, || Ok(())).with_ignored_flag(true)
-                }
-                Availability::Use => {
-                    let (plan, session, selected, id) = (plan.clone(), session.clone(), selected.clone(), id.clone());
-                    let redactor = redactor.clone();
-                    Trial::test(name, move || {
-                        let run = session.get_or_init(|| {
-                            let keep = |c: &CheckId| selected(&c.trial_name(kind));
-                            session::run(kind, &plan, &StackOptions::new(kind), &keep, &mut |e| {
-                                if let hydra::stack::Event::Phase(p) = e {
-                                    eprintln!("{kind}: {p}");
-                                }
-                            })
-                        });
-                        verdict_of(run, &id)
-                            .map_err(|f| Failed::from(redactor.redact(f.message().unwrap_or_default()).into_owned()))
-                    })
-                }
-                Availability::Skip(reason) => {
-                    eprintln!("SKIP {name}: {reason}");
-                    Trial::test(name, || Ok(())).with_ignored_flag(true)
-                }
-                Availability::Broken(reason) => {
-                    let reason = reason.clone();
-                    Trial::test(name, move || Err(format!("required runtime unusable: {reason}").into()))
-                }
+            let trial = if let (Availability::Use, Some(why)) = (availability, &why_not) {
+                // Still evaluated by the session (reports show not-enforceable); never a pass.
+                eprintln!("NOT ENFORCEABLE {name}: {why}");
+                Trial::test(name, || Ok(())).with_ignored_flag(true)
+            } else {
+                let (plan, session, selected, id) = (plan.clone(), session.clone(), selected.clone(), id.clone());
+                let redactor = redactor.clone();
+                hydra_suites::trial(name, availability, move || {
+                    let run = session.get_or_init(|| {
+                        let keep = |c: &CheckId| selected(&c.trial_name(kind));
+                        session::run(kind, &plan, &StackOptions::new(kind), &keep, &mut |e| {
+                            if let hydra::stack::Event::Phase(p) = e {
+                                eprintln!("{kind}: {p}");
+                            }
+                        })
+                    });
+                    verdict_of(run, &id)
+                        .map_err(|f| Failed::from(redactor.redact(f.message().unwrap_or_default()).into_owned()))
+                })
             };
             trials.push(trial);
         }

@@ -10,7 +10,7 @@ use hydra::outcome::{trial_name, Area, CheckId, Verdict};
 use hydra::session::{self, Availability, Plan};
 use hydra::spec::Spec;
 use hydra::stack::StackOptions;
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Failed};
 
 /// One negative fixture and what it must break.
 struct Overlay {
@@ -77,16 +77,7 @@ fn main() {
         for (kind, availability) in &runtimes {
             let kind = *kind;
             let name = trial_name(kind, &format_args!("overlay::{}", o.file.trim_end_matches(".yml")));
-            trials.push(match availability.clone() {
-                Availability::Use => Trial::test(name, move || run_overlay(kind, o)),
-                Availability::Skip(reason) => {
-                    eprintln!("SKIP {name}: {reason}");
-                    Trial::test(name, || Ok(())).with_ignored_flag(true)
-                }
-                Availability::Broken(reason) => {
-                    Trial::test(name, move || Err(format!("required runtime unusable: {reason}").into()))
-                }
-            });
+            trials.push(hydra_suites::trial(name, availability, move || run_overlay(kind, o)));
         }
     }
     libtest_mimic::run(&args, trials).exit();
