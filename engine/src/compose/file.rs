@@ -837,6 +837,52 @@ pub fn interpolate(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
     out
 }
 
+/// The variables `s` refers to (`${NAME}`, `${NAME:-default}`, `${NAME-default}`, `$NAME`; `$$`
+/// is a literal dollar), each with its default when it has one.
+pub fn variable_references(s: &str) -> Vec<(String, Option<String>)> {
+    let mut out = Vec::new();
+    let chars: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] != '$' {
+            i += 1;
+            continue;
+        }
+        match chars.get(i + 1) {
+            Some('$') => i += 2,
+            Some('{') => {
+                let Some(end) = chars[i + 2..].iter().position(|&c| c == '}') else {
+                    break;
+                };
+                let body: String = chars[i + 2..i + 2 + end].iter().collect();
+                let name: String = body
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                let rest = &body[name.len()..];
+                let default = rest
+                    .strip_prefix(":-")
+                    .or_else(|| rest.strip_prefix('-'))
+                    .map(String::from);
+                if !name.is_empty() {
+                    out.push((name, default));
+                }
+                i += 3 + end;
+            }
+            Some(c) if c.is_ascii_alphabetic() || *c == '_' => {
+                let name: String = chars[i + 1..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_alphanumeric() || **c == '_')
+                    .collect();
+                i += 1 + name.len();
+                out.push((name, None));
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
+
 /// Labels the harness puts on everything a run creates.
 pub fn run_labels(run_id: &str, runtime: &str, pid: u32, pid_start: u64) -> BTreeMap<String, String> {
     BTreeMap::from([

@@ -45,7 +45,7 @@ pub(super) fn caller_env(files: &[PathBuf], set: &[(String, String)]) -> Vec<(St
     let mut out: Vec<(String, String)> = Vec::new();
     for f in files {
         let text = std::fs::read_to_string(f).unwrap_or_default();
-        for var in interpolated_vars(&text) {
+        for (var, _) in crate::compose::file::variable_references(&text) {
             if set.iter().chain(out.iter()).any(|(k, _)| *k == var) {
                 continue;
             }
@@ -53,36 +53,6 @@ pub(super) fn caller_env(files: &[PathBuf], set: &[(String, String)]) -> Vec<(St
                 out.push((var, value));
             }
         }
-    }
-    out
-}
-
-/// Names used as `${NAME...}` or `$NAME` in compose text (`$$` escapes are skipped). Pure.
-fn interpolated_vars(text: &str) -> Vec<String> {
-    let b = text.as_bytes();
-    let mut out: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] != b'$' {
-            i += 1;
-            continue;
-        }
-        if b.get(i + 1) == Some(&b'$') {
-            i += 2;
-            continue;
-        }
-        let start = if b.get(i + 1) == Some(&b'{') { i + 2 } else { i + 1 };
-        let len = b[start..]
-            .iter()
-            .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
-            .count();
-        if len > 0 && !b[start].is_ascii_digit() {
-            let name = &text[start..start + len];
-            if !out.iter().any(|n| n == name) {
-                out.push(name.to_string());
-            }
-        }
-        i = start + len.max(1) - 1 + 1;
     }
     out
 }
@@ -101,11 +71,5 @@ mod tests {
         assert_eq!(ports.len(), 2);
         assert_ne!(ports["A_PORT_T"], ports["B_PORT_T"]);
         assert!(ports.values().all(|&p| p > 1024));
-    }
-
-    #[test]
-    fn interpolated_variables_are_found_in_both_syntaxes() {
-        let text = "a: ${PHOENIX_DB_PORT:-15432}\nb: $HOME_DIR/x\nc: $$NOT_A_VAR\nd: ${PHOENIX_DB_PORT}\ne: $1\n";
-        assert_eq!(interpolated_vars(text), ["PHOENIX_DB_PORT", "HOME_DIR"]);
     }
 }

@@ -95,7 +95,7 @@ impl Walker<'_> {
     fn references(&mut self, v: &Value) {
         match v {
             Value::String(s) => {
-                for (name, default) in variable_references(s) {
+                for (name, default) in crate::compose::file::variable_references(s) {
                     if !is_secret_name(&name) {
                         continue;
                     }
@@ -285,52 +285,6 @@ fn is_variable_name(s: &str) -> bool {
     let mut chars = s.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
-}
-
-/// The variables `s` refers to (`${NAME}`, `${NAME:-default}`, `${NAME-default}`, `$NAME`; `$$`
-/// is a literal dollar), each with its default when it has one.
-fn variable_references(s: &str) -> Vec<(String, Option<String>)> {
-    let mut out = Vec::new();
-    let chars: Vec<char> = s.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        if chars[i] != '$' {
-            i += 1;
-            continue;
-        }
-        match chars.get(i + 1) {
-            Some('$') => i += 2,
-            Some('{') => {
-                let Some(end) = chars[i + 2..].iter().position(|&c| c == '}') else {
-                    break;
-                };
-                let body: String = chars[i + 2..i + 2 + end].iter().collect();
-                let name: String = body
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                let rest = &body[name.len()..];
-                let default = rest
-                    .strip_prefix(":-")
-                    .or_else(|| rest.strip_prefix('-'))
-                    .map(String::from);
-                if !name.is_empty() {
-                    out.push((name, default));
-                }
-                i += 3 + end;
-            }
-            Some(c) if c.is_ascii_alphabetic() || *c == '_' => {
-                let name: String = chars[i + 1..]
-                    .iter()
-                    .take_while(|c| c.is_ascii_alphanumeric() || **c == '_')
-                    .collect();
-                i += 1 + name.len();
-                out.push((name, None));
-            }
-            _ => i += 1,
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -538,7 +492,7 @@ mod tests {
     #[case("x $B y ${C:-d} ${E-f} $$G ${H:?err}", &[("B", None), ("C", Some("d")), ("E", Some("f")), ("H", None)])]
     #[case("no refs $ here", &[])]
     fn finds_variable_references(#[case] s: &str, #[case] want: &[(&str, Option<&str>)]) {
-        let got = variable_references(s);
+        let got = crate::compose::file::variable_references(s);
         let want: Vec<(String, Option<String>)> =
             want.iter().map(|(n, d)| (n.to_string(), d.map(String::from))).collect();
         assert_eq!(got, want);
