@@ -240,13 +240,7 @@ impl Runtime {
             ObjectKind::Network => vec!["network", "ls", "-q", "--filter", &filter],
             ObjectKind::Volume => vec!["volume", "ls", "-q", "--filter", &filter],
         };
-        let out = self.query(&args)?;
-        Ok(out
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect())
+        Ok(ids_of(&self.query(&args)?))
     }
 
     /// Removes objects by ID; containers with their anonymous volumes.
@@ -304,13 +298,7 @@ impl Runtime {
     /// IDs of every container (running or not) that mounts volume `name`.
     pub fn volume_users(&self, name: &str) -> Result<Vec<String>> {
         let filter = format!("volume={name}");
-        let out = self.query(&["ps", "-a", "-q", "--no-trunc", "--filter", &filter])?;
-        Ok(out
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect())
+        Ok(ids_of(&self.query(&["ps", "-a", "-q", "--no-trunc", "--filter", &filter])?))
     }
 
     /// Whether an object still exists.
@@ -420,6 +408,11 @@ fn parse_storage_and_cgroups(out: &str) -> (String, String) {
     let driver = parts.next().unwrap_or("unknown").to_string();
     let cgroups = parts.next().map(|v| v.trim_start_matches('v')).unwrap_or("unknown");
     (driver, cgroups.to_string())
+}
+
+/// The IDs a `-q` listing printed, one per line. Pure.
+fn ids_of(out: &str) -> Vec<String> {
+    out.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()
 }
 
 /// Kinds of engine objects the harness creates and must clean up.
