@@ -71,6 +71,10 @@ impl Validate {
             .arg("--report")
             .arg(dir.path().join("r"))
             .env("HYDRA_RUN_ID", &run_id)
+            // This run is about one runtime: the suite's own selection (CI requires all three)
+            // would report the others as required but not selected.
+            .env_remove("HYDRA_REQUIRE")
+            .env_remove("HYDRA_RUNTIMES")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
