@@ -201,25 +201,19 @@ impl ComposeFile {
 
     /// All host-port variables, in service order, without duplicates.
     pub fn port_vars(&self) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for s in self.services.values() {
-            for v in &s.port_vars {
-                if !out.contains(v) {
-                    out.push(v.clone());
-                }
-            }
-        }
-        out
+        self.each_service_var(|s| &s.port_vars)
     }
 
     /// All bind-address variables, without duplicates.
     pub fn bind_vars(&self) -> Vec<String> {
+        self.each_service_var(|s| &s.bind_vars)
+    }
+
+    fn each_service_var(&self, vars: impl Fn(&Service) -> &Vec<String>) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        for s in self.services.values() {
-            for v in &s.bind_vars {
-                if !out.contains(v) {
-                    out.push(v.clone());
-                }
+        for v in self.services.values().flat_map(vars) {
+            if !out.contains(v) {
+                out.push(v.clone());
             }
         }
         out
@@ -738,7 +732,8 @@ fn parse_depends_on(v: Option<&Value>) -> std::result::Result<Vec<String>, Refus
         .collect()
 }
 
-fn scalar(v: &Value) -> Option<String> {
+/// A YAML scalar as compose reads it (strings, numbers and booleans as text). Pure.
+pub fn scalar(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),

@@ -298,7 +298,14 @@ impl Runtime {
     /// IDs of every container (running or not) that mounts volume `name`.
     pub fn volume_users(&self, name: &str) -> Result<Vec<String>> {
         let filter = format!("volume={name}");
-        Ok(ids_of(&self.query(&["ps", "-a", "-q", "--no-trunc", "--filter", &filter])?))
+        Ok(ids_of(&self.query(&[
+            "ps",
+            "-a",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            &filter,
+        ])?))
     }
 
     /// Whether an object still exists.
@@ -412,7 +419,11 @@ fn parse_storage_and_cgroups(out: &str) -> (String, String) {
 
 /// The IDs a `-q` listing printed, one per line. Pure.
 fn ids_of(out: &str) -> Vec<String> {
-    out.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()
+    out.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// Kinds of engine objects the harness creates and must clean up.

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use serde_yaml::Value;
 
 use super::redact::{url_password, Redactor};
-use crate::compose::file::interpolate;
+use crate::compose::file::{interpolate, scalar};
 use crate::error::{HarnessError, Result};
 use crate::secrets::is_secret_name;
 use crate::spec::Spec;
@@ -268,15 +268,6 @@ fn read_optional(path: &Path) -> Result<Option<String>> {
                 path.display()
             ),
         ))),
-    }
-}
-
-fn scalar(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
     }
 }
 
