@@ -224,8 +224,13 @@ pub fn new_run_id() -> Result<String> {
     match std::env::var("HYDRA_RUN_ID").ok().filter(|s| !s.is_empty()) {
         Some(id) if valid_run_id(&id) => Ok(id),
         Some(id) => Err(invalid_run_id(&id)),
-        None => Ok(uuid::Uuid::new_v4().simple().to_string()[..8].to_string()),
+        None => Ok(fresh_run_id()),
     }
+}
+
+/// A random run id (8 hex digits), for work that is not a run a test must find.
+pub fn fresh_run_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_string()
 }
 
 pub fn now_unix() -> u64 {

@@ -43,9 +43,11 @@ type Check = fn(RuntimeKind) -> Result<(), Failed>;
 
 fn images_unchanged_rebuild_nothing(kind: RuntimeKind) -> Result<(), Failed> {
     let rt = Runtime::resolve(kind)?;
-    let compose = hydra::stack::ComposeSet::load(&[hydra::workspace::bundled_compose_file()])?.merged();
-    let first = hydra::images::prepare(&rt, &compose, &mut |_| {})?;
-    let second = hydra::images::prepare(&rt, &compose, &mut |_| {})?;
+    // Through the same path as `harness images`: a rootless user that cannot read the project
+    // (a clone under /root) builds from a staged copy, and the tags must not depend on where.
+    let compose = [hydra::workspace::bundled_compose_file()];
+    let first = hydra::stack::build_images(&rt, &compose, &mut |_| {})?;
+    let second = hydra::stack::build_images(&rt, &compose, &mut |_| {})?;
     let rebuilt: Vec<&str> = second
         .images
         .iter()

@@ -90,6 +90,22 @@ impl Drop for RunDirGuard {
     }
 }
 
+/// Builds the images of `compose_files` in `runtime` (only those whose inputs changed). A rootless
+/// user that cannot read the project builds from a private staged copy, as `Stack::up` does; the
+/// copy is removed when the build is done.
+pub fn build_images(
+    runtime: &Runtime,
+    compose_files: &[PathBuf],
+    on_phase: &mut dyn FnMut(&str),
+) -> Result<ImagesReport> {
+    let run_id = runs::fresh_run_id();
+    let run_dir = RunRecord::create_dir(&run_id)?;
+    let _guard = RunDirGuard(Some(run_id));
+    let files = staging::stage_if_needed(runtime, compose_files, &run_dir)?;
+    let merged = ComposeSet::load(&files)?.merged();
+    images::prepare(runtime, &merged, on_phase)
+}
+
 /// A stack owned by this process. Dropping it tears it down.
 pub struct Stack {
     runtime: Runtime,

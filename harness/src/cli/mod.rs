@@ -317,13 +317,12 @@ fn cmd_images(runtimes: &[RuntimeKind], compose: Vec<PathBuf>, base_only: bool) 
     } else {
         compose
     };
-    let set = stack::ComposeSet::load(&files)?;
+    stack::ComposeSet::load(&files)?;
     learn_secrets(&files)?;
-    let merged = set.merged();
     for kind in all_or(runtimes) {
         let rt = Runtime::resolve(kind)?;
         let progress = output::Progress::new(&format!("{kind}: images"));
-        let report = images::prepare(&rt, &merged, &mut |m| progress.phase(m))?;
+        let report = stack::build_images(&rt, &files, &mut |m| progress.phase(m))?;
         progress.finish();
         output::images_table(&report);
     }
