@@ -160,12 +160,14 @@ fn wait_exit(child: &mut std::process::Child, deadline: Duration) -> Result<Opti
     }
 }
 
-fn test_run_id(tag: &str) -> String {
-    format!("t{tag}{:06x}", std::process::id() & 0xffffff)
+/// A run id unique to this test process, trial and runtime: the runtimes' trials run in parallel
+/// and the harness refuses to reuse an existing run's directory.
+fn test_run_id(tag: &str, kind: RuntimeKind) -> String {
+    format!("t{tag}-{}-{:06x}", kind.name(), std::process::id() & 0xffffff)
 }
 
 fn sigint_during_readiness_leaves_nothing(kind: RuntimeKind) -> Result<(), Failed> {
-    let run_id = test_run_id("i");
+    let run_id = test_run_id("i", kind);
     let rt = Runtime::resolve(kind)?;
     let run_label = labels::filter(labels::RUN, &run_id);
     let mut child = start_up_until_waiting(kind, &run_id)?;
@@ -223,7 +225,7 @@ fn gc_sweeps_killed_run_only(kind: RuntimeKind) -> Result<(), Failed> {
         id: out.stdout.trim().to_string(),
     };
 
-    let run_id = test_run_id("k");
+    let run_id = test_run_id("k", kind);
     let run_label = labels::filter(labels::RUN, &run_id);
     let mut child = start_up_until_waiting(kind, &run_id)?;
     child.kill()?; // SIGKILL: no teardown runs

@@ -59,7 +59,9 @@ struct Validate {
 
 impl Validate {
     fn start(kind: RuntimeKind, tag: &str) -> Result<Self, Failed> {
-        let run_id = format!("t{tag}{:06x}", std::process::id() & 0xffffff);
+        // Unique per runtime too: the runtimes' trials run in parallel and the harness refuses
+        // to reuse an existing run's directory.
+        let run_id = format!("t{tag}-{}-{:06x}", kind.name(), std::process::id() & 0xffffff);
         let dir = tempfile::tempdir()?;
         let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
             .args(["validate", "--runtime", kind.name()])
