@@ -26,8 +26,7 @@ pub(super) fn publish_env(file: &ComposeFile, bind_ip: IpAddr) -> Result<Publish
             Some(p) => p,
             None => {
                 // Keep each listener open until all are chosen so two variables never get one port.
-                let l = TcpListener::bind((bind_ip, 0))?;
-                let p = l.local_addr()?.port();
+                let (l, p) = free_port(bind_ip)?;
                 held.push(l);
                 p
             }
@@ -37,6 +36,25 @@ pub(super) fn publish_env(file: &ComposeFile, bind_ip: IpAddr) -> Result<Publish
     }
     drop(held);
     Ok((env, ports))
+}
+
+/// Where host ports are drawn: below the kernel's ephemeral range (32768 and up), so a port this
+/// run releases before its engine binds it is not handed to another run's `bind(0)` meanwhile
+/// (concurrent runs collided that way: "port is already allocated").
+const PORT_RANGE: std::ops::Range<u16> = 20000..32768;
+
+/// A port of [`PORT_RANGE`] free on `bind_ip`, drawn at random, with its listener held.
+fn free_port(bind_ip: IpAddr) -> Result<(TcpListener, u16)> {
+    for _ in 0..200 {
+        let r = uuid::Uuid::new_v4().as_bytes();
+        let p = PORT_RANGE.start + u16::from_le_bytes([r[0], r[1]]) % (PORT_RANGE.end - PORT_RANGE.start);
+        if let Ok(l) = TcpListener::bind((bind_ip, p)) {
+            return Ok((l, p));
+        }
+    }
+    let l = TcpListener::bind((bind_ip, 0))?;
+    let p = l.local_addr()?.port();
+    Ok((l, p))
 }
 
 /// The variables the compose files interpolate that the caller's environment sets (and the
@@ -70,6 +88,6 @@ mod tests {
         assert!(env.contains(&("BIND_T".into(), "127.0.0.1".into())));
         assert_eq!(ports.len(), 2);
         assert_ne!(ports["A_PORT_T"], ports["B_PORT_T"]);
-        assert!(ports.values().all(|&p| p > 1024));
+        assert!(ports.values().all(|p| PORT_RANGE.contains(p)), "{ports:?}");
     }
 }
