@@ -46,7 +46,8 @@ const PORT_RANGE: std::ops::Range<u16> = 20000..32768;
 /// A port of [`PORT_RANGE`] free on `bind_ip`, drawn at random, with its listener held.
 fn free_port(bind_ip: IpAddr) -> Result<(TcpListener, u16)> {
     for _ in 0..200 {
-        let r = uuid::Uuid::new_v4().as_bytes();
+        let id = uuid::Uuid::new_v4();
+        let r = id.as_bytes();
         let p = PORT_RANGE.start + u16::from_le_bytes([r[0], r[1]]) % (PORT_RANGE.end - PORT_RANGE.start);
         if let Ok(l) = TcpListener::bind((bind_ip, p)) {
             return Ok((l, p));
