@@ -12,6 +12,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use serde_yaml::Value;
+use sha2::Digest;
 
 use crate::compose::file::interpolate;
 use crate::error::{HarnessError, Result};
@@ -161,6 +162,12 @@ pub fn pack(root: &Path, paths: &[PathBuf]) -> Result<Vec<u8>> {
     builder.follow_symlinks(false);
     let mut seen = BTreeSet::new();
     for p in paths {
+        if !p.starts_with(root) && p.is_file() {
+            // A compose file given from elsewhere (an overlay): its relative paths resolve
+            // against the project directory anyway, so it can live anywhere in the stage.
+            append_file(&mut builder, p, &outside_name(p))?;
+            continue;
+        }
         // Parent directories first, with their own modes.
         let rel = p.strip_prefix(root).map_err(|_| outside(p, root))?;
         let mut acc = PathBuf::new();
@@ -177,7 +184,10 @@ pub fn pack(root: &Path, paths: &[PathBuf]) -> Result<Vec<u8>> {
                 .strip_prefix(root)
                 .map_err(|_| outside(entry.path(), root))?
                 .to_path_buf();
-            if rel.components().any(|c| matches!(c, Component::ParentDir)) || !seen.insert(rel.clone()) {
+            if rel.as_os_str().is_empty()
+                || rel.components().any(|c| matches!(c, Component::ParentDir))
+                || !seen.insert(rel.clone())
+            {
                 continue;
             }
             let ft = entry.file_type();
@@ -292,8 +302,21 @@ pub(super) fn stage_if_needed(runtime: &Runtime, files: &[PathBuf], run_dir: &Pa
     unpack_as(user, &stage, pack(&root, &needed)?)?;
     Ok(files
         .iter()
-        .map(|f| stage.join(f.strip_prefix(&root).unwrap_or(f)))
+        .map(|f| match f.strip_prefix(&root) {
+            Ok(rel) => stage.join(rel),
+            Err(_) => stage.join(outside_name(f)),
+        })
         .collect())
+}
+
+/// Where a compose file from outside the project goes in the stage.
+fn outside_name(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let digest = hex::encode(&sha2::Sha256::digest(path.display().to_string().as_bytes())[..4]);
+    PathBuf::from(".hydra-overlays").join(format!("{digest}-{name}"))
 }
 
 #[cfg(test)]
