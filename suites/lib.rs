@@ -3,4 +3,4 @@
 
 mod trial;
 
-pub use trial::{runtimes, trial};
+pub use trial::{fixture_runtimes, runtimes, trial, FIXTURE_TARGETS};

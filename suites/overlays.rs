@@ -63,12 +63,12 @@ const OVERLAYS: &[Overlay] = &[
 fn main() {
     let args = Arguments::from_args();
     let runtimes = if args.list {
-        hydra::RuntimeKind::ALL
+        hydra_suites::FIXTURE_TARGETS
             .iter()
             .map(|k| (*k, Availability::Use))
             .collect()
     } else {
-        session::availability(&[], &[]).expect("runtime selection")
+        hydra_suites::fixture_runtimes()
     };
     let mut trials = Vec::new();
     // Overlay-major order: with one stack per runtime at a time, consecutive trials on different
@@ -93,7 +93,7 @@ static RUNTIME_LOCKS: [std::sync::Mutex<()>; 3] = [
 ];
 
 fn run_overlay(kind: hydra::RuntimeKind, o: &Overlay) -> Result<(), Failed> {
-    let slot = hydra::RuntimeKind::ALL
+    let slot = hydra_suites::FIXTURE_TARGETS
         .iter()
         .position(|k| *k == kind)
         .expect("known runtime");

@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 use hydra::compose::file::ComposeFile;
 use hydra::outcome::{CheckOutcome, Verdict};
 use hydra::posture::{self, ContainerFacts, PostureConfig, Rule};
-use hydra::runtime::RuntimeKind;
+use hydra::runtime::{EngineKind, RuntimeKind};
 use hydra::stack::{Stack, StackOptions};
 use hydra::workspace::{bundled_compose_file, root as workspace_root};
 use libtest_mimic::{Arguments, Failed};
@@ -44,7 +44,10 @@ static CELLS: [[OnceLock<Result<Evaluated, String>>; 2]; 3] = [
 ];
 
 fn evaluated(kind: RuntimeKind, variant: Variant) -> Result<&'static Evaluated, Failed> {
-    let r = RuntimeKind::ALL.iter().position(|k| *k == kind).expect("known runtime");
+    let r = hydra_suites::FIXTURE_TARGETS
+        .iter()
+        .position(|k| *k == kind)
+        .expect("a fixture target");
     let cell = &CELLS[r][variant as usize];
     cell.get_or_init(|| evaluate(kind, variant))
         .as_ref()
@@ -138,7 +141,7 @@ const PLANTS: [Plant; 8] = [
         words: "seccomp=unconfined",
         consequences: none,
         not_accepted: |kind, e| {
-            (kind == RuntimeKind::Docker).then(|| {
+            (kind.engine() == EngineKind::Docker).then(|| {
                 let filtering = e.facts.get("db").map(|f| f.seccomp.is_filtering()).unwrap_or(false);
                 let kernel = e.outcomes.get("db::kernel_seccomp").map(|o| o.verdict == Verdict::Pass).unwrap_or(false);
                 if filtering && kernel {
@@ -184,7 +187,7 @@ const PLANTS: [Plant; 8] = [
         consequences: |kind| {
             let mut v = vec![("rubik-agent::capabilities", "every capability")];
             // Docker applies no seccomp profile to a privileged container; Podman keeps an explicit one.
-            if kind == RuntimeKind::Docker {
+            if kind.engine() == EngineKind::Docker {
                 v.push(("rubik-agent::seccomp", "privileged turns it off"));
             }
             v
@@ -280,7 +283,7 @@ fn main() {
     let file = ComposeFile::load(&bundled_compose_file()).expect("bundled compose file");
     let services: Vec<String> = file.services.keys().cloned().collect();
     let mut trials = Vec::new();
-    for (kind, availability) in hydra_suites::runtimes() {
+    for (kind, availability) in hydra_suites::fixture_runtimes() {
         let mut named: Vec<(String, Body)> = Vec::new();
         for service in &services {
             for check in Rule::ALL {

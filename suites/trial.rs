@@ -12,6 +12,20 @@ pub fn runtimes() -> Vec<(RuntimeKind, Availability)> {
     hydra::session::availability(&[], &[]).expect("HYDRA_RUNTIMES / HYDRA_REQUIRE")
 }
 
+/// The targets the negative-fixture suites (`posture`, `overlays`) run under: one per engine,
+/// each with the compose tool their expected findings were recorded with (docker-compose 1.29 on
+/// Docker: its `security_opt` merge decides which planted seccomp option wins). The Compose v2
+/// targets run the whole spec in the `migration` suite.
+pub const FIXTURE_TARGETS: [RuntimeKind; 3] = [RuntimeKind::DockerV1, RuntimeKind::Podman, RuntimeKind::PodmanRootless];
+
+/// [`runtimes`], only those of [`FIXTURE_TARGETS`].
+pub fn fixture_runtimes() -> Vec<(RuntimeKind, Availability)> {
+    runtimes()
+        .into_iter()
+        .filter(|(k, _)| FIXTURE_TARGETS.contains(k))
+        .collect()
+}
+
 /// The trial `name` for a runtime in the state `availability`, running `check` when usable.
 pub fn trial<F>(name: String, availability: &Availability, check: F) -> Trial
 where

@@ -138,7 +138,7 @@ fn num(v: f64) -> String {
 /// Renders the comparison as Markdown.
 pub fn markdown(c: &Comparison) -> String {
     let mut md = String::new();
-    let _ = writeln!(md, "# Hydra benchmarks: docker vs podman vs podman-rootless\n");
+    let _ = writeln!(md, "# Hydra benchmarks: Docker vs Podman, per target\n");
     let _ = writeln!(
         md,
         "Mode: **{}**. Each cell: median [95% CI] (n samples); `×` is the ratio of the median to docker's. \
@@ -150,7 +150,16 @@ pub fn markdown(c: &Comparison) -> String {
             "full"
         }
     );
-    let names: Vec<&str> = RuntimeKind::ALL.iter().map(|k| k.name()).collect();
+    // A column per target that was measured or skipped in this run.
+    let names: Vec<&str> = RuntimeKind::ALL
+        .iter()
+        .map(|k| k.name())
+        .filter(|n| {
+            c.rows
+                .iter()
+                .any(|r| r.runtimes.get(*n).is_some_and(|cell| *cell != Cell::Missing))
+        })
+        .collect();
     let _ = writeln!(md, "| metric | unit | {} |", names.join(" | "));
     let _ = writeln!(md, "|---|---|{}", "---|".repeat(names.len()));
     for row in &c.rows {

@@ -10,7 +10,7 @@ use crate::compose;
 use crate::images::base::BASE_IMAGE;
 use crate::labels;
 use crate::runtime::rootless::{has_subid_range, RootlessUser};
-use crate::runtime::{exec, CommandSpec, HealthDriver, Interrupt, Runtime, RuntimeKind};
+use crate::runtime::{exec, CommandSpec, EngineKind, HealthDriver, Interrupt, Runtime, RuntimeKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -206,7 +206,7 @@ fn prerequisites(kind: RuntimeKind, findings: &mut Vec<Finding>) -> Option<Runti
             return None;
         }
     }
-    if kind == RuntimeKind::Podman && crate::runtime::euid() != 0 {
+    if kind.engine() == EngineKind::Podman && crate::runtime::euid() != 0 {
         findings.push(fail(
             "privileges",
             "rootful podman needs root",
@@ -230,8 +230,8 @@ fn prerequisites(kind: RuntimeKind, findings: &mut Vec<Finding>) -> Option<Runti
 /// Whether the engine answers, with its OCI runtime and storage driver; false after a failing finding.
 fn engine_facts(runtime: &Runtime, findings: &mut Vec<Finding>) -> bool {
     let kind = runtime.kind();
-    let (reach_args, reach_fix): (&[&str], &str) = match kind {
-        RuntimeKind::Docker => (
+    let (reach_args, reach_fix): (&[&str], &str) = match kind.engine() {
+        EngineKind::Docker => (
             &["version", "--format", "{{.Server.Version}}"],
             "start dockerd (`sudo scripts/setup-host.sh` starts it when no init system does)",
         ),
@@ -251,7 +251,7 @@ fn engine_facts(runtime: &Runtime, findings: &mut Vec<Finding>) -> bool {
             return false;
         }
     };
-    if kind == RuntimeKind::Docker {
+    if kind.engine() == EngineKind::Docker {
         findings.push(ok("engine reachable", format!("server {out}")));
         if let Ok(rt) = runtime.query(&["info", "--format", "{{.DefaultRuntime}}"]) {
             findings.push(ok("oci runtime", rt.trim().to_string()));
@@ -268,7 +268,7 @@ fn engine_facts(runtime: &Runtime, findings: &mut Vec<Finding>) -> bool {
         format!("podman {}", runtime.version().unwrap_or_default()),
     ));
     findings.push(ok("oci runtime", oci));
-    if kind == RuntimeKind::PodmanRootless && driver == "vfs" {
+    if kind.is_rootless() && driver == "vfs" {
         findings.push(warn("storage driver", "vfs (slow, copies every layer)", "set driver = \"overlay\" in ~/.config/containers/storage.conf, then `podman system reset` (setup-host.sh does it)"));
     } else {
         findings.push(ok("storage driver", driver));
@@ -278,7 +278,7 @@ fn engine_facts(runtime: &Runtime, findings: &mut Vec<Finding>) -> bool {
 
 /// A quick check that the engine answers (for `gc`): `None` when reachable, else why not.
 pub fn diagnose_reachable(kind: RuntimeKind) -> Option<String> {
-    if kind == RuntimeKind::Podman && crate::runtime::euid() != 0 {
+    if kind.engine() == EngineKind::Podman && crate::runtime::euid() != 0 {
         return Some("rootful podman needs root".into());
     }
     let runtime = Runtime::resolve(kind).map_err(|e| e.to_string()).ok()?;

@@ -79,6 +79,31 @@ pub fn wait(
     timeout: Duration,
     on_progress: &mut dyn FnMut(&WaitProgress),
 ) -> Result<Vec<ServiceReady>> {
+    wait_while(
+        runtime,
+        run_id,
+        project,
+        services,
+        started,
+        timeout,
+        &|| true,
+        on_progress,
+    )
+}
+
+/// [`wait`], giving up with [`HarnessError::Interrupted`] as soon as `keep_going` says no (the
+/// compose tool that runs alongside failed).
+#[allow(clippy::too_many_arguments)]
+pub fn wait_while(
+    runtime: &Runtime,
+    run_id: &str,
+    project: &str,
+    services: &[String],
+    started: Instant,
+    timeout: Duration,
+    keep_going: &dyn Fn() -> bool,
+    on_progress: &mut dyn FnMut(&WaitProgress),
+) -> Result<Vec<ServiceReady>> {
     let driver = runtime.health_driver();
     let run_filter = labels::filter(labels::RUN, run_id);
     let mut ready: BTreeMap<String, ServiceReady> = BTreeMap::new();
@@ -86,7 +111,7 @@ pub fn wait(
     let mut exited_since: BTreeMap<String, Instant> = BTreeMap::new();
     let wait_start = Instant::now();
     loop {
-        if exec::is_cancelled() {
+        if exec::is_cancelled() || !keep_going() {
             return Err(HarnessError::Interrupted);
         }
         let ids = runtime.list_by_label(ObjectKind::Container, &run_filter)?;

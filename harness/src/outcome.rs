@@ -181,6 +181,9 @@ pub struct RuntimeInfo {
     /// Serialised as the runtime's ident (`podman_rootless`), `unknown` when not known.
     #[serde(with = "runtime_ident")]
     pub runtime: Option<RuntimeKind>,
+    /// The engine the target runs on (`docker`, `podman`, `podman-rootless`).
+    #[serde(default)]
+    pub engine: String,
     pub engine_version: String,
     pub compose_tool: String,
     pub compose_version: String,

@@ -111,7 +111,8 @@ pub fn run(
 fn runtime_info(kind: RuntimeKind) -> RuntimeInfo {
     let mut info = RuntimeInfo {
         runtime: Some(kind),
-        rootless: kind == RuntimeKind::PodmanRootless,
+        engine: kind.engine().name().into(),
+        rootless: kind.is_rootless(),
         ..Default::default()
     };
     if let Ok(rt) = Runtime::resolve(kind) {
@@ -333,6 +334,26 @@ fn observe_up(kind: RuntimeKind, up: &UpReport, stack: &Stack) -> Vec<Observatio
         &format!("{:.1}", up.compose_up_seconds),
     ));
     out.push(obs(kind, "seconds_to_all_healthy", &format!("{:.1}", up.total_seconds)));
+    out.push(obs(
+        kind,
+        "harness_saw_all_ready_seconds",
+        &format!("{:.1}", up.harness_ready_seconds),
+    ));
+    out.push(obs(
+        kind,
+        "seccomp_remedy",
+        &match &up.seccomp_remedy {
+            None => "none needed".to_string(),
+            Some(r) => format!(
+                "profile set engine-wide (seccomp_profile in the run's containers.conf) and left out of {} services' security_opt, because the engine refused it as Compose v2 sends it: {}",
+                r.services.len(),
+                r.refusal
+            ),
+        },
+    ));
+    if let Ok(containers) = stack.containers() {
+        out.extend(observe_containers(kind, stack, &containers));
+    }
     if let Ok(containers) = stack.containers() {
         let project = &stack.record().project;
         if let Some((svc, c)) = containers.iter().next() {
@@ -350,6 +371,79 @@ fn observe_up(kind: RuntimeKind, up: &UpReport, stack: &Stack) -> Vec<Observatio
                 .collect();
             out.push(obs(kind, "network_names", &nets.join(", ")));
         }
+    }
+    out
+}
+
+/// What the engine keeps of what the compose tool sent: seccomp option form, the tool's labels,
+/// the networks' driver options.
+fn observe_containers(
+    kind: RuntimeKind,
+    stack: &Stack,
+    containers: &std::collections::BTreeMap<String, crate::runtime::inspect::ContainerInspect>,
+) -> Vec<Observation> {
+    let mut forms = BTreeSet::new();
+    let mut label_keys = BTreeSet::new();
+    for c in containers.values() {
+        let opts = c
+            .host_config
+            .as_ref()
+            .and_then(|h| h.security_opt.clone())
+            .unwrap_or_default();
+        let seccomp = opts
+            .iter()
+            .filter_map(|o| o.strip_prefix("seccomp=").or_else(|| o.strip_prefix("seccomp:")))
+            .next_back();
+        forms.insert(match seccomp {
+            None => "none (engine default)".to_string(),
+            Some(v) if v.trim_start().starts_with('{') => "inline profile JSON".to_string(),
+            Some(v) if v == "unconfined" => "unconfined".to_string(),
+            Some(v) => format!("path {v}"),
+        });
+        for k in c.config.labels.iter().flat_map(|l| l.keys()) {
+            if k.starts_with("com.docker.compose.") || k.starts_with("io.podman.compose") {
+                label_keys.insert(k.clone());
+            }
+        }
+    }
+    let mut out = vec![
+        obs(
+            kind,
+            "seccomp_in_security_opt",
+            &forms.into_iter().collect::<Vec<_>>().join("; "),
+        ),
+        obs(
+            kind,
+            "compose_labels",
+            &label_keys.into_iter().collect::<Vec<_>>().join(", "),
+        ),
+    ];
+    let project = &stack.record().project;
+    let nets: BTreeSet<String> = containers
+        .values()
+        .flat_map(|c| c.networks().keys().cloned().collect::<Vec<_>>())
+        .collect();
+    let nets: Vec<String> = nets.into_iter().collect();
+    if let Ok(inspected) = stack
+        .runtime()
+        .inspect_labelled(crate::runtime::ObjectKind::Network, &nets)
+    {
+        let described: Vec<String> = inspected
+            .iter()
+            .map(|n| {
+                let opts: Vec<String> = n.options.iter().flatten().map(|(k, v)| format!("{k}={v}")).collect();
+                format!(
+                    "{}: {}",
+                    n.name.replace(project.as_str(), "<project>"),
+                    if opts.is_empty() {
+                        "no options".to_string()
+                    } else {
+                        opts.join(" ")
+                    }
+                )
+            })
+            .collect();
+        out.push(obs(kind, "network_driver_options", &described.join("; ")));
     }
     out
 }
@@ -428,7 +522,7 @@ pub fn availability(
 /// a rootless engine on cgroup v1), with the reason. The run still reports them as
 /// not-enforceable; a test runner shows them as ignored rather than passed or failed.
 pub fn not_enforceable_here(kind: RuntimeKind, plan: &Plan) -> Vec<(CheckId, String)> {
-    if kind != RuntimeKind::PodmanRootless {
+    if !kind.is_rootless() {
         return Vec::new();
     }
     let Ok(rt) = Runtime::resolve(kind) else {

@@ -4,6 +4,7 @@
 
 pub mod file;
 pub mod ps;
+pub mod v2_on_podman;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -55,38 +56,44 @@ pub fn parse_version(text: &str) -> Option<String> {
         .map(String::from)
 }
 
-/// Finds the compose tool for a runtime: v2 is preferred over v1 for Docker; `HYDRA_DOCKER_COMPOSE`
-/// (`v1` or `v2`) forces one.
-pub fn detect(runtime: &Runtime) -> Result<Provider> {
-    let candidates: Vec<ComposeTool> = match runtime.kind() {
-        RuntimeKind::Docker => match std::env::var("HYDRA_DOCKER_COMPOSE").ok().as_deref() {
-            Some("v1") => vec![ComposeTool::DockerComposeV1],
-            Some("v2") => vec![ComposeTool::DockerComposeV2],
-            _ => vec![ComposeTool::DockerComposeV2, ComposeTool::DockerComposeV1],
-        },
-        _ => vec![ComposeTool::PodmanCompose],
-    };
-    let mut tried = Vec::new();
-    for tool in candidates {
-        let spec = version_command(runtime, tool);
-        tried.push(spec.display());
-        if let Ok(out) = exec::run(&spec, Duration::from_secs(30), Interrupt::Allowed) {
-            if out.success() {
-                // podman-compose prints its own version and then podman's: take the first line.
-                if let Some(version) = out.stdout.lines().next().and_then(parse_version) {
-                    return Ok(Provider { tool, version });
-                }
-            }
-        }
+/// The compose tool a target drives its engine with.
+pub fn tool_for(kind: RuntimeKind) -> ComposeTool {
+    match kind {
+        RuntimeKind::Docker | RuntimeKind::PodmanV2 | RuntimeKind::PodmanRootlessV2 => ComposeTool::DockerComposeV2,
+        RuntimeKind::DockerV1 => ComposeTool::DockerComposeV1,
+        RuntimeKind::Podman | RuntimeKind::PodmanRootless => ComposeTool::PodmanCompose,
     }
+}
+
+/// Finds the target's compose tool and its version (run as the engine's user).
+pub fn detect(runtime: &Runtime) -> Result<Provider> {
+    let tool = tool_for(runtime.kind());
+    let spec = version_command(runtime, tool);
+    let out = exec::run(&spec, Duration::from_secs(30), Interrupt::Allowed);
+    // podman-compose prints its own version and then podman's: take the first line.
+    if let Some(version) = out
+        .as_ref()
+        .ok()
+        .filter(|o| o.success())
+        .and_then(|o| o.stdout.lines().next().and_then(parse_version))
+    {
+        return Ok(Provider { tool, version });
+    }
+    let said = match &out {
+        Ok(o) => exec::tail(o.stderr.trim(), 3),
+        Err(e) => e.to_string(),
+    };
     Err(HarnessError::RuntimeUnusable {
         runtime: runtime.kind().to_string(),
-        reason: format!("no compose tool found (tried: {})", tried.join("; ")),
-        hint: match runtime.kind() {
-            RuntimeKind::Docker => {
-                "install docker-compose (apt-get install docker-compose) or the compose v2 plugin".into()
+        reason: format!("{tool} not found: `{}` failed: {said}", spec.display()),
+        hint: match tool {
+            ComposeTool::DockerComposeV2 => {
+                "run `sudo scripts/setup-host.sh` (installs Docker Compose v2 as the docker CLI plugin)".into()
             }
-            _ => "run `sudo scripts/setup-host.sh` (installs podman-compose 1.6.0 in /opt/hydra/podman-compose)".into(),
+            ComposeTool::DockerComposeV1 => "install docker-compose 1.29 (apt-get install docker-compose)".into(),
+            ComposeTool::PodmanCompose => {
+                "run `sudo scripts/setup-host.sh` (installs podman-compose 1.6.0 in /opt/hydra/podman-compose)".into()
+            }
         },
     })
 }
@@ -133,6 +140,8 @@ pub enum Action {
     Recreate {
         service: String,
     },
+    /// The resolved model of the files as JSON (Compose v2 only).
+    Config,
 }
 
 /// The argv for `action` on `project` with `tool`, run as the runtime's user. Pure.
@@ -157,7 +166,10 @@ pub fn command(runtime: &Runtime, tool: ComposeTool, project: &Project, action: 
 fn action_args(tool: ComposeTool, action: &Action) -> Vec<String> {
     let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     match action {
+        // Compose v2 can wait for health itself: the harness times it against its own loop.
+        Action::Up if tool == ComposeTool::DockerComposeV2 => v(&["up", "-d", "--no-build", "--wait"]),
         Action::Up => v(&["up", "-d", "--no-build"]),
+        Action::Config => v(&["config", "--format", "json"]),
         Action::Down { timeout_secs } => {
             let t = timeout_secs.to_string();
             v(&["down", "-v", "--remove-orphans", "-t", &t])

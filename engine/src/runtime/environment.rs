@@ -2,7 +2,7 @@
 //! Docker-compatible API socket of each runtime, the network path its containers use, and the
 //! command that removes a container at once. Every per-engine answer lives here, not in callers.
 
-use super::{CommandSpec, Runtime, RuntimeKind};
+use super::{CommandSpec, EngineKind, Runtime};
 
 /// Podman's slirp4netns MTU when containers.conf does not set one.
 const SLIRP_DEFAULT_MTU: &str = "65520 (podman default)";
@@ -11,10 +11,10 @@ impl Runtime {
     /// The engine's Docker-compatible API socket as a `DOCKER_HOST` value: Docker's socket, the
     /// rootful Podman API service's, or the rootless user's under its `XDG_RUNTIME_DIR`.
     pub fn api_socket(&self) -> String {
-        match self.kind {
-            RuntimeKind::Docker => "unix:///var/run/docker.sock".into(),
-            RuntimeKind::Podman => "unix:///run/podman/podman.sock".into(),
-            RuntimeKind::PodmanRootless => {
+        match self.kind.engine() {
+            EngineKind::Docker => "unix:///var/run/docker.sock".into(),
+            EngineKind::Podman => "unix:///run/podman/podman.sock".into(),
+            EngineKind::PodmanRootless => {
                 let dir = self
                     .rootless
                     .as_ref()
@@ -46,8 +46,8 @@ impl Runtime {
                 .map(|s| s.trim().to_string())
                 .unwrap_or_else(|e| format!("unknown ({})", first_line(&e.to_string())))
         };
-        match self.kind {
-            RuntimeKind::Docker => {
+        match self.kind.engine() {
+            EngineKind::Docker => {
                 let mtu = q(&[
                     "network",
                     "inspect",
@@ -62,11 +62,11 @@ impl Runtime {
                 };
                 format!("bridge (docker0), published ports via iptables DNAT / docker-proxy, bridge mtu {mtu}")
             }
-            RuntimeKind::Podman => format!(
+            EngineKind::Podman => format!(
                 "{} bridge, rootful port forwarding",
                 q(&["info", "--format", "{{.Host.NetworkBackend}}"])
             ),
-            RuntimeKind::PodmanRootless => {
+            EngineKind::PodmanRootless => {
                 let slirp = q(&["info", "--format", "{{.Host.Slirp4NetNS.Version}}"]);
                 let slirp = slirp.lines().next().unwrap_or_default();
                 format!(
@@ -105,6 +105,7 @@ fn first_line(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::RuntimeKind;
 
     #[test]
     fn slirp_mtu_from_containers_conf() {

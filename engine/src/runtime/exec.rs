@@ -332,6 +332,44 @@ pub fn run_with(
     }
 }
 
+/// Starts `spec` in the background in its own process group, its output appended to `log`. The
+/// caller owns the child and ends it by its process group ([`kill_group`]).
+pub fn spawn_background(spec: &CommandSpec, log: &std::path::Path) -> Result<std::process::Child, HarnessError> {
+    use std::os::unix::process::CommandExt;
+    tracing::debug!(cmd = %spec.display(), "spawn");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|source| HarnessError::Spawn {
+            cmd: format!("{} (log {})", spec.display(), log.display()),
+            source,
+        })?;
+    let err_file = file.try_clone().map_err(|source| HarnessError::Spawn {
+        cmd: spec.display(),
+        source,
+    })?;
+    let mut cmd = Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(file))
+        .stderr(Stdio::from(err_file))
+        .process_group(0);
+    if spec.clear_env {
+        cmd.env_clear();
+    }
+    for (k, v) in &spec.env {
+        cmd.env(k, v);
+    }
+    if let Some(dir) = &spec.cwd {
+        cmd.current_dir(dir);
+    }
+    cmd.spawn().map_err(|source| HarnessError::Spawn {
+        cmd: spec.display(),
+        source,
+    })
+}
+
 /// Runs `spec` and turns a non-zero exit into an error carrying stderr.
 pub fn run_ok(spec: &CommandSpec, timeout: Duration, interrupt: Interrupt) -> Result<Output, HarnessError> {
     let out = run(spec, timeout, interrupt)?;
@@ -417,7 +455,7 @@ impl Pipe {
     }
 }
 
-fn kill_group(pgid: i32) {
+pub(crate) fn kill_group(pgid: i32) {
     // SAFETY: killpg only sends a signal to the process group we created for our own child.
     unsafe {
         libc::killpg(pgid, libc::SIGTERM);

@@ -23,6 +23,17 @@ pub struct ContainerInspect {
     /// How often the engine restarted it under its restart policy.
     #[serde(default)]
     pub restart_count: u64,
+    #[serde(default)]
+    pub host_config: Option<HostConfig>,
+}
+
+/// The part of `HostConfig` the lifecycle layer reads (posture parses the rest itself).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct HostConfig {
+    /// As the engine keeps them: Docker holds a seccomp profile's JSON here, Podman its path.
+    #[serde(default)]
+    pub security_opt: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -84,6 +95,9 @@ pub struct LabelledObject {
     /// Podman's mark on a volume made for one container (`volume inspect` only).
     #[serde(default, alias = "Anonymous")]
     pub anonymous: Option<bool>,
+    /// Driver options (`isolate` on a Podman network).
+    #[serde(default, alias = "Options", alias = "options")]
+    pub options: Option<BTreeMap<String, String>>,
 }
 
 impl LabelledObject {

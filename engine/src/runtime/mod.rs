@@ -1,10 +1,12 @@
 //! Container runtimes (docker, podman, podman-rootless): how to reach each engine, and every engine
 //! quirk the rest of the harness must not know about.
 
+pub mod api_service;
 pub mod environment;
 pub mod exec;
 pub mod inspect;
 pub mod rootless;
+pub mod slots;
 
 use std::fmt;
 use std::str::FromStr;
@@ -19,44 +21,113 @@ pub use rootless::RootlessUser;
 /// Deadline for quick engine queries (inspect, ps, exists).
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The runtimes the harness can drive.
+/// A container engine as the harness reaches it: Docker, rootful Podman, or one user's rootless
+/// Podman. Engine quirks (build flags, health driving, inspect wording) key on this.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "kebab-case")]
-pub enum RuntimeKind {
+pub enum EngineKind {
     Docker,
     Podman,
     PodmanRootless,
 }
 
+impl EngineKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Docker => "docker",
+            EngineKind::Podman => "podman",
+            EngineKind::PodmanRootless => "podman-rootless",
+        }
+    }
+}
+
+/// A run target: one engine driven by one compose tool. Every run, trial name
+/// (`<target>::<area>::<check>`), JUnit suite, parity column and `HYDRA_RUNTIMES` entry names one.
+///
+/// | target | engine | compose tool |
+/// |---|---|---|
+/// | `docker` | Docker | Docker Compose v2 |
+/// | `docker-v1` | Docker | docker-compose 1.29 (legacy) |
+/// | `podman` | rootful Podman | podman-compose |
+/// | `podman-v2` | rootful Podman, through its Docker-compatible API | Docker Compose v2 |
+/// | `podman-rootless` | rootless Podman | podman-compose |
+/// | `podman-rootless-v2` | rootless Podman, through the user's API | Docker Compose v2 |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuntimeKind {
+    Docker,
+    #[serde(rename = "docker-v1")]
+    DockerV1,
+    Podman,
+    #[serde(rename = "podman-v2")]
+    PodmanV2,
+    PodmanRootless,
+    #[serde(rename = "podman-rootless-v2")]
+    PodmanRootlessV2,
+}
+
 impl RuntimeKind {
-    pub const ALL: [RuntimeKind; 3] = [RuntimeKind::Docker, RuntimeKind::Podman, RuntimeKind::PodmanRootless];
+    /// Every target, in report order: each engine with its usual tool, then the other tool.
+    pub const ALL: [RuntimeKind; 6] = [
+        RuntimeKind::Docker,
+        RuntimeKind::DockerV1,
+        RuntimeKind::Podman,
+        RuntimeKind::PodmanV2,
+        RuntimeKind::PodmanRootless,
+        RuntimeKind::PodmanRootlessV2,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             RuntimeKind::Docker => "docker",
+            RuntimeKind::DockerV1 => "docker-v1",
             RuntimeKind::Podman => "podman",
+            RuntimeKind::PodmanV2 => "podman-v2",
             RuntimeKind::PodmanRootless => "podman-rootless",
+            RuntimeKind::PodmanRootlessV2 => "podman-rootless-v2",
         }
     }
 
-    /// A short form used in project names and trial names (`podman_rootless`).
+    /// A short form used in project names and trial names (`podman_rootless_v2`).
     pub fn ident(self) -> &'static str {
         match self {
             RuntimeKind::Docker => "docker",
+            RuntimeKind::DockerV1 => "docker_v1",
             RuntimeKind::Podman => "podman",
+            RuntimeKind::PodmanV2 => "podman_v2",
             RuntimeKind::PodmanRootless => "podman_rootless",
+            RuntimeKind::PodmanRootlessV2 => "podman_rootless_v2",
         }
     }
 
-    pub fn engine_program(self) -> &'static str {
+    /// The engine this target runs containers on.
+    pub fn engine(self) -> EngineKind {
         match self {
-            RuntimeKind::Docker => "docker",
-            RuntimeKind::Podman | RuntimeKind::PodmanRootless => "podman",
+            RuntimeKind::Docker | RuntimeKind::DockerV1 => EngineKind::Docker,
+            RuntimeKind::Podman | RuntimeKind::PodmanV2 => EngineKind::Podman,
+            RuntimeKind::PodmanRootless | RuntimeKind::PodmanRootlessV2 => EngineKind::PodmanRootless,
+        }
+    }
+
+    /// Whether the compose tool reaches a Podman engine through its Docker-compatible API (Compose
+    /// v2 on Podman) rather than through the podman CLI.
+    pub fn via_podman_api(self) -> bool {
+        matches!(self, RuntimeKind::PodmanV2 | RuntimeKind::PodmanRootlessV2)
+    }
+
+    pub fn engine_program(self) -> &'static str {
+        match self.engine() {
+            EngineKind::Docker => "docker",
+            EngineKind::Podman | EngineKind::PodmanRootless => "podman",
         }
     }
 
     pub fn is_podman(self) -> bool {
-        !matches!(self, RuntimeKind::Docker)
+        self.engine() != EngineKind::Docker
+    }
+
+    pub fn is_rootless(self) -> bool {
+        self.engine() == EngineKind::PodmanRootless
     }
 }
 
@@ -69,13 +140,18 @@ impl fmt::Display for RuntimeKind {
 impl FromStr for RuntimeKind {
     type Err = HarnessError;
     fn from_str(s: &str) -> Result<Self> {
-        match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
-            "docker" => Ok(RuntimeKind::Docker),
-            "podman" => Ok(RuntimeKind::Podman),
-            "podman-rootless" | "rootless" => Ok(RuntimeKind::PodmanRootless),
-            other => Err(HarnessError::usage(format!("unknown runtime '{other}'"))
-                .with_hint("use one of docker, podman, podman-rootless".to_string())),
-        }
+        let norm = s.trim().to_ascii_lowercase().replace('_', "-");
+        let norm = if norm == "rootless" {
+            "podman-rootless".to_string()
+        } else {
+            norm
+        };
+        RuntimeKind::ALL.into_iter().find(|k| k.name() == norm).ok_or_else(|| {
+            HarnessError::usage(format!("unknown runtime '{norm}'")).with_hint(format!(
+                "use one of {}",
+                RuntimeKind::ALL.map(RuntimeKind::name).join(", ")
+            ))
+        })
     }
 }
 
@@ -112,9 +188,9 @@ pub struct Runtime {
 impl Runtime {
     /// Resolves a runtime for the current process (root drives rootless via `runuser`).
     pub fn resolve(kind: RuntimeKind) -> Result<Self> {
-        let rootless = match kind {
-            RuntimeKind::PodmanRootless => Some(RootlessUser::resolve()?),
-            _ => None,
+        let rootless = match kind.is_rootless() {
+            true => Some(RootlessUser::resolve()?),
+            false => None,
         };
         Ok(Self { kind, rootless })
     }
@@ -122,7 +198,7 @@ impl Runtime {
     /// A runtime with a fixed identity, for argv tests that must not look at the host.
     #[doc(hidden)]
     pub fn for_tests(kind: RuntimeKind) -> Self {
-        let rootless = (kind == RuntimeKind::PodmanRootless).then(|| RootlessUser {
+        let rootless = kind.is_rootless().then(|| RootlessUser {
             name: "hydra".into(),
             uid: 1001,
             gid: 1001,
@@ -189,16 +265,16 @@ impl Runtime {
     /// failed step's container, build args in its environment, unless told `--force-rm`; Podman
     /// removes it by default).
     pub fn build_args(&self) -> Vec<String> {
-        match self.kind {
-            RuntimeKind::Docker => vec!["--force-rm".into()],
+        match self.kind.engine() {
+            EngineKind::Docker => vec!["--force-rm".into()],
             _ => vec!["--format".into(), "docker".into(), "--layers".into()],
         }
     }
 
     /// Environment the compose tool needs so that builds keep HEALTHCHECK (pitfall 18).
     pub fn compose_env(&self) -> Vec<(String, String)> {
-        match self.kind {
-            RuntimeKind::Docker => vec![],
+        match self.kind.engine() {
+            EngineKind::Docker => vec![],
             _ => vec![("BUILDAH_FORMAT".into(), "docker".into())],
         }
     }
@@ -371,8 +447,8 @@ impl Runtime {
     /// Storage driver and cgroup version as the engine reports them (`overlay2`, `1`). The
     /// version is the bare number for every engine: Docker says `1`, Podman `v1`.
     pub fn storage_and_cgroups(&self) -> (String, String) {
-        let fmt = match self.kind {
-            RuntimeKind::Docker => "{{.Driver}} {{.CgroupVersion}}",
+        let fmt = match self.kind.engine() {
+            EngineKind::Docker => "{{.Driver}} {{.CgroupVersion}}",
             _ => "{{.Store.GraphDriverName}} {{.Host.CgroupsVersion}}",
         };
         let out = self.query(&["info", "--format", fmt]).unwrap_or_default();
@@ -488,7 +564,10 @@ mod tests {
         let err = "containerd".parse::<RuntimeKind>().unwrap_err();
         assert_eq!(err.exit_code(), crate::error::exit::USAGE);
         assert_eq!(err.to_string(), "unknown runtime 'containerd'");
-        assert_eq!(err.hint(), Some("use one of docker, podman, podman-rootless"));
+        assert_eq!(
+            err.hint(),
+            Some("use one of docker, docker-v1, podman, podman-v2, podman-rootless, podman-rootless-v2")
+        );
     }
 
     #[rstest]

@@ -11,12 +11,15 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::compose::file::{override_yaml, run_labels};
+use crate::compose::v2_on_podman::{self, InlineSeccomp, ResolvedModel};
 use crate::compose::{self, Action, ComposeTool, Project, Provider};
 use crate::error::{HarnessError, Result};
 use crate::images::{self, ImagesReport};
 use crate::labels;
 use crate::readiness::{self, ServiceReady, WaitProgress};
 use crate::runs::{self, RunRecord, RunStatus};
+use crate::runtime::api_service::ApiService;
+use crate::runtime::exec::Signals;
 use crate::runtime::{exec, Interrupt, ObjectKind, Runtime, RuntimeKind};
 
 mod compose_set;
@@ -74,9 +77,26 @@ pub struct UpReport {
     pub total_seconds: f64,
     /// What `compose up` printed on stderr (warnings such as ignored `depends_on` conditions).
     pub compose_up_stderr: String,
-    /// Each service's state and health the moment `compose up` returned, before the harness ran
-    /// any probe: shows whether the tool itself waited for `depends_on` conditions.
+    /// Each service's state and health the moment `compose up` returned: shows whether the tool
+    /// itself waited for `depends_on` conditions (and, with `--wait`, for health).
     pub at_compose_return: BTreeMap<String, String>,
+    /// Seconds from the start of `up` until the harness's own loop saw every service ready; the
+    /// compose tool runs alongside, so this compares with `compose_up_seconds` (Compose v2's
+    /// `--wait`).
+    pub harness_ready_seconds: f64,
+    /// The seccomp remedy this run needed (Compose v2 on Podman 4.3), if any.
+    pub seccomp_remedy: Option<SeccompRemedy>,
+}
+
+/// Compose v2 could not pass the project's seccomp profile to the engine, so the run's API
+/// service applies it engine-wide (`seccomp_profile` in containers.conf) and an override leaves
+/// it out of the named services.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeccompRemedy {
+    pub profile: PathBuf,
+    pub services: Vec<String>,
+    /// What the engine answered to the profile sent inline.
+    pub refusal: String,
 }
 
 /// Removes a run's directory when `up` fails before the stack (which then owns it) exists.
@@ -112,6 +132,15 @@ pub struct Stack {
     provider: Provider,
     record: RunRecord,
     armed: bool,
+    /// The run's own Podman API service (Compose v2 on Podman), held for its `Drop`: it stops
+    /// after the teardown that still needs it.
+    #[allow(dead_code)]
+    api: Option<ApiService>,
+    seccomp_remedy: Option<SeccompRemedy>,
+    /// This process's one stack of a Podman engine (see [`crate::runtime::slots`]); declared
+    /// last, so it is released after the teardown and the API service.
+    #[allow(dead_code)]
+    slot: crate::runtime::slots::EngineSlot,
 }
 
 impl Stack {
@@ -127,6 +156,7 @@ impl Stack {
         }
         let runtime = Runtime::resolve(opts.runtime)?;
         let provider = compose::detect(&runtime)?;
+        let slot = crate::runtime::slots::acquire(opts.runtime);
         let run_id = runs::new_run_id()?;
         let project = project_name(opts.runtime, &run_id);
         let run_dir = RunRecord::create_dir(&run_id)?;
@@ -156,6 +186,25 @@ impl Stack {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
+        let (api, seccomp_remedy) = if opts.runtime.via_podman_api() {
+            on_event(&Event::Phase("starting the run's Podman API service".into()));
+            let project = Project {
+                name: project.clone(),
+                files: compose_files.clone(),
+                workdir: workdir.clone(),
+                env: env.clone(),
+            };
+            let (api, remedy) = v2_podman_api(&runtime, provider.tool, &project, &run_dir, &labels, &images)?;
+            env.push(("DOCKER_HOST".into(), api.docker_host()));
+            if let Some(remedy) = &remedy {
+                let path = run_dir.join("hydra.seccomp-remedy.yml");
+                std::fs::write(&path, &remedy.1)?;
+                compose_files.push(path);
+            }
+            (Some(api), remedy.map(|r| r.0))
+        } else {
+            (None, None)
+        };
         let record = RunRecord {
             run_id: run_id.clone(),
             project: project.clone(),
@@ -180,59 +229,102 @@ impl Stack {
             provider: provider.clone(),
             record,
             armed: true,
+            api,
+            seccomp_remedy: seccomp_remedy.clone(),
+            slot,
         };
 
         on_event(&Event::Phase(format!("{} up", provider.tool)));
-        let t = Instant::now();
-        let out = exec::run(&stack.compose(&Action::Up), UP_TIMEOUT, Interrupt::Allowed)?;
-        let compose_up_seconds = t.elapsed().as_secs_f64();
-        if !out.success() {
-            return Err(HarnessError::Failed {
-                cmd: stack.compose(&Action::Up).display(),
-                status: out.status,
-                stderr: exec::tail(&out.stderr, 30),
-            });
-        }
-        let at_compose_return = stack
-            .containers()?
-            .into_iter()
-            .map(|(svc, c)| {
-                let health = c
-                    .state
-                    .health
-                    .as_ref()
-                    .map(|h| h.status.clone())
-                    .filter(|h| !h.is_empty())
-                    .unwrap_or_else(|| "none".into());
-                (svc, format!("{}/{}", c.state.status, health))
-            })
-            .collect();
-        on_event(&Event::Phase(format!(
-            "waiting for {} services to become healthy",
-            stack.record.services.len()
-        )));
-        let services = readiness::wait(
-            &stack.runtime,
-            &run_id,
-            &project,
-            &stack.record.services,
-            started,
-            opts.ready_timeout,
-            &mut |p| on_event(&Event::Waiting(p.clone())),
-        )?;
+        let waited = stack.up_and_wait(started, opts.ready_timeout, on_event)?;
         let report = UpReport {
             runtime: opts.runtime,
             project,
             run_id,
             compose: provider,
             images,
-            compose_up_seconds,
-            services,
+            compose_up_seconds: waited.compose_seconds,
+            services: waited.services,
             total_seconds: started.elapsed().as_secs_f64(),
-            compose_up_stderr: out.stderr,
-            at_compose_return,
+            compose_up_stderr: waited.compose_stderr,
+            at_compose_return: waited.at_compose_return,
+            harness_ready_seconds: waited.harness_ready_seconds,
+            seccomp_remedy,
         };
         Ok((stack, report))
+    }
+
+    /// Runs `compose up` and, alongside it, the harness's readiness loop: Compose v2 waits for
+    /// `depends_on` health (and `--wait`) itself, and on Podman without systemd only the harness's
+    /// loop runs healthchecks, so waiting after `up` returned would wait forever.
+    fn up_and_wait(&self, started: Instant, timeout: Duration, on_event: &mut dyn FnMut(&Event)) -> Result<UpAndWait> {
+        let up = self.compose(&Action::Up);
+        let up_signals = std::sync::Arc::new(Signals::new());
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let runtime = self.runtime.clone();
+        let run_filter = labels::filter(labels::RUN, &self.record.run_id);
+        let thread = {
+            let (up, up_signals, done, failed) = (up.clone(), up_signals.clone(), done.clone(), failed.clone());
+            std::thread::spawn(move || {
+                let t = Instant::now();
+                let out = exec::run_with(&up_signals, &up, UP_TIMEOUT, Interrupt::Allowed);
+                let seconds = t.elapsed().as_secs_f64();
+                let states = states_now(&runtime, &run_filter);
+                failed.store(
+                    !matches!(&out, Ok(o) if o.success()),
+                    std::sync::atomic::Ordering::SeqCst,
+                );
+                done.store(true, std::sync::atomic::Ordering::SeqCst);
+                (out, seconds, states)
+            })
+        };
+        on_event(&Event::Phase(format!(
+            "waiting for {} services to become healthy",
+            self.record.services.len()
+        )));
+        let waited = readiness::wait_while(
+            &self.runtime,
+            &self.record.run_id,
+            &self.record.project,
+            &self.record.services,
+            started,
+            timeout,
+            &|| !failed.load(std::sync::atomic::Ordering::SeqCst),
+            &mut |p| on_event(&Event::Waiting(p.clone())),
+        );
+        let harness_ready_seconds = started.elapsed().as_secs_f64();
+        if waited.is_err() && !done.load(std::sync::atomic::Ordering::SeqCst) {
+            // Not ready (or interrupted): the compose tool must not outlive the wait.
+            up_signals.cancel();
+        }
+        let (out, compose_seconds, at_compose_return) = thread
+            .join()
+            .map_err(|_| HarnessError::usage("the compose up thread panicked".to_string()))?;
+        let out = match out {
+            Ok(out) => out,
+            Err(HarnessError::Interrupted) if waited.is_err() => return Err(waited.expect_err("checked")),
+            Err(e) => return Err(e),
+        };
+        if !out.success() {
+            return Err(HarnessError::Failed {
+                cmd: up.display(),
+                status: out.status,
+                stderr: exec::tail(&out.stderr, 30),
+            });
+        }
+        Ok(UpAndWait {
+            services: waited?,
+            compose_seconds,
+            compose_stderr: out.stderr,
+            at_compose_return,
+            harness_ready_seconds,
+        })
+    }
+
+    /// The seccomp remedy this run applied (Compose v2 on Podman 4.3), if any: posture reads the
+    /// engine's default profile as the project's own for the named services.
+    pub fn seccomp_remedy(&self) -> Option<&SeccompRemedy> {
+        self.seccomp_remedy.as_ref()
     }
 
     /// Reattaches to a stack that `harness up` left running.
@@ -242,11 +334,20 @@ impl Stack {
             tool: record.tool,
             version: String::new(),
         };
+        let slot = crate::runtime::slots::acquire(record.runtime);
+        // Compose v2 on Podman needs the run's API service to take the stack down again.
+        let api = match record.runtime.via_podman_api() {
+            true => Some(ApiService::start(&runtime, &record.run_id, &record.dir(), None)?),
+            false => None,
+        };
         Ok(Stack {
             runtime,
             provider,
             record,
             armed: true,
+            api,
+            seccomp_remedy: None,
+            slot,
         })
     }
 
@@ -328,15 +429,7 @@ impl Stack {
                 stderr: format!("exited but {} containers still exist", left.len()),
             });
         }
-        let out = self.compose_run(&Action::Up)?;
-        if !out.success() {
-            return Err(HarnessError::Failed {
-                cmd: self.compose(&Action::Up).display(),
-                status: out.status,
-                stderr: exec::tail(&out.stderr, 20),
-            });
-        }
-        self.wait_ready(timeout).map(|_| ())
+        self.up_and_wait(Instant::now(), timeout, &mut |_| {}).map(|_| ())
     }
 
     /// Host address published ports bind to.
@@ -401,6 +494,100 @@ fn note_teardown_failure(project: &str, e: &HarnessError) {
 /// Every teardown of this process that failed (may have left objects behind), with the error.
 pub fn teardown_failures() -> Vec<String> {
     TEARDOWN_FAILURES.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// What [`Stack::up_and_wait`] saw.
+struct UpAndWait {
+    services: Vec<ServiceReady>,
+    compose_seconds: f64,
+    compose_stderr: String,
+    at_compose_return: BTreeMap<String, String>,
+    harness_ready_seconds: f64,
+}
+
+/// Each service's `state/health` now (`none` without a healthcheck); empty when the engine
+/// cannot be asked.
+fn states_now(runtime: &Runtime, run_filter: &str) -> BTreeMap<String, String> {
+    let Ok(ids) = runtime.list_by_label(ObjectKind::Container, run_filter) else {
+        return BTreeMap::new();
+    };
+    runtime
+        .inspect_containers(&ids)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|c| {
+            let svc = c.label(readiness::SERVICE_LABEL)?.to_string();
+            let health = c
+                .state
+                .health
+                .as_ref()
+                .map(|h| h.status.clone())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "none".into());
+            Some((svc, format!("{}/{}", c.state.status, health)))
+        })
+        .collect()
+}
+
+/// Starts the run's Podman API service for Compose v2 and works out whether the project's seccomp
+/// profile needs the engine-wide remedy: read from Compose v2's own resolved model, then observed
+/// with a throwaway container. Returns the service, and the remedy with its override text.
+fn v2_podman_api(
+    runtime: &Runtime,
+    tool: ComposeTool,
+    project: &Project,
+    run_dir: &Path,
+    labels: &BTreeMap<String, String>,
+    images: &ImagesReport,
+) -> Result<(ApiService, Option<(SeccompRemedy, String)>)> {
+    let config = compose::command(runtime, tool, project, &Action::Config);
+    let out = exec::run_ok(&config, Duration::from_secs(60), Interrupt::Allowed)?;
+    let model = ResolvedModel::parse(&out.stdout)?;
+    let profiles = model.seccomp_profiles(&project.workdir);
+    let mut distinct: Vec<&PathBuf> = profiles.values().collect();
+    distinct.sort();
+    distinct.dedup();
+    if distinct.len() > 1 {
+        return Err(HarnessError::compose(
+            format!(
+                "services use {} different seccomp profiles ({}); Compose v2 on Podman 4.3 can only apply one, engine-wide",
+                distinct.len(),
+                distinct.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            ),
+            "give every service the same profile, or run this stack with podman-compose (target podman / podman-rootless)",
+        ));
+    }
+    let profile = distinct.first().map(|p| p.to_path_buf());
+    let api = ApiService::start(runtime, &run_dir_name(run_dir), run_dir, profile.as_deref())?;
+    let (Some(profile), Some(image)) = (profile, images.service_images().into_values().next()) else {
+        return Ok((api, None));
+    };
+    match v2_on_podman::probe_inline_seccomp(runtime, &api.docker_host(), &image, &profile, labels)? {
+        InlineSeccomp::Accepted => Ok((api, None)),
+        InlineSeccomp::Refused(refusal) => {
+            let services: Vec<String> = profiles.keys().cloned().collect();
+            let text = v2_on_podman::remedy_override(&model, &services);
+            Ok((
+                api,
+                Some((
+                    SeccompRemedy {
+                        profile,
+                        services,
+                        refusal,
+                    },
+                    text,
+                )),
+            ))
+        }
+    }
+}
+
+/// The run id a run directory is named after.
+fn run_dir_name(run_dir: &Path) -> String {
+    run_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 pub(crate) fn project_of(record: &RunRecord) -> Project {
@@ -470,6 +657,9 @@ mod tests {
             },
             record,
             armed: true,
+            api: None,
+            seccomp_remedy: None,
+            slot: crate::runtime::slots::acquire(RuntimeKind::Docker),
         };
         drop(stack);
         std::env::set_var("PATH", path);

@@ -44,12 +44,13 @@ pub enum Rule {
     KernelRawSocket,
     KernelChown,
     KernelMount,
+    KernelSeccompProfile,
     UsernsMapping,
 }
 
 impl Rule {
     /// Every check, in report order.
-    pub const ALL: [Rule; 28] = [
+    pub const ALL: [Rule; 29] = [
         Rule::User,
         Rule::Privileged,
         Rule::Capabilities,
@@ -77,6 +78,7 @@ impl Rule {
         Rule::KernelRawSocket,
         Rule::KernelChown,
         Rule::KernelMount,
+        Rule::KernelSeccompProfile,
         Rule::UsernsMapping,
     ];
 
@@ -115,6 +117,7 @@ impl Rule {
             Rule::KernelRawSocket => "kernel_raw_socket",
             Rule::KernelChown => "kernel_chown",
             Rule::KernelMount => "kernel_mount",
+            Rule::KernelSeccompProfile => "kernel_seccomp_profile",
             Rule::UsernsMapping => "userns_mapping",
         }
     }

@@ -118,6 +118,13 @@ pub enum ProfileSource {
     /// Podman keeps the path as given (relative to the compose tool's working directory);
     /// `content` is filled by [`ContainerFacts::resolve_seccomp`].
     Path { path: String, content: Option<Value> },
+    /// No option names one: the engine applies its configured default, which the harness set to
+    /// this file for the run (`seccomp_profile` in the run's containers.conf), the remedy for
+    /// Compose v2 on Podman 4.3 (see `compose::v2_on_podman`).
+    EngineWide {
+        path: std::path::PathBuf,
+        content: Option<Value>,
+    },
 }
 
 impl ProfileSource {
@@ -125,7 +132,7 @@ impl ProfileSource {
     pub fn content(&self) -> Option<&Value> {
         match self {
             ProfileSource::Inline(v) => Some(v),
-            ProfileSource::Path { content, .. } => content.as_ref(),
+            ProfileSource::Path { content, .. } | ProfileSource::EngineWide { content, .. } => content.as_ref(),
         }
     }
 }
@@ -698,6 +705,20 @@ impl ContainerFacts {
             *content = std::fs::read_to_string(&full)
                 .ok()
                 .and_then(|t| serde_json::from_str(&t).ok());
+        }
+    }
+
+    /// Records that the engine's default profile is `profile` for this container (the seccomp
+    /// remedy of the run): an engine default becomes that profile, read from the file.
+    pub fn apply_engine_wide_seccomp(&mut self, profile: &Path) {
+        if self.seccomp == Seccomp::EngineDefault {
+            let content = std::fs::read_to_string(profile)
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok());
+            self.seccomp = Seccomp::Custom(ProfileSource::EngineWide {
+                path: profile.to_path_buf(),
+                content,
+            });
         }
     }
 

@@ -31,7 +31,7 @@ const FIXTURES: [(&str, RuntimeKind); 9] = [
 ];
 
 /// The hardened db's probe output under rootless Podman.
-const PROBE: &str = "status.Uid=999\t999\t999\t999\nstatus.CapEff=0000000000000000\nstatus.CapBnd=0000000000000000\nstatus.NoNewPrivs=1\nstatus.Seccomp=2\nuid_map= 0 1001 1; 1 100000 65536;\nroot_mount=ro,relatime\nrootfs_write=denied: Read-only file system\nraw_socket=denied: Operation not permitted\nchown=denied: Operation not permitted\nmount=denied: Operation not permitted\n";
+const PROBE: &str = "status.Uid=999\t999\t999\t999\nstatus.CapEff=0000000000000000\nstatus.CapBnd=0000000000000000\nstatus.NoNewPrivs=1\nstatus.Seccomp=2\nuid_map= 0 1001 1; 1 100000 65536;\nroot_mount=ro,relatime\nrootfs_write=denied: Read-only file system\nraw_socket=denied: Operation not permitted\nchown=denied: Operation not permitted\nmount=denied: Operation not permitted\nptrace=denied: Operation not permitted\n";
 
 /// Probe outputs that exercise every branch of the behavioural rules: (label, replacements).
 const PROBES: [(&str, &[(&str, &str)]); 5] = [
@@ -54,6 +54,7 @@ const PROBES: [(&str, &[(&str, &str)]); 5] = [
             ("raw_socket=denied: Operation not permitted", "raw_socket=ok"),
             ("chown=denied: Operation not permitted", "chown=ok"),
             ("mount=denied: Operation not permitted", "mount=ok"),
+            ("ptrace=denied: Operation not permitted", "ptrace=ok"),
         ],
     ),
     (
@@ -77,7 +78,7 @@ fn ctx(runtime: RuntimeKind, project_seccomp: Option<Value>, cgroup_v2: bool) ->
     Context {
         runtime,
         bind_ip: IpAddr::from([127, 0, 0, 1]),
-        rootless: runtime == RuntimeKind::PodmanRootless,
+        rootless: runtime.is_rootless(),
         cgroup_v2,
         project_seccomp,
     }
@@ -104,6 +105,9 @@ fn facts_line(f: &ContainerFacts) -> String {
         let path = match src {
             ProfileSource::Inline(v) => format!("inline {}", content(Some(v))),
             ProfileSource::Path { path, content: c } => format!("{path} {}", content(c.as_ref())),
+            ProfileSource::EngineWide { path, content: c } => {
+                format!("engine-wide {} {}", path.display(), content(c.as_ref()))
+            }
         };
         f.seccomp = Seccomp::Custom(ProfileSource::Path { path, content: None });
     }

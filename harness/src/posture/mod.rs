@@ -125,6 +125,9 @@ pub fn evaluate_detailed(stack: &Stack, config: &PostureConfig) -> Result<Evalua
         };
         let started = Instant::now();
         f.resolve_seccomp(&workdir);
+        if let Some(remedy) = stack.seccomp_remedy().filter(|r| r.services.contains(&service)) {
+            f.apply_engine_wide_seccomp(&remedy.profile);
+        }
         let mut outcomes = rules::check_config(&ctx, config, &service, &f);
         match stack.exec(&service, &["sh", "-c", probe::SCRIPT], PROBE_TIMEOUT) {
             Ok(out) if out.success() => match probe::parse_report(&out.stdout) {

@@ -114,6 +114,9 @@ pub struct ProbeReport {
     pub raw_socket: Attempt,
     pub chown: Attempt,
     pub mount: Attempt,
+    /// `ptrace(PTRACE_ATTACH)` of a pid that does not exist: refused (EPERM) only by a seccomp
+    /// filter that blocks ptrace (the project profile), not by the engines' default profiles.
+    pub ptrace: Attempt,
 }
 
 /// Parses the probe script's `key=value` output.
@@ -152,6 +155,10 @@ pub fn parse_report(stdout: &str) -> Result<ProbeReport> {
         raw_socket: Attempt::parse(get("raw_socket")?),
         chown: Attempt::parse(get("chown")?),
         mount: Attempt::parse(get("mount")?),
+        ptrace: kv
+            .get("ptrace")
+            .map(|v| Attempt::parse(v))
+            .unwrap_or_else(|| Attempt::Skipped("the probe did not report it".into())),
     })
 }
 
@@ -244,7 +251,7 @@ fn attempt_check(
 pub type KernelRule = fn(&Probed, Rule) -> CheckOutcome;
 
 /// Every behavioural rule, in evaluation (and report) order.
-pub const KERNEL_RULES: [(Rule, KernelRule); 9] = [
+pub const KERNEL_RULES: [(Rule, KernelRule); 10] = [
     (Rule::KernelUser, kernel_user),
     (Rule::KernelCapabilities, kernel_capabilities),
     (Rule::KernelNoNewPrivileges, kernel_no_new_privileges),
@@ -253,6 +260,7 @@ pub const KERNEL_RULES: [(Rule, KernelRule); 9] = [
     (Rule::KernelRawSocket, kernel_attempt),
     (Rule::KernelChown, kernel_attempt),
     (Rule::KernelMount, kernel_mount),
+    (Rule::KernelSeccompProfile, kernel_seccomp_profile),
     (Rule::UsernsMapping, |p, _| {
         userns_check(p.ctx, p.service, p.report, p.host)
     }),
@@ -426,6 +434,31 @@ fn kernel_mount(p: &Probed, rule: Rule) -> CheckOutcome {
     attempt_check(p, rule, "a mount", &p.report.mount, expect, &why)
 }
 
+/// Which profile the kernel enforces, not only that one is on: the engines' default profiles
+/// allow ptrace, the project profile does not, so a ptrace attach tells them apart.
+fn kernel_seccomp_profile(p: &Probed, rule: Rule) -> CheckOutcome {
+    let f = p.facts;
+    let expect = f.seccomp.allows("ptrace", &f.caps.effective);
+    let why = match expect {
+        Some(true) => format!("{} allows ptrace", seccomp_source(&f.seccomp)),
+        Some(false) => format!("{} blocks ptrace", seccomp_source(&f.seccomp)),
+        None => format!("{} could not be read", seccomp_source(&f.seccomp)),
+    };
+    attempt_check(p, rule, "a ptrace attach", &p.report.ptrace, expect, &why)
+}
+
+/// Where the filter the configuration claims comes from, for messages.
+fn seccomp_source(s: &Seccomp) -> &'static str {
+    use super::facts::ProfileSource;
+    match s {
+        Seccomp::EngineDefault => "the engine's default profile",
+        Seccomp::Unconfined { .. } => "no filter",
+        Seccomp::Custom(ProfileSource::Inline(_)) => "the profile sent inline",
+        Seccomp::Custom(ProfileSource::Path { .. }) => "the profile given by path",
+        Seccomp::Custom(ProfileSource::EngineWide { .. }) => "the profile set engine-wide for this run",
+    }
+}
+
 /// The rootless proof: under a rootless engine container uid 0 and the running uid map to
 /// unprivileged host uids (from uid_map and from the host's view of the process); under a
 /// rootful engine the identity mapping is reported as such.
@@ -515,13 +548,13 @@ mod tests {
     use crate::runtime::RuntimeKind;
     use std::net::IpAddr;
 
-    const ROOTLESS_DB: &str = "status.Uid=999\t999\t999\t999\nstatus.Gid=999\t999\t999\t999\nstatus.CapEff=0000000000000000\nstatus.CapBnd=0000000000000000\nstatus.NoNewPrivs=1\nstatus.Seccomp=2\nuid_map= 0 1001 1; 1 100000 65536;\ngid_map= 0 1001 1; 1 100000 65536;\nexec_uid=999\nroot_mount=ro,relatime\nrootfs_write=denied: touch: cannot touch '/.hydra-posture-probe': Read-only file system\nraw_socket=denied: Operation not permitted\nchown=denied: chown: changing ownership of '/dev/shm/tmp.x': Operation not permitted\nmount=denied: Operation not permitted\n";
+    const ROOTLESS_DB: &str = "status.Uid=999\t999\t999\t999\nstatus.Gid=999\t999\t999\t999\nstatus.CapEff=0000000000000000\nstatus.CapBnd=0000000000000000\nstatus.NoNewPrivs=1\nstatus.Seccomp=2\nuid_map= 0 1001 1; 1 100000 65536;\ngid_map= 0 1001 1; 1 100000 65536;\nexec_uid=999\nroot_mount=ro,relatime\nrootfs_write=denied: touch: cannot touch '/.hydra-posture-probe': Read-only file system\nraw_socket=denied: Operation not permitted\nchown=denied: chown: changing ownership of '/dev/shm/tmp.x': Operation not permitted\nmount=denied: Operation not permitted\nptrace=denied: Operation not permitted\n";
 
     fn ctx(runtime: RuntimeKind) -> Context {
         Context {
             runtime,
             bind_ip: IpAddr::from([127, 0, 0, 1]),
-            rootless: runtime == RuntimeKind::PodmanRootless,
+            rootless: runtime.is_rootless(),
             cgroup_v2: false,
             project_seccomp: None,
         }
@@ -597,7 +630,7 @@ mod tests {
             &r,
             &host,
         );
-        assert_eq!(out.len(), 9);
+        assert_eq!(out.len(), 10);
         for o in &out {
             assert_eq!(o.verdict, Verdict::Pass, "{}: {}", o.id.name_in_area(), o.message);
         }

@@ -37,3 +37,12 @@ elif m=$(mktemp -d -p "$d" 2>/dev/null); then
 else
   echo "mount=skip: no writable directory for a mount point"
 fi
+case $(uname -m) in x86_64) pt=101 ;; aarch64) pt=117 ;; *) pt= ;; esac
+if [ -z "$pt" ]; then
+  echo "ptrace=skip: ptrace(2) number unknown for $(uname -m)"
+elif ! command -v perl >/dev/null 2>&1; then
+  echo "ptrace=skip: no perl in the image"
+else
+  # PTRACE_ATTACH (16) to a pid that cannot exist: ESRCH (3) when the filter lets ptrace through.
+  echo "ptrace=$(perl -e 'syscall($ARGV[0] + 0, 16, 2147483647, 0, 0); print(($! + 0) == 3 ? "ok" : "denied: $!")' "$pt" 2>&1)"
+fi

@@ -208,10 +208,14 @@ fn seccomp_flaw(actual: &Seccomp, project: Option<&Value>) -> Option<&'static st
 
 fn seccomp(s: &Subject, rule: Rule) -> CheckOutcome {
     let project = s.ctx.project_seccomp.as_ref();
-    let ok = if project.is_some() {
-        "filters with the project seccomp profile"
-    } else {
-        "seccomp filter on"
+    let engine_wide = matches!(
+        s.facts.seccomp,
+        Seccomp::Custom(super::facts::ProfileSource::EngineWide { .. })
+    );
+    let ok = match (project.is_some(), engine_wide) {
+        (true, true) => "filters with the project seccomp profile, set engine-wide for this run (the compose tool could not pass it: see the parity report's seccomp_remedy)",
+        (true, false) => "filters with the project seccomp profile",
+        (false, _) => "seccomp filter on",
     };
     s.judge(rule, single(seccomp_flaw(&s.facts.seccomp, project)), ok)
 }
@@ -392,6 +396,7 @@ pub fn is_sensitive_host_path(path: &str) -> bool {
 mod tests {
     use super::*;
     use crate::posture::facts::parse_facts;
+    use crate::runtime::EngineKind;
     use rstest::rstest;
     use std::collections::BTreeMap;
 
@@ -406,7 +411,7 @@ mod tests {
         Context {
             runtime,
             bind_ip: IpAddr::from([127, 0, 0, 1]),
-            rootless: runtime == RuntimeKind::PodmanRootless,
+            rootless: runtime.is_rootless(),
             cgroup_v2: false,
             project_seccomp: Some(project_profile()),
         }
@@ -440,7 +445,7 @@ mod tests {
         assert_eq!(out.len(), 19);
         for o in out.values() {
             let limit = o.id.name_in_area().ends_with("memory_limit") || o.id.name_in_area().ends_with("pids_limit");
-            if runtime == RuntimeKind::PodmanRootless && limit {
+            if runtime.is_rootless() && limit {
                 assert_eq!(o.verdict, Verdict::NotEnforceable, "{}", o.message);
             } else {
                 assert_eq!(o.verdict, Verdict::Pass, "{}: {}", o.id.name_in_area(), o.message);
@@ -468,7 +473,7 @@ mod tests {
         ];
         match runtime {
             // docker-compose drops the planted seccomp=unconfined; privileged turns seccomp off.
-            RuntimeKind::Docker => v.push(("rubik-agent::seccomp", "privileged turns it off")),
+            k if k.engine() == EngineKind::Docker => v.push(("rubik-agent::seccomp", "privileged turns it off")),
             _ => v.push(("db::seccomp", "seccomp=unconfined")),
         }
         v

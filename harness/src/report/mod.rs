@@ -133,6 +133,13 @@ pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Hand-built summaries shared by the reporters' tests.
 #[cfg(test)]
 pub(crate) mod fixtures {
+    /// The targets the report fixtures cover: one per engine.
+    pub const TARGETS: [super::RuntimeKind; 3] = [
+        super::RuntimeKind::Docker,
+        super::RuntimeKind::Podman,
+        super::RuntimeKind::PodmanRootless,
+    ];
+
     use std::collections::BTreeMap;
 
     use crate::outcome::{Area, CheckId, CheckOutcome, Observation, RunSummary, RuntimeInfo, Verdict};
@@ -164,15 +171,19 @@ pub(crate) mod fixtures {
     }
 
     pub fn info(runtime: RuntimeKind) -> RuntimeInfo {
-        let (engine, tool, tool_version, rootless) = match runtime {
-            RuntimeKind::Docker => ("20.10.24", "docker-compose", "1.29.2", false),
-            RuntimeKind::Podman => ("4.3.1", "podman-compose", "1.6.0", false),
-            RuntimeKind::PodmanRootless => ("4.3.1", "podman-compose", "1.6.0", true),
+        let engine = if runtime.is_podman() { "4.3.1" } else { "20.10.24" };
+        let tool = crate::compose::tool_for(runtime);
+        let tool_version = match tool {
+            crate::compose::ComposeTool::DockerComposeV2 => "2.26.1-4",
+            crate::compose::ComposeTool::DockerComposeV1 => "1.29.2",
+            crate::compose::ComposeTool::PodmanCompose => "1.6.0",
         };
+        let rootless = runtime.is_rootless();
         RuntimeInfo {
             runtime: Some(runtime),
+            engine: runtime.engine().name().into(),
             engine_version: engine.into(),
-            compose_tool: tool.into(),
+            compose_tool: tool.to_string(),
             compose_version: tool_version.into(),
             rootless,
             storage_driver: "overlay".into(),
@@ -189,7 +200,7 @@ pub(crate) mod fixtures {
         use RuntimeKind::*;
         use Verdict::*;
         let mut outcomes = Vec::new();
-        for rt in RuntimeKind::ALL {
+        for rt in TARGETS {
             outcomes.push(outcome(rt, Area::Dns, "nginx_resolves_api", Pass));
             outcomes.push(outcome(rt, Area::Ports, "only_nginx_published", Pass));
             outcomes.push(outcome(rt, Area::Persistence, "db_survives_restart", Pass));
@@ -246,7 +257,7 @@ pub(crate) mod fixtures {
             },
         ];
         RunSummary {
-            runtimes: RuntimeKind::ALL.iter().map(|&r| info(r)).collect(),
+            runtimes: TARGETS.iter().map(|&r| info(r)).collect(),
             outcomes,
             observations,
         }

@@ -196,6 +196,7 @@ impl ParityReport {
             .iter()
             .map(|i| RuntimeInfo {
                 runtime: i.runtime,
+                engine: clean(&i.engine, redactor),
                 engine_version: clean(&i.engine_version, redactor),
                 compose_tool: clean(&i.compose_tool, redactor),
                 compose_version: clean(&i.compose_version, redactor),
@@ -331,6 +332,7 @@ impl ParityReport {
                 let cells: Vec<String> = self.environment.iter().map(|e| md_inline(&f(e))).collect();
                 let _ = writeln!(md, "| {label} | {} |", cells.join(" | "));
             };
+            field(md, "engine", &|e| e.engine.clone());
             field(md, "engine version", &|e| e.engine_version.clone());
             field(md, "compose tool", &|e| {
                 format!("{} {}", e.compose_tool, e.compose_version).trim().to_string()
@@ -466,14 +468,14 @@ mod tests {
     #[case::not_enforceable(&[Verdict::Pass, Verdict::Pass, Verdict::NotEnforceable], true)]
     #[case::missing_under_one_runtime(&[Verdict::Pass, Verdict::Pass], true)]
     fn divergence(#[case] verdicts: &[Verdict], #[case] divergent: bool) {
-        let mut outcomes: Vec<_> = RuntimeKind::ALL
+        let mut outcomes: Vec<_> = fixtures::TARGETS
             .iter()
             .zip(verdicts)
             .map(|(&rt, &v)| outcome(rt, Area::Dns, "x", v))
             .collect();
         // Every runtime has some result, so a missing `dns::x` is visible.
         outcomes.extend(
-            RuntimeKind::ALL
+            fixtures::TARGETS
                 .iter()
                 .map(|&rt| outcome(rt, Area::Ports, "y", Verdict::Pass)),
         );
