@@ -397,7 +397,7 @@ fn observe_containers(
         forms.insert(match seccomp {
             None => "none (engine default)".to_string(),
             Some(v) if v.trim_start().starts_with('{') => "inline profile JSON".to_string(),
-            Some(v) if v == "unconfined" => "unconfined".to_string(),
+            Some("unconfined") => "unconfined".to_string(),
             Some(v) => format!("path {v}"),
         });
         for k in c.config.labels.iter().flat_map(|l| l.keys()) {
