@@ -1,7 +1,8 @@
 # Quick start (as root, on a fresh Debian/Ubuntu machine with a Rust toolchain):
 #   make validate   # set the host up, then validate the bundled stack under every runtime
 #   make test       # set the host up, then run the test suite
-# HYDRA_REQUIRE=docker,podman,podman-rootless turns a missing runtime into a failure (CI sets it).
+# HYDRA_REQUIRE=docker,podman,podman-rootless,podman-v2,podman-rootless-v2 turns a missing target
+# into a failure (CI sets it).
 
 CARGO ?= cargo
 

@@ -7,13 +7,23 @@
 #   scripts/setup-host.sh               set the host up
 #   scripts/setup-host.sh --undo-fixes  undo the host changes setup owns (containers.conf keys it
 #                                       writes, /dev/net/tun mode, the daemons it started, by the PID
-#                                       it recorded), so the next setup must detect and repair them
+#                                       it recorded, the Docker Compose v2 plugin it installed), so
+#                                       the next setup must detect, install and repair them
 #                                       again: CI runs this first on every run.
 set -euo pipefail
 
 ROOTLESS_USER="${HYDRA_ROOTLESS_USER:-hydra}"
 PODMAN_COMPOSE_VERSION="${HYDRA_PODMAN_COMPOSE_VERSION:-1.6.0}"
 VENV=/opt/hydra/podman-compose
+# Docker Compose v2: Debian trixie's docker-compose package is one Go binary that needs only glibc;
+# setup extracts it (without the package's dependencies: the host keeps bookworm's libraries) as
+# the docker CLI plugin, pinned by version and checksum, from the host's own apt mirror.
+COMPOSE_V2_VERSION=2.26.1-4
+declare -A COMPOSE_V2_SHA256=(
+  [amd64]=47681197cb2b1ab88206b42a1a92fc75f50d9530a6322d03494a473eed0408ea
+  [arm64]=bbafaa666f3e7fa00ad36f2a8bab889f1c791ca8743d674e7267a3d07203869c
+)
+COMPOSE_V2_PLUGIN=/usr/local/lib/docker/cli-plugins/docker-compose
 LOG_DIR=/var/log/hydra
 BASE_IMAGE=localhost/hydra/bookworm-minbase:latest
 
@@ -73,6 +83,9 @@ if [ "${1:-}" = --undo-fixes ]; then
   stop_daemon dockerd dockerd
   unset_conf engine runtime
   unset_conf containers default_ulimits
+  if [ -e "$COMPOSE_V2_PLUGIN" ]; then
+    say "undo: removed the Docker Compose v2 plugin ($COMPOSE_V2_PLUGIN)"; rm -f "$COMPOSE_V2_PLUGIN"
+  fi
   if id "$ROOTLESS_USER" >/dev/null 2>&1; then
     RHOME=$(getent passwd "$ROOTLESS_USER" | cut -d: -f6)
     # As the user: its home is its own. Setup must then write it again and reset that storage.
@@ -128,6 +141,27 @@ if ! "$VENV/bin/podman-compose" --version 2>/dev/null | grep -q "podman-compose 
   "$VENV/bin/pip" install -q "podman-compose==$PODMAN_COMPOSE_VERSION" >"$LOG_DIR/pip.log" 2>&1 || die "pip install failed (see $LOG_DIR/pip.log)"
 fi
 ln -sf "$VENV/bin/podman-compose" /usr/local/bin/podman-compose
+# Docker Compose v2 as the docker CLI plugin (`docker compose`); docker-compose 1.29 stays as the
+# legacy tool of the docker-v1 target.
+compose_v2_ok() { [ -x "$COMPOSE_V2_PLUGIN" ] && "$COMPOSE_V2_PLUGIN" version 2>/dev/null | grep -q "version $COMPOSE_V2_VERSION\$"; }
+if ! compose_v2_ok; then
+  arch=$(dpkg --print-architecture)
+  sha=${COMPOSE_V2_SHA256[$arch]:-}
+  [ -n "$sha" ] || die "no pinned Docker Compose v2 for architecture $arch (pinned: ${!COMPOSE_V2_SHA256[*]})"
+  # The mirror the host's apt sources name (as the base image bootstrap reads them); HYDRA_DEBIAN_MIRROR overrides.
+  mirror=${HYDRA_DEBIAN_MIRROR:-$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null \
+    | sed -nE 's/^deb (\[[^]]*\] )?([^ ]+) .*/\2/p; s/^URIs: *([^ ]+).*/\1/p' | grep -v -- '-security' | head -n1 || true)}
+  [ -n "$mirror" ] || die "no Debian mirror in /etc/apt/sources.list(.d); set HYDRA_DEBIAN_MIRROR"
+  url="${mirror%/}/pool/main/d/docker-compose/docker-compose_${COMPOSE_V2_VERSION}_${arch}.deb"
+  say "installing Docker Compose v2 $COMPOSE_V2_VERSION as the docker CLI plugin (binary of $url)"
+  dl=$(mktemp -d); trap 'rm -rf "$dl"' EXIT
+  curl -fsS --max-time 300 -o "$dl/dc.deb" "$url" || die "download of $url failed"
+  echo "$sha  $dl/dc.deb" | sha256sum -c --quiet - || die "checksum mismatch for $url (expected $sha)"
+  dpkg-deb -x "$dl/dc.deb" "$dl/x" || die "could not unpack $url"
+  install -D -m 0755 "$dl/x/usr/libexec/docker/cli-plugins/docker-compose" "$COMPOSE_V2_PLUGIN"
+  rm -rf "$dl"; trap - EXIT
+  compose_v2_ok || die "$COMPOSE_V2_PLUGIN does not report version $COMPOSE_V2_VERSION"
+fi
 # junitparser: a real JUnit consumer, used to check the suite's report.
 if ! /opt/hydra/junit-venv/bin/python -c 'import junitparser' 2>/dev/null; then
   say "installing junitparser in /opt/hydra/junit-venv (checks the JUnit report)"
@@ -249,4 +283,4 @@ if ! api_up "$RTDIR/podman/podman.sock"; then
     podman system service --time=0 "unix://$RTDIR/podman/podman.sock"
   wait_api "$RTDIR/podman/podman.sock"
 fi
-say "done: docker $(docker version --format '{{.Server.Version}}'), podman $(podman version --format '{{.Client.Version}}'), $(docker-compose version --short 2>/dev/null | sed 's/^/docker-compose /'), $("$VENV/bin/podman-compose" --version | head -n1)"
+say "done: docker $(docker version --format '{{.Server.Version}}'), podman $(podman version --format '{{.Client.Version}}'), $(docker compose version 2>/dev/null), $(docker-compose version --short 2>/dev/null | sed 's/^/docker-compose /'), $("$VENV/bin/podman-compose" --version | head -n1)"

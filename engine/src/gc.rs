@@ -116,7 +116,8 @@ pub fn sweep(runtime: &Runtime, all: bool) -> Result<Vec<RunFound>> {
             });
             continue;
         }
-        let record = RunRecord::load(&run_id).filter(|r| r.runtime == runtime.kind());
+        // Targets that share an engine share its objects: a record of any of them is this run's.
+        let record = RunRecord::load(&run_id).filter(|r| r.runtime.engine() == runtime.kind().engine());
         let v = verdict(&owner, record.as_ref(), all, &owner_alive);
         if v == Verdict::Orphaned {
             for kind in ObjectKind::ALL {
@@ -128,6 +129,8 @@ pub fn sweep(runtime: &Runtime, all: bool) -> Result<Vec<RunFound>> {
                 runtime.remove(kind, &ids)?;
             }
             if let Some(r) = record {
+                // The API service a killed Compose v2 run had started for itself.
+                crate::runtime::api_service::stop_recorded(&r.dir());
                 r.remove();
             }
         }

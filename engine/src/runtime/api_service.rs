@@ -21,12 +21,40 @@ const SYSTEM_CONFS: [&str; 2] = [
     "/etc/containers/containers.conf",
 ];
 
+/// Where a run's directory records the service's process (`<pid> <start time>`).
+const PID_FILE: &str = "api-service.pid";
+
+/// Stops the API service a run recorded in `run_dir`, if that very process (same start time, a
+/// `podman system service` command line) still runs: what a killed harness left behind.
+pub fn stop_recorded(run_dir: &Path) {
+    let Ok(text) = std::fs::read_to_string(run_dir.join(PID_FILE)) else {
+        return;
+    };
+    let mut parts = text.split_whitespace().map(|p| p.parse::<u64>().ok());
+    let (Some(Some(pid)), Some(Some(start))) = (parts.next(), parts.next()) else {
+        return;
+    };
+    let Ok(pid) = u32::try_from(pid) else {
+        return;
+    };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let is_service = String::from_utf8_lossy(&cmdline)
+        .replace('\0', " ")
+        .contains("podman system service");
+    if is_service && crate::runs::process_start_time(pid) == Some(start) {
+        tracing::info!(pid, "stopping the API service of a killed run");
+        exec::kill_group(pid as i32);
+    }
+    let _ = std::fs::remove_file(run_dir.join(PID_FILE));
+}
+
 /// A running `podman system service` owned by this process; dropping it stops the service.
 pub struct ApiService {
     child: Option<Child>,
     runtime: Runtime,
     socket: PathBuf,
     conf: PathBuf,
+    run_dir: PathBuf,
 }
 
 impl ApiService {
@@ -55,11 +83,18 @@ impl ApiService {
             .env("CONTAINERS_CONF", conf.display().to_string())
             .cwd("/");
         let child = exec::spawn_background(&spec, &run_dir.join("api-service.log"))?;
+        // For `harness gc`, should this process be killed before it stops the service.
+        let pid = child.id();
+        let _ = std::fs::write(
+            run_dir.join(PID_FILE),
+            format!("{pid} {}\n", crate::runs::process_start_time(pid).unwrap_or(0)),
+        );
         let mut service = ApiService {
             child: Some(child),
             runtime: runtime.clone(),
             socket,
             conf,
+            run_dir: run_dir.to_path_buf(),
         };
         service.wait_until_answering(&run_dir.join("api-service.log"))?;
         Ok(service)
@@ -103,6 +138,7 @@ impl Drop for ApiService {
         if let Some(mut child) = self.child.take() {
             exec::kill_group(child.id() as i32);
             let _ = child.wait();
+            let _ = std::fs::remove_file(self.run_dir.join(PID_FILE));
         }
         // SIGKILL leaves the socket file behind; the configuration is the run's own.
         match self.runtime.rootless_user() {

@@ -155,6 +155,18 @@ impl FromStr for RuntimeKind {
     }
 }
 
+/// The first target of each engine in `kinds`, in order: for work on an engine's storage (images,
+/// the label sweep), which the targets sharing that engine would only repeat.
+pub fn one_per_engine(kinds: &[RuntimeKind]) -> Vec<RuntimeKind> {
+    let mut out: Vec<RuntimeKind> = Vec::new();
+    for &k in kinds {
+        if !out.iter().any(|o| o.engine() == k.engine()) {
+            out.push(k);
+        }
+    }
+    out
+}
+
 /// Parses a comma- or space-separated runtime list such as `HYDRA_RUNTIMES=docker,podman`.
 pub fn parse_list(s: &str) -> Result<Vec<RuntimeKind>> {
     let mut out = Vec::new();
@@ -578,6 +590,18 @@ mod tests {
     #[case("unknown", CgroupVersion::Unknown)]
     fn cgroup_versions_in_both_engines_wording(#[case] s: &str, #[case] v: CgroupVersion) {
         assert_eq!(CgroupVersion::parse(s), v);
+    }
+
+    #[test]
+    fn one_target_per_engine_keeps_the_first() {
+        assert_eq!(
+            one_per_engine(&RuntimeKind::ALL),
+            [RuntimeKind::Docker, RuntimeKind::Podman, RuntimeKind::PodmanRootless]
+        );
+        assert_eq!(
+            one_per_engine(&[RuntimeKind::PodmanV2, RuntimeKind::Podman]),
+            [RuntimeKind::PodmanV2]
+        );
     }
 
     #[test]

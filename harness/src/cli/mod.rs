@@ -301,8 +301,10 @@ fn cmd_doctor(runtimes: &[RuntimeKind]) -> Result<i32, HarnessError> {
 }
 
 fn cmd_images(runtimes: &[RuntimeKind], compose: Vec<PathBuf>, base_only: bool) -> Result<i32, HarnessError> {
+    // Images live in the engine's storage: one pass per engine, whichever targets share it.
+    let targets = hydra::runtime::one_per_engine(&all_or(runtimes));
     if base_only {
-        for kind in all_or(runtimes) {
+        for kind in targets.iter().copied() {
             let imported = images::base::ensure(&Runtime::resolve(kind)?)?;
             println!(
                 "{kind}: {} {}",
@@ -319,7 +321,7 @@ fn cmd_images(runtimes: &[RuntimeKind], compose: Vec<PathBuf>, base_only: bool) 
     };
     stack::ComposeSet::load(&files)?;
     learn_secrets(&files)?;
-    for kind in all_or(runtimes) {
+    for kind in targets.iter().copied() {
         let rt = Runtime::resolve(kind)?;
         let progress = output::Progress::new(&format!("{kind}: images"));
         let report = stack::build_images(&rt, &files, &mut |m| progress.phase(m))?;
@@ -382,7 +384,8 @@ fn cmd_down(runtime: RuntimeKind, run: Option<String>) -> Result<i32, HarnessErr
 
 fn cmd_gc(all: bool, runtimes: &[RuntimeKind]) -> Result<i32, HarnessError> {
     let mut swept = 0;
-    for kind in all_or(runtimes) {
+    // Objects live in the engine: one sweep per engine, whichever targets share it.
+    for kind in hydra::runtime::one_per_engine(&all_or(runtimes)) {
         let report = doctor::diagnose_reachable(kind);
         if let Some(reason) = report {
             println!("{kind}: skipped ({reason})");
