@@ -202,7 +202,10 @@ fn teardown(kind: RuntimeKind, stack: Stack, rec: &mut Recorder, on_event: &mut 
                 ),
                 t.elapsed().as_secs_f64(),
             );
-            vec![obs(kind, "compose_down_left_behind", &left)]
+            vec![
+                obs(kind, "compose_down_left_behind", &left),
+                obs(kind, "compose_down_exit", &format!("{:?}", td.compose_down_status)),
+            ]
         }
         Err(e) => {
             rec.push(&down, None, Verdict::Fail, e.to_string(), t.elapsed().as_secs_f64());
@@ -351,8 +354,29 @@ fn observe_up(kind: RuntimeKind, up: &UpReport, stack: &Stack) -> Vec<Observatio
             ),
         },
     ));
+    // Whether the tool's exit code can be trusted when it cannot do what it was asked.
+    let unknown = crate::compose::Action::Stop {
+        service: "hydra-no-such-service".into(),
+    };
+    out.push(obs(
+        kind,
+        "exit_code_stop_unknown_service",
+        &match stack.compose_run(&unknown) {
+            Ok(o) => format!(
+                "{:?}: {}",
+                o.status,
+                o.stderr
+                    .lines()
+                    .map(str::trim)
+                    .find(|l| !l.is_empty())
+                    .unwrap_or("(nothing on stderr)")
+            ),
+            Err(e) => format!("did not run: {e}"),
+        },
+    ));
     if let Ok(containers) = stack.containers() {
         out.extend(observe_containers(kind, stack, &containers));
+        out.extend(observe_v2_views(kind, stack, &containers));
     }
     if let Ok(containers) = stack.containers() {
         let project = &stack.record().project;
@@ -372,6 +396,70 @@ fn observe_up(kind: RuntimeKind, up: &UpReport, stack: &Stack) -> Vec<Observatio
             out.push(obs(kind, "network_names", &nets.join(", ")));
         }
     }
+    out
+}
+
+/// Compose v2's own views, compared with the engine's and the harness's: `ps --format json`
+/// against the engine's containers, `config` (the resolved model) against the services the
+/// harness read from the files.
+fn observe_v2_views(
+    kind: RuntimeKind,
+    stack: &Stack,
+    containers: &std::collections::BTreeMap<String, crate::runtime::inspect::ContainerInspect>,
+) -> Vec<Observation> {
+    use crate::compose::{ps, v2_on_podman::ResolvedModel, Action, ComposeTool};
+    if stack.tool() != ComposeTool::DockerComposeV2 {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let engine: BTreeSet<String> = containers
+        .iter()
+        .filter(|(_, c)| c.state.running)
+        .map(|(s, _)| s.clone())
+        .collect();
+    let claimed = stack
+        .compose_run(&Action::Ps)
+        .map_err(|e| e.to_string())
+        .and_then(|o| ps::parse_v2(&o.stdout).map_err(|e| e.to_string()));
+    out.push(obs(
+        kind,
+        "compose_ps_json_vs_engine",
+        &match claimed {
+            Err(e) => format!("ps failed: {e}"),
+            Ok(entries) => {
+                let running: BTreeSet<String> = entries
+                    .iter()
+                    .filter(|e| e.state == "running")
+                    .map(|e| e.service.clone())
+                    .collect();
+                if running == engine {
+                    format!("agree ({} running)", running.len())
+                } else {
+                    format!("differ: compose says running {:?}, engine {:?}", running, engine)
+                }
+            }
+        },
+    ));
+    let model = stack
+        .compose_run(&Action::Config)
+        .map_err(|e| e.to_string())
+        .and_then(|o| ResolvedModel::parse(&o.stdout).map_err(|e| e.to_string()));
+    let ours: BTreeSet<String> = stack.record().services.iter().cloned().collect();
+    out.push(obs(
+        kind,
+        "compose_config_vs_harness_model",
+        &match model {
+            Err(e) => format!("config failed: {e}"),
+            Ok(m) => {
+                let theirs: BTreeSet<String> = m.services.keys().cloned().collect();
+                if theirs == ours {
+                    format!("same {} services", ours.len())
+                } else {
+                    format!("differ: config {:?}, harness {:?}", theirs, ours)
+                }
+            }
+        },
+    ));
     out
 }
 

@@ -17,8 +17,9 @@ fn unknown_runtime_is_a_usage_error_with_the_choices() {
         .assert()
         .code(2)
         .stderr(
-            predicate::str::contains("unknown runtime 'containerd'")
-                .and(predicate::str::contains("docker, podman, podman-rootless")),
+            predicate::str::contains("unknown runtime 'containerd'").and(predicate::str::contains(
+                "docker, docker-v1, podman, podman-v2, podman-rootless, podman-rootless-v2",
+            )),
         );
 }
 

@@ -255,6 +255,29 @@ mod tests {
     }
 
     #[test]
+    fn every_target_has_its_tool_and_v2_waits_for_health() {
+        use RuntimeKind::*;
+        let tools: Vec<ComposeTool> = RuntimeKind::ALL.iter().map(|&k| tool_for(k)).collect();
+        assert_eq!(
+            tools,
+            [
+                ComposeTool::DockerComposeV2,
+                ComposeTool::DockerComposeV1,
+                ComposeTool::PodmanCompose,
+                ComposeTool::DockerComposeV2,
+                ComposeTool::PodmanCompose,
+                ComposeTool::DockerComposeV2
+            ]
+        );
+        for kind in [Docker, PodmanV2, PodmanRootlessV2] {
+            let line = command(&rt(kind), tool_for(kind), &project(), &Action::Up).display();
+            assert!(line.ends_with("up -d --no-build --wait"), "{line}");
+        }
+        let line = command(&rt(Podman), ComposeTool::PodmanCompose, &project(), &Action::Up).display();
+        assert!(line.ends_with("up -d --no-build"), "{line}");
+    }
+
+    #[test]
     fn podman_compose_builds_keep_docker_format() {
         let spec = command(
             &rt(RuntimeKind::Podman),
