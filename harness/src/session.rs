@@ -93,9 +93,18 @@ pub fn run(
         None,
         Verdict::Pass,
         format!(
-            "{} services healthy {:.1}s after start",
+            "{} services healthy {:.1}s after start{}",
             up.services.len(),
-            up.total_seconds
+            up.total_seconds,
+            if up.compose_gave_up.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (the compose tool aborted `up` {} time(s) on a briefly unhealthy service and was run again: {})",
+                    up.compose_gave_up.len(),
+                    up.compose_gave_up.join("; ")
+                )
+            }
         ),
         up.total_seconds,
     );
@@ -337,6 +346,19 @@ fn observe_up(kind: RuntimeKind, up: &UpReport, stack: &Stack) -> Vec<Observatio
         &format!("{:.1}", up.compose_up_seconds),
     ));
     out.push(obs(kind, "seconds_to_all_healthy", &format!("{:.1}", up.total_seconds)));
+    out.push(obs(
+        kind,
+        "compose_up_aborted_on_unhealthy",
+        &if up.compose_gave_up.is_empty() {
+            "no".to_string()
+        } else {
+            format!(
+                "{} time(s), run again: {}",
+                up.compose_gave_up.len(),
+                up.compose_gave_up.join("; ")
+            )
+        },
+    ));
     out.push(obs(
         kind,
         "harness_saw_all_ready_seconds",

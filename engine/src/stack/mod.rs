@@ -86,6 +86,9 @@ pub struct UpReport {
     pub harness_ready_seconds: f64,
     /// The seccomp remedy this run needed (Compose v2 on Podman 4.3), if any.
     pub seccomp_remedy: Option<SeccompRemedy>,
+    /// Each time Compose v2 aborted `up` because a service was unhealthy for a moment (it is run
+    /// again until the stack is ready or the deadline passes): when, and what it said.
+    pub compose_gave_up: Vec<String>,
 }
 
 /// Compose v2 could not pass the project's seccomp profile to the engine, so the run's API
@@ -249,6 +252,7 @@ impl Stack {
             at_compose_return: waited.at_compose_return,
             harness_ready_seconds: waited.harness_ready_seconds,
             seccomp_remedy,
+            compose_gave_up: waited.compose_gave_up,
         };
         Ok((stack, report))
     }
@@ -263,11 +267,43 @@ impl Stack {
         let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let runtime = self.runtime.clone();
         let run_filter = labels::filter(labels::RUN, &self.record.run_id);
+        let gave_up = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let retry_until = Instant::now() + timeout;
         let thread = {
-            let (up, up_signals, done, failed) = (up.clone(), up_signals.clone(), done.clone(), failed.clone());
+            let (up, up_signals, done, failed, gave_up) = (
+                up.clone(),
+                up_signals.clone(),
+                done.clone(),
+                failed.clone(),
+                gave_up.clone(),
+            );
+            let v2 = self.provider.tool == ComposeTool::DockerComposeV2;
             std::thread::spawn(move || {
                 let t = Instant::now();
-                let out = exec::run_with(&up_signals, &up, UP_TIMEOUT, Interrupt::Allowed);
+                let out = loop {
+                    let out = exec::run_with(&up_signals, &up, UP_TIMEOUT, Interrupt::Allowed);
+                    // Compose v2 aborts `up` (and `--wait`) the moment a dependency reports
+                    // unhealthy, even briefly (aardvark-dns 1.4 outages after restarts): it is
+                    // run again, as a user would, while the harness's loop keeps probing; each
+                    // abort is reported.
+                    match &out {
+                        Ok(o) if !o.success() && v2 && Instant::now() < retry_until => {
+                            if let Some(line) = o.stderr.lines().find(|l| l.contains("is unhealthy")) {
+                                tracing::warn!("compose up gave up ({}); running it again", line.trim());
+                                gave_up.lock().unwrap_or_else(|p| p.into_inner()).push(format!(
+                                    "{:.1}s: {}",
+                                    t.elapsed().as_secs_f64(),
+                                    line.trim()
+                                ));
+                                if up_signals.sleep(Duration::from_secs(3)).is_ok() {
+                                    continue;
+                                }
+                            }
+                            break out;
+                        }
+                        _ => break out,
+                    }
+                };
                 let seconds = t.elapsed().as_secs_f64();
                 let states = states_now(&runtime, &run_filter);
                 failed.store(
@@ -312,12 +348,14 @@ impl Stack {
                 stderr: exec::tail(&out.stderr, 30),
             });
         }
+        let compose_gave_up = gave_up.lock().unwrap_or_else(|p| p.into_inner()).clone();
         Ok(UpAndWait {
             services: waited?,
             compose_seconds,
             compose_stderr: out.stderr,
             at_compose_return,
             harness_ready_seconds,
+            compose_gave_up,
         })
     }
 
@@ -503,6 +541,7 @@ struct UpAndWait {
     compose_stderr: String,
     at_compose_return: BTreeMap<String, String>,
     harness_ready_seconds: f64,
+    compose_gave_up: Vec<String>,
 }
 
 /// Each service's `state/health` now (`none` without a healthcheck); empty when the engine
