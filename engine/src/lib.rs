@@ -17,6 +17,7 @@ pub mod labels;
 pub mod readiness;
 pub mod runs;
 pub mod runtime;
+pub mod secrets;
 pub mod stack;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;

@@ -7,14 +7,14 @@
 //! ...), so users of this crate need one dependency.
 
 pub use hydra_engine::{
-    compose, doctor, envfile, error, gc, images, labels, readiness, runs, runtime, stack, trusted_dir, workspace,
+    compose, doctor, envfile, error, gc, images, labels, readiness, runs, runtime, secrets, stack, trusted_dir,
+    workspace,
 };
 
 pub mod checks;
 pub mod outcome;
 pub mod posture;
 pub mod report;
-pub mod secrets;
 pub mod spec;
 #[cfg(test)]
 use hydra_engine::test_support;

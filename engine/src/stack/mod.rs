@@ -182,7 +182,11 @@ impl Stack {
         )?;
 
         let (mut env, ports) = ports::publish_env(&merged, opts.bind_ip)?;
-        env.extend(ports::caller_env(&files, &env));
+        env.extend(ports::caller_env(
+            &files,
+            &env,
+            runtime.rootless_user().is_some_and(|u| u.switch),
+        ));
         let mut compose_files = files.clone();
         compose_files.push(override_path);
         let workdir = files[0]

@@ -60,7 +60,19 @@ fn free_port(bind_ip: IpAddr) -> Result<(TcpListener, u16)> {
 
 /// The variables the compose files interpolate that the caller's environment sets (and the
 /// harness does not): passed explicitly, since the rootless user's tools get no other environment.
-pub(super) fn caller_env(files: &[PathBuf], set: &[(String, String)]) -> Vec<(String, String)> {
+/// When the tools run as another, less trusted user (`crosses_to_user`), secret-looking names are
+/// not passed: a compose file must not be able to ask root's environment for `${CI_TOKEN}` and
+/// hand it to that user's containers. Such values belong in an env file the run names.
+pub(super) fn caller_env(files: &[PathBuf], set: &[(String, String)], crosses_to_user: bool) -> Vec<(String, String)> {
+    caller_env_with(files, set, crosses_to_user, &|v| std::env::var(v).ok())
+}
+
+fn caller_env_with(
+    files: &[PathBuf],
+    set: &[(String, String)],
+    crosses_to_user: bool,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     for f in files {
         let text = std::fs::read_to_string(f).unwrap_or_default();
@@ -68,9 +80,17 @@ pub(super) fn caller_env(files: &[PathBuf], set: &[(String, String)]) -> Vec<(St
             if set.iter().chain(out.iter()).any(|(k, _)| *k == var) {
                 continue;
             }
-            if let Ok(value) = std::env::var(&var) {
-                out.push((var, value));
+            let Some(value) = lookup(&var) else {
+                continue;
+            };
+            if crosses_to_user && crate::secrets::is_secret_name(&var) {
+                tracing::warn!(
+                    "{}: ${{{var}}} is set in the harness's environment but looks like a secret; not passed to the rootless user's compose tool (put it in an env file)",
+                    f.display()
+                );
+                continue;
             }
+            out.push((var, value));
         }
     }
     out
@@ -90,5 +110,25 @@ mod tests {
         assert_eq!(ports.len(), 2);
         assert_ne!(ports["A_PORT_T"], ports["B_PORT_T"]);
         assert!(ports.values().all(|p| PORT_RANGE.contains(p)), "{ports:?}");
+    }
+
+    #[test]
+    fn secret_looking_variables_never_cross_to_the_rootless_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.yml");
+        std::fs::write(
+            &f,
+            "services:\n  a:\n    image: ${IMG}\n    environment:\n      T: ${CI_TOKEN}\n      S: ${HYDRA_PROBE_SESSION_VALUE}\n",
+        )
+        .unwrap();
+        let env = |v: &str| Some(format!("value-of-{v}"));
+        let names = |cross| -> Vec<String> {
+            caller_env_with(std::slice::from_ref(&f), &[], cross, &env)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect()
+        };
+        assert_eq!(names(true), ["IMG", "HYDRA_PROBE_SESSION_VALUE"]);
+        assert_eq!(names(false), ["IMG", "CI_TOKEN", "HYDRA_PROBE_SESSION_VALUE"]);
     }
 }
