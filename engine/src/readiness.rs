@@ -40,6 +40,9 @@ pub struct WaitProgress {
     pub ready: usize,
     pub total: usize,
     pub pending: Vec<String>,
+    /// How many of the services have a container yet (the compose tool may still be creating
+    /// them: the loop runs alongside it).
+    pub created: usize,
 }
 
 /// One service's state during the wait.
@@ -172,6 +175,7 @@ pub fn wait_while(
         }
         let pending: Vec<String> = services.iter().filter(|s| !ready.contains_key(*s)).cloned().collect();
         on_progress(&WaitProgress {
+            created: services.iter().filter(|s| by_service.contains_key(s.as_str())).count(),
             ready: ready.len(),
             total: services.len(),
             pending: pending.clone(),

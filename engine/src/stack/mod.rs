@@ -318,10 +318,10 @@ impl Stack {
                 (out, seconds, states)
             })
         };
-        on_event(&Event::Phase(format!(
-            "waiting for {} services to become healthy",
-            self.record.services.len()
-        )));
+        // Announced once the tool has created the first container: from then on the run has
+        // objects to tear down (an interrupt before that finds none).
+        let mut announced = false;
+        let total = self.record.services.len();
         let waited = readiness::wait_while(
             &self.runtime,
             &self.record.run_id,
@@ -330,7 +330,13 @@ impl Stack {
             started,
             timeout,
             &|| !failed.load(std::sync::atomic::Ordering::SeqCst),
-            &mut |p| on_event(&Event::Waiting(p.clone())),
+            &mut |p| {
+                if !announced && p.created > 0 {
+                    announced = true;
+                    on_event(&Event::Phase(format!("waiting for {total} services to become healthy")));
+                }
+                on_event(&Event::Waiting(p.clone()))
+            },
         );
         let harness_ready_seconds = started.elapsed().as_secs_f64();
         if waited.is_err() && !done.load(std::sync::atomic::Ordering::SeqCst) {
