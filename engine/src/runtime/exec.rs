@@ -248,6 +248,7 @@ pub fn run_with(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
+    die_with_parent(&mut cmd);
     if spec.clear_env {
         cmd.env_clear();
     }
@@ -355,6 +356,7 @@ pub fn spawn_background(spec: &CommandSpec, log: &std::path::Path) -> Result<std
         .stdout(Stdio::from(file))
         .stderr(Stdio::from(err_file))
         .process_group(0);
+    die_with_parent(&mut cmd);
     if spec.clear_env {
         cmd.env_clear();
     }
@@ -452,6 +454,24 @@ impl Pipe {
 
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.buf.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+}
+
+/// The child gets SIGKILL when the thread that started it dies: a harness killed with SIGKILL
+/// must not leave a compose tool running that goes on creating objects after `harness gc` swept
+/// the run (the rootless user's tools get the same through `setpriv`, see
+/// [`super::rootless::RootlessUser::wrap`]). Callers wait for their children on the thread that
+/// started them, so an ordinary exit never triggers it.
+fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches only the child's own state.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 

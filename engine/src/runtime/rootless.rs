@@ -134,7 +134,8 @@ impl RootlessUser {
     pub fn wrap(&self, program: &str) -> CommandSpec {
         if self.switch {
             let mut spec = CommandSpec::new(runuser_program())
-                .args(["-u", &self.name, "--", program])
+                // setpriv: the user's tool dies with runuser, which dies with the harness.
+                .args(["-u", &self.name, "--", "setpriv", "--pdeathsig", "KILL", program])
                 .env("PATH", user_path())
                 .env("HOME", self.home.display().to_string())
                 .env("USER", self.name.clone())
@@ -207,7 +208,20 @@ mod tests {
         };
         let spec = u.wrap("podman").args(["ps", "-a"]);
         assert!(spec.program.ends_with("runuser"), "{}", spec.program);
-        assert_eq!(spec.args, ["-u", "hydra", "--", "podman", "ps", "-a"]);
+        assert_eq!(
+            spec.args,
+            [
+                "-u",
+                "hydra",
+                "--",
+                "setpriv",
+                "--pdeathsig",
+                "KILL",
+                "podman",
+                "ps",
+                "-a"
+            ]
+        );
         assert!(spec.clear_env, "root's environment must not reach the rootless user");
         assert!(spec.env.contains(&("XDG_RUNTIME_DIR".into(), "/run/user/1001".into())));
         assert!(spec.env.contains(&("HOME".into(), "/home/hydra".into())));
