@@ -352,10 +352,31 @@ impl Stack {
             Err(e) => return Err(e),
         };
         if !out.success() {
-            return Err(HarnessError::Failed {
+            let failed = HarnessError::Failed {
                 cmd: up.display(),
                 status: out.status,
                 stderr: exec::tail(&out.stderr, 30),
+            };
+            // Compose v2 gives up as soon as a service exits or stays unhealthy, before the
+            // harness's loop would: report what the engine shows now, with the logs of every
+            // service not ready (the cause is usually there), then the tool's own words.
+            let now = readiness::wait_while(
+                &self.runtime,
+                &self.record.run_id,
+                &self.record.project,
+                &self.record.services,
+                started,
+                Duration::ZERO,
+                &|| true,
+                &mut |_| {},
+            );
+            return Err(match now {
+                Err(HarnessError::Unhealthy { project, detail, .. }) => HarnessError::Unhealthy {
+                    project,
+                    after: started.elapsed(),
+                    detail: format!("{detail}\n  {failed}"),
+                },
+                _ => failed,
             });
         }
         let compose_gave_up = gave_up.lock().unwrap_or_else(|p| p.into_inner()).clone();
