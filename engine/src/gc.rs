@@ -131,6 +131,7 @@ pub fn sweep(runtime: &Runtime, all: bool) -> Result<Vec<RunFound>> {
             if let Some(r) = record {
                 // The API service a killed Compose v2 run had started for itself.
                 crate::runtime::api_service::stop_recorded(&r.dir());
+                crate::runtime::api_service::remove_rootless_leftovers(runtime, &run_id);
                 r.remove();
             }
         }

@@ -142,22 +142,35 @@ impl Drop for ApiService {
         }
         // SIGKILL leaves the socket file behind; the configuration is the run's own.
         match self.runtime.rootless_user() {
-            Some(_) => {
-                let spec = self
-                    .runtime
-                    .command("rm")
-                    .arg("-f")
-                    .arg(self.socket.display().to_string())
-                    .arg(self.conf.display().to_string())
-                    .cwd("/");
-                let _ = exec::run(&spec, Duration::from_secs(10), Interrupt::Ignored);
-            }
+            Some(_) => remove_user_files(&self.runtime, &self.socket, &self.conf),
             None => {
                 let _ = std::fs::remove_file(&self.socket);
                 let _ = std::fs::remove_file(&self.conf);
             }
         }
     }
+}
+
+/// Removes, as the rootless user, the socket and configuration a service of run `run_id` had in
+/// that user's runtime directory (what a killed run leaves there; for `harness gc`). `run_id` must
+/// already be a valid run id.
+pub fn remove_rootless_leftovers(runtime: &Runtime, run_id: &str) {
+    if let Some(user) = runtime.rootless_user() {
+        let socket = user.runtime_dir.join(format!("hydra-{run_id}.sock"));
+        let conf = user.runtime_dir.join(format!("hydra-{run_id}.containers.conf"));
+        remove_user_files(runtime, &socket, &conf);
+    }
+}
+
+/// `rm -f` as the engine's user: root never deletes in that user's directories.
+fn remove_user_files(runtime: &Runtime, socket: &Path, conf: &Path) {
+    let spec = runtime
+        .command("rm")
+        .arg("-f")
+        .arg(socket.display().to_string())
+        .arg(conf.display().to_string())
+        .cwd("/");
+    let _ = exec::run(&spec, Duration::from_secs(10), Interrupt::Ignored);
 }
 
 /// Whether a Docker-compatible API answers `/_ping` on `socket`.
