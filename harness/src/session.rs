@@ -399,8 +399,6 @@ fn observe_up(kind: RuntimeKind, up: &UpReport, stack: &Stack) -> Vec<Observatio
     if let Ok(containers) = stack.containers() {
         out.extend(observe_containers(kind, stack, &containers));
         out.extend(observe_v2_views(kind, stack, &containers));
-    }
-    if let Ok(containers) = stack.containers() {
         let project = &stack.record().project;
         if let Some((svc, c)) = containers.iter().next() {
             out.push(obs(

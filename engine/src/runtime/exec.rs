@@ -236,28 +236,15 @@ pub fn run_with(
     timeout: Duration,
     interrupt: Interrupt,
 ) -> Result<Output, HarnessError> {
-    use std::os::unix::process::CommandExt;
     tracing::debug!(cmd = %spec.display(), "exec");
-    let mut cmd = Command::new(&spec.program);
-    cmd.args(&spec.args)
-        .stdin(if spec.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    die_with_parent(&mut cmd);
-    if spec.clear_env {
-        cmd.env_clear();
-    }
-    for (k, v) in &spec.env {
-        cmd.env(k, v);
-    }
-    if let Some(dir) = &spec.cwd {
-        cmd.current_dir(dir);
-    }
+    let mut cmd = command_for(spec);
+    cmd.stdin(if spec.stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|source| HarnessError::Spawn {
         cmd: spec.display(),
@@ -336,7 +323,6 @@ pub fn run_with(
 /// Starts `spec` in the background in its own process group, its output appended to `log`. The
 /// caller owns the child and ends it by its process group ([`kill_group`]).
 pub fn spawn_background(spec: &CommandSpec, log: &std::path::Path) -> Result<std::process::Child, HarnessError> {
-    use std::os::unix::process::CommandExt;
     tracing::debug!(cmd = %spec.display(), "spawn");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -350,22 +336,10 @@ pub fn spawn_background(spec: &CommandSpec, log: &std::path::Path) -> Result<std
         cmd: spec.display(),
         source,
     })?;
-    let mut cmd = Command::new(&spec.program);
-    cmd.args(&spec.args)
-        .stdin(Stdio::null())
+    let mut cmd = command_for(spec);
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::from(file))
-        .stderr(Stdio::from(err_file))
-        .process_group(0);
-    die_with_parent(&mut cmd);
-    if spec.clear_env {
-        cmd.env_clear();
-    }
-    for (k, v) in &spec.env {
-        cmd.env(k, v);
-    }
-    if let Some(dir) = &spec.cwd {
-        cmd.current_dir(dir);
-    }
+        .stderr(Stdio::from(err_file));
     cmd.spawn().map_err(|source| HarnessError::Spawn {
         cmd: spec.display(),
         source,
@@ -455,6 +429,25 @@ impl Pipe {
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.buf.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
     }
+}
+
+/// `spec` as a process in its own group (so a deadline or Ctrl-C ends all of it) that dies with
+/// its parent; the caller sets the standard streams.
+fn command_for(spec: &CommandSpec) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(&spec.program);
+    cmd.args(&spec.args).process_group(0);
+    die_with_parent(&mut cmd);
+    if spec.clear_env {
+        cmd.env_clear();
+    }
+    for (k, v) in &spec.env {
+        cmd.env(k, v);
+    }
+    if let Some(dir) = &spec.cwd {
+        cmd.current_dir(dir);
+    }
+    cmd
 }
 
 /// The child gets SIGKILL when the thread that started it dies: a harness killed with SIGKILL

@@ -201,7 +201,7 @@ impl Stack {
                 workdir: workdir.clone(),
                 env: env.clone(),
             };
-            let (api, remedy) = v2_podman_api(&runtime, provider.tool, &project, &run_dir, &labels, &images)?;
+            let (api, remedy) = v2_podman_api(&runtime, provider.tool, &project, &run_id, &run_dir, &labels, &images)?;
             env.push(("DOCKER_HOST".into(), api.docker_host()));
             if let Some(remedy) = &remedy {
                 let path = run_dir.join("hydra.seccomp-remedy.yml");
@@ -270,7 +270,7 @@ impl Stack {
         let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let runtime = self.runtime.clone();
-        let run_filter = labels::filter(labels::RUN, &self.record.run_id);
+        let run_id = self.record.run_id.clone();
         let gave_up = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         let retry_until = Instant::now() + timeout;
         let thread = {
@@ -309,7 +309,7 @@ impl Stack {
                     }
                 };
                 let seconds = t.elapsed().as_secs_f64();
-                let states = states_now(&runtime, &run_filter);
+                let states = states_now(&runtime, &run_id);
                 failed.store(
                     !matches!(&out, Ok(o) if o.success()),
                     std::sync::atomic::Ordering::SeqCst,
@@ -439,15 +439,7 @@ impl Stack {
 
     /// The run's containers by compose service name, as the engine reports them now.
     pub fn containers(&self) -> Result<BTreeMap<String, crate::runtime::inspect::ContainerInspect>> {
-        let ids = self
-            .runtime
-            .list_by_label(ObjectKind::Container, &labels::filter(labels::RUN, &self.record.run_id))?;
-        Ok(self
-            .runtime
-            .inspect_containers(&ids)?
-            .into_iter()
-            .filter_map(|c| Some((c.label(readiness::SERVICE_LABEL)?.to_string(), c)))
-            .collect())
+        containers_of(&self.runtime, &self.record.run_id)
     }
 
     /// Runs `argv` inside `service`'s container without a TTY (`exec -T` semantics) and returns
@@ -575,18 +567,26 @@ struct UpAndWait {
     compose_gave_up: Vec<String>,
 }
 
+/// Run `run_id`'s containers by compose service name, as the engine reports them now.
+fn containers_of(
+    runtime: &Runtime,
+    run_id: &str,
+) -> Result<BTreeMap<String, crate::runtime::inspect::ContainerInspect>> {
+    let ids = runtime.list_by_label(ObjectKind::Container, &labels::filter(labels::RUN, run_id))?;
+    Ok(runtime
+        .inspect_containers(&ids)?
+        .into_iter()
+        .filter_map(|c| Some((c.label(readiness::SERVICE_LABEL)?.to_string(), c)))
+        .collect())
+}
+
 /// Each service's `state/health` now (`none` without a healthcheck); empty when the engine
 /// cannot be asked.
-fn states_now(runtime: &Runtime, run_filter: &str) -> BTreeMap<String, String> {
-    let Ok(ids) = runtime.list_by_label(ObjectKind::Container, run_filter) else {
-        return BTreeMap::new();
-    };
-    runtime
-        .inspect_containers(&ids)
+fn states_now(runtime: &Runtime, run_id: &str) -> BTreeMap<String, String> {
+    containers_of(runtime, run_id)
         .unwrap_or_default()
         .into_iter()
-        .filter_map(|c| {
-            let svc = c.label(readiness::SERVICE_LABEL)?.to_string();
+        .map(|(svc, c)| {
             let health = c
                 .state
                 .health
@@ -594,7 +594,7 @@ fn states_now(runtime: &Runtime, run_filter: &str) -> BTreeMap<String, String> {
                 .map(|h| h.status.clone())
                 .filter(|h| !h.is_empty())
                 .unwrap_or_else(|| "none".into());
-            Some((svc, format!("{}/{}", c.state.status, health)))
+            (svc, format!("{}/{}", c.state.status, health))
         })
         .collect()
 }
@@ -606,6 +606,7 @@ fn v2_podman_api(
     runtime: &Runtime,
     tool: ComposeTool,
     project: &Project,
+    run_id: &str,
     run_dir: &Path,
     labels: &BTreeMap<String, String>,
     images: &ImagesReport,
@@ -628,7 +629,7 @@ fn v2_podman_api(
         ));
     }
     let profile = distinct.first().map(|p| p.to_path_buf());
-    let api = ApiService::start(runtime, &run_dir_name(run_dir), run_dir, profile.as_deref())?;
+    let api = ApiService::start(runtime, run_id, run_dir, profile.as_deref())?;
     let (Some(profile), Some(image)) = (profile, images.service_images().into_values().next()) else {
         return Ok((api, None));
     };
@@ -650,14 +651,6 @@ fn v2_podman_api(
             ))
         }
     }
-}
-
-/// The run id a run directory is named after.
-fn run_dir_name(run_dir: &Path) -> String {
-    run_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 pub(crate) fn project_of(record: &RunRecord) -> Project {
