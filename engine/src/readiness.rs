@@ -30,6 +30,9 @@ pub struct ServiceReady {
     pub service: String,
     pub container: String,
     pub seconds: f64,
+    /// The same moment on the wall clock (Unix milliseconds), to compare with the engine's own
+    /// timestamps (the `Start`/`End` of its health log).
+    pub unix_ms: u64,
     /// How many health probes the harness ran for it (0 when the engine runs them).
     pub probes: u32,
 }
@@ -166,6 +169,7 @@ pub fn wait_while(
                         service: svc.clone(),
                         container: c.short_name().to_string(),
                         seconds: started.elapsed().as_secs_f64(),
+                        unix_ms: unix_ms_now(),
                         probes: probes.count.get(svc).copied().unwrap_or(0),
                     },
                 );
@@ -188,6 +192,14 @@ pub fn wait_while(
         }
         exec::sleep(Duration::from_millis(500))?;
     }
+}
+
+/// The wall clock in Unix milliseconds.
+pub fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// The harness's own healthcheck probes (Podman without systemd): when each service was last

@@ -77,6 +77,10 @@ enum Command {
         runtime: RuntimeKind,
         #[command(flatten)]
         stack: StackArgs,
+        /// `json`: print what `up` measured (per-service readiness with wall-clock times) and
+        /// the published ports as one JSON object on stdout instead of the tables.
+        #[arg(long, value_enum, default_value = "text")]
+        format: UpFormat,
     },
     /// Tear down the stack `up` left running.
     Down {
@@ -131,6 +135,12 @@ enum Command {
     HostFix,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
+enum UpFormat {
+    Text,
+    Json,
+}
+
 /// Parses a runtime name for clap, keeping the error's hint (clap shows only the message).
 fn parse_runtime(s: &str) -> Result<RuntimeKind, String> {
     s.parse::<RuntimeKind>().map_err(|e| match e.hint() {
@@ -160,7 +170,7 @@ pub fn main() -> i32 {
             compose,
             base_only,
         } => cmd_images(&runtimes, compose, base_only),
-        Command::Up { runtime, stack } => cmd_up(runtime, &stack),
+        Command::Up { runtime, stack, format } => cmd_up(runtime, &stack, format),
         Command::Down { runtime, run } => cmd_down(runtime, run),
         Command::Gc { all, runtimes } => cmd_gc(all, &runtimes),
         Command::HostFix => cmd_host_fix(),
@@ -331,7 +341,7 @@ fn cmd_images(runtimes: &[RuntimeKind], compose: Vec<PathBuf>, base_only: bool) 
     Ok(exit::OK)
 }
 
-fn cmd_up(runtime: RuntimeKind, args: &StackArgs) -> Result<i32, HarnessError> {
+fn cmd_up(runtime: RuntimeKind, args: &StackArgs, format: UpFormat) -> Result<i32, HarnessError> {
     let opts = args.options(runtime);
     learn_secrets(&opts.compose_files)?;
     let progress = output::Progress::new(&format!("{runtime}: up"));
@@ -340,6 +350,12 @@ fn cmd_up(runtime: RuntimeKind, args: &StackArgs) -> Result<i32, HarnessError> {
     if runtime::exec::is_cancelled() {
         stack.down()?;
         return Err(HarnessError::Interrupted);
+    }
+    if format == UpFormat::Json {
+        let record = stack.keep()?;
+        let json = serde_json::json!({ "up": report, "ports": record.ports });
+        println!("{}", redact_output(&json.to_string()));
+        return Ok(exit::OK);
     }
     output::ready_table(&report);
     let record = stack.keep()?;
