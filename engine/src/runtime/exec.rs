@@ -261,6 +261,10 @@ pub fn run_with(
     let stdout_pipe = Pipe::read(child.stdout.take().expect("piped stdout"));
     let stderr_pipe = Pipe::read(child.stderr.take().expect("piped stderr"));
     let mut stop_reason = None;
+    // Most engine queries end within tens of milliseconds: look again soon at first, then every
+    // 25 ms, so that a quick command is not charged a fixed 25 ms for its exit to be noticed
+    // (the readiness loop and teardown run dozens of them).
+    let mut nap = Duration::from_millis(1);
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break Some(status),
@@ -284,7 +288,8 @@ pub fn run_with(
             let _ = child.wait();
             break None;
         }
-        std::thread::sleep(Duration::from_millis(25));
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(Duration::from_millis(25));
     };
     // A grandchild left in the group (`sh -c 'daemon &'`) can hold the pipes open long after the
     // tool exited: wait for end-of-file only briefly, then kill the group and take what was read.
