@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::error::{HarnessError, Result};
 use crate::labels;
 use crate::runtime::inspect::{ContainerInspect, HealthStatus};
-use crate::runtime::{exec, HealthDriver, ObjectKind, Runtime};
+use crate::runtime::{exec, EngineKind, HealthDriver, ObjectKind, Runtime};
 
 /// Label compose tools put on a service's containers (both v1, v2 and podman-compose).
 pub const SERVICE_LABEL: &str = "com.docker.compose.service";
@@ -21,6 +21,8 @@ const EXITED_GRACE: Duration = Duration::from_secs(15);
 /// healthcheck interval is longer (the role of Docker's `start_interval`), so readiness is seen
 /// as soon as it holds.
 const START_PROBE_PERIOD: Duration = Duration::from_secs(1);
+/// Time between two looks at the engine when nothing wakes the loop earlier (see [`EventWake`]).
+const POLL_PERIOD: Duration = Duration::from_millis(500);
 /// Restarts during the wait after which a service counts as crash-looping.
 const RESTART_LOOP: u64 = 3;
 
@@ -116,6 +118,7 @@ pub fn wait_while(
     let mut probes = Probes::default();
     let mut exited_since: BTreeMap<String, Instant> = BTreeMap::new();
     let wait_start = Instant::now();
+    let wake = EventWake::start(runtime, &run_filter);
     loop {
         if exec::is_cancelled() || !keep_going() {
             return Err(HarnessError::Interrupted);
@@ -190,7 +193,87 @@ pub fn wait_while(
         if wait_start.elapsed() >= timeout {
             return Err(timed_out(runtime, project, &pending, &by_service, &states, timeout));
         }
-        exec::sleep(Duration::from_millis(500))?;
+        match &wake {
+            Some(wake) => wake.wait(POLL_PERIOD)?,
+            None => exec::sleep(POLL_PERIOD)?,
+        }
+    }
+}
+
+/// Wakes the readiness loop as soon as the engine reports an event of one of the run's
+/// containers (created, started, died, health status changed), so that a service is seen ready
+/// within one look at the engine of its healthcheck passing rather than up to a poll period
+/// later. Docker pushes health changes as events (it runs the probes); on Podman without systemd
+/// the harness runs the probes itself and knows at once, so no stream is needed there. The loop
+/// still polls: a stream that fails or ends only costs latency.
+struct EventWake {
+    child: std::process::Child,
+    events: std::sync::mpsc::Receiver<()>,
+}
+
+impl EventWake {
+    fn start(runtime: &Runtime, run_filter: &str) -> Option<Self> {
+        if runtime.kind().engine() != EngineKind::Docker {
+            return None;
+        }
+        let spec = runtime.engine().args([
+            "events",
+            "--filter",
+            "type=container",
+            "--filter",
+            &format!("label={run_filter}"),
+            "--format",
+            "{{.Status}}",
+        ]);
+        let mut child = match exec::spawn_stream(&spec) {
+            Ok(child) => child,
+            Err(e) => {
+                tracing::debug!("no event stream, polling only: {e}");
+                return None;
+            }
+        };
+        let stdout = child.stdout.take()?;
+        let (tx, events) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                if line.is_err() || tx.send(()).is_err() {
+                    break;
+                }
+            }
+        });
+        Some(EventWake { child, events })
+    }
+
+    /// Sleeps up to `period`, returning early when an event arrived (all pending ones consumed);
+    /// [`HarnessError::Interrupted`] as soon as the run is cancelled.
+    fn wait(&self, period: Duration) -> Result<()> {
+        use std::sync::mpsc::RecvTimeoutError;
+        let end = Instant::now() + period;
+        loop {
+            if exec::is_cancelled() {
+                return Err(HarnessError::Interrupted);
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            match self.events.recv_timeout(left.min(exec::POLL)) {
+                Ok(()) => {
+                    while self.events.try_recv().is_ok() {}
+                    return Ok(());
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return exec::sleep(left),
+            }
+        }
+    }
+}
+
+impl Drop for EventWake {
+    fn drop(&mut self) {
+        exec::kill_group_now(self.child.id() as i32);
+        let _ = self.child.wait();
     }
 }
 

@@ -351,6 +351,33 @@ pub fn spawn_background(spec: &CommandSpec, log: &std::path::Path) -> Result<std
     })
 }
 
+/// Starts `spec` in its own process group with its stdout piped to the caller (stderr
+/// discarded), for a long-running stream such as `docker events`. The caller owns the child and
+/// ends it by its process group ([`kill_group`]).
+pub fn spawn_stream(spec: &CommandSpec) -> Result<std::process::Child, HarnessError> {
+    use std::os::unix::process::CommandExt;
+    tracing::debug!(cmd = %spec.display(), "spawn stream");
+    let mut cmd = Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0);
+    if spec.clear_env {
+        cmd.env_clear();
+    }
+    for (k, v) in &spec.env {
+        cmd.env(k, v);
+    }
+    if let Some(dir) = &spec.cwd {
+        cmd.current_dir(dir);
+    }
+    cmd.spawn().map_err(|source| HarnessError::Spawn {
+        cmd: spec.display(),
+        source,
+    })
+}
+
 /// Runs `spec` and turns a non-zero exit into an error carrying stderr.
 pub fn run_ok(spec: &CommandSpec, timeout: Duration, interrupt: Interrupt) -> Result<Output, HarnessError> {
     let out = run(spec, timeout, interrupt)?;
@@ -479,6 +506,15 @@ pub(crate) fn kill_group(pgid: i32) {
         libc::killpg(pgid, libc::SIGTERM);
     }
     std::thread::sleep(Duration::from_millis(200));
+    unsafe {
+        libc::killpg(pgid, libc::SIGKILL);
+    }
+}
+
+/// SIGKILL to a process group we started, without [`kill_group`]'s grace period: for a stream
+/// reader that has nothing to clean up and must not delay its owner.
+pub(crate) fn kill_group_now(pgid: i32) {
+    // SAFETY: killpg only sends a signal to the process group we created for our own child.
     unsafe {
         libc::killpg(pgid, libc::SIGKILL);
     }
