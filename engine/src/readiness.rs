@@ -20,9 +20,12 @@ const EXITED_GRACE: Duration = Duration::from_secs(15);
 /// While a service is still starting, the harness probes it at least this often even when its
 /// healthcheck interval is longer (the role of Docker's `start_interval`), so readiness is seen
 /// as soon as it holds.
-const START_PROBE_PERIOD: Duration = Duration::from_secs(1);
+const START_PROBE_PERIOD: Duration = Duration::from_millis(500);
 /// Time between two looks at the engine when nothing wakes the loop earlier (see [`EventWake`]).
 const POLL_PERIOD: Duration = Duration::from_millis(500);
+/// The same when the harness runs the probes itself: a pass that probes nothing costs a `ps` and
+/// an `inspect`, and a shorter pause lets each due probe run close to [`START_PROBE_PERIOD`].
+const DRIVER_POLL_PERIOD: Duration = Duration::from_millis(250);
 /// Restarts during the wait after which a service counts as crash-looping.
 const RESTART_LOOP: u64 = 3;
 
@@ -129,6 +132,30 @@ pub fn wait_while(
             .iter()
             .filter_map(|c| Some((c.label(SERVICE_LABEL)?, c)))
             .collect();
+        // The probes due in this pass run at the same time: one after another, seven of them
+        // took long enough to delay the next look at every other service.
+        let mut probed: BTreeMap<&str, Result<ServiceState>> = BTreeMap::new();
+        if driver == HealthDriver::Harness {
+            let due: Vec<(&str, &ContainerInspect, ServiceState)> = services
+                .iter()
+                .filter(|svc| !ready.contains_key(*svc))
+                .filter_map(|svc| {
+                    let c = *by_service.get(svc.as_str())?;
+                    let state = classify(c);
+                    probes.due(svc, c, &state).then_some((svc.as_str(), c, state))
+                })
+                .collect();
+            probed = std::thread::scope(|scope| {
+                let handles: Vec<_> = due
+                    .into_iter()
+                    .map(|(svc, c, state)| (svc, scope.spawn(move || Probes::probe(runtime, c, state))))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|(svc, h)| (svc, h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))))
+                    .collect()
+            });
+        }
         let mut states: BTreeMap<&str, ServiceState> = BTreeMap::new();
         for svc in services {
             if ready.contains_key(svc) {
@@ -139,8 +166,8 @@ pub fn wait_while(
                 continue;
             };
             let mut state = classify(c);
-            if driver == HealthDriver::Harness {
-                state = probes.drive(runtime, svc, c, state)?;
+            if let Some(result) = probed.remove(svc.as_str()) {
+                state = result?;
             }
             if c.restart_count >= RESTART_LOOP {
                 return Err(stuck(
@@ -193,9 +220,10 @@ pub fn wait_while(
         if wait_start.elapsed() >= timeout {
             return Err(timed_out(runtime, project, &pending, &by_service, &states, timeout));
         }
-        match &wake {
-            Some(wake) => wake.wait(POLL_PERIOD)?,
-            None => exec::sleep(POLL_PERIOD)?,
+        match (&wake, driver) {
+            (Some(wake), _) => wake.wait(POLL_PERIOD)?,
+            (None, HealthDriver::Harness) => exec::sleep(DRIVER_POLL_PERIOD)?,
+            (None, HealthDriver::Engine) => exec::sleep(POLL_PERIOD)?,
         }
     }
 }
@@ -294,29 +322,28 @@ struct Probes {
 }
 
 impl Probes {
-    /// Runs one `healthcheck run` when `svc` is running, not yet healthy and a probe is due;
-    /// returns its state after the probe. A container that exits while being probed makes the
-    /// engine's probe fail: that is an exited service, not an error of the harness.
-    fn drive(
-        &mut self,
-        runtime: &Runtime,
-        svc: &str,
-        c: &ContainerInspect,
-        state: ServiceState,
-    ) -> Result<ServiceState> {
+    /// Whether `svc` is running, not yet healthy and due a `healthcheck run`; if so, the probe is
+    /// counted and timed from now.
+    fn due(&mut self, svc: &str, c: &ContainerInspect, state: &ServiceState) -> bool {
         if !matches!(state, ServiceState::Starting | ServiceState::Unhealthy) || !c.state.running {
-            return Ok(state);
+            return false;
         }
         let due = self
             .last
             .get(svc)
             .map(|t| t.elapsed() >= c.health_interval().min(START_PROBE_PERIOD))
             .unwrap_or(true);
-        if !due {
-            return Ok(state);
+        if due {
+            self.last.insert(svc.to_string(), Instant::now());
+            *self.count.entry(svc.to_string()).or_default() += 1;
         }
-        self.last.insert(svc.to_string(), Instant::now());
-        *self.count.entry(svc.to_string()).or_default() += 1;
+        due
+    }
+
+    /// Runs one `healthcheck run` and returns the service's state after it. A container that
+    /// exits while being probed makes the engine's probe fail: that is an exited service, not an
+    /// error of the harness.
+    fn probe(runtime: &Runtime, c: &ContainerInspect, state: ServiceState) -> Result<ServiceState> {
         match runtime.run_healthcheck(&c.id) {
             Ok(true) => Ok(ServiceState::Ready),
             Ok(false) => Ok(state),
