@@ -450,40 +450,72 @@ fn cmd_validate(args: &ValidateArgs) -> Result<i32, HarnessError> {
     let selected = session::selection(&args.filter, &[], false);
     let mut summary = RunSummary::default();
     let mut unusable = false;
+    let asked: Vec<RuntimeKind> = runtimes.iter().map(|(kind, _)| *kind).collect();
+    // What each target contributes to the summary: its info when it ran, and its outcomes.
+    let mut results: Vec<(RuntimeKind, session::RuntimeRun, bool)> = Vec::new();
+    let mut usable = Vec::new();
     for (kind, availability) in runtimes {
-        // Runtimes not reached because the run was stopped are reported, with every check interrupted.
-        if runtime::exec::is_cancelled() && availability == Availability::Use {
-            summary
-                .outcomes
-                .extend(session::interrupted_outcomes(kind, &plan, &|id| {
-                    selected(&id.trial_name(kind))
-                }));
-            continue;
-        }
-        let not_usable = match availability {
-            Availability::Use => None,
-            Availability::Skip(reason) => Some((false, reason)),
-            Availability::Broken(reason) => Some((true, reason)),
+        let (broken, reason) = match availability {
+            Availability::Use => {
+                usable.push(kind);
+                continue;
+            }
+            Availability::Skip(reason) => (false, reason),
+            Availability::Broken(reason) => (true, reason),
         };
-        if let Some((broken, reason)) = not_usable {
-            eprintln!("{} {kind}: {reason}", if broken { "FAIL" } else { "SKIP" });
-            unusable |= broken;
-            let verdict = if broken { Verdict::Fail } else { Verdict::Skip };
-            summary
-                .outcomes
-                .push(CheckOutcome::runtime_unavailable(kind, verdict, reason));
-            continue;
+        eprintln!("{} {kind}: {reason}", if broken { "FAIL" } else { "SKIP" });
+        unusable |= broken;
+        let verdict = if broken { Verdict::Fail } else { Verdict::Skip };
+        let run = session::RuntimeRun {
+            outcomes: vec![CheckOutcome::runtime_unavailable(kind, verdict, reason)],
+            ..Default::default()
+        };
+        results.push((kind, run, false));
+    }
+    // Targets of different engines run at the same time, one thread per engine; the targets of
+    // one engine take turns (two stacks on one Podman engine would break each other's network
+    // isolation, see hydra::runtime::slots). Progress lines name their target; the reports keep
+    // the order the targets were asked in.
+    let lanes = lanes_by_engine(usable);
+    let group = output::ProgressGroup::new();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = lanes
+            .into_iter()
+            .map(|lane| {
+                let (plan, selected, group) = (&plan, &selected, &group);
+                scope.spawn(move || {
+                    let mut done = Vec::new();
+                    for kind in lane {
+                        let only = |id: &CheckId| selected(&id.trial_name(kind));
+                        // Targets not reached because the run was stopped are reported, with
+                        // every check interrupted.
+                        if runtime::exec::is_cancelled() {
+                            let run = session::RuntimeRun {
+                                outcomes: session::interrupted_outcomes(kind, plan, &only),
+                                ..Default::default()
+                            };
+                            done.push((kind, run, false));
+                            continue;
+                        }
+                        let progress = group.progress(kind.name());
+                        let run =
+                            session::run(kind, plan, &args.stack.options(kind), &only, &mut |e| progress.event(e));
+                        progress.finish();
+                        done.push((kind, run, true));
+                    }
+                    done
+                })
+            })
+            .collect();
+        for h in handles {
+            results.extend(h.join().expect("a validate thread panicked"));
         }
-        let progress = output::Progress::new(kind.name());
-        let run = session::run(
-            kind,
-            &plan,
-            &args.stack.options(kind),
-            &|id| selected(&id.trial_name(kind)),
-            &mut |e| progress.event(e),
-        );
-        progress.finish();
-        summary.runtimes.push(run.info);
+    });
+    results.sort_by_key(|(kind, _, _)| asked.iter().position(|k| k == kind));
+    for (_, run, ran) in results {
+        if ran {
+            summary.runtimes.push(run.info);
+        }
         summary.outcomes.extend(run.outcomes);
         summary.observations.extend(run.observations);
     }
@@ -517,9 +549,43 @@ fn cmd_validate(args: &ValidateArgs) -> Result<i32, HarnessError> {
     })
 }
 
+/// The targets grouped by engine, each group in the order given: what one thread of
+/// `validate` runs, one target after another.
+fn lanes_by_engine(targets: Vec<RuntimeKind>) -> Vec<Vec<RuntimeKind>> {
+    let mut lanes: Vec<Vec<RuntimeKind>> = Vec::new();
+    for kind in targets {
+        match lanes.iter_mut().find(|lane| lane[0].engine() == kind.engine()) {
+            Some(lane) => lane.push(kind),
+            None => lanes.push(vec![kind]),
+        }
+    }
+    lanes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn targets_of_one_engine_share_a_lane() {
+        use RuntimeKind::*;
+        assert_eq!(
+            lanes_by_engine(vec![
+                Podman,
+                Docker,
+                PodmanRootlessV2,
+                PodmanV2,
+                DockerV1,
+                PodmanRootless
+            ]),
+            vec![
+                vec![Podman, PodmanV2],
+                vec![Docker, DockerV1],
+                vec![PodmanRootlessV2, PodmanRootless]
+            ]
+        );
+        assert!(lanes_by_engine(vec![]).is_empty());
+    }
 
     #[test]
     fn a_failed_teardown_anywhere_turns_the_exit_code_into_4() {

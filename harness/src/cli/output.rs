@@ -59,10 +59,31 @@ impl Progress {
         }
     }
 
+    /// A spinner that shares the terminal with the others of `group` (one line each).
+    fn in_group(group: &indicatif::MultiProgress, prefix: &str) -> Self {
+        let mut p = Self::new(prefix);
+        p.bar = p.bar.take().map(|b| group.add(b));
+        p
+    }
+
     pub fn finish(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
+    }
+}
+
+/// Progress of targets that run at the same time: on a terminal one spinner line each; otherwise
+/// plain lines, each prefixed with its target.
+pub struct ProgressGroup(indicatif::MultiProgress);
+
+impl ProgressGroup {
+    pub fn new() -> Self {
+        Self(indicatif::MultiProgress::new())
+    }
+
+    pub fn progress(&self, prefix: &str) -> Progress {
+        Progress::in_group(&self.0, prefix)
     }
 }
 
