@@ -30,6 +30,7 @@ for t in "${TARGETS[@]}"; do
     case " ${ALL[*]} " in *" $t "*) ;; *) echo "unknown target '$t' (use: ${ALL[*]})" >&2; exit 2 ;; esac
 done
 TMP=$(mktemp -d /tmp/hydra-lag.XXXXXX)
+chmod 0755 "$TMP"   # the rootless user reads the run's staged files under the state dir
 RL_UID=$(id -u "$USER_RL")
 POLLER=
 
@@ -74,8 +75,13 @@ for rt in "${TARGETS[@]}"; do
         : >"$logs"
         poll_health_logs "$rt" "$logs" &
         POLLER=$!
-        HYDRA_STATE_DIR="$TMP/state" "$HARNESS" up --runtime "$rt" --format json >"$TMP/up.$rt.$i.json" 2>"$TMP/up.log" ||
-            { tail -20 "$TMP/up.log" >&2; exit 1; }
+        if ! HYDRA_STATE_DIR="$TMP/state" "$HARNESS" up --runtime "$rt" --format json >"$TMP/up.$rt.$i.json" 2>"$TMP/up.log"; then
+            # The harness removed its failed stack; the other targets' samples still count.
+            tail -20 "$TMP/up.log" >&2; rm -f "$TMP/up.$rt.$i.json"
+            kill "$POLLER" 2>/dev/null || true; wait "$POLLER" 2>/dev/null || true; POLLER=
+            echo "  $rt run $i: up failed, no sample" >&2
+            continue
+        fi
         # One last read, after the harness saw everything ready.
         sleep 1.5
         kill "$POLLER" 2>/dev/null || true; wait "$POLLER" 2>/dev/null || true; POLLER=
