@@ -10,15 +10,17 @@
 #   HYDRA_ENGINE_LOCK=/tmp/hydra-engine.lock (taken per target, released in between; "" = none)
 #
 # The shell loop is what a user would type:
-#   docker              docker compose up -d, poll `docker inspect` health, docker compose down
+#   docker              docker compose up -d --wait (Compose v2's own health wait), then
+#                       `docker inspect` confirms health, docker compose down
 #   docker-v1           the same with docker-compose 1.29
 #   podman(-rootless)   podman-compose up -d, `podman healthcheck run` (no systemd runs
 #                       healthchecks), podman-compose down, rm by label (podman-compose leaks)
 #   podman(-rootless)-v2
-#                       DOCKER_HOST=<the engine's standing API socket> docker compose up -d, with
+#                       DOCKER_HOST=<the engine's standing API socket> docker compose up -d --wait, with
 #                       `podman healthcheck run` alongside (Compose v2 waits for service_healthy
 #                       dependencies, and nothing else runs the probes), docker compose down
-# Both sides run the health loop alongside `up`, as the harness does.
+# Both sides run the health loop alongside `up`, as the harness does, and run the same compose
+# commands (`--wait` with Compose v2, as the harness does): the ratio is what the harness adds.
 #
 # Run as root from anywhere; needs target/release/harness (rebuilt if stale). The shell loop uses
 # the images the harness built (hashed tags from `harness images`), free loopback ports, and a
@@ -58,6 +60,12 @@ compose_tool() {
         docker-v1) echo docker-compose ;;
         *) echo podman-compose ;;
     esac
+}
+
+# `up` flags beyond `-d --no-build`: Compose v2 users wait for health with `--wait`.
+up_wait() {
+    case $1 in docker | podman-v2 | podman-rootless-v2) echo --wait ;; esac
+    return 0
 }
 
 # Runs a command as the target's user (root, or the rootless user) in compose/.
@@ -144,14 +152,23 @@ shell_cycle() {
     local envs; envs=$(cat "$TMP/env.$project")
     ACTIVE+=("$rt $project")
     t0=$(now)
-    # shellcheck disable=SC2046,SC2086
-    as_rt "$rt" $envs $tool -p "$project" $(compose_files "$rt") up -d --no-build >"$TMP/up.log" 2>&1 &
-    up_pid=$!
+    start_up() {
+        # shellcheck disable=SC2046,SC2086
+        as_rt "$rt" $envs $tool -p "$project" $(compose_files "$rt") up -d --no-build $(up_wait "$rt") >"$TMP/up.log" 2>&1 &
+        up_pid=$!
+    }
+    start_up
     deadline=$((SECONDS + HEALTH_TIMEOUT))
     declare -A healthy=()
     while :; do
         if [ -z "$up_rc" ] && ! kill -0 "$up_pid" 2>/dev/null; then
             wait "$up_pid" && up_rc=0 || up_rc=$?
+            # Compose v2 gives up when a dependency is unhealthy for a moment (aardvark-dns 1.4
+            # outages on Podman 4.3): a user runs it again, and so does the harness.
+            if [ "$up_rc" -ne 0 ] && grep -q "is unhealthy" "$TMP/up.log" && [ $SECONDS -lt $deadline ]; then
+                echo "  shell loop: compose up gave up ($(grep -m1 'is unhealthy' "$TMP/up.log")); running it again" >&2
+                sleep 3; up_rc=; start_up; continue
+            fi
             [ "$up_rc" -eq 0 ] || { cat "$TMP/up.log" >&2; return 1; }
         fi
         ids=$(project_ids "$rt" "$project")
