@@ -169,48 +169,74 @@ impl Stack {
         let set = ComposeSet::load(&files)?;
         let merged = set.merged();
 
-        on_event(&Event::Phase(format!("images ({})", opts.runtime)));
-        let images = images::prepare(&runtime, &merged, &mut |msg| on_event(&Event::Phase(msg.to_string())))?;
-
-        let owner_pid = std::process::id();
-        let owner_start = runs::process_start_time(owner_pid).unwrap_or(0);
-        let labels = run_labels(&run_id, opts.runtime.name(), owner_pid, owner_start);
-        let override_path = run_dir.join("hydra.override.yml");
-        std::fs::write(
-            &override_path,
-            override_yaml(&merged, &labels, &images.service_images()),
-        )?;
-
         let (mut env, ports) = ports::publish_env(&merged, opts.bind_ip)?;
         env.extend(ports::caller_env(
             &files,
             &env,
             runtime.rootless_user().is_some_and(|u| u.switch),
         ));
-        let mut compose_files = files.clone();
-        compose_files.push(override_path);
         let workdir = files[0]
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        let (api, seccomp_remedy) = if opts.runtime.via_podman_api() {
-            on_event(&Event::Phase("starting the run's Podman API service".into()));
-            let project = Project {
-                name: project.clone(),
-                files: compose_files.clone(),
-                workdir: workdir.clone(),
-                env: env.clone(),
-            };
-            let (api, remedy) = v2_podman_api(&runtime, provider.tool, &project, &run_id, &run_dir, &labels, &images)?;
-            env.push(("DOCKER_HOST".into(), api.docker_host()));
-            if let Some(remedy) = &remedy {
-                let path = run_dir.join("hydra.seccomp-remedy.yml");
-                std::fs::write(&path, &remedy.1)?;
-                compose_files.push(path);
+        let owner_pid = std::process::id();
+        let owner_start = runs::process_start_time(owner_pid).unwrap_or(0);
+        let labels = run_labels(&run_id, opts.runtime.name(), owner_pid, owner_start);
+
+        // Compose v2 on Podman: its resolved model and the run's API service are made while the
+        // images are prepared (neither needs the other). The service is started from this
+        // thread: its parent-death signal follows the thread that spawned it.
+        let (images, v2_api) = std::thread::scope(|scope| {
+            let (progress, messages) = std::sync::mpsc::channel::<String>();
+            let (runtime, merged) = (&runtime, &merged);
+            let images = scope.spawn(move || {
+                images::prepare(runtime, merged, &mut |msg| {
+                    let _ = progress.send(msg.to_string());
+                })
+            });
+            on_event(&Event::Phase(format!("images ({})", opts.runtime)));
+            let v2_api = opts
+                .runtime
+                .via_podman_api()
+                .then(|| {
+                    on_event(&Event::Phase("starting the run's Podman API service".into()));
+                    let project = Project {
+                        name: project.clone(),
+                        files: files.clone(),
+                        workdir: workdir.clone(),
+                        env: env.clone(),
+                    };
+                    start_v2_api(runtime, provider.tool, &project, &run_id, &run_dir)
+                })
+                .transpose();
+            // Ends when the images thread is done (it drops the sender).
+            for msg in messages {
+                on_event(&Event::Phase(msg));
             }
-            (Some(api), remedy.map(|r| r.0))
-        } else {
-            (None, None)
+            let images = images.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (images, v2_api)
+        });
+        let (images, v2_api) = (images?, v2_api?);
+
+        let override_path = run_dir.join("hydra.override.yml");
+        std::fs::write(
+            &override_path,
+            override_yaml(&merged, &labels, &images.service_images()),
+        )?;
+        let mut compose_files = files.clone();
+        compose_files.push(override_path);
+        let (api, seccomp_remedy) = match v2_api {
+            Some(v2) => {
+                env.push(("DOCKER_HOST".into(), v2.api.docker_host()));
+                let remedy = seccomp_remedy(&runtime, &v2, &labels, &images)?;
+                if let Some(remedy) = &remedy {
+                    let path = run_dir.join("hydra.seccomp-remedy.yml");
+                    std::fs::write(&path, &remedy.1)?;
+                    compose_files.push(path);
+                }
+                (Some(v2.api), remedy.map(|r| r.0))
+            }
+            None => (None, None),
         };
         let record = RunRecord {
             run_id: run_id.clone(),
@@ -599,18 +625,26 @@ fn states_now(runtime: &Runtime, run_id: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Starts the run's Podman API service for Compose v2 and works out whether the project's seccomp
-/// profile needs the engine-wide remedy: read from Compose v2's own resolved model, then observed
-/// with a throwaway container. Returns the service, and the remedy with its override text.
-fn v2_podman_api(
+/// The run's Podman API service for Compose v2, started with the project's seccomp profile set
+/// engine-wide, and Compose v2's resolved model of the user's files, where that profile was read.
+struct V2Api {
+    api: ApiService,
+    model: ResolvedModel,
+    /// Each service's seccomp profile file, from the model.
+    profiles: BTreeMap<String, PathBuf>,
+    /// The one profile all those services share, if any.
+    profile: Option<PathBuf>,
+}
+
+/// Reads the user's files through Compose v2 (`config`) and starts the run's API service. Needs
+/// neither the images nor the harness's override, so it runs while the images are prepared.
+fn start_v2_api(
     runtime: &Runtime,
     tool: ComposeTool,
     project: &Project,
     run_id: &str,
     run_dir: &Path,
-    labels: &BTreeMap<String, String>,
-    images: &ImagesReport,
-) -> Result<(ApiService, Option<(SeccompRemedy, String)>)> {
+) -> Result<V2Api> {
     let config = compose::command(runtime, tool, project, &Action::Config);
     let out = exec::run_ok(&config, Duration::from_secs(60), Interrupt::Allowed)?;
     let model = ResolvedModel::parse(&out.stdout)?;
@@ -630,25 +664,39 @@ fn v2_podman_api(
     }
     let profile = distinct.first().map(|p| p.to_path_buf());
     let api = ApiService::start(runtime, run_id, run_dir, profile.as_deref())?;
-    let (Some(profile), Some(image)) = (profile, images.service_images().into_values().next()) else {
-        return Ok((api, None));
+    Ok(V2Api {
+        api,
+        model,
+        profiles,
+        profile,
+    })
+}
+
+/// Whether the project's seccomp profile needs the engine-wide remedy under Compose v2 on Podman,
+/// observed with a throwaway container created the way Compose v2 would; the remedy with its
+/// override text when the engine refuses the inline profile.
+fn seccomp_remedy(
+    runtime: &Runtime,
+    v2: &V2Api,
+    labels: &BTreeMap<String, String>,
+    images: &ImagesReport,
+) -> Result<Option<(SeccompRemedy, String)>> {
+    let (Some(profile), Some(image)) = (&v2.profile, images.service_images().into_values().next()) else {
+        return Ok(None);
     };
-    match v2_on_podman::probe_inline_seccomp(runtime, &api.docker_host(), &image, &profile, labels)? {
-        InlineSeccomp::Accepted => Ok((api, None)),
+    match v2_on_podman::probe_inline_seccomp(runtime, &v2.api.docker_host(), &image, profile, labels)? {
+        InlineSeccomp::Accepted => Ok(None),
         InlineSeccomp::Refused(refusal) => {
-            let services: Vec<String> = profiles.keys().cloned().collect();
-            let text = v2_on_podman::remedy_override(&model, &services);
-            Ok((
-                api,
-                Some((
-                    SeccompRemedy {
-                        profile,
-                        services,
-                        refusal,
-                    },
-                    text,
-                )),
-            ))
+            let services: Vec<String> = v2.profiles.keys().cloned().collect();
+            let text = v2_on_podman::remedy_override(&v2.model, &services);
+            Ok(Some((
+                SeccompRemedy {
+                    profile: profile.clone(),
+                    services,
+                    refusal,
+                },
+                text,
+            )))
         }
     }
 }

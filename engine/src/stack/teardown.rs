@@ -61,8 +61,16 @@ pub fn teardown(runtime: &Runtime, provider: &Provider, record: &RunRecord) -> R
             Err(e) => tracing::warn!("compose down failed: {e}"),
         }
     }
-    let swept = list_at_once(runtime, &ObjectKind::ALL.map(|kind| (kind, run_filter.as_str())))?;
-    for (kind, mut left) in ObjectKind::ALL.into_iter().zip(swept) {
+    // One round of listings both sweeps and verifies: what carries the run's label is removed
+    // (and listed again afterwards); what carries only the project's label is reported.
+    let queries: Vec<(ObjectKind, &str)> = ObjectKind::ALL
+        .into_iter()
+        .flat_map(|kind| [(kind, run_filter.as_str()), (kind, project_filter.as_str())])
+        .collect();
+    let mut listed = list_at_once(runtime, &queries)?;
+    let mut removed_any = false;
+    for (kind, by_run) in ObjectKind::ALL.into_iter().zip(listed.iter().step_by(2)) {
+        let mut left = by_run.clone();
         if kind == ObjectKind::Volume {
             for v in &anonymous {
                 if !left.contains(v) && runtime.exists(ObjectKind::Volume, v) && runtime.volume_users(v)?.is_empty() {
@@ -75,16 +83,16 @@ pub fn teardown(runtime: &Runtime, provider: &Provider, record: &RunRecord) -> R
                 .removed_after_compose
                 .extend(left.iter().map(|id| format!("{} {}", kind.name(), short_id(id))));
             runtime.remove(kind, &left)?;
+            removed_any = true;
         }
     }
     // Verify: nothing of the run may remain (objects with its project label included, which the
     // harness reports but does not remove unless they carry the run's label).
-    let queries: Vec<(ObjectKind, &str)> = ObjectKind::ALL
-        .into_iter()
-        .flat_map(|kind| [(kind, run_filter.as_str()), (kind, project_filter.as_str())])
-        .collect();
+    if removed_any {
+        listed = list_at_once(runtime, &queries)?;
+    }
     let mut remaining = Vec::new();
-    for ((kind, _), ids) in queries.iter().zip(list_at_once(runtime, &queries)?) {
+    for ((kind, _), ids) in queries.iter().zip(listed) {
         for id in ids {
             remaining.push(format!("{} {}", kind.name(), short_id(&id)));
         }
