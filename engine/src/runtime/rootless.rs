@@ -152,10 +152,19 @@ impl RootlessUser {
 
     /// Whether this user can read `path` (and traverse to it): checked by the user itself when switching.
     pub fn can_read(&self, path: &Path) -> bool {
+        self.can_read_all(&[path.to_path_buf()])
+    }
+
+    /// Whether this user can read every one of `paths`: one process as the user for all of them
+    /// (the paths are arguments, never part of the script).
+    pub fn can_read_all(&self, paths: &[PathBuf]) -> bool {
         if !self.switch {
-            return std::fs::metadata(path).is_ok();
+            return paths.iter().all(|p| std::fs::metadata(p).is_ok());
         }
-        let spec = self.wrap("test").arg("-r").arg(path.display().to_string());
+        let spec = self
+            .wrap("sh")
+            .args(["-c", r#"for f do test -r "$f" || exit 1; done"#, "sh"])
+            .args(paths.iter().map(|p| p.display().to_string()));
         super::exec::run(
             &spec,
             std::time::Duration::from_secs(10),
@@ -230,5 +239,23 @@ mod tests {
         let spec = direct.wrap("podman");
         assert_eq!(spec.program, "podman");
         assert!(spec.env.contains(&("XDG_RUNTIME_DIR".into(), "/run/user/1001".into())));
+    }
+
+    #[test]
+    fn readable_only_when_every_path_is() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("compose.yml");
+        std::fs::write(&file, "services: {}\n").unwrap();
+        let u = RootlessUser {
+            name: "me".into(),
+            uid: 0,
+            gid: 0,
+            home: d.path().into(),
+            runtime_dir: d.path().into(),
+            switch: false,
+        };
+        assert!(u.can_read_all(std::slice::from_ref(&file)));
+        assert!(!u.can_read_all(&[file.clone(), d.path().join("missing.yml")]));
+        assert!(u.can_read_all(&[]));
     }
 }

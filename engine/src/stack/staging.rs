@@ -294,7 +294,7 @@ pub(super) fn stage_if_needed(runtime: &Runtime, files: &[PathBuf], run_dir: &Pa
     let root = project_root(&files);
     let lookup = |name: &str| std::env::var(name).ok();
     let needed = needed_paths(&files, &root, &lookup)?;
-    if needed.iter().all(|p| user.can_read(p)) {
+    if user.can_read_all(&needed) {
         return Ok(files);
     }
     let stage = run_dir.join("stage");
