@@ -122,7 +122,9 @@ pub fn wait_while(
     let mut exited_since: BTreeMap<String, Instant> = BTreeMap::new();
     let wait_start = Instant::now();
     let wake = EventWake::start(runtime, &run_filter);
+    let mut in_flight = InFlight::new();
     loop {
+        in_flight.collect();
         if exec::is_cancelled() || !keep_going() {
             return Err(HarnessError::Interrupted);
         }
@@ -132,29 +134,19 @@ pub fn wait_while(
             .iter()
             .filter_map(|c| Some((c.label(SERVICE_LABEL)?, c)))
             .collect();
-        // The probes due in this pass run at the same time: one after another, seven of them
-        // took long enough to delay the next look at every other service.
-        let mut probed: BTreeMap<&str, Result<ServiceState>> = BTreeMap::new();
+        // The harness's probes run in threads of their own and report when they return: a probe
+        // that hangs (a DNS lookup during an aardvark-dns outage) delays nobody else, and a
+        // service is known ready the moment its probe passed, not at the end of a pass.
         if driver == HealthDriver::Harness {
-            let due: Vec<(&str, &ContainerInspect, ServiceState)> = services
-                .iter()
-                .filter(|svc| !ready.contains_key(*svc))
-                .filter_map(|svc| {
-                    let c = *by_service.get(svc.as_str())?;
-                    let state = classify(c);
-                    probes.due(svc, c, &state).then_some((svc.as_str(), c, state))
-                })
-                .collect();
-            probed = std::thread::scope(|scope| {
-                let handles: Vec<_> = due
-                    .into_iter()
-                    .map(|(svc, c, state)| (svc, scope.spawn(move || Probes::probe(runtime, c, state))))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|(svc, h)| (svc, h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))))
-                    .collect()
-            });
+            for svc in services.iter().filter(|svc| !ready.contains_key(*svc)) {
+                let Some(c) = by_service.get(svc.as_str()) else {
+                    continue;
+                };
+                let state = classify(c);
+                if !in_flight.running.contains(svc) && probes.due(svc, c, &state) {
+                    in_flight.start(runtime, svc, c, state);
+                }
+            }
         }
         let mut states: BTreeMap<&str, ServiceState> = BTreeMap::new();
         for svc in services {
@@ -166,8 +158,22 @@ pub fn wait_while(
                 continue;
             };
             let mut state = classify(c);
-            if let Some(result) = probed.remove(svc.as_str()) {
-                state = result?;
+            let mut known = None;
+            if let Some(probed) = in_flight.done.remove(svc.as_str()) {
+                // A probe of an earlier container of the service (restarted) says nothing now.
+                if probed.container_id == c.id {
+                    match probed.state? {
+                        ServiceState::Ready => {
+                            state = ServiceState::Ready;
+                            known = Some((
+                                probed.at.saturating_duration_since(started).as_secs_f64(),
+                                probed.unix_ms,
+                            ));
+                        }
+                        exited @ ServiceState::Exited(_) => state = exited,
+                        _ => {}
+                    }
+                }
             }
             if c.restart_count >= RESTART_LOOP {
                 return Err(stuck(
@@ -198,8 +204,8 @@ pub fn wait_while(
                     ServiceReady {
                         service: svc.clone(),
                         container: c.short_name().to_string(),
-                        seconds: started.elapsed().as_secs_f64(),
-                        unix_ms: unix_ms_now(),
+                        seconds: known.map_or_else(|| started.elapsed().as_secs_f64(), |k| k.0),
+                        unix_ms: known.map_or_else(unix_ms_now, |k| k.1),
                         probes: probes.count.get(svc).copied().unwrap_or(0),
                     },
                 );
@@ -222,7 +228,7 @@ pub fn wait_while(
         }
         match (&wake, driver) {
             (Some(wake), _) => wake.wait(POLL_PERIOD)?,
-            (None, HealthDriver::Harness) => exec::sleep(DRIVER_POLL_PERIOD)?,
+            (None, HealthDriver::Harness) => in_flight.wait(DRIVER_POLL_PERIOD)?,
             (None, HealthDriver::Engine) => exec::sleep(POLL_PERIOD)?,
         }
     }
@@ -311,6 +317,90 @@ pub fn unix_ms_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// A probe's outcome, as the probe thread reported it.
+struct Probed {
+    container_id: String,
+    state: Result<ServiceState>,
+    /// When the probe returned, on the monotonic and the wall clock.
+    at: Instant,
+    unix_ms: u64,
+}
+
+/// The harness's probes still running, and those returned but not yet looked at.
+struct InFlight {
+    tx: std::sync::mpsc::Sender<(String, String, Result<ServiceState>)>,
+    rx: std::sync::mpsc::Receiver<(String, String, Result<ServiceState>)>,
+    running: std::collections::BTreeSet<String>,
+    done: BTreeMap<String, Probed>,
+}
+
+impl InFlight {
+    fn new() -> Self {
+        let (tx, rx) = std::sync::mpsc::channel();
+        InFlight {
+            tx,
+            rx,
+            running: Default::default(),
+            done: BTreeMap::new(),
+        }
+    }
+
+    /// Starts one `healthcheck run` of `svc` in a thread of its own. A thread still running when
+    /// the wait ends finishes its probe (each has its own deadline) and its report is dropped.
+    fn start(&mut self, runtime: &Runtime, svc: &str, c: &ContainerInspect, state: ServiceState) {
+        self.running.insert(svc.to_string());
+        let (tx, runtime, svc, c) = (self.tx.clone(), runtime.clone(), svc.to_string(), c.clone());
+        std::thread::spawn(move || {
+            let result = Probes::probe(&runtime, &c, state);
+            let _ = tx.send((svc, c.id, result));
+        });
+    }
+
+    fn record(&mut self, (svc, container_id, state): (String, String, Result<ServiceState>)) {
+        self.running.remove(&svc);
+        self.done.insert(
+            svc,
+            Probed {
+                container_id,
+                state,
+                at: Instant::now(),
+                unix_ms: unix_ms_now(),
+            },
+        );
+    }
+
+    /// Takes in the probes that returned since the last look.
+    fn collect(&mut self) {
+        while let Ok(report) = self.rx.try_recv() {
+            self.record(report);
+        }
+    }
+
+    /// Sleeps up to `period`, returning as soon as a probe returns (its outcome recorded);
+    /// [`HarnessError::Interrupted`] as soon as the run is cancelled.
+    fn wait(&mut self, period: Duration) -> Result<()> {
+        use std::sync::mpsc::RecvTimeoutError;
+        let end = Instant::now() + period;
+        loop {
+            if exec::is_cancelled() {
+                return Err(HarnessError::Interrupted);
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            match self.rx.recv_timeout(left.min(exec::POLL)) {
+                Ok(report) => {
+                    self.record(report);
+                    return Ok(());
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return exec::sleep(left),
+            }
+        }
+    }
 }
 
 /// The harness's own healthcheck probes (Podman without systemd): when each service was last
