@@ -22,6 +22,7 @@ pub mod stack;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
 pub mod trusted_dir;
+pub mod volumes;
 pub mod workspace;
 
 pub use error::{HarnessError, Result};
