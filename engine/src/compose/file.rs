@@ -45,6 +45,118 @@ pub struct Service {
     pub profiles: Vec<String>,
     /// Services named by `depends_on:` (list or mapping form).
     pub depends_on: Vec<String>,
+    /// `volumes:` entries (short or long syntax), in order; an overlay's entry replaces the one
+    /// with the same target.
+    pub mounts: Vec<Mount>,
+}
+
+/// One `volumes:` entry of a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// `volume`, `bind`, `tmpfs`, ... as declared (long syntax), or `None` for the short syntax,
+    /// where the source decides (see [`Mount::kind`]).
+    pub declared_type: Option<String>,
+    /// The source as written (may contain `${VAR}`); `None` for an anonymous volume.
+    pub source: Option<String>,
+    pub target: String,
+    pub read_only: bool,
+}
+
+/// What a mount's source is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountKind {
+    /// A named volume: the engine holds the data and a migration can carry it.
+    Named(String),
+    /// A host path.
+    Bind(String),
+    /// A volume without a name, made for one container.
+    Anonymous,
+    /// Memory only.
+    Tmpfs,
+    /// Anything else (`npipe`, `cluster`, ...), named by its type.
+    Other(String),
+}
+
+impl Mount {
+    /// The mount's kind, with `${VAR}` in the source resolved by `lookup` (compose decides
+    /// between a path and a volume name after interpolation).
+    pub fn kind(&self, lookup: &dyn Fn(&str) -> Option<String>) -> MountKind {
+        let source = self.source.as_deref().map(|s| interpolate(s, lookup));
+        match (self.declared_type.as_deref(), source) {
+            (Some("tmpfs"), _) => MountKind::Tmpfs,
+            (Some("bind"), Some(src)) => MountKind::Bind(src),
+            (Some("volume") | None, None) => MountKind::Anonymous,
+            (Some("volume"), Some(src)) => MountKind::Named(src),
+            (None, Some(src)) if src.starts_with(['/', '.', '~']) => MountKind::Bind(src),
+            (None, Some(src)) => MountKind::Named(src),
+            (Some(other), _) => MountKind::Other(other.to_string()),
+        }
+    }
+}
+
+/// `s` split at each `sep` that is not inside a `${...}` (whose `:-` default would split it).
+fn split_outside_braces(s: &str, sep: char) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0usize, 0usize);
+    let mut prev = '\0';
+    for (i, c) in s.char_indices() {
+        match c {
+            '{' if prev == '$' => depth += 1,
+            '}' if depth > 0 => depth -= 1,
+            c if c == sep && depth == 0 => {
+                parts.push(&s[start..i]);
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
+        prev = c;
+    }
+    parts.push(&s[start..]);
+    parts
+}
+
+/// `volumes:` of a service: short (`src:target[:ro]`, `target`) and long (`type`, `source`,
+/// `target`, `read_only`) syntax.
+fn parse_mounts(v: Option<&Value>) -> std::result::Result<Vec<Mount>, Refusal> {
+    let Some(v) = v else {
+        return Ok(Vec::new());
+    };
+    let Value::Sequence(entries) = v else {
+        return Err("volumes is not a list".into());
+    };
+    entries
+        .iter()
+        .map(|e| match e {
+            Value::String(short) => {
+                let parts = split_outside_braces(short, ':');
+                let (source, target, opts) = match parts.as_slice() {
+                    [target] => (None, *target, ""),
+                    [source, target] => (Some(*source), *target, ""),
+                    [source, target, opts, ..] => (Some(*source), *target, *opts),
+                    [] => return Err(Refusal::from("an empty volume entry")),
+                };
+                Ok(Mount {
+                    declared_type: None,
+                    source: source.map(String::from),
+                    target: target.to_string(),
+                    read_only: opts.split(',').any(|o| o == "ro"),
+                })
+            }
+            Value::Mapping(m) => {
+                let target = m
+                    .get("target")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| Refusal::from("a long-syntax volume entry has no target"))?;
+                Ok(Mount {
+                    declared_type: Some(m.get("type").and_then(Value::as_str).unwrap_or("volume").to_string()),
+                    source: m.get("source").and_then(Value::as_str).map(String::from),
+                    target: target.to_string(),
+                    read_only: m.get("read_only").and_then(Value::as_bool).unwrap_or(false),
+                })
+            }
+            _ => Err("a volume entry is neither a string nor a mapping".into()),
+        })
+        .collect()
 }
 
 impl Service {
@@ -581,6 +693,7 @@ fn parse_service(path: &Path, name: &str, def: &Mapping) -> Result<Service> {
         ports: ports.entries,
         profiles: parse_profiles(def.get("profiles")).map_err(err)?,
         depends_on: parse_depends_on(def.get("depends_on")).map_err(err)?,
+        mounts: parse_mounts(def.get("volumes")).map_err(err)?,
     })
 }
 
@@ -944,6 +1057,15 @@ pub fn override_yaml(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[rstest::rstest]
+    #[case("db_data:/data", &["db_data", "/data"])]
+    #[case("${SOCK:-/var/run/docker.sock}:/var/run/docker.sock:ro", &["${SOCK:-/var/run/docker.sock}", "/var/run/docker.sock", "ro"])]
+    #[case("/cache", &["/cache"])]
+    #[case("${A:-${B:-x:y}}:/t", &["${A:-${B:-x:y}}", "/t"])]
+    fn volume_entries_split_outside_interpolations(#[case] entry: &str, #[case] want: &[&str]) {
+        assert_eq!(split_outside_braces(entry, ':'), want);
+    }
     use rstest::rstest;
 
     const SAMPLE: &str = r#"

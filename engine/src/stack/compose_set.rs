@@ -128,6 +128,12 @@ fn merge_files(files: &[ComposeFile]) -> ComposeFile {
             union(&mut entry.ports, &svc.ports);
             union(&mut entry.profiles, &svc.profiles);
             union(&mut entry.depends_on, &svc.depends_on);
+            for m in &svc.mounts {
+                match entry.mounts.iter_mut().find(|e| e.target == m.target) {
+                    Some(e) => *e = m.clone(),
+                    None => entry.mounts.push(m.clone()),
+                }
+            }
         }
         union(&mut merged.networks, &f.networks);
         union(&mut merged.volumes, &f.volumes);
@@ -161,6 +167,38 @@ mod tests {
         std::fs::write(&partial, "services:\n  api: {ports: ['1:1']}\n").unwrap();
         let err = ComposeSet::load(&[partial]).unwrap_err().to_string();
         assert!(err.contains("service 'api' has neither image nor build"), "{err}");
+    }
+
+    #[test]
+    fn an_overlay_mount_replaces_the_one_with_the_same_target() {
+        use crate::compose::file::MountKind;
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("base.yml");
+        let overlay = dir.path().join("bind.yml");
+        std::fs::write(
+            &base,
+            "services:\n  db: {image: x, volumes: ['db_data:/data', '/cache']}\nvolumes: {db_data: {}}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &overlay,
+            "services:\n  db: {volumes: ['./data:/data', 'logs:/logs']}\nvolumes: {logs: {}}\n",
+        )
+        .unwrap();
+        let merged = ComposeSet::load(&[base, overlay]).unwrap().merged();
+        let kinds: Vec<(String, MountKind)> = merged.services["db"]
+            .mounts
+            .iter()
+            .map(|m| (m.target.clone(), m.kind(&|_| None)))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("/data".to_string(), MountKind::Bind("./data".into())),
+                ("/cache".to_string(), MountKind::Anonymous),
+                ("/logs".to_string(), MountKind::Named("logs".into())),
+            ]
+        );
     }
 
     /// A port reached through a merge key gets the run's bind address and a free port, exactly as
