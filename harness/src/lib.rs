@@ -8,7 +8,7 @@
 
 pub use hydra_engine::{
     compose, doctor, envfile, error, gc, images, labels, readiness, runs, runtime, secrets, stack, trusted_dir,
-    workspace,
+    volumes, workspace,
 };
 
 pub mod checks;

@@ -378,6 +378,157 @@ pub fn spawn_stream(spec: &CommandSpec) -> Result<std::process::Child, HarnessEr
     })
 }
 
+/// What [`pipe`] saw: the relay's result and each side's exit and stderr.
+#[derive(Debug)]
+pub struct Piped<T> {
+    /// The relay's result; an error when the relay could not read or write (a side that died).
+    pub relayed: std::io::Result<T>,
+    pub producer: Output,
+    pub consumer: Output,
+}
+
+impl<T> Piped<T> {
+    /// Both sides exited 0 and the relay passed every byte.
+    pub fn success(&self) -> bool {
+        self.relayed.is_ok() && self.producer.success() && self.consumer.success()
+    }
+}
+
+/// Runs `producer | consumer` with the bytes passing through `relay` on this thread (to
+/// fingerprint or count them on the way), each side in a process group of its own. Both are
+/// killed at `timeout` or, with [`Interrupt::Allowed`], on Ctrl-C; the relay then sees a closed
+/// pipe and the call returns [`HarnessError::Timeout`] / [`HarnessError::Interrupted`].
+pub fn pipe<T>(
+    producer: &CommandSpec,
+    consumer: &CommandSpec,
+    timeout: Duration,
+    interrupt: Interrupt,
+    relay: impl FnOnce(&mut dyn Read, &mut dyn std::io::Write) -> std::io::Result<T>,
+) -> Result<Piped<T>, HarnessError> {
+    pipe_into(producer, Some(consumer), timeout, interrupt, relay)
+}
+
+/// Runs `producer` and hands its stdout to `read` on this thread (a binary stream, such as a
+/// tar archive), with [`pipe`]'s deadline and interrupt handling. `Piped::consumer` is empty.
+pub fn read_stream<T>(
+    producer: &CommandSpec,
+    timeout: Duration,
+    interrupt: Interrupt,
+    read: impl FnOnce(&mut dyn Read) -> std::io::Result<T>,
+) -> Result<Piped<T>, HarnessError> {
+    pipe_into(producer, None, timeout, interrupt, |r, _| read(r))
+}
+
+fn pipe_into<T>(
+    producer: &CommandSpec,
+    consumer: Option<&CommandSpec>,
+    timeout: Duration,
+    interrupt: Interrupt,
+    relay: impl FnOnce(&mut dyn Read, &mut dyn std::io::Write) -> std::io::Result<T>,
+) -> Result<Piped<T>, HarnessError> {
+    tracing::debug!(
+        producer = %producer.display(),
+        consumer = %consumer.map(CommandSpec::display).unwrap_or_default(),
+        "pipe"
+    );
+    let spawn = |spec: &CommandSpec, stdin: Stdio, stdout: Stdio| {
+        let mut cmd = command_for(spec);
+        cmd.stdin(stdin).stdout(stdout).stderr(Stdio::piped());
+        cmd.spawn().map_err(|source| HarnessError::Spawn {
+            cmd: spec.display(),
+            source,
+        })
+    };
+    let start = Instant::now();
+    let mut from = spawn(producer, Stdio::null(), Stdio::piped())?;
+    let mut to = match consumer.map(|c| spawn(c, Stdio::piped(), Stdio::null())).transpose() {
+        Ok(to) => to,
+        Err(e) => {
+            kill_group_now(from.id() as i32);
+            let _ = from.wait();
+            return Err(e);
+        }
+    };
+    let groups: Vec<i32> = std::iter::once(from.id() as i32)
+        .chain(to.as_ref().map(|t| t.id() as i32))
+        .collect();
+    let from_err = Pipe::read(from.stderr.take().expect("piped stderr"));
+    let to_err = to.as_mut().map(|t| Pipe::read(t.stderr.take().expect("piped stderr")));
+    let mut reader = from.stdout.take().expect("piped stdout");
+    let writer = to.as_mut().map(|t| t.stdin.take().expect("piped stdin"));
+    // The watchdog ends both sides at the deadline or on an interrupt; the relay then fails.
+    let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped: Arc<Mutex<Option<StopReason>>> = Arc::new(Mutex::new(None));
+    let watchdog = {
+        let (finished, stopped) = (finished.clone(), stopped.clone());
+        std::thread::spawn(move || {
+            while !finished.load(std::sync::atomic::Ordering::SeqCst) {
+                let reason = if start.elapsed() >= timeout {
+                    Some(StopReason::Timeout)
+                } else if interrupt.stops_now(&SIGNALS) {
+                    Some(StopReason::Interrupted)
+                } else {
+                    None
+                };
+                if let Some(reason) = reason {
+                    *stopped.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+                    groups.iter().for_each(|g| kill_group_now(*g));
+                    return;
+                }
+                std::thread::sleep(POLL);
+            }
+        })
+    };
+    let relayed = match writer {
+        Some(mut writer) => {
+            let relayed = relay(&mut reader, &mut writer);
+            // End of input for the consumer.
+            drop(writer);
+            relayed
+        }
+        None => relay(&mut reader, &mut std::io::sink()),
+    };
+    // A producer still writing after a relay error gets EPIPE.
+    drop(reader);
+    let from_status = from.wait();
+    let to_status = to.as_mut().map(|t| t.wait());
+    finished.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = watchdog.join();
+    let no_consumer = Pipe::read(std::io::empty());
+    let to_err = to_err.unwrap_or(no_consumer);
+    Pipe::wait_both(&from_err, &to_err, PIPE_GRACE, || false);
+    let display = format!(
+        "{}{}",
+        producer.display(),
+        consumer.map(|c| format!(" | {}", c.display())).unwrap_or_default()
+    );
+    match stopped.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        Some(StopReason::Timeout) => {
+            return Err(HarnessError::Timeout {
+                cmd: display,
+                after: timeout,
+                stderr: format!("{}\n{}", from_err.text(), to_err.text()).trim().to_string(),
+            })
+        }
+        Some(StopReason::Interrupted) => return Err(HarnessError::Interrupted),
+        None => {}
+    }
+    let output = |status: Option<std::io::Result<std::process::ExitStatus>>, err: &Pipe| Output {
+        status: match status {
+            Some(s) => s.ok().and_then(|s| s.code()),
+            None => Some(0),
+        },
+        stdout: String::new(),
+        stderr: err.text(),
+        elapsed: start.elapsed(),
+    };
+    Ok(Piped {
+        relayed,
+        producer: output(Some(from_status), &from_err),
+        consumer: output(to_status, &to_err),
+    })
+}
+
 /// Runs `spec` and turns a non-zero exit into an error carrying stderr.
 pub fn run_ok(spec: &CommandSpec, timeout: Duration, interrupt: Interrupt) -> Result<Output, HarnessError> {
     let out = run(spec, timeout, interrupt)?;
@@ -529,6 +680,74 @@ pub fn tail(text: &str, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sh(script: &str) -> CommandSpec {
+        CommandSpec::new("sh").args(["-c", script])
+    }
+
+    #[test]
+    fn a_pipe_passes_every_byte_through_the_relay() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("out");
+        let consumer = CommandSpec::new("sh").args(["-c", r#"cat > "$1""#, "sh", &out.display().to_string()]);
+        let piped = pipe(
+            &sh("head -c 300000 /dev/zero | tr '\\0' x"),
+            &consumer,
+            Duration::from_secs(10),
+            Interrupt::Ignored,
+            |r, w| std::io::copy(r, w),
+        )
+        .unwrap();
+        assert!(piped.success(), "{piped:?}");
+        assert_eq!(*piped.relayed.as_ref().unwrap(), 300_000);
+        assert_eq!(std::fs::read(&out).unwrap().len(), 300_000);
+    }
+
+    #[test]
+    fn a_failing_side_is_reported_with_its_stderr() {
+        let piped = pipe(
+            &sh("echo data"),
+            &sh("echo 'tar: cannot write' >&2; exit 2"),
+            Duration::from_secs(10),
+            Interrupt::Ignored,
+            |r, w| std::io::copy(r, w),
+        )
+        .unwrap();
+        assert!(!piped.success());
+        assert_eq!(piped.consumer.status, Some(2));
+        assert!(piped.consumer.stderr.contains("cannot write"), "{piped:?}");
+    }
+
+    #[test]
+    fn a_binary_stream_is_read_whole() {
+        let piped = read_stream(
+            &sh("printf 'a\\000\\377b'"),
+            Duration::from_secs(10),
+            Interrupt::Ignored,
+            |r| {
+                let mut buf = Vec::new();
+                r.read_to_end(&mut buf).map(|_| buf)
+            },
+        )
+        .unwrap();
+        assert!(piped.success(), "{piped:?}");
+        assert_eq!(piped.relayed.unwrap(), b"a\0\xffb");
+    }
+
+    #[test]
+    fn a_pipe_that_hangs_is_killed_at_its_deadline() {
+        let t = Instant::now();
+        let err = pipe(
+            &sh("sleep 30"),
+            &sh("cat >/dev/null"),
+            Duration::from_millis(300),
+            Interrupt::Ignored,
+            |r, w| std::io::copy(r, w),
+        )
+        .unwrap_err();
+        assert!(matches!(err, HarnessError::Timeout { .. }), "{err}");
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    }
 
     #[test]
     fn captures_output_and_status() {

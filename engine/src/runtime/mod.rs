@@ -396,6 +396,21 @@ impl Runtime {
         ])?))
     }
 
+    /// The user and group IDs a container of this engine can own files with: `0..n` of each.
+    /// `None` when there is no limit below the kernel's (rootful engines); for rootless Podman,
+    /// the size of the user's namespace maps (its own ID plus its subordinate range).
+    pub fn container_id_limits(&self) -> Result<Option<(u64, u64)>> {
+        if !self.kind.is_rootless() {
+            return Ok(None);
+        }
+        let out = self.query(&["unshare", "cat", "/proc/self/uid_map", "/proc/self/gid_map"])?;
+        let lines: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
+        // uid_map then gid_map, each as many lines as ranges; both are written by newuidmap /
+        // newgidmap with the same shape, so the halves are the two maps.
+        let (uids, gids) = lines.split_at(lines.len() / 2);
+        Ok(Some((id_map_size(uids), id_map_size(gids))))
+    }
+
     /// Whether an object still exists.
     pub fn exists(&self, kind: ObjectKind, id: &str) -> bool {
         let sub = match kind {
@@ -556,8 +571,29 @@ pub fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// How many IDs a `/proc/<pid>/uid_map` maps (`inside outside count` per line), as the highest
+/// inside ID plus one.
+pub fn id_map_size(lines: &[&str]) -> u64 {
+    lines
+        .iter()
+        .filter_map(|l| {
+            let f: Vec<u64> = l.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+            (f.len() == 3).then(|| f[0] + f[2])
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_id_map_allows_ids_below_its_highest_range_end() {
+        let map = ["         0       1001          1", "         1     100000      65536"];
+        assert_eq!(super::id_map_size(&map), 65537);
+        assert_eq!(super::id_map_size(&["0 0 4294967295"]), 4294967295);
+        assert_eq!(super::id_map_size(&[]), 0);
+    }
+
     use super::*;
     use rstest::rstest;
 
