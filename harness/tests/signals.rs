@@ -225,7 +225,8 @@ fn leftovers(rt: &Runtime, kind: RuntimeKind, run_id: &str) -> Vec<String> {
 }
 
 /// Each testcase's `name` and the result element under it (`error`, `failure`, `skipped`, or
-/// `pass`) with its `type` attribute, read with quick-xml as a CI consumer would.
+/// `pass`) with its `type` attribute (a failure: its `message`), read with quick-xml as a CI
+/// consumer would.
 fn junit_cases(path: &Path) -> Result<BTreeMap<String, (String, String)>, Failed> {
     use quick_xml::events::Event;
     let xml = std::fs::read_to_string(path).map_err(|e| format!("no JUnit file at {}: {e}", path.display()))?;
@@ -253,7 +254,13 @@ fn junit_cases(path: &Path) -> Result<BTreeMap<String, (String, String)>, Failed
                     }
                     tag @ (b"error" | b"failure" | b"skipped") => {
                         if let Some(name) = &current {
-                            cases.insert(name.clone(), (String::from_utf8_lossy(tag).into_owned(), attr(b"type")));
+                            // A failure keeps its message: it says what went wrong.
+                            let detail = if tag == b"failure" {
+                                attr(b"message")
+                            } else {
+                                attr(b"type")
+                            };
+                            cases.insert(name.clone(), (String::from_utf8_lossy(tag).into_owned(), detail));
                         }
                     }
                     _ => {}
@@ -296,9 +303,9 @@ fn check_reports(v: &Validate, output: &str) -> Result<(), Failed> {
     if !interrupted.iter().any(|n| n.starts_with("health::")) {
         problems.push("no transitive health check is marked interrupted".into());
     }
-    if let Some((name, _)) = cases.iter().find(|(_, (el, _))| el == "failure") {
+    if let Some((name, (_, message))) = cases.iter().find(|(_, (el, _))| el == "failure") {
         problems.push(format!(
-            "{name} is reported failed: the interruption must not look like a failure"
+            "{name} is reported failed ({message}): the interruption must not look like a failure"
         ));
     }
     let parity = v.dir.path().join("r/parity.json");
