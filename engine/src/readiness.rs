@@ -330,8 +330,8 @@ struct Probed {
 
 /// The harness's probes still running, and those returned but not yet looked at.
 struct InFlight {
-    tx: std::sync::mpsc::Sender<(String, String, Result<ServiceState>)>,
-    rx: std::sync::mpsc::Receiver<(String, String, Result<ServiceState>)>,
+    tx: std::sync::mpsc::Sender<(String, Probed)>,
+    rx: std::sync::mpsc::Receiver<(String, Probed)>,
     running: std::collections::BTreeSet<String>,
     done: BTreeMap<String, Probed>,
 }
@@ -353,22 +353,21 @@ impl InFlight {
         self.running.insert(svc.to_string());
         let (tx, runtime, svc, c) = (self.tx.clone(), runtime.clone(), svc.to_string(), c.clone());
         std::thread::spawn(move || {
-            let result = Probes::probe(&runtime, &c, state);
-            let _ = tx.send((svc, c.id, result));
-        });
-    }
-
-    fn record(&mut self, (svc, container_id, state): (String, String, Result<ServiceState>)) {
-        self.running.remove(&svc);
-        self.done.insert(
-            svc,
-            Probed {
-                container_id,
+            let state = Probes::probe(&runtime, &c, state);
+            // Timed here, the moment the probe's answer is in, not when the loop gets to it.
+            let probed = Probed {
+                container_id: c.id,
                 state,
                 at: Instant::now(),
                 unix_ms: unix_ms_now(),
-            },
-        );
+            };
+            let _ = tx.send((svc, probed));
+        });
+    }
+
+    fn record(&mut self, (svc, probed): (String, Probed)) {
+        self.running.remove(&svc);
+        self.done.insert(svc, probed);
     }
 
     /// Takes in the probes that returned since the last look.
