@@ -17,9 +17,9 @@ pub const SERVICE_LABEL: &str = "com.docker.compose.service";
 
 /// How long a service's container may stay exited before the wait gives up early.
 const EXITED_GRACE: Duration = Duration::from_secs(15);
-/// While a service is still starting, the harness probes it at least this often even when its
-/// healthcheck interval is longer (the role of Docker's `start_interval`), so readiness is seen
-/// as soon as it holds.
+/// Within its healthcheck's start period, the harness probes a service at least this often even
+/// when its interval is longer (the role of Docker's `start_interval`), so readiness is seen as
+/// soon as it holds; after the start period, at the interval (see [`Probes::due`]).
 const START_PROBE_PERIOD: Duration = Duration::from_millis(500);
 /// Time between two looks at the engine when nothing wakes the loop earlier (see [`EventWake`]).
 const POLL_PERIOD: Duration = Duration::from_millis(500);
@@ -408,6 +408,8 @@ impl InFlight {
 struct Probes {
     last: BTreeMap<String, Instant>,
     count: BTreeMap<String, u32>,
+    /// When the loop first saw each container running, per (container, restart count).
+    first_running: BTreeMap<(String, u64), Instant>,
 }
 
 impl Probes {
@@ -417,11 +419,29 @@ impl Probes {
         if !matches!(state, ServiceState::Starting | ServiceState::Unhealthy) || !c.state.running {
             return false;
         }
-        let due = self
-            .last
-            .get(svc)
-            .map(|t| t.elapsed() >= c.health_interval().min(START_PROBE_PERIOD))
-            .unwrap_or(true);
+        // Faster than the healthcheck's interval only within its start period, where failures
+        // do not count (Docker's `start_interval`). After it, each failed probe counts against
+        // `retries`: probed faster than the interval, a service would be declared unhealthy in
+        // a fraction of the time the engine's own timer allows, and Compose v2 gives up on it.
+        let seen = *self
+            .first_running
+            .entry((c.id.clone(), c.restart_count))
+            .or_insert_with(Instant::now);
+        let start_period = c
+            .config
+            .healthcheck
+            .as_ref()
+            .and_then(|h| h.start_period)
+            .map(Duration::from_nanos)
+            .unwrap_or_default();
+        // Seen running at most one poll after it started: the window is cut by that much.
+        let in_start_period = seen.elapsed() + POLL_PERIOD < start_period;
+        let period = if in_start_period {
+            c.health_interval().min(START_PROBE_PERIOD)
+        } else {
+            c.health_interval()
+        };
+        let due = self.last.get(svc).map(|t| t.elapsed() >= period).unwrap_or(true);
         if due {
             self.last.insert(svc.to_string(), Instant::now());
             *self.count.entry(svc.to_string()).or_default() += 1;
@@ -514,6 +534,34 @@ mod tests {
     use super::*;
     use crate::runtime::inspect::parse_containers;
     use rstest::rstest;
+
+    /// A running, starting container whose healthcheck has `interval_ms` and `start_period_ms`.
+    fn probed_container(interval_ms: u64, start_period_ms: u64) -> ContainerInspect {
+        let json = format!(
+            r#"[{{"Id":"x","Name":"/c","State":{{"Status":"running","Running":true,"Healthcheck":{{"Status":"starting"}}}},"Config":{{"Healthcheck":{{"Test":["CMD-SHELL","true"],"Interval":{},"StartPeriod":{}}}}}}}]"#,
+            interval_ms * 1_000_000,
+            start_period_ms * 1_000_000
+        );
+        parse_containers(&json).unwrap().remove(0)
+    }
+
+    #[test]
+    fn probes_run_fast_only_within_the_start_period() {
+        // Within a 20 s start period: every START_PROBE_PERIOD, though the interval is 3 s.
+        let c = probed_container(3000, 20_000);
+        let mut probes = Probes::default();
+        assert!(probes.due("svc", &c, &ServiceState::Starting));
+        assert!(!probes.due("svc", &c, &ServiceState::Starting));
+        std::thread::sleep(START_PROBE_PERIOD + Duration::from_millis(50));
+        assert!(probes.due("svc", &c, &ServiceState::Starting));
+        // Without a start period, failures count at once: never faster than the interval.
+        let c = probed_container(3000, 0);
+        let mut probes = Probes::default();
+        assert!(probes.due("svc", &c, &ServiceState::Unhealthy));
+        std::thread::sleep(START_PROBE_PERIOD + Duration::from_millis(50));
+        assert!(!probes.due("svc", &c, &ServiceState::Unhealthy));
+        assert_eq!(probes.count["svc"], 1);
+    }
 
     fn container(state: &str, health: Option<&str>) -> ContainerInspect {
         let running = state == "running";
