@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use hydra::runtime::{exec, Interrupt, ObjectKind, Runtime, RuntimeKind};
 use hydra::session::Availability;
-use hydra::volumes::transfer::{self, Into};
+use hydra::volumes::transfer::{self, Fill};
 use libtest_mimic::{Arguments, Failed};
 
 const DEADLINE: Duration = Duration::from_secs(300);
@@ -135,7 +135,7 @@ fn copy_keeps_the_tree(from: RuntimeKind, to: RuntimeKind) -> Result<(), Failed>
     let dst = vols.create(&dst_rt, "dst")?;
     vols.shell(&src_rt, &src, SEED)?;
 
-    let moved = transfer::copy(&src_rt, &src, &dst_rt, &dst, Into::Empty, &vols.labels, DEADLINE)?;
+    let moved = transfer::copy(&src_rt, &src, &dst_rt, &dst, Fill::Empty, &vols.labels, DEADLINE)?;
     if let Some(diff) = moved.source.first_difference(&moved.target) {
         return Err(format!("{from} -> {to}: the copy differs at {diff}").into());
     }
@@ -170,7 +170,7 @@ fn copy_keeps_the_tree(from: RuntimeKind, to: RuntimeKind) -> Result<(), Failed>
     );
 
     // A target that holds data is never mixed into.
-    match transfer::copy(&src_rt, &src, &dst_rt, &dst, Into::Empty, &vols.labels, DEADLINE) {
+    match transfer::copy(&src_rt, &src, &dst_rt, &dst, Fill::Empty, &vols.labels, DEADLINE) {
         Err(e) if e.to_string().contains("already holds") => {}
         other => return Err(format!("a second copy into a full volume was not refused: {other:?}").into()),
     }
@@ -181,7 +181,7 @@ fn copy_keeps_the_tree(from: RuntimeKind, to: RuntimeKind) -> Result<(), Failed>
         &dst,
         "echo after-switch > /v/pgdata/base/1/new-row && chown 999:999 /v/pgdata/base/1/new-row && rm /v/blob.hardlink",
     )?;
-    let back = transfer::copy(&dst_rt, &dst, &src_rt, &src, Into::Replace, &vols.labels, DEADLINE)?;
+    let back = transfer::copy(&dst_rt, &dst, &src_rt, &src, Fill::Replace, &vols.labels, DEADLINE)?;
     if let Some(diff) = back.source.first_difference(&back.target) {
         return Err(format!("rollback {to} -> {from} differs at {diff}").into());
     }
@@ -202,7 +202,7 @@ fn owners_outside_are_refused(from: RuntimeKind, to: RuntimeKind) -> Result<(), 
         &src,
         &format!("echo x > /v/ok && echo y > /v/foreign && chown {uids}:0 /v/foreign"),
     )?;
-    match transfer::copy(&src_rt, &src, &dst_rt, &dst, Into::Empty, &vols.labels, DEADLINE) {
+    match transfer::copy(&src_rt, &src, &dst_rt, &dst, Fill::Empty, &vols.labels, DEADLINE) {
         Err(e) if e.to_string().contains(&format!("foreign ({uids}:0)")) && !e.to_string().contains("ok (") => {}
         other => return Err(format!("expected a refusal naming foreign: {other:?}").into()),
     }

@@ -351,33 +351,6 @@ pub fn spawn_background(spec: &CommandSpec, log: &std::path::Path) -> Result<std
     })
 }
 
-/// Starts `spec` in its own process group with its stdout piped to the caller (stderr
-/// discarded), for a long-running stream such as `docker events`. The caller owns the child and
-/// ends it by its process group ([`kill_group`]).
-pub fn spawn_stream(spec: &CommandSpec) -> Result<std::process::Child, HarnessError> {
-    use std::os::unix::process::CommandExt;
-    tracing::debug!(cmd = %spec.display(), "spawn stream");
-    let mut cmd = Command::new(&spec.program);
-    cmd.args(&spec.args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .process_group(0);
-    if spec.clear_env {
-        cmd.env_clear();
-    }
-    for (k, v) in &spec.env {
-        cmd.env(k, v);
-    }
-    if let Some(dir) = &spec.cwd {
-        cmd.current_dir(dir);
-    }
-    cmd.spawn().map_err(|source| HarnessError::Spawn {
-        cmd: spec.display(),
-        source,
-    })
-}
-
 /// What [`pipe`] saw: the relay's result and each side's exit and stderr.
 #[derive(Debug)]
 pub struct Piped<T> {

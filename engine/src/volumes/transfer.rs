@@ -29,7 +29,7 @@ pub struct Transfer {
 
 /// What the target volume may hold before the copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Into {
+pub enum Fill {
     /// Nothing: a volume that holds data is refused.
     Empty,
     /// Anything: it is emptied first (a rollback onto the source's own volume).
@@ -126,9 +126,9 @@ pub fn fingerprint(
         timeout,
         Interrupt::Allowed,
         |r| {
-            let mut counted = Counted { inner: r, bytes: 0 };
-            let fp = Fingerprint::from_tar(&mut counted).map_err(|e| std::io::Error::other(e.to_string()))?;
-            std::io::copy(&mut counted, &mut std::io::sink())?;
+            let fp = Fingerprint::from_tar(&mut *r).map_err(|e| std::io::Error::other(e.to_string()))?;
+            // The archive's trailing blocks too, so the writing tar is not cut off.
+            std::io::copy(r, &mut std::io::sink())?;
             Ok(fp)
         },
     )?;
@@ -145,7 +145,7 @@ pub fn copy(
     from_volume: &str,
     to: &Runtime,
     to_volume: &str,
-    into: Into,
+    into: Fill,
     labels: &BTreeMap<String, String>,
     timeout: Duration,
 ) -> Result<Transfer> {
@@ -176,7 +176,7 @@ pub fn copy(
             ));
         }
     }
-    if into == Into::Empty {
+    if into == Fill::Empty {
         let there = fingerprint(to, to_volume, labels, timeout)?;
         if there.entries.len() > 1 {
             return Err(HarnessError::usage(format!(
@@ -187,8 +187,8 @@ pub fn copy(
         }
     }
     let script = match into {
-        Into::Empty => IMPORT_INTO_EMPTY,
-        Into::Replace => IMPORT_REPLACING,
+        Fill::Empty => IMPORT_INTO_EMPTY,
+        Fill::Replace => IMPORT_REPLACING,
     };
     let piped = exec::pipe(
         &helper(from, from_volume, labels, false, EXPORT),
@@ -240,20 +240,6 @@ fn owners_outside(fp: &Fingerprint, (uids, gids): (u64, u64)) -> Vec<String> {
         shown.push(format!("and {} more", outside.len() - 10));
     }
     shown
-}
-
-/// A reader that counts what passes.
-struct Counted<R> {
-    inner: R,
-    bytes: u64,
-}
-
-impl<R: Read> Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.bytes += n as u64;
-        Ok(n)
-    }
 }
 
 /// A reader that writes what it reads to `out`.
