@@ -10,7 +10,7 @@ use crate::compose;
 use crate::images::base::BASE_IMAGE;
 use crate::labels;
 use crate::runtime::rootless::{has_subid_range, RootlessUser};
-use crate::runtime::{exec, CommandSpec, EngineKind, HealthDriver, Interrupt, Runtime, RuntimeKind};
+use crate::runtime::{dns_leftovers, exec, CommandSpec, EngineKind, HealthDriver, Interrupt, Runtime, RuntimeKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -183,6 +183,9 @@ pub fn diagnose(kind: RuntimeKind) -> RuntimeReport {
             "no systemd: the harness runs `podman healthcheck run` itself",
         ),
     });
+    if kind.is_podman() {
+        findings.push(dns_leftovers_finding(&runtime));
+    }
     match compose::detect(&runtime) {
         Ok(p) => findings.push(ok("compose tool", format!("{} {}", p.tool, p.version))),
         Err(e) => findings.push(fail("compose tool", e.to_string(), SETUP)),
@@ -274,6 +277,37 @@ fn engine_facts(runtime: &Runtime, findings: &mut Vec<Finding>) -> bool {
         findings.push(ok("storage driver", driver));
     }
     true
+}
+
+/// Names aardvark-dns still serves for removed networks (see [`dns_leftovers`]): a warning, since
+/// they only break name resolution on networks that happen to get the same subnet.
+fn dns_leftovers_finding(runtime: &Runtime) -> Finding {
+    const CHECK: &str = "dns leftovers";
+    match dns_leftovers::stale(runtime) {
+        Ok(files) if files.is_empty() => ok(CHECK, "aardvark-dns serves no removed network's names"),
+        Ok(files) => {
+            let (ours, foreign): (Vec<_>, Vec<_>) = files.iter().partition(|f| f.is_harness());
+            let names: Vec<&str> = files.iter().map(|f| f.network.as_str()).collect();
+            let mut fix = Vec::new();
+            if !ours.is_empty() {
+                fix.push("`harness gc` removes the harness's".to_string());
+            }
+            if !foreign.is_empty() {
+                let paths: Vec<String> = foreign.iter().map(|f| f.path.display().to_string()).collect();
+                fix.push(format!("remove {} as the engine's user", paths.join(" ")));
+            }
+            warn(
+                CHECK,
+                format!(
+                    "aardvark-dns still serves names of removed network(s) {} (a `podman start` was killed \
+                     mid-way); networks that get the same subnet resolve them to dead addresses",
+                    names.join(", ")
+                ),
+                fix.join("; "),
+            )
+        }
+        Err(e) => warn(CHECK, format!("could not look: {e}"), SETUP),
+    }
 }
 
 /// A quick check that the engine answers (for `gc`): `None` when reachable, else why not.

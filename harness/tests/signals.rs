@@ -212,16 +212,19 @@ fn until_db_stopped(kind: RuntimeKind, tag: &str) -> Result<(Validate, Runtime),
     }
 }
 
-/// Objects of the run left in the engine (by run label and by compose project).
+/// Objects of the run left in the engine (by run label and by compose project), and the DNS
+/// entries of its removed networks (a compose start killed by the second signal leaves them).
 fn leftovers(rt: &Runtime, kind: RuntimeKind, run_id: &str) -> Vec<String> {
     let project = hydra::stack::project_name(kind, run_id);
-    [
+    let mut left: Vec<String> = [
         labels::filter(labels::RUN, run_id),
         labels::filter("com.docker.compose.project", &project),
     ]
     .iter()
     .flat_map(|l| common::objects_with(rt, l))
-    .collect()
+    .collect();
+    left.extend(common::stale_dns_of(rt, &project));
+    left
 }
 
 /// Each testcase's `name` and the result element under it (`error`, `failure`, `skipped`, or

@@ -2,6 +2,7 @@
 //! quirk the rest of the harness must not know about.
 
 pub mod api_service;
+pub mod dns_leftovers;
 pub mod environment;
 pub mod exec;
 pub mod inspect;

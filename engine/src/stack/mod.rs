@@ -20,7 +20,7 @@ use crate::readiness::{self, ServiceReady, WaitProgress};
 use crate::runs::{self, RunRecord, RunStatus};
 use crate::runtime::api_service::ApiService;
 use crate::runtime::exec::Signals;
-use crate::runtime::{exec, Interrupt, ObjectKind, Runtime, RuntimeKind};
+use crate::runtime::{dns_leftovers, exec, Interrupt, ObjectKind, Runtime, RuntimeKind};
 
 mod compose_set;
 mod ports;
@@ -194,6 +194,9 @@ impl Stack {
                     let _ = progress.send(msg.to_string());
                 })
             });
+            // Names a killed start left in Podman's DNS server would answer for this run's
+            // networks too, when they get the same subnet: removed before any network is made.
+            let dns = scope.spawn(move || dns_leftovers::sweep(runtime));
             on_event(&Event::Phase(format!("images ({})", opts.runtime)));
             let v2_api = opts
                 .runtime
@@ -214,6 +217,19 @@ impl Stack {
                 on_event(&Event::Phase(msg));
             }
             let images = images.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            match dns.join().unwrap_or_else(|p| std::panic::resume_unwind(p)) {
+                Ok(sweep) => {
+                    for f in sweep.foreign {
+                        tracing::warn!(
+                            "aardvark-dns still serves names of network {}, which no longer exists: a network of \
+                             this run that gets its subnet resolves them too (remove {} as the engine's user)",
+                            f.network,
+                            f.path.display()
+                        );
+                    }
+                }
+                Err(e) => tracing::warn!("could not look for stale aardvark-dns entries: {e}"),
+            }
             (images, v2_api)
         });
         let (images, v2_api) = (images?, v2_api?);

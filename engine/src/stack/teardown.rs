@@ -10,7 +10,7 @@ use crate::compose::{self, Action, Provider};
 use crate::error::{HarnessError, Result};
 use crate::labels;
 use crate::runs::RunRecord;
-use crate::runtime::{exec, short_id, Interrupt, ObjectKind, Runtime};
+use crate::runtime::{dns_leftovers, exec, short_id, Interrupt, ObjectKind, Runtime};
 
 /// What `down` found and removed.
 #[derive(Debug, Clone, Serialize, Default)]
@@ -104,6 +104,16 @@ pub fn teardown(runtime: &Runtime, provider: &Provider, record: &RunRecord) -> R
     }
     remaining.sort();
     remaining.dedup();
+    // What a killed `podman start` of this run (or an earlier one) left in Podman's DNS server.
+    match dns_leftovers::sweep(runtime) {
+        Ok(sweep) => report.removed_after_compose.extend(
+            sweep
+                .removed
+                .iter()
+                .map(|f| format!("dns entries of network {}", f.network)),
+        ),
+        Err(e) => remaining.push(format!("dns entries of removed networks (could not sweep them: {e})")),
+    }
     if !remaining.is_empty() {
         return Err(HarnessError::Leftovers {
             project: record.project.clone(),

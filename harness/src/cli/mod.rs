@@ -14,7 +14,7 @@ use hydra::error::exit;
 use hydra::report::redact::{self, redact_output, Redactor};
 use hydra::report::secrets_source;
 use hydra::runs::{RunRecord, RunStatus};
-use hydra::runtime::{self, Runtime, RuntimeKind};
+use hydra::runtime::{self, dns_leftovers, Runtime, RuntimeKind};
 use hydra::stack::{self, Stack, StackOptions};
 use hydra::{gc, images, HarnessError};
 
@@ -419,6 +419,18 @@ fn cmd_gc(all: bool, runtimes: &[RuntimeKind]) -> Result<i32, HarnessError> {
                 gc::Verdict::Kept => "kept (left running by `harness up`; use --all)",
             };
             println!("{kind}: run {} {what}: {}", run.run_id, run.objects.join(", "));
+        }
+        let dns = dns_leftovers::sweep(&rt)?;
+        for f in &dns.removed {
+            swept += 1;
+            println!("{kind}: aardvark-dns entries of removed network {} removed", f.network);
+        }
+        for f in &dns.foreign {
+            println!(
+                "{kind}: aardvark-dns entries of removed network {} left alone (not the harness's; remove {} as the engine's user)",
+                f.network,
+                f.path.display()
+            );
         }
     }
     if swept == 0 {

@@ -15,6 +15,17 @@ pub fn objects_with(rt: &Runtime, label: &str) -> Vec<String> {
     out
 }
 
+/// DNS files Podman's DNS server keeps for removed networks of `project` (`dns <network>`): what
+/// a killed `podman start` leaves, and teardown and gc must remove.
+pub fn stale_dns_of(rt: &Runtime, project: &str) -> Vec<String> {
+    hydra::runtime::dns_leftovers::stale(rt)
+        .expect("list aardvark-dns files")
+        .into_iter()
+        .filter(|f| f.network.starts_with(project))
+        .map(|f| format!("dns {}", f.network))
+        .collect()
+}
+
 #[path = "../../../suites/trial.rs"]
 mod trial;
 
