@@ -193,7 +193,7 @@ pub fn remove_run_dir(run_id: &str) {
     }
 }
 
-fn invalid_run_id(run_id: &str) -> crate::error::HarnessError {
+pub(crate) fn invalid_run_id(run_id: &str) -> crate::error::HarnessError {
     crate::error::HarnessError::usage(format!("invalid run id '{run_id}'"))
         .with_hint("a run id is 1 to 48 lowercase letters, digits and inner dashes (check HYDRA_RUN_ID)".to_string())
 }

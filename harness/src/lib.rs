@@ -12,6 +12,7 @@ pub use hydra_engine::{
 };
 
 pub mod checks;
+pub mod migrate;
 pub mod outcome;
 pub mod posture;
 pub mod report;

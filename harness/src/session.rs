@@ -181,6 +181,18 @@ fn run_areas(stack: &Stack, plan: &Plan, selected: Selected<'_>, rec: &mut Recor
     }
 }
 
+/// Runs every check of `plan` against a stack that is already up (the migration drill's source,
+/// target and rollback): outcomes as `validate` would record them, without up and down.
+pub fn run_checks(stack: &Stack, plan: &Plan, on_event: &mut dyn FnMut(&Event)) -> Vec<CheckOutcome> {
+    let mut rec = Recorder::new(stack.record().runtime);
+    let all = |_: &CheckId| true;
+    run_areas(stack, plan, &all, &mut rec, on_event);
+    if exec::is_cancelled() {
+        mark_interrupted(&mut rec.outcomes);
+    }
+    rec.outcomes
+}
+
 /// Tears the stack down and records `lifecycle::down_leaves_nothing`; returns what compose left
 /// behind, as an observation.
 fn teardown(kind: RuntimeKind, stack: Stack, rec: &mut Recorder, on_event: &mut dyn FnMut(&Event)) -> Vec<Observation> {

@@ -28,7 +28,7 @@ fn main() {
     ];
     let mut trials = Vec::new();
     for (from, to) in pairs {
-        let availability = pair_availability(&available, from, to);
+        let availability = common::pair_availability(&available, from, to);
         let prefix = format!("migrate::{}-to-{}", from.ident(), to.ident());
         trials.push(common::trial(
             format!("{prefix}::volume_copy_keeps_the_tree"),
@@ -44,25 +44,6 @@ fn main() {
         }
     }
     libtest_mimic::run(&args, trials).exit();
-}
-
-/// Both engines usable: use; one required and unusable: broken; else skipped.
-fn pair_availability(
-    available: &BTreeMap<RuntimeKind, Availability>,
-    from: RuntimeKind,
-    to: RuntimeKind,
-) -> Availability {
-    let of = |k: RuntimeKind| {
-        available
-            .get(&k)
-            .cloned()
-            .unwrap_or_else(|| Availability::Skip(format!("{k} is not among HYDRA_RUNTIMES")))
-    };
-    match (of(from), of(to)) {
-        (Availability::Use, Availability::Use) => Availability::Use,
-        (Availability::Broken(r), _) | (_, Availability::Broken(r)) => Availability::Broken(r),
-        (Availability::Skip(r), _) | (_, Availability::Skip(r)) => Availability::Skip(r),
-    }
 }
 
 /// Volumes this test created, removed when it ends however it ends; labelled as a run of this

@@ -133,6 +133,8 @@ pub enum Action {
     Stop {
         service: String,
     },
+    /// Stop every service, keeping containers, networks and volumes.
+    StopAll,
     Start {
         service: String,
     },
@@ -185,6 +187,7 @@ fn action_args(tool: ComposeTool, action: &Action) -> Vec<String> {
         }
         Action::Recreate { service } => v(&["up", "-d", "--no-build", "--no-deps", "--force-recreate", service]),
         Action::Stop { service } => v(&["stop", service]),
+        Action::StopAll => v(&["stop"]),
         Action::Start { service } => v(&["start", service]),
     }
 }

@@ -439,6 +439,12 @@ impl Runtime {
         inspect::parse_containers(&out.stdout)
     }
 
+    /// Paths a container added to or changed in its own filesystem (not in its volumes or
+    /// tmpfs mounts): `engine diff`, whose `A path` / `C path` / `D path` lines both engines print.
+    pub fn changed_paths(&self, container: &str) -> Result<Vec<(char, String)>> {
+        Ok(parse_diff(&self.query(&["diff", container])?))
+    }
+
     /// Inspects networks or volumes for their labels.
     pub fn inspect_labelled(&self, kind: ObjectKind, ids: &[String]) -> Result<Vec<inspect::LabelledObject>> {
         if ids.is_empty() || kind == ObjectKind::Container {
@@ -551,6 +557,20 @@ impl ObjectKind {
 }
 
 /// A 64-hex-digit engine ID shortened to 12 digits; names are left whole.
+/// `engine diff` lines (`C /run`, `A /run/app.pid`) as (kind, path); other lines are ignored.
+pub fn parse_diff(text: &str) -> Vec<(char, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let (kind, path) = l.trim().split_once(' ')?;
+            let kind = match kind {
+                "A" | "C" | "D" => kind.chars().next()?,
+                _ => return None,
+            };
+            path.starts_with('/').then(|| (kind, path.trim().to_string()))
+        })
+        .collect()
+}
+
 pub fn short_id(id: &str) -> &str {
     if id.len() == 64 && id.chars().all(|c| c.is_ascii_hexdigit()) {
         &id[..12]
@@ -587,6 +607,20 @@ pub fn id_map_size(lines: &[&str]) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn diff_lines_parse_on_both_engines() {
+        let text = "C /var\nA /var/lib/state/counter.txt\nD /etc/motd\nsomething else\nX /x\n";
+        assert_eq!(
+            super::parse_diff(text),
+            [
+                ('C', "/var".to_string()),
+                ('A', "/var/lib/state/counter.txt".to_string()),
+                ('D', "/etc/motd".to_string())
+            ]
+        );
+        assert!(super::parse_diff("").is_empty());
+    }
+
     #[test]
     fn an_id_map_allows_ids_below_its_highest_range_end() {
         let map = ["         0       1001          1", "         1     100000      65536"];

@@ -44,6 +44,9 @@ pub struct StackOptions {
     /// Host address published ports bind to (a loopback address).
     pub bind_ip: IpAddr,
     pub ready_timeout: Duration,
+    /// The run's id, when the caller must know it before `up` (to create the run's volumes with
+    /// its labels beforehand, as a migration does); else `HYDRA_RUN_ID` or a fresh one.
+    pub run_id: Option<String>,
 }
 
 impl StackOptions {
@@ -53,6 +56,7 @@ impl StackOptions {
             compose_files: vec![crate::workspace::bundled_compose_file()],
             bind_ip: IpAddr::from([127, 0, 0, 1]),
             ready_timeout: DEFAULT_READY_TIMEOUT,
+            run_id: None,
         }
     }
 }
@@ -160,7 +164,11 @@ impl Stack {
         let runtime = Runtime::resolve(opts.runtime)?;
         let provider = compose::detect(&runtime)?;
         let slot = crate::runtime::slots::acquire(opts.runtime);
-        let run_id = runs::new_run_id()?;
+        let run_id = match &opts.run_id {
+            Some(id) if runs::valid_run_id(id) => id.clone(),
+            Some(id) => return Err(runs::invalid_run_id(id)),
+            None => runs::new_run_id()?,
+        };
         let project = project_name(opts.runtime, &run_id);
         let run_dir = RunRecord::create_dir(&run_id)?;
         // Until the Stack exists, the run directory (and any staged copy) goes with this guard.
@@ -546,6 +554,15 @@ impl Stack {
         self.record.save()?;
         self.armed = false;
         Ok(self.record.clone())
+    }
+
+    /// Leaves the stack (and its volumes) in place if this process ends before [`Stack::down`]:
+    /// recorded as kept, so `harness gc` leaves it alone and `harness down` removes it.
+    pub fn keep_on_exit(&mut self) -> Result<()> {
+        self.record.status = RunStatus::Kept;
+        self.record.save()?;
+        self.armed = false;
+        Ok(())
     }
 
     /// Removes everything the run created and verifies nothing with its labels is left.

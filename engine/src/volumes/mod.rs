@@ -8,4 +8,4 @@ pub mod transfer;
 
 pub use at_risk::{plan, AtRisk, Carried, MovePlan};
 pub use fingerprint::{Difference, Entry, EntryKind, Fingerprint};
-pub use transfer::{copy, Transfer};
+pub use transfer::{copy, create, Fill, Transfer};

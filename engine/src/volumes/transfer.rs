@@ -24,6 +24,9 @@ pub struct Transfer {
     pub target: Fingerprint,
     /// Bytes of the tar stream.
     pub stream_bytes: u64,
+    /// The stream alone: from starting the two helpers to both exiting.
+    pub stream_seconds: f64,
+    /// The whole copy: checks before, the stream, and reading the target back.
     pub seconds: f64,
 }
 
@@ -50,6 +53,25 @@ pub fn check_volume_name(name: &str) -> Result<()> {
             "'{name}' is not a volume name (letters, digits, '_', '.', '-', starting with a letter or digit)"
         )))
     }
+}
+
+/// Creates volume `name` on `rt` with `labels` (the run's, so that teardown and `harness gc` find
+/// it), refusing one that already exists: a move never writes into a volume it did not make.
+pub fn create(rt: &Runtime, name: &str, labels: &BTreeMap<String, String>) -> Result<()> {
+    check_volume_name(name)?;
+    if rt.exists(ObjectKind::Volume, name) {
+        return Err(HarnessError::usage(format!(
+            "{}: volume {name} already exists; a move only fills volumes it created",
+            rt.kind()
+        ))
+        .with_hint("remove it, or let `harness gc` sweep what a killed run left"));
+    }
+    let mut spec = rt.engine().args(["volume", "create"]);
+    for (k, v) in labels {
+        spec = spec.arg("--label").arg(format!("{k}={v}"));
+    }
+    exec::run_ok(&spec.arg(name), Duration::from_secs(60), Interrupt::Ignored)?;
+    Ok(())
 }
 
 /// A helper container of the base image with `volume` at /v, without network, with only the
@@ -190,6 +212,7 @@ pub fn copy(
         Fill::Empty => IMPORT_INTO_EMPTY,
         Fill::Replace => IMPORT_REPLACING,
     };
+    let stream_started = Instant::now();
     let piped = exec::pipe(
         &helper(from, from_volume, labels, false, EXPORT),
         &helper(to, to_volume, labels, true, script),
@@ -217,12 +240,14 @@ pub fn copy(
             &piped,
         ));
     }
+    let stream_seconds = stream_started.elapsed().as_secs_f64();
     let (source, stream_bytes) = piped.relayed.map_err(HarnessError::from)?;
     let target = fingerprint(to, to_volume, labels, timeout)?;
     Ok(Transfer {
         source,
         target,
         stream_bytes,
+        stream_seconds,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

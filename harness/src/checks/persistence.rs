@@ -133,7 +133,8 @@ pub fn judge_survival(
     }
 }
 
-struct Db<'a> {
+/// A PostgreSQL client for the persistence probe's database, over its published port.
+pub(crate) struct Db<'a> {
     stack: &'a Stack,
     spec: &'a Persistence,
     password: String,
@@ -147,10 +148,25 @@ async fn cancelled() {
     }
 }
 
-impl Db<'_> {
+impl<'a> Db<'a> {
+    /// A client for `spec`'s database in `stack` (connections are made on demand).
+    pub(crate) fn open(stack: &'a Stack, spec: &'a Persistence) -> Result<Self, String> {
+        let password = spec.password().map_err(|e| e.to_string())?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Db {
+            stack,
+            spec,
+            password,
+            rt,
+        })
+    }
+
     /// Runs `fut` to completion, or stops within [`exec::POLL`] of a cancellation: a PostgreSQL
     /// wait (connect, query, the commit stream) never delays teardown.
-    fn block_on<F: std::future::Future>(&self, fut: F) -> Result<F::Output, String> {
+    pub(crate) fn block_on<F: std::future::Future>(&self, fut: F) -> Result<F::Output, String> {
         self.rt.block_on(async {
             tokio::select! {
                 out = fut => Ok(out),
@@ -178,7 +194,7 @@ impl Db<'_> {
     }
 
     /// Connects, retrying until `deadline` (the server may still be starting).
-    fn connect(&self, deadline: Duration) -> Result<tokio_postgres::Client, String> {
+    pub(crate) fn connect(&self, deadline: Duration) -> Result<tokio_postgres::Client, String> {
         let addr = self.addr()?;
         let mut cfg = tokio_postgres::Config::new();
         cfg.host(addr.ip().to_string())
@@ -248,7 +264,7 @@ impl Db<'_> {
 }
 
 /// A database error with the server's message (the driver's `Display` says only `db error`).
-fn db_error(e: &tokio_postgres::Error) -> String {
+pub(crate) fn db_error(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
         None => e.to_string(),
@@ -263,20 +279,7 @@ pub fn run(stack: &Stack, spec: &Option<Persistence>, selected: Selected<'_>, re
     if !ids.iter().any(selected) {
         return;
     }
-    let setup = (|| -> Result<Db<'_>, String> {
-        let password = p.password().map_err(|e| e.to_string())?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
-        Ok(Db {
-            stack,
-            spec: p,
-            password,
-            rt,
-        })
-    })();
-    let db = match setup {
+    let db = match Db::open(stack, p) {
         Ok(db) => db,
         Err(e) => {
             for id in ids.iter().filter(|i| selected(i)) {

@@ -128,11 +128,51 @@ enum Command {
         #[arg(long, default_value_t = 300)]
         timeout: u64,
     },
+    /// Migration drill: bring the stack up under --from, move it and its data to --to, verify,
+    /// write there, roll back, and say GO (exit 0) or NO-GO (exit 1).
+    Migrate {
+        #[arg(long, value_name = "R", value_parser = parse_runtime)]
+        from: RuntimeKind,
+        #[arg(long, value_name = "R", value_parser = parse_runtime)]
+        to: RuntimeKind,
+        /// The spec of what must hold (default: fixtures/phoenix.spec.toml).
+        #[arg(long, value_name = "FILE")]
+        spec: Option<PathBuf>,
+        /// Compose file(s), in -f order (default: the spec's list).
+        #[arg(long = "compose", value_name = "FILE")]
+        compose: Vec<PathBuf>,
+        /// How the database volume moves (default: the spec's `[migrate] strategy`, else raw).
+        #[arg(long, value_enum)]
+        strategy: Option<StrategyArg>,
+        /// Directory for migration.md and migration.json.
+        #[arg(long, value_name = "DIR", default_value = "target/hydra")]
+        report: PathBuf,
+        /// JUnit XML output (one trial per phase).
+        #[arg(long, value_name = "PATH", default_value = "target/hydra/junit/migrate.xml")]
+        junit: PathBuf,
+        /// Leave the target stack running at the end (take it down with `harness down`).
+        #[arg(long)]
+        keep: bool,
+        /// Loopback address published ports bind to.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind_ip: IpAddr,
+        /// Seconds each stack may take to become healthy.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
     /// For setup scripts: reads a failed container run's stderr on stdin and prints the host fix
     /// it needs (`use-runc`, `no-default-ulimits`, `tun-readable`, `subordinate-ids`); exit 1 when
     /// no known fix applies.
     #[command(hide = true)]
     HostFix,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
+enum StrategyArg {
+    /// The volume's files, as a tar stream (owners kept).
+    Raw,
+    /// pg_dump out of the source's database, pg_restore into the target's.
+    Logical,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
@@ -174,6 +214,33 @@ pub fn main() -> i32 {
         Command::Down { runtime, run } => cmd_down(runtime, run),
         Command::Gc { all, runtimes } => cmd_gc(all, &runtimes),
         Command::HostFix => cmd_host_fix(),
+        Command::Migrate {
+            from,
+            to,
+            spec,
+            compose,
+            strategy,
+            report,
+            junit,
+            keep,
+            bind_ip,
+            timeout,
+        } => {
+            let mut stack = StackOptions::new(from);
+            stack.bind_ip = bind_ip;
+            stack.ready_timeout = Duration::from_secs(timeout);
+            let opts = hydra::migrate::DrillOptions {
+                from,
+                to,
+                strategy: strategy.map(|s| match s {
+                    StrategyArg::Raw => hydra::spec::Strategy::Raw,
+                    StrategyArg::Logical => hydra::spec::Strategy::Logical,
+                }),
+                stack,
+                keep,
+            };
+            cmd_migrate(&opts, spec, &compose, &report, &junit)
+        }
         Command::Validate {
             runtimes,
             require,
@@ -437,6 +504,76 @@ fn cmd_gc(all: bool, runtimes: &[RuntimeKind]) -> Result<i32, HarnessError> {
         println!("nothing to sweep");
     }
     Ok(exit::OK)
+}
+
+fn cmd_migrate(
+    opts: &hydra::migrate::DrillOptions,
+    spec: Option<PathBuf>,
+    compose: &[PathBuf],
+    report_dir: &std::path::Path,
+    junit: &std::path::Path,
+) -> Result<i32, HarnessError> {
+    use hydra::migrate::{self, Decision};
+    let spec_path = spec.unwrap_or_else(hydra::spec::bundled_spec_file);
+    let plan = hydra::session::Plan::new(hydra::spec::Spec::load(&spec_path, compose)?)?;
+    let redactor = plan.redactor()?;
+    redact::install(&redactor);
+    if bind_not_loopback(opts.stack.bind_ip) {
+        return Err(HarnessError::usage(format!(
+            "bind address {} is not a loopback address",
+            opts.stack.bind_ip
+        )));
+    }
+    let progress = output::Progress::new(&format!("migrate {} → {}", opts.from, opts.to));
+    let (report, result) = migrate::drill(&plan, opts, &mut |e| progress.event(e));
+    progress.finish();
+    migrate::report::write(&report, report_dir, junit, Some(&redactor))?;
+    for p in &report.phases {
+        println!(
+            "{:<22} {:<5} {:>7.1}s  {}",
+            p.name,
+            hydra::report::verdict_label(p.verdict),
+            p.seconds,
+            redact_output(&p.message)
+        );
+    }
+    println!(
+        "\nreports: {} and migration.json, JUnit {}",
+        report_dir.join("migration.md").display(),
+        junit.display()
+    );
+    if result.is_err() {
+        if let (Some(run), Some(project)) = (&report.source_run, &report.source_project) {
+            if hydra::runs::RunRecord::load(run).is_some() {
+                eprintln!(
+                    "the source stack {project} is kept with its data; remove it with: harness down --runtime {} --run {run}",
+                    opts.from
+                );
+            }
+        }
+    }
+    result?;
+    match report.verdict.as_ref().map(|v| v.decision) {
+        Some(Decision::Go) => {
+            println!(
+                "verdict: GO ({} → {}, {} strategy)",
+                opts.from, opts.to, report.strategy
+            );
+            Ok(exit::OK)
+        }
+        Some(Decision::NoGo) => {
+            println!("verdict: NO-GO");
+            for r in &report.verdict.as_ref().expect("decided").reasons {
+                println!("  - {}", redact_output(r));
+            }
+            Ok(exit::FAILED)
+        }
+        None => Err(HarnessError::Interrupted),
+    }
+}
+
+fn bind_not_loopback(ip: IpAddr) -> bool {
+    !ip.is_loopback()
 }
 
 struct ValidateArgs {

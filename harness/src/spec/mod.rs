@@ -23,6 +23,37 @@ pub struct Spec {
     pub persistence: Option<Persistence>,
     /// The project's seccomp profile every service must run with (absolute), if the spec asks.
     pub seccomp_profile: Option<PathBuf>,
+    /// How `harness migrate` moves the stack, and what it accepts as different on the target.
+    pub migrate: MigrateSpec,
+}
+
+/// How the PostgreSQL volume of the persistence probe moves between engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// The volume's files, as a tar stream between helper containers (owners kept).
+    #[default]
+    Raw,
+    /// `pg_dump` out of the source's database, `pg_restore` into the target's.
+    Logical,
+}
+
+impl std::fmt::Display for Strategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Strategy::Raw => "raw",
+            Strategy::Logical => "logical",
+        })
+    }
+}
+
+/// `[migrate]`: the drill's strategy and the target failures it accepts, each with its reason.
+#[derive(Debug, Clone, Default)]
+pub struct MigrateSpec {
+    pub strategy: Strategy,
+    /// Check name (`ports::db_unreachable_from_nginx`) to the reason its failure on the target is
+    /// accepted, with the known remedy in the stack's terms.
+    pub accept: BTreeMap<String, String>,
 }
 
 impl Spec {
@@ -130,6 +161,23 @@ struct RawSpec {
     transitive: Vec<RawTransitive>,
     persistence: Option<RawPersistence>,
     posture: Option<RawPosture>,
+    migrate: Option<RawMigrate>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMigrate {
+    #[serde(default)]
+    strategy: Strategy,
+    #[serde(default)]
+    accept: Vec<RawAccept>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccept {
+    check: String,
+    reason: String,
 }
 
 #[derive(Deserialize)]
@@ -303,6 +351,7 @@ impl Spec {
         let transitive = raw.transitive.iter().map(|t| r.transitive(t)).collect::<Result<_>>()?;
         let persistence = raw.persistence.map(|p| r.persistence(p, base)).transpose()?;
         let seccomp_profile = raw.posture.and_then(|p| p.seccomp_profile).map(|p| base.join(p));
+        let migrate = raw.migrate.map(|m| r.migrate(m)).transpose()?.unwrap_or_default();
         Ok(Spec {
             path: path.to_path_buf(),
             compose,
@@ -311,6 +360,7 @@ impl Spec {
             transitive,
             persistence,
             seccomp_profile,
+            migrate,
         })
     }
 }
@@ -424,6 +474,31 @@ impl Resolver<'_> {
         })
     }
 
+    fn migrate(&self, m: RawMigrate) -> Result<MigrateSpec> {
+        let mut accept = BTreeMap::new();
+        for a in m.accept {
+            if a.reason.trim().is_empty() {
+                return Err(spec_error(
+                    self.path,
+                    format!("migrate: accepted failure of '{}' has no reason", a.check),
+                )
+                .with_hint("add reason = \"<why it may differ, and the remedy>\"".to_string()));
+            }
+            if a.check.split("::").count() < 2 || a.check.chars().any(char::is_whitespace) {
+                return Err(spec_error(
+                    self.path,
+                    format!("migrate: '{}' is not a check name", a.check),
+                )
+                .with_hint("name it as in the reports, without the target: `<area>::<check>`, e.g. `ports::db_unreachable_from_nginx`".to_string()));
+            }
+            accept.insert(a.check, a.reason.trim().to_string());
+        }
+        Ok(MigrateSpec {
+            strategy: m.strategy,
+            accept,
+        })
+    }
+
     fn persistence(&self, p: RawPersistence, base: &Path) -> Result<Persistence> {
         Ok(Persistence {
             service: self.service(&p.service, "persistence.service")?,
@@ -492,6 +567,15 @@ password = { env_file = "x.env", var = "PW" }
         assert_eq!(p.rows, 500);
     }
 
+    #[test]
+    fn migrate_section_defaults_to_raw_and_keeps_reasons() {
+        assert_eq!(parse(GOOD).unwrap().migrate.strategy, Strategy::Raw);
+        let text = "[migrate]\nstrategy = \"logical\"\naccept = [{ check = \"ports::db_unreachable_from_nginx\", reason = \" set isolate \" }]\n";
+        let m = parse(text).unwrap().migrate;
+        assert_eq!(m.strategy, Strategy::Logical);
+        assert_eq!(m.accept["ports::db_unreachable_from_nginx"], "set isolate");
+    }
+
     #[rstest]
     #[case::unknown_key("[services.api]\npublishd = [1]\n", "line 2", "unknown field `publishd`")]
     #[case::unknown_service("[services.web]\npublished = [1]\n", "line 1", "service 'web' is not a service")]
@@ -513,6 +597,17 @@ password = { env_file = "x.env", var = "PW" }
         "line 2",
         "telepathy"
     )]
+    #[case::accepted_without_reason(
+        "[migrate]\naccept = [{ check = \"ports::x\", reason = \"\" }]\n",
+        "",
+        "accepted failure of 'ports::x' has no reason"
+    )]
+    #[case::accepted_not_a_check(
+        "[migrate]\naccept = [{ check = \"x\", reason = \"r\" }]\n",
+        "",
+        "'x' is not a check name"
+    )]
+    #[case::unknown_strategy("[migrate]\nstrategy = \"rsync\"\n", "line 2", "unknown variant `rsync`")]
     #[case::contradiction(
         "[dns]\nresolve = [[\"api\",\"db\"]]\nisolated = [[\"api\",\"db\"]]\n",
         "",

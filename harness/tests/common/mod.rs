@@ -26,6 +26,26 @@ pub fn stale_dns_of(rt: &Runtime, project: &str) -> Vec<String> {
         .collect()
 }
 
+/// Both engines usable: use; one required and unusable: broken; else skipped.
+pub fn pair_availability(
+    available: &std::collections::BTreeMap<hydra::RuntimeKind, hydra::session::Availability>,
+    from: hydra::RuntimeKind,
+    to: hydra::RuntimeKind,
+) -> hydra::session::Availability {
+    use hydra::session::Availability;
+    let of = |k: hydra::RuntimeKind| {
+        available
+            .get(&k)
+            .cloned()
+            .unwrap_or_else(|| Availability::Skip(format!("{k} is not among HYDRA_RUNTIMES")))
+    };
+    match (of(from), of(to)) {
+        (Availability::Use, Availability::Use) => Availability::Use,
+        (Availability::Broken(r), _) | (_, Availability::Broken(r)) => Availability::Broken(r),
+        (Availability::Skip(r), _) | (_, Availability::Skip(r)) => Availability::Skip(r),
+    }
+}
+
 #[path = "../../../suites/trial.rs"]
 mod trial;
 

@@ -1,0 +1,192 @@
+//! Volume copy throughput between engines against a raw floor: `harness migrate` moves a named
+//! volume as a tar stream between helper containers of two engines; the floor is `tar` of the same
+//! volume's directory piped to `tar` on the host, the least any copy of those files costs here.
+//! Prints each run and the medians, and the ratio copy throughput ÷ floor throughput (goal ≥ 0.9)
+//! for the stream alone and for the whole copy (with its owner pre-check and the read-back).
+//!
+//!   hydra-volume-copy --from docker --to podman-rootless [--mb 256] [--runs 5]
+//!
+//! Runs take turns (floor, copy, floor, copy, ...) so that a noisy neighbour hits both alike.
+//! Everything it creates carries a run's labels and is removed at the end (`harness gc` sweeps
+//! what a killed run left).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use hydra::runtime::{exec, Interrupt, ObjectKind, Runtime, RuntimeKind};
+use hydra::volumes;
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long)]
+    from: RuntimeKind,
+    #[arg(long)]
+    to: RuntimeKind,
+    /// Size of the volume's content (incompressible, in 64 files).
+    #[arg(long, default_value_t = 256)]
+    mb: u32,
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+}
+
+const DEADLINE: Duration = Duration::from_secs(1800);
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let from = Runtime::resolve(args.from)?;
+    let to = Runtime::resolve(args.to)?;
+    let run_id = hydra::runs::fresh_run_id();
+    let pid = std::process::id();
+    let labels =
+        hydra::compose::file::run_labels(&run_id, "bench", pid, hydra::runs::process_start_time(pid).unwrap_or(0));
+    let mut made = Made(Vec::new());
+    let source = format!("hydra-bench-{run_id}-src");
+    volumes::create(&from, &source, &labels)?;
+    made.0.push((from.clone(), source.clone()));
+    fill(&from, &source, &labels, args.mb)?;
+    let source_dir = mountpoint(&from, &source)?;
+    // On the same filesystem as the engines' volumes here; made by us (a fresh name, 0700), so
+    // nobody else's file is written through or removed.
+    let scratch = Scratch(std::env::temp_dir().join(format!("hydra-bench-{run_id}")));
+    std::fs::create_dir(&scratch.0).with_context(|| format!("creating {}", scratch.0.display()))?;
+    std::fs::set_permissions(&scratch.0, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+
+    let (mut floor, mut stream, mut whole) = (Vec::new(), Vec::new(), Vec::new());
+    let mut bytes = 0;
+    for i in 0..args.runs {
+        floor.push(tar_floor(&source_dir, &scratch.0.join(format!("r{i}")))?);
+        let target = format!("hydra-bench-{run_id}-dst{i}");
+        volumes::create(&to, &target, &labels)?;
+        made.0.push((to.clone(), target.clone()));
+        let t = volumes::copy(&from, &source, &to, &target, volumes::Fill::Empty, &labels, DEADLINE)?;
+        if t.source.digest() != t.target.digest() {
+            bail!(
+                "the copy differs from the source: {:?}",
+                t.source.first_difference(&t.target)
+            );
+        }
+        bytes = t.stream_bytes;
+        stream.push(t.stream_seconds);
+        whole.push(t.seconds);
+        to.remove(ObjectKind::Volume, std::slice::from_ref(&target))?;
+        made.0.pop();
+        println!(
+            "run {}: floor {:.2}s, stream {:.2}s, whole copy {:.2}s ({} MB)",
+            i + 1,
+            floor[i],
+            t.stream_seconds,
+            t.seconds,
+            bytes / 1_000_000
+        );
+    }
+    let (f, s, w) = (median(&mut floor), median(&mut stream), median(&mut whole));
+    let mbps = |secs: f64| bytes as f64 / 1e6 / secs;
+    println!(
+        "\n{} -> {}, {} MB, medians of {} runs:",
+        args.from,
+        args.to,
+        bytes / 1_000_000,
+        args.runs
+    );
+    println!("  floor (host tar | tar)  {f:.2}s  {:.0} MB/s", mbps(f));
+    println!(
+        "  copy stream             {s:.2}s  {:.0} MB/s  ratio {:.3}",
+        mbps(s),
+        f / s
+    );
+    println!(
+        "  whole copy              {w:.2}s  {:.0} MB/s  ratio {:.3}",
+        mbps(w),
+        f / w
+    );
+    println!(
+        "  goal: ratio >= 0.9 -> stream {}",
+        if f / s >= 0.9 { "met" } else { "missed" }
+    );
+    Ok(())
+}
+
+/// Writes `mb` MB of random bytes into the volume, in 64 files, through a helper container.
+fn fill(rt: &Runtime, volume: &str, labels: &BTreeMap<String, String>, mb: u32) -> Result<()> {
+    let per_file_kb = (u64::from(mb) * 1024) / 64;
+    let mut spec = rt
+        .engine()
+        .args(["run", "--rm", "--pull", "never", "--network", "none"]);
+    for (k, v) in labels {
+        spec = spec.arg("--label").arg(format!("{k}={v}"));
+    }
+    let script = format!(
+        "for i in $(seq 1 64); do head -c {}K /dev/urandom > /v/f$i; done",
+        per_file_kb
+    );
+    spec = spec.arg("-v").arg(format!("{volume}:/v")).args([
+        "--entrypoint",
+        "sh",
+        hydra::images::base::BASE_IMAGE,
+        "-c",
+        &script,
+    ]);
+    exec::run_ok(&spec, DEADLINE, Interrupt::Allowed)?;
+    Ok(())
+}
+
+/// The volume's directory on the host. Read by root (the bench runs as root, as the harness does).
+fn mountpoint(rt: &Runtime, volume: &str) -> Result<PathBuf> {
+    let out = rt.query(&["volume", "inspect", "--format", "{{.Mountpoint}}", volume])?;
+    let p = PathBuf::from(out.trim());
+    if !p.is_absolute() {
+        bail!("volume {volume} has no host directory ({out:?})");
+    }
+    Ok(p)
+}
+
+/// Seconds for `tar -cf - . | tar -xf -` of `dir` into `into`, numeric owners kept.
+fn tar_floor(dir: &Path, into: &Path) -> Result<f64> {
+    std::fs::create_dir(into)?;
+    let t = Instant::now();
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg("tar --numeric-owner -C \"$1\" -cf - . | tar --numeric-owner -C \"$2\" -xpf -")
+        .args(["sh", &dir.display().to_string(), &into.display().to_string()])
+        .status()?;
+    let secs = t.elapsed().as_secs_f64();
+    if !status.success() {
+        bail!("the floor's tar pipe failed: {status}");
+    }
+    std::fs::remove_dir_all(into)?;
+    Ok(secs)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// The floor's scratch directory, removed however the bench ends.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Volumes the bench created, removed however it ends.
+struct Made(Vec<(Runtime, String)>);
+
+impl Drop for Made {
+    fn drop(&mut self) {
+        for (rt, v) in &self.0 {
+            let _ = rt.remove(ObjectKind::Volume, std::slice::from_ref(v));
+        }
+    }
+}

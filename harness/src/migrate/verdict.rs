@@ -1,0 +1,137 @@
+//! GO or NO-GO, from what the drill saw (pure): state a move would lose, data that did not arrive
+//! whole, checks that fail on the target (unless the spec accepts them, with a reason), and a
+//! rollback that did not bring everything back.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::outcome::{CheckOutcome, Verdict};
+
+/// The drill's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Decision {
+    Go,
+    NoGo,
+}
+
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Decision::Go => "GO",
+            Decision::NoGo => "NO-GO",
+        })
+    }
+}
+
+/// A target failure the spec accepts, with its reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Accepted {
+    pub check: String,
+    pub reason: String,
+    pub message: String,
+}
+
+/// The verdict and every reason for it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DrillVerdict {
+    pub decision: Decision,
+    pub reasons: Vec<String>,
+    pub accepted: Vec<Accepted>,
+}
+
+/// Target checks that failed: each either accepted by the spec (by check name, without the
+/// target) or a reason for NO-GO. When the same check also failed on the source, the reason says
+/// so: the stack is broken on both, not by the move.
+pub fn judge_checks(
+    target: &[CheckOutcome],
+    source: &[CheckOutcome],
+    accept: &BTreeMap<String, String>,
+) -> (Vec<String>, Vec<Accepted>) {
+    let mut reasons = Vec::new();
+    let mut accepted = Vec::new();
+    for o in target.iter().filter(|o| o.verdict == Verdict::Fail) {
+        let name = o.id.to_string();
+        if let Some(reason) = accept.get(&name) {
+            accepted.push(Accepted {
+                check: name,
+                reason: reason.clone(),
+                message: o.message.clone(),
+            });
+            continue;
+        }
+        let also_on_source = source.iter().any(|s| s.id == o.id && s.verdict == Verdict::Fail);
+        reasons.push(format!(
+            "{} fails on {}{}: {}",
+            name,
+            o.runtime,
+            if also_on_source { " (and on the source)" } else { "" },
+            o.message
+        ));
+    }
+    (reasons, accepted)
+}
+
+/// The decision: NO-GO when there is any reason.
+pub fn decide(reasons: Vec<String>, accepted: Vec<Accepted>) -> DrillVerdict {
+    DrillVerdict {
+        decision: if reasons.is_empty() {
+            Decision::Go
+        } else {
+            Decision::NoGo
+        },
+        reasons,
+        accepted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::{Area, CheckId};
+    use crate::runtime::RuntimeKind;
+
+    fn outcome(runtime: RuntimeKind, name: &str, verdict: Verdict) -> CheckOutcome {
+        CheckOutcome {
+            runtime,
+            id: CheckId::new(Area::Ports, name),
+            verdict,
+            message: format!("{name} said so"),
+            service: None,
+            logs: None,
+            seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn passing_targets_go() {
+        let t = [outcome(RuntimeKind::Podman, "a", Verdict::Pass)];
+        let (reasons, accepted) = judge_checks(&t, &[], &BTreeMap::new());
+        let v = decide(reasons, accepted);
+        assert_eq!(v.decision, Decision::Go);
+        assert!(v.reasons.is_empty());
+    }
+
+    #[test]
+    fn a_failure_is_no_go_unless_accepted_with_its_reason() {
+        let t = [
+            outcome(RuntimeKind::Podman, "db_unreachable_from_nginx", Verdict::Fail),
+            outcome(RuntimeKind::Podman, "broken_everywhere", Verdict::Fail),
+            outcome(RuntimeKind::Podman, "not_enforceable", Verdict::NotEnforceable),
+        ];
+        let s = [outcome(RuntimeKind::Docker, "broken_everywhere", Verdict::Fail)];
+        let accept = BTreeMap::from([(
+            "ports::db_unreachable_from_nginx".to_string(),
+            "set driver_opts isolate".to_string(),
+        )]);
+        let (reasons, accepted) = judge_checks(&t, &s, &accept);
+        assert_eq!(accepted.len(), 1);
+        assert_eq!(accepted[0].reason, "set driver_opts isolate");
+        assert_eq!(
+            reasons,
+            ["ports::broken_everywhere fails on podman (and on the source): broken_everywhere said so"]
+        );
+        assert_eq!(decide(reasons, accepted).decision, Decision::NoGo);
+    }
+}

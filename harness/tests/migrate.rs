@@ -1,0 +1,373 @@
+//! `harness migrate` for real: the drill says GO on the bundled stack; stacks that keep state a
+//! move would lose (a writable bind mount, an anonymous volume, the container's own filesystem)
+//! get NO-GO naming the service and the path; and a drill interrupted while it moves the volumes
+//! leaves the source's volumes as they were and its stack able to start again.
+//!
+//! Trials are named `migrate::<from>-to-<to>::<check>`. A pair with an engine that is not usable
+//! here is ignored (reason on stderr), or fails when `HYDRA_REQUIRE` names it. The full drill runs
+//! the whole spec three times (source, target, rollback): `HYDRA_DRILLS` picks its directions
+//! (`docker:podman-rootless,...`; default: docker to rootless Podman, the one with the most to
+//! prove), so that CI stays within its time.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hydra::runtime::{Runtime, RuntimeKind};
+use hydra::session::Availability;
+use libtest_mimic::{Arguments, Failed};
+use serde_json::Value;
+
+fn main() {
+    let mut args = Arguments::from_args();
+    // Each trial brings whole stacks up, and the leftover checks compare the engines' objects
+    // before and after: one trial at a time unless asked otherwise.
+    args.test_threads.get_or_insert(1);
+    let available: BTreeMap<RuntimeKind, Availability> = common::runtimes().into_iter().collect();
+    let mut trials = Vec::new();
+    for (from, to) in drills() {
+        let availability = common::pair_availability(&available, from, to);
+        trials.push(common::trial(
+            format!("migrate::{}-to-{}::drill_says_go", from.ident(), to.ident()),
+            &availability,
+            move || drill_says_go(from, to),
+        ));
+    }
+    // Each engine as the source once: where state outside the volumes is found.
+    let fixture_pairs = [
+        (RuntimeKind::Docker, RuntimeKind::Podman),
+        (RuntimeKind::Podman, RuntimeKind::Docker),
+        (RuntimeKind::PodmanRootless, RuntimeKind::Docker),
+    ];
+    for (from, to) in fixture_pairs {
+        let availability = common::pair_availability(&available, from, to);
+        let prefix = format!("migrate::{}-to-{}", from.ident(), to.ident());
+        for (check, overlay, service, path) in NO_GO_FIXTURES {
+            trials.push(common::trial(format!("{prefix}::{check}"), &availability, move || {
+                no_go(from, to, overlay, service, path)
+            }));
+        }
+    }
+    let (from, to) = (RuntimeKind::Docker, RuntimeKind::PodmanRootless);
+    trials.push(common::trial(
+        format!(
+            "migrate::{}-to-{}::sigint_during_the_move_keeps_the_source",
+            from.ident(),
+            to.ident()
+        ),
+        &common::pair_availability(&available, from, to),
+        move || sigint_during_the_move(from, to),
+    ));
+    libtest_mimic::run(&args, trials).exit();
+}
+
+/// (trial, overlay, service, path the NO-GO must name).
+const NO_GO_FIXTURES: [(&str, &str, &str, &str); 3] = [
+    (
+        "no_go_for_state_in_a_bind_mount",
+        "migrate-state-in-bind-mount.yml",
+        "model-service",
+        "/var/lib/model-state",
+    ),
+    (
+        "no_go_for_state_in_an_anonymous_volume",
+        "migrate-state-in-anonymous-volume.yml",
+        "model-service",
+        "/var/lib/model-scratch",
+    ),
+    (
+        "no_go_for_state_in_the_container_filesystem",
+        "migrate-state-in-container-fs.yml",
+        "model-service",
+        "/var/tmp/model-state",
+    ),
+];
+
+/// The full drill's directions: `HYDRA_DRILLS`, else docker → podman-rootless.
+fn drills() -> Vec<(RuntimeKind, RuntimeKind)> {
+    let spec = std::env::var("HYDRA_DRILLS").unwrap_or_else(|_| "docker:podman-rootless".into());
+    spec.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|pair| {
+            let (a, b) = pair
+                .split_once(':')
+                .unwrap_or_else(|| panic!("HYDRA_DRILLS: '{pair}' is not <from>:<to>"));
+            (
+                a.trim().parse().expect("HYDRA_DRILLS: from"),
+                b.trim().parse().expect("HYDRA_DRILLS: to"),
+            )
+        })
+        .collect()
+}
+
+fn root() -> PathBuf {
+    hydra::workspace::bundled_compose_file()
+        .parent()
+        .and_then(Path::parent)
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// `harness migrate` with its reports in a temporary directory.
+fn migrate_command(from: RuntimeKind, to: RuntimeKind, dir: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_harness"));
+    cmd.args(["migrate", "--from", from.name(), "--to", to.name()])
+        .arg("--report")
+        .arg(dir)
+        .arg("--junit")
+        .arg(dir.join("migrate.xml"))
+        .args(extra)
+        .env_remove("HYDRA_RUN_ID")
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn report(dir: &Path) -> Result<Value, Failed> {
+    let text = std::fs::read_to_string(dir.join("migration.json"))
+        .map_err(|e| format!("no migration.json in {}: {e}", dir.display()))?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+/// Every harness-labelled object of the engines involved, for the leftover checks.
+fn managed(kinds: &[RuntimeKind]) -> Vec<String> {
+    let managed = hydra::labels::filter(hydra::labels::MANAGED, "true");
+    kinds
+        .iter()
+        .flat_map(|k| {
+            let rt = Runtime::resolve(*k).expect("runtime");
+            common::objects_with(&rt, &managed)
+                .into_iter()
+                .map(move |o| format!("{k}: {o}"))
+        })
+        .collect()
+}
+
+fn drill_says_go(from: RuntimeKind, to: RuntimeKind) -> Result<(), Failed> {
+    let dir = tempfile::tempdir()?;
+    let before = managed(&[from, to]);
+    let out = migrate_command(from, to, dir.path(), &[]).output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let r = report(dir.path())?;
+    if out.status.code() != Some(0) {
+        return Err(format!(
+            "exit {:?}, expected 0 (GO):\n{stdout}\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    if r["verdict"]["decision"] != "go" {
+        return Err(format!("migration.json says {}", r["verdict"]).into());
+    }
+    let phases: Vec<(String, String)> = r["phases"]
+        .as_array()
+        .ok_or("no phases")?
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap_or("").to_string(),
+                p["verdict"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    for want in [
+        "plan",
+        "source_up",
+        "source_checks",
+        "seed",
+        "container_filesystem",
+        "quiesce",
+        "move",
+        "target_up",
+        "target_data",
+        "target_checks",
+        "serve",
+        "rollback",
+        "rollback_data",
+        "rollback_checks",
+    ] {
+        match phases.iter().find(|(n, _)| n == want) {
+            Some((_, v)) if v == "pass" => {}
+            Some((_, v)) => return Err(format!("phase {want} is {v}:\n{stdout}").into()),
+            None => return Err(format!("phase {want} missing:\n{stdout}").into()),
+        }
+    }
+    let moves = r["moves"].as_array().ok_or("no moves")?;
+    // Two named volumes, each there and back.
+    if moves.len() != 4 || moves.iter().any(|m| m["identical"] != true) {
+        return Err(format!("moves: {moves:?}").into());
+    }
+    let xml = std::fs::read_to_string(dir.path().join("migrate.xml"))?;
+    let trial = format!("{}-to-{}::target_data", from.name(), to.name());
+    if !xml.contains(&trial) {
+        return Err(format!("JUnit lacks {trial}").into());
+    }
+    let after = managed(&[from, to]);
+    let new: Vec<&String> = after.iter().filter(|o| !before.contains(o)).collect();
+    if !new.is_empty() {
+        return Err(format!("left after the drill: {new:?}").into());
+    }
+    eprintln!(
+        "{from} -> {to}: GO; downtime {}s, rollback downtime {}s, {} bytes moved",
+        r["downtime_seconds"], r["rollback_downtime_seconds"], r["bytes_moved"]
+    );
+    Ok(())
+}
+
+fn no_go(from: RuntimeKind, to: RuntimeKind, overlay: &str, service: &str, path: &str) -> Result<(), Failed> {
+    let dir = tempfile::tempdir()?;
+    let base = hydra::workspace::bundled_compose_file();
+    let overlay = root().join("fixtures/overlays").join(overlay);
+    let before = managed(&[from, to]);
+    let out = migrate_command(
+        from,
+        to,
+        dir.path(),
+        &[
+            "--compose",
+            &base.display().to_string(),
+            "--compose",
+            &overlay.display().to_string(),
+        ],
+    )
+    .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if out.status.code() != Some(1) {
+        return Err(format!(
+            "exit {:?}, expected 1 (NO-GO):\n{stdout}\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    let r = report(dir.path())?;
+    let reasons = r["verdict"]["reasons"].to_string();
+    if r["verdict"]["decision"] != "no-go" || !reasons.contains(service) || !reasons.contains(path) {
+        return Err(format!("the NO-GO does not name {service} and {path}: {reasons}").into());
+    }
+    // Nothing was moved, and nothing of the drill is left.
+    if r["moves"].as_array().is_some_and(|m| !m.is_empty()) {
+        return Err(format!("volumes were moved before the NO-GO: {}", r["moves"]).into());
+    }
+    let after = managed(&[from, to]);
+    let new: Vec<&String> = after.iter().filter(|o| !before.contains(o)).collect();
+    if !new.is_empty() {
+        return Err(format!("left after the NO-GO: {new:?}").into());
+    }
+    Ok(())
+}
+
+/// SIGINT once the move has begun: exit 130, the source's volumes hold what they held (same
+/// fingerprints), nothing of the target is left, and the kept source starts again, with its rows.
+fn sigint_during_the_move(from: RuntimeKind, to: RuntimeKind) -> Result<(), Failed> {
+    let dir = tempfile::tempdir()?;
+    let before = managed(&[to]);
+    let mut child = migrate_command(from, to, dir.path(), &[])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stderr = child.stderr.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .map_err(|_| format!("the drill never reached the move:\n{}", seen.join("\n")))?;
+        let hit = line.contains("moving volumes");
+        seen.push(line);
+        if hit {
+            break;
+        }
+    }
+    // SAFETY: signalling our own child process by PID.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            return Err("the drill did not exit within 120 s of SIGINT".into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    while let Ok(line) = rx.try_recv() {
+        seen.push(line);
+    }
+    if status.code() != Some(hydra::error::exit::INTERRUPTED) {
+        return Err(format!("exit {:?}, expected 130:\n{}", status.code(), seen.join("\n")).into());
+    }
+    // The kept source: its record, its volumes as they were at the stop, and a stack that starts.
+    let record = hydra::runs::RunRecord::load_all()?
+        .into_iter()
+        .find(|r| r.runtime == from && r.status == hydra::runs::RunStatus::Kept && r.owner_pid == child.id())
+        .ok_or("no kept source run after the interrupt")?;
+    let stack = hydra::stack::Stack::attach(record)?;
+    let cleanup = Cleanup(Some(stack));
+    let stack = cleanup.0.as_ref().expect("set");
+    let left_on_target: Vec<String> = managed(&[to]).into_iter().filter(|o| !before.contains(o)).collect();
+    // The volumes as the drill found them at the stop (migration.json is written on interrupt).
+    let r = report(dir.path())?;
+    let at_stop = r["source_fingerprints"]
+        .as_object()
+        .ok_or("no source fingerprints in migration.json")?;
+    if at_stop.is_empty() {
+        return Err("migration.json lists no source volumes".into());
+    }
+    let rt = stack.runtime().clone();
+    let labels = BTreeMap::from([(hydra::labels::RUN.to_string(), stack.record().run_id.clone())]);
+    for (volume, digest) in at_stop {
+        let now = hydra::volumes::transfer::fingerprint(&rt, volume, &labels, Duration::from_secs(300))?;
+        if Some(now.digest().as_str()) != digest.as_str() {
+            return Err(format!("source volume {volume} changed after the interrupt").into());
+        }
+    }
+    for service in stack.record().services.clone() {
+        stack.compose_run(&hydra::compose::Action::Start { service })?;
+    }
+    stack.wait_ready(Duration::from_secs(300))?;
+    let spec = hydra::spec::Spec::load(&hydra::spec::bundled_spec_file(), &[])?;
+    let p = spec.persistence.as_ref().ok_or("bundled spec without persistence")?;
+    let query = format!(
+        "PGPASSWORD=\"$POSTGRES_PASSWORD\" psql -h 127.0.0.1 -U {} -d {} -tAc 'SELECT count(*) FROM hydra_migration'",
+        p.user, p.database
+    );
+    let db = stack.exec(&p.service, &["sh", "-c", &query], Duration::from_secs(60))?;
+    if db.stdout.trim() != p.rows.to_string() {
+        return Err(format!(
+            "the restarted source holds {:?} drill rows, expected {} (stderr: {})",
+            db.stdout.trim(),
+            p.rows,
+            db.stderr
+        )
+        .into());
+    }
+    if !left_on_target.is_empty() {
+        return Err(format!("the interrupted drill left on {to}: {left_on_target:?}").into());
+    }
+    drop(cleanup);
+    Ok(())
+}
+
+/// Takes the kept source down however the test ends.
+struct Cleanup(Option<hydra::stack::Stack>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(s) = self.0.take() {
+            let _ = s.down();
+        }
+    }
+}
