@@ -334,10 +334,9 @@ fn sigint_during_the_move(from: RuntimeKind, to: RuntimeKind) -> Result<(), Fail
             return Err(format!("source volume {volume} changed after the interrupt").into());
         }
     }
-    for service in stack.record().services.clone() {
-        stack.compose_run(&hydra::compose::Action::Start { service })?;
-    }
-    stack.wait_ready(Duration::from_secs(300))?;
+    // As the drill's --keep does: down and up keeping volumes (Podman 4.3's `start` of stopped
+    // containers that require a running one fails).
+    stack.restart_keeping_volumes(Duration::from_secs(300))?;
     let spec = hydra::spec::Spec::load(&hydra::spec::bundled_spec_file(), &[])?;
     let p = spec.persistence.as_ref().ok_or("bundled spec without persistence")?;
     let query = format!(

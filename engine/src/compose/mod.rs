@@ -135,6 +135,7 @@ pub enum Action {
     },
     /// Stop every service, keeping containers, networks and volumes.
     StopAll,
+
     Start {
         service: String,
     },

@@ -11,11 +11,13 @@
 //! and go with their runs.
 
 pub mod data;
+mod logical;
 pub mod report;
+mod state;
 pub mod verdict;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -25,7 +27,7 @@ use crate::compose::file::run_labels;
 use crate::compose::Action;
 use crate::error::{HarnessError, Result};
 use crate::outcome::{CheckOutcome, Verdict};
-use crate::runtime::{exec, Interrupt, ObjectKind, Runtime, RuntimeKind};
+use crate::runtime::{exec, ObjectKind, Runtime, RuntimeKind};
 use crate::session::{self, Plan};
 use crate::spec::{Persistence, Strategy};
 use crate::stack::{Event, Stack, StackOptions};
@@ -36,7 +38,7 @@ pub use verdict::{Decision, DrillVerdict};
 /// Rows the drill writes on the target after the switch (the rollback must bring them back).
 const AFTER_SWITCH_ROWS: u32 = 100;
 /// Deadline for one volume copy or one dump/restore.
-const MOVE_TIMEOUT: Duration = Duration::from_secs(900);
+pub(crate) const MOVE_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// What a drill is asked to do.
 #[derive(Debug, Clone)]
@@ -255,11 +257,6 @@ impl Drill<'_> {
             ),
         );
         let t = Instant::now();
-        self.report.source_checks = session::run_checks(&source, self.plan, on_event);
-        self.cancelled()?;
-        self.phase_for_checks("source_checks", t, from, &self.report.source_checks.clone(), false);
-
-        let t = Instant::now();
         if let Some(p) = &persistence {
             let db = Db::open(&source, p).map_err(HarnessError::usage)?;
             data::write_rows(&db, "before-switch", p.rows).map_err(HarnessError::usage)?;
@@ -278,27 +275,22 @@ impl Drill<'_> {
             );
         }
 
-        // 3. State written outside the named volumes (the container's own filesystem).
+        // 3. State written outside the named volumes (the container's own filesystem): looked
+        //    for once the stack has started, and again after the checks, before the stop.
         let t = Instant::now();
-        let written = container_writes(&source)?;
-        if !written.is_empty() {
-            self.no_go(
-                "container_filesystem",
-                t,
-                format!(
-                    "state written in containers' own filesystems would not move: {} (remedy: mount a named volume there, or set read_only: true to prove nothing is written)",
-                    written.join("; ")
-                ),
-            );
+        if !self.container_fs(&source, t, true)? {
             source.down()?;
             return self.finish();
         }
-        self.phase(
-            "container_filesystem",
-            t,
-            Verdict::Pass,
-            "no service wrote outside its volumes and tmpfs mounts",
-        );
+        let t = Instant::now();
+        self.report.source_checks = session::run_checks(&source, self.plan, on_event);
+        self.cancelled()?;
+        self.phase_for_checks("source_checks", t, from, &self.report.source_checks.clone(), false);
+
+        if !self.container_fs(&source, Instant::now(), false)? {
+            source.down()?;
+            return self.finish();
+        }
         self.cancelled()?;
 
         // 4. Quiesce: writers stop, the data is read, then everything stops.
@@ -346,7 +338,16 @@ impl Drill<'_> {
             }
         };
         if let (Some(dump), Some(p)) = (&dump, &persistence) {
-            self.restore(&target, p, dump)?;
+            if let Err(e) = self.restore(&target, p, dump) {
+                self.no_go(
+                    "target_up",
+                    t,
+                    format!("restoring the database dump under {to} failed: {e}"),
+                );
+                target.down()?;
+                source.down()?;
+                return self.finish();
+            }
         }
         self.report.downtime_seconds = Some(switch_started.elapsed().as_secs_f64());
         self.phase(
@@ -423,7 +424,17 @@ impl Drill<'_> {
             }
         };
         if let (Some(dump), Some(p)) = (&back_dump, &persistence) {
-            self.restore(&rollback, p, dump)?;
+            if let Err(e) = self.restore(&rollback, p, dump) {
+                self.no_go(
+                    "rollback",
+                    t,
+                    format!("restoring the database dump under {from} failed: {e}"),
+                );
+                rollback.down()?;
+                target.down()?;
+                source.down()?;
+                return self.finish();
+            }
         }
         self.report.rollback_downtime_seconds = Some(back_started.elapsed().as_secs_f64());
         self.phase(
@@ -482,6 +493,32 @@ impl Drill<'_> {
         v.reasons.dedup();
         self.report.verdict = Some(v);
         Ok(())
+    }
+
+    /// Whether no container wrote outside its mounts (else a NO-GO naming service and path).
+    /// `record_pass`: also record the phase when nothing was written.
+    fn container_fs(&mut self, stack: &Stack, t: Instant, record_pass: bool) -> Result<bool> {
+        let written = state::container_writes(stack)?;
+        if !written.is_empty() {
+            self.no_go(
+                "container_filesystem",
+                t,
+                format!(
+                    "state written in containers' own filesystems would not move: {} (remedy: mount a named volume there, or set read_only: true to prove nothing is written)",
+                    written.join("; ")
+                ),
+            );
+            return Ok(false);
+        }
+        if record_pass {
+            self.phase(
+                "container_filesystem",
+                t,
+                Verdict::Pass,
+                "no service wrote outside its volumes and tmpfs mounts",
+            );
+        }
+        Ok(true)
     }
 
     /// Decides on what was found (for a drill that stopped at a NO-GO before the end).
@@ -551,7 +588,7 @@ impl Drill<'_> {
                 let db = Db::open(stack, p).map_err(HarnessError::usage)?;
                 let snapshot = data::snapshot(&db, None).map_err(HarnessError::usage)?;
                 let file = match self.strategy {
-                    Strategy::Logical => Some(pg_dump(stack, p, &format!("{side}-{runtime}"))?),
+                    Strategy::Logical => Some(logical::pg_dump(stack, p, &format!("{side}-{runtime}"))?),
                     Strategy::Raw => None,
                 };
                 Some(Dump { snapshot, file })
@@ -697,13 +734,11 @@ impl Drill<'_> {
                 stack.compose_run(&Action::Stop { service })?;
             }
         }
-        pg_restore(stack, p, file)?;
-        for service in stack.record().services.clone() {
-            if service != p.service {
-                stack.compose_run(&Action::Start { service })?;
-            }
-        }
-        stack.wait_ready(self.opts.stack.ready_timeout)?;
+        logical::pg_restore(stack, p, file)?;
+        // Down and up keeping volumes, not `start`: Podman 4.3 refuses to start containers that
+        // `--requires` a running one ("depends on container ... not found in input list"), and
+        // podman-compose 1.6 exits 0 all the same.
+        stack.restart_keeping_volumes(self.opts.stack.ready_timeout)?;
         Ok(())
     }
 
@@ -760,10 +795,7 @@ impl Drill<'_> {
 
     /// `--keep`: the target comes back up from its stopped containers and stays.
     fn restart_and_keep(&mut self, mut target: Stack) -> Result<()> {
-        for service in target.record().services.clone() {
-            target.compose_run(&Action::Start { service })?;
-        }
-        target.wait_ready(self.opts.stack.ready_timeout)?;
+        target.restart_keeping_volumes(self.opts.stack.ready_timeout)?;
         target.keep_on_exit()?;
         Ok(())
     }
@@ -829,124 +861,4 @@ fn stack_volumes(stack: &Stack) -> Result<BTreeMap<String, String>> {
         }
     }
     Ok(out)
-}
-
-/// Files the stack's containers wrote in their own filesystems, as `service: path`.
-fn container_writes(stack: &Stack) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    for (service, c) in stack.containers()? {
-        let changed = stack.runtime().changed_paths(&c.id)?;
-        let mounts: Vec<&str> = c.mounts.iter().map(|m| m.destination.as_str()).collect();
-        for path in written_paths(&changed, &mounts) {
-            out.push(format!("{service}: {path}"));
-        }
-    }
-    Ok(out)
-}
-
-/// The paths of an `engine diff` that hold written state: not the mount points the engine made
-/// for the container's mounts (nor the directories it made to hold them), and not directories
-/// that only changed because a path under them did.
-fn written_paths<'a>(changed: &'a [(char, String)], mounts: &[&str]) -> Vec<&'a str> {
-    let under = |path: &str, other: &str| {
-        other.len() > path.len() && other.starts_with(path) && other.as_bytes()[path.len()] == b'/'
-    };
-    changed
-        .iter()
-        .map(|(_, p)| p.as_str())
-        .filter(|p| !mounts.iter().any(|m| m == p || under(p, m)))
-        .filter(|p| !changed.iter().any(|(_, other)| under(p, other)))
-        .collect()
-}
-
-/// `pg_dump -Fc` of the database, through the engine's exec, into a file of the run directory.
-fn pg_dump(stack: &Stack, p: &Persistence, tag: &str) -> Result<PathBuf> {
-    let path = stack.record().dir().join(format!("drill-{tag}.dump"));
-    let spec = db_exec(stack, p, false)?.args(["pg_dump", "-Fc", "-h", "127.0.0.1", "-U", &p.user, "-d", &p.database]);
-    let mut file = std::fs::File::create(&path)?;
-    let piped = exec::read_stream(&spec, MOVE_TIMEOUT, Interrupt::Allowed, |r| std::io::copy(r, &mut file))?;
-    if !piped.success() {
-        return Err(HarnessError::usage(format!(
-            "pg_dump of {} on {} failed: {}",
-            p.service,
-            stack.record().runtime,
-            exec::tail(piped.producer.stderr.trim(), 5)
-        )));
-    }
-    Ok(path)
-}
-
-/// `pg_restore --clean` of `file` into the database, through the engine's exec.
-fn pg_restore(stack: &Stack, p: &Persistence, file: &Path) -> Result<()> {
-    let consumer = db_exec(stack, p, true)?.args([
-        "pg_restore",
-        "--clean",
-        "--if-exists",
-        "--no-owner",
-        "--single-transaction",
-        "-h",
-        "127.0.0.1",
-        "-U",
-        &p.user,
-        "-d",
-        &p.database,
-    ]);
-    let producer = exec::CommandSpec::new("cat").arg(file.display().to_string());
-    let piped = exec::pipe(&producer, &consumer, MOVE_TIMEOUT, Interrupt::Allowed, |r, w| {
-        std::io::copy(r, w)
-    })?;
-    if !piped.success() {
-        return Err(HarnessError::usage(format!(
-            "pg_restore into {} on {} failed: {}",
-            p.service,
-            stack.record().runtime,
-            exec::tail(piped.consumer.stderr.trim(), 5)
-        )));
-    }
-    Ok(())
-}
-
-/// `engine exec [-i] -e PGPASSWORD <db container>`: the password travels in the environment,
-/// never in an argument list.
-fn db_exec(stack: &Stack, p: &Persistence, stdin: bool) -> Result<exec::CommandSpec> {
-    let containers = stack.containers()?;
-    let c = containers.get(&p.service).ok_or_else(|| HarnessError::NoContainer {
-        service: p.service.clone(),
-        project: stack.record().project.clone(),
-    })?;
-    let password = p.password()?;
-    let mut spec = stack.runtime().engine().arg("exec");
-    if stdin {
-        spec = spec.arg("-i");
-    }
-    Ok(spec
-        .args(["-e", "PGPASSWORD"])
-        .arg(c.id.clone())
-        .env("PGPASSWORD", password))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mount_points_and_their_directories_are_not_written_state() {
-        let changed: Vec<(char, String)> = [
-            ('C', "/etc"),
-            ('A', "/etc/phoenix"),
-            ('A', "/etc/phoenix/db"),
-            ('A', "/etc/phoenix/db/schema.sql"),
-            ('C', "/var"),
-            ('C', "/var/tmp"),
-            ('A', "/var/tmp/model-state"),
-            ('A', "/etc/phoenixx"),
-        ]
-        .iter()
-        .map(|(k, p)| (*k, p.to_string()))
-        .collect();
-        assert_eq!(
-            written_paths(&changed, &["/etc/phoenix/db/schema.sql", "/var/lib/postgresql/data"]),
-            ["/var/tmp/model-state", "/etc/phoenixx"]
-        );
-    }
 }
