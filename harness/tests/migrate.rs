@@ -202,7 +202,7 @@ fn drill_says_go(from: RuntimeKind, to: RuntimeKind) -> Result<(), Failed> {
         return Err(format!("moves: {moves:?}").into());
     }
     let xml = std::fs::read_to_string(dir.path().join("migrate.xml"))?;
-    let trial = format!("{}-to-{}::target_data", from.name(), to.name());
+    let trial = format!("{}-to-{}::target_data", from.ident(), to.ident());
     if !xml.contains(&trial) {
         return Err(format!("JUnit lacks {trial}").into());
     }

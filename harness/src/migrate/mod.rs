@@ -109,9 +109,10 @@ pub struct DrillReport {
 }
 
 impl DrillReport {
-    /// `<from>-to-<to>` as in trial names.
+    /// `<from>-to-<to>` as in trial names (targets written as everywhere in trial names:
+    /// `docker-to-podman_rootless`).
     pub fn direction(&self) -> String {
-        format!("{}-to-{}", self.from.name(), self.to.name())
+        format!("{}-to-{}", self.from.ident(), self.to.ident())
     }
 }
 

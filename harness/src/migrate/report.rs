@@ -238,12 +238,12 @@ mod tests {
         let r = drill(Some(decide(vec!["volume db_data differs".into()], Vec::new())));
         let xml = junit(&r, None).to_string().unwrap();
         assert!(
-            xml.contains("testsuite name=\"migrate::docker-to-podman-rootless\""),
+            xml.contains("testsuite name=\"migrate::docker-to-podman_rootless\""),
             "{xml}"
         );
-        assert!(xml.contains("name=\"docker-to-podman-rootless::plan\""));
-        assert!(xml.contains("name=\"docker-to-podman-rootless::move\""));
-        assert!(xml.contains("name=\"docker-to-podman-rootless::verdict\""));
+        assert!(xml.contains("name=\"docker-to-podman_rootless::plan\""));
+        assert!(xml.contains("name=\"docker-to-podman_rootless::move\""));
+        assert!(xml.contains("name=\"docker-to-podman_rootless::verdict\""));
         assert_eq!(xml.matches("<failure").count(), 2, "{xml}");
         assert!(!xml.contains('\u{1b}'), "ANSI escapes must not reach the XML");
     }
