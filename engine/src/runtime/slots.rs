@@ -16,6 +16,17 @@ static FREED: Condvar = Condvar::new();
 #[derive(Debug)]
 pub struct EngineSlot(Option<usize>);
 
+impl EngineSlot {
+    /// Gives the slot up before the stack goes (a stopped stack that creates and removes nothing
+    /// until its teardown, while another stack of the engine runs: the migration drill's source).
+    pub fn release(&mut self) {
+        if let Some(idx) = self.0.take() {
+            BUSY.lock().unwrap_or_else(|p| p.into_inner())[idx] = false;
+            FREED.notify_all();
+        }
+    }
+}
+
 /// Waits until no other stack of `kind`'s engine exists in this process (a no-op for Docker).
 /// A thread that already holds the slot of the same engine must not ask again.
 pub fn acquire(kind: RuntimeKind) -> EngineSlot {
@@ -34,10 +45,7 @@ pub fn acquire(kind: RuntimeKind) -> EngineSlot {
 
 impl Drop for EngineSlot {
     fn drop(&mut self) {
-        if let Some(idx) = self.0.take() {
-            BUSY.lock().unwrap_or_else(|p| p.into_inner())[idx] = false;
-            FREED.notify_all();
-        }
+        self.release();
     }
 }
 

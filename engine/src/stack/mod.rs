@@ -556,6 +556,12 @@ impl Stack {
         Ok(self.record.clone())
     }
 
+    /// Lets another stack of this engine start in this process while this one is stopped (see
+    /// [`crate::runtime::slots`]): the drill's rollback comes up beside its stopped source.
+    pub fn release_engine_slot(&mut self) {
+        self.slot.release();
+    }
+
     /// Leaves the stack (and its volumes) in place if this process ends before [`Stack::down`]:
     /// recorded as kept, so `harness gc` leaves it alone and `harness down` removes it.
     pub fn keep_on_exit(&mut self) -> Result<()> {

@@ -299,6 +299,9 @@ impl Drill<'_> {
         let switch_started = Instant::now();
         let dump = self.quiesce(&source, persistence.as_ref(), from, "source")?;
         let source_volumes = self.fingerprint_volumes(&source)?;
+        // Stopped, it creates and removes nothing until the end: the rollback may come up on
+        // its engine (Podman's one-stack-at-a-time slot would otherwise wait for it forever).
+        source.release_engine_slot();
         self.phase(
             "quiesce",
             t,

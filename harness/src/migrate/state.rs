@@ -4,12 +4,27 @@
 use crate::error::Result;
 use crate::stack::Stack;
 
+/// Files every engine mounts into a container without listing them among its mounts (Podman's
+/// `diff` then shows their directories as changed: `C /etc`).
+const ENGINE_MOUNTS: [&str; 5] = [
+    "/etc/hosts",
+    "/etc/hostname",
+    "/etc/resolv.conf",
+    "/run/.containerenv",
+    "/run/secrets",
+];
+
 /// Files the stack's containers wrote in their own filesystems, as `service: path`.
 pub(super) fn container_writes(stack: &Stack) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for (service, c) in stack.containers()? {
         let changed = stack.runtime().changed_paths(&c.id)?;
-        let mounts: Vec<&str> = c.mounts.iter().map(|m| m.destination.as_str()).collect();
+        let mounts: Vec<&str> = c
+            .mounts
+            .iter()
+            .map(|m| m.destination.as_str())
+            .chain(ENGINE_MOUNTS)
+            .collect();
         for path in written_paths(&changed, &mounts) {
             out.push(format!("{service}: {path}"));
         }
@@ -55,5 +70,11 @@ mod tests {
             written_paths(&changed, &["/etc/phoenix/db/schema.sql", "/var/lib/postgresql/data"]),
             ["/var/tmp/model-state", "/etc/phoenixx"]
         );
+        // Podman: only the directory of the files it mounts itself shows as changed.
+        let podman = [('C', "/etc".to_string())];
+        let mounts: Vec<&str> = ENGINE_MOUNTS.to_vec();
+        assert!(written_paths(&podman, &mounts).is_empty());
+        let wrote = [('C', "/etc".to_string()), ('A', "/etc/state.db".to_string())];
+        assert_eq!(written_paths(&wrote, &mounts), ["/etc/state.db"]);
     }
 }
