@@ -37,6 +37,11 @@ const DEADLINE: Duration = Duration::from_secs(1800);
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    // The floor reads the source volume's host directory as root: under a rootless source that
+    // directory is the user's to swap for a link to anywhere, so only root-owned engines are read.
+    if args.from.is_rootless() {
+        bail!("--from {}: the floor reads the volume's host directory as root; use a rootful source (docker or podman), any --to", args.from);
+    }
     let from = Runtime::resolve(args.from)?;
     let to = Runtime::resolve(args.to)?;
     let run_id = hydra::runs::fresh_run_id();

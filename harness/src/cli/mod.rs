@@ -518,7 +518,7 @@ fn cmd_migrate(
     let plan = hydra::session::Plan::new(hydra::spec::Spec::load(&spec_path, compose)?)?;
     let redactor = plan.redactor()?;
     redact::install(&redactor);
-    if bind_not_loopback(opts.stack.bind_ip) {
+    if !opts.stack.bind_ip.is_loopback() {
         return Err(HarnessError::usage(format!(
             "bind address {} is not a loopback address",
             opts.stack.bind_ip
@@ -570,10 +570,6 @@ fn cmd_migrate(
         }
         None => Err(HarnessError::Interrupted),
     }
-}
-
-fn bind_not_loopback(ip: IpAddr) -> bool {
-    !ip.is_loopback()
 }
 
 struct ValidateArgs {

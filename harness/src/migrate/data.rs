@@ -93,7 +93,8 @@ pub(crate) fn snapshot(db: &Db<'_>, upto: Option<&Snapshot>) -> Result<Snapshot,
     let mut out = Snapshot::new();
     for table in tables {
         let t = ident(&table);
-        let sum = match keys.get(&table) {
+        // Keyed tables: in key order, up to the other side's largest key; others in text order.
+        let (order, limit, max) = match keys.get(&table) {
             Some(key) => {
                 let k = ident(key);
                 let limit = upto
@@ -101,30 +102,20 @@ pub(crate) fn snapshot(db: &Db<'_>, upto: Option<&Snapshot>) -> Result<Snapshot,
                     .and_then(|s| s.key.as_ref())
                     .map(|(_, max)| format!(" WHERE t.{k} <= {max}"))
                     .unwrap_or_default();
-                let sql = format!(
-                    "SELECT count(*), coalesce(md5(string_agg(t::text, ',' ORDER BY t.{k})), ''), coalesce(max(t.{k})::bigint, 0) FROM {t} t{limit}"
-                );
-                let r = db
-                    .block_on(c.query_one(&sql, &[]))?
-                    .map_err(|e| format!("reading table {table}: {}", db_error(&e)))?;
-                TableSum {
-                    rows: r.get(0),
-                    digest: r.get(1),
-                    key: Some((key.clone(), r.get(2))),
-                }
+                (format!("t.{k}"), limit, format!("coalesce(max(t.{k})::bigint, 0)"))
             }
-            None => {
-                let sql =
-                    format!("SELECT count(*), coalesce(md5(string_agg(t::text, ',' ORDER BY t::text)), '') FROM {t} t");
-                let r = db
-                    .block_on(c.query_one(&sql, &[]))?
-                    .map_err(|e| format!("reading table {table}: {}", db_error(&e)))?;
-                TableSum {
-                    rows: r.get(0),
-                    digest: r.get(1),
-                    key: None,
-                }
-            }
+            None => ("t::text".to_string(), String::new(), "0::bigint".to_string()),
+        };
+        let sql = format!(
+            "SELECT count(*), coalesce(md5(string_agg(t::text, ',' ORDER BY {order})), ''), {max} FROM {t} t{limit}"
+        );
+        let r = db
+            .block_on(c.query_one(&sql, &[]))?
+            .map_err(|e| format!("reading table {table}: {}", db_error(&e)))?;
+        let sum = TableSum {
+            rows: r.get(0),
+            digest: r.get(1),
+            key: keys.get(&table).map(|key| (key.clone(), r.get(2))),
         };
         out.insert(table, sum);
     }

@@ -325,11 +325,10 @@ impl Drill<'_> {
 
         // 5. Move to the target, bring it up, verify data and checks.
         let target_run = crate::runs::fresh_run_id();
-        let t = Instant::now();
         on_event(&Event::Phase(format!("moving volumes to {to}")));
         let moved = self.move_volumes(&source, &source_volumes, to, &target_run, persistence.as_ref())?;
         if !moved {
-            return self.abandon(source, t);
+            return self.abandon(source);
         }
         let t = Instant::now();
         on_event(&Event::Phase(format!("target: {to} up")));
@@ -412,7 +411,7 @@ impl Drill<'_> {
         if !moved {
             self.phase("rollback", t, Verdict::Fail, "the volumes did not move back");
             target.down()?;
-            return self.abandon(source, t);
+            return self.abandon(source);
         }
         let (rollback, _) = match Stack::up(&self.stack_options(from, Some(rollback_run)), on_event) {
             Ok(x) => x,
@@ -533,7 +532,7 @@ impl Drill<'_> {
 
     /// The move failed or was refused: the source is removed with what the drill made (it holds
     /// only the drill's data) and the verdict is NO-GO.
-    fn abandon(&mut self, source: Stack, _t: Instant) -> Result<()> {
+    fn abandon(&mut self, source: Stack) -> Result<()> {
         source.down()?;
         self.finish()
     }
