@@ -378,7 +378,143 @@ pub fn pipe<T>(
     interrupt: Interrupt,
     relay: impl FnOnce(&mut dyn Read, &mut dyn std::io::Write) -> std::io::Result<T>,
 ) -> Result<Piped<T>, HarnessError> {
-    pipe_into(producer, Some(consumer), timeout, interrupt, relay)
+    pipe_into(producer, Some(consumer), Link::Stdio, timeout, interrupt, relay)
+}
+
+/// [`pipe`] through two named pipes instead of the commands' stdout and stdin: `producer`
+/// writes into `from` and `consumer` reads from `to` (helper containers that have them
+/// bind-mounted), and the relay runs between the two on this thread. Each pipe is opened with
+/// the same deadline and interrupt handling, and an open fails as soon as its side has exited.
+pub fn pipe_fifos<T>(
+    producer: &CommandSpec,
+    from: &std::path::Path,
+    consumer: &CommandSpec,
+    to: &std::path::Path,
+    timeout: Duration,
+    interrupt: Interrupt,
+    relay: impl FnOnce(&mut dyn Read, &mut dyn std::io::Write) -> std::io::Result<T>,
+) -> Result<Piped<T>, HarnessError> {
+    pipe_into(
+        producer,
+        Some(consumer),
+        Link::Fifos { from, to: Some(to) },
+        timeout,
+        interrupt,
+        relay,
+    )
+}
+
+/// [`read_stream`] from the named pipe `from` that `producer` writes into.
+pub fn read_fifo<T>(
+    producer: &CommandSpec,
+    from: &std::path::Path,
+    timeout: Duration,
+    interrupt: Interrupt,
+    read: impl FnOnce(&mut dyn Read) -> std::io::Result<T>,
+) -> Result<Piped<T>, HarnessError> {
+    pipe_into(
+        producer,
+        None,
+        Link::Fifos { from, to: None },
+        timeout,
+        interrupt,
+        |r, _| read(r),
+    )
+}
+
+/// The relay's input, and its output when there is a consumer.
+type RelayEnds = (Box<dyn Read>, Option<Box<dyn std::io::Write>>);
+
+/// Where the bytes of a [`pipe`] travel.
+#[derive(Clone, Copy)]
+enum Link<'a> {
+    /// The producer's stdout and the consumer's stdin.
+    Stdio,
+    /// Named pipes the two commands open themselves.
+    Fifos {
+        from: &'a std::path::Path,
+        to: Option<&'a std::path::Path>,
+    },
+}
+
+/// Lets whoever is blocked opening the named pipe `path` through: a reader then sees end-of-file,
+/// a writer a closed pipe.
+fn release_fifo(path: &std::path::Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path);
+}
+
+/// Opens the named pipe `path` for reading (or writing) without blocking on a peer that never
+/// comes: `stop` is asked between tries and ends the wait with its reason. Only a FIFO is
+/// accepted, never through a link.
+fn open_fifo(
+    path: &std::path::Path,
+    write: bool,
+    mut stop: impl FnMut() -> Option<String>,
+) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    use std::os::unix::io::AsRawFd;
+    let set_blocking = |f: &std::fs::File| -> std::io::Result<()> {
+        let fd = f.as_raw_fd();
+        // SAFETY: fcntl on a descriptor we own.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // A larger pipe buffer means fewer wake-ups between the tars and the relay; best effort
+        // (the kernel caps it at /proc/sys/fs/pipe-max-size).
+        // SAFETY: as above.
+        unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, 1 << 20) };
+        Ok(())
+    };
+    let flags = libc::O_NONBLOCK | libc::O_NOFOLLOW;
+    let file = if write {
+        loop {
+            match std::fs::OpenOptions::new().write(true).custom_flags(flags).open(path) {
+                Ok(f) => break f,
+                // No reader yet.
+                Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {}
+                Err(e) => return Err(e),
+            }
+            if let Some(why) = stop() {
+                return Err(std::io::Error::other(why));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    } else {
+        let f = std::fs::OpenOptions::new().read(true).custom_flags(flags).open(path)?;
+        loop {
+            let mut pfd = libc::pollfd {
+                fd: f.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // Linux reports neither data nor hang-up before a writer has opened the pipe.
+            // SAFETY: one valid pollfd.
+            match unsafe { libc::poll(&mut pfd, 1, 10) } {
+                n if n > 0 => break f,
+                0 => {}
+                _ => {
+                    let e = std::io::Error::last_os_error();
+                    if e.kind() != std::io::ErrorKind::Interrupted {
+                        return Err(e);
+                    }
+                }
+            }
+            if let Some(why) = stop() {
+                return Err(std::io::Error::other(why));
+            }
+        }
+    };
+    if !file.metadata()?.file_type().is_fifo() {
+        return Err(std::io::Error::other(format!("{} is not a named pipe", path.display())));
+    }
+    set_blocking(&file)?;
+    Ok(file)
 }
 
 /// Runs `producer` and hands its stdout to `read` on this thread (a binary stream, such as a
@@ -389,12 +525,13 @@ pub fn read_stream<T>(
     interrupt: Interrupt,
     read: impl FnOnce(&mut dyn Read) -> std::io::Result<T>,
 ) -> Result<Piped<T>, HarnessError> {
-    pipe_into(producer, None, timeout, interrupt, |r, _| read(r))
+    pipe_into(producer, None, Link::Stdio, timeout, interrupt, |r, _| read(r))
 }
 
 fn pipe_into<T>(
     producer: &CommandSpec,
     consumer: Option<&CommandSpec>,
+    link: Link<'_>,
     timeout: Duration,
     interrupt: Interrupt,
     relay: impl FnOnce(&mut dyn Read, &mut dyn std::io::Write) -> std::io::Result<T>,
@@ -413,8 +550,10 @@ fn pipe_into<T>(
         })
     };
     let start = Instant::now();
-    let mut from = spawn(producer, Stdio::null(), Stdio::piped())?;
-    let mut to = match consumer.map(|c| spawn(c, Stdio::piped(), Stdio::null())).transpose() {
+    let fifos = matches!(link, Link::Fifos { .. });
+    let piped_if = |yes: bool| if yes { Stdio::piped() } else { Stdio::null() };
+    let mut from = spawn(producer, Stdio::null(), piped_if(!fifos))?;
+    let mut to = match consumer.map(|c| spawn(c, piped_if(!fifos), Stdio::null())).transpose() {
         Ok(to) => to,
         Err(e) => {
             kill_group_now(from.id() as i32);
@@ -427,13 +566,13 @@ fn pipe_into<T>(
         .collect();
     let from_err = Pipe::read(from.stderr.take().expect("piped stderr"));
     let to_err = to.as_mut().map(|t| Pipe::read(t.stderr.take().expect("piped stderr")));
-    let mut reader = from.stdout.take().expect("piped stdout");
-    let writer = to.as_mut().map(|t| t.stdin.take().expect("piped stdin"));
+    let stdio_reader = from.stdout.take();
+    let stdio_writer = to.as_mut().and_then(|t| t.stdin.take());
     // The watchdog ends both sides at the deadline or on an interrupt; the relay then fails.
     let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stopped: Arc<Mutex<Option<StopReason>>> = Arc::new(Mutex::new(None));
     let watchdog = {
-        let (finished, stopped) = (finished.clone(), stopped.clone());
+        let (finished, stopped, groups) = (finished.clone(), stopped.clone(), groups.clone());
         std::thread::spawn(move || {
             while !finished.load(std::sync::atomic::Ordering::SeqCst) {
                 let reason = if start.elapsed() >= timeout {
@@ -452,17 +591,61 @@ fn pipe_into<T>(
             }
         })
     };
-    let relayed = match writer {
-        Some(mut writer) => {
+    let ends: std::io::Result<RelayEnds> = match link {
+        Link::Stdio => Ok((
+            Box::new(stdio_reader.expect("piped stdout")),
+            stdio_writer.map(|w| Box::new(w) as Box<dyn std::io::Write>),
+        )),
+        Link::Fifos {
+            from: from_fifo,
+            to: to_fifo,
+        } => {
+            // Each open ends early when the watchdog stopped the run or the side it waits for
+            // has already exited (a helper that failed to start never opens its pipe).
+            let stop = |side: &str, child: &mut std::process::Child| -> Option<String> {
+                if let Some(reason) = stopped.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                    return Some(match reason {
+                        StopReason::Timeout => "deadline reached".into(),
+                        StopReason::Interrupted => "interrupted".into(),
+                    });
+                }
+                match child.try_wait() {
+                    Ok(Some(status)) => Some(format!("the {side} side exited ({status}) before opening its pipe")),
+                    _ => None,
+                }
+            };
+            open_fifo(from_fifo, false, || stop("reading", &mut from)).and_then(|r| {
+                let w = match (to_fifo, to.as_mut()) {
+                    (Some(path), Some(child)) => {
+                        Some(Box::new(open_fifo(path, true, || stop("writing", child))?) as Box<dyn std::io::Write>)
+                    }
+                    _ => None,
+                };
+                Ok((Box::new(r) as Box<dyn Read>, w))
+            })
+        }
+    };
+    let relayed = match ends {
+        Err(e) => {
+            // A side is gone or the run was stopped: end the other side too. Killing an engine's
+            // client does not end its container, which may be blocked opening its pipe: open
+            // each pipe both ways for a moment so that such an open returns, then meets
+            // end-of-file or a closed pipe, and the helper exits.
+            groups.iter().for_each(|g| kill_group_now(*g));
+            if let Link::Fifos { from, to } = link {
+                std::iter::once(from).chain(to).for_each(release_fifo);
+            }
+            Err(e)
+        }
+        Ok((mut reader, Some(mut writer))) => {
             let relayed = relay(&mut reader, &mut writer);
-            // End of input for the consumer.
+            // End of input for the consumer; a producer still writing after a relay error gets EPIPE.
             drop(writer);
+            drop(reader);
             relayed
         }
-        None => relay(&mut reader, &mut std::io::sink()),
+        Ok((mut reader, None)) => relay(&mut reader, &mut std::io::sink()),
     };
-    // A producer still writing after a relay error gets EPIPE.
-    drop(reader);
     let from_status = from.wait();
     let to_status = to.as_mut().map(|t| t.wait());
     finished.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -705,6 +888,144 @@ mod tests {
         .unwrap();
         assert!(piped.success(), "{piped:?}");
         assert_eq!(piped.relayed.unwrap(), b"a\0\xffb");
+    }
+
+    /// Two named pipes in a fresh directory, and a shell that gets their paths as $1 and $2.
+    fn fifos() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a"), d.path().join("b"));
+        for p in [&a, &b] {
+            let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+            // SAFETY: a valid path.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        }
+        (d, a, b)
+    }
+
+    fn sh_with(script: &str, a: &std::path::Path, b: &std::path::Path) -> CommandSpec {
+        CommandSpec::new("sh").args(["-c", script, "sh", a.to_str().unwrap(), b.to_str().unwrap()])
+    }
+
+    #[test]
+    fn named_pipes_carry_every_byte_through_the_relay() {
+        let (d, a, b) = fifos();
+        let out = d.path().join("out");
+        let consumer = CommandSpec::new("sh").args([
+            "-c",
+            r#"cat "$1" > "$2""#,
+            "sh",
+            b.to_str().unwrap(),
+            out.to_str().unwrap(),
+        ]);
+        let piped = pipe_fifos(
+            &sh_with(r#"head -c 3000000 /dev/zero | tr '\0' x > "$1""#, &a, &b),
+            &a,
+            &consumer,
+            &b,
+            Duration::from_secs(10),
+            Interrupt::Ignored,
+            |r, w| std::io::copy(r, w),
+        )
+        .unwrap();
+        assert!(piped.success(), "{piped:?}");
+        assert_eq!(*piped.relayed.as_ref().unwrap(), 3_000_000);
+        assert_eq!(std::fs::read(&out).unwrap().len(), 3_000_000);
+    }
+
+    #[rstest::rstest]
+    #[case::the_reader_never_starts(
+        r#"echo 'no such volume' >&2; exit 125"#,
+        r#"cat "$2" >/dev/null"#,
+        "reading side exited"
+    )]
+    #[case::the_writer_never_starts(
+        r#"head -c 3000000 /dev/zero > "$1""#,
+        r#"echo 'no such image' >&2; exit 125"#,
+        "writing side exited"
+    )]
+    fn a_side_that_never_opens_its_pipe_ends_the_copy_at_once(
+        #[case] producer: &str,
+        #[case] consumer: &str,
+        #[case] expected: &str,
+    ) {
+        let (_d, a, b) = fifos();
+        let t = Instant::now();
+        let piped = pipe_fifos(
+            &sh_with(producer, &a, &b),
+            &a,
+            &sh_with(consumer, &a, &b),
+            &b,
+            Duration::from_secs(30),
+            Interrupt::Ignored,
+            |r, w| std::io::copy(r, w),
+        )
+        .unwrap();
+        assert!(!piped.success());
+        let err = piped.relayed.as_ref().unwrap_err().to_string();
+        assert!(err.contains(expected), "{err}");
+        assert!(piped.producer.stderr.contains("no such") || piped.consumer.stderr.contains("no such"));
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    }
+
+    #[test]
+    fn a_peer_left_blocked_on_its_pipe_is_released() {
+        // The consumer's "container" outlives its client: a background reader detached from
+        // the client's process group, as a container is from `docker run`.
+        let (d, a, b) = fifos();
+        let done = d.path().join("done");
+        let consumer = CommandSpec::new("sh").args([
+            "-c",
+            r#"setsid sh -c 'cat "$1" >/dev/null; echo $? > "$2"' sh "$1" "$2" & exit 0"#,
+            "sh",
+            b.to_str().unwrap(),
+            done.to_str().unwrap(),
+        ]);
+        let piped = pipe_fifos(
+            &sh_with("echo 'no such volume' >&2; exit 125", &a, &b),
+            &a,
+            &consumer,
+            &b,
+            Duration::from_secs(30),
+            Interrupt::Ignored,
+            |r, w| std::io::copy(r, w),
+        )
+        .unwrap();
+        assert!(!piped.success());
+        let t = Instant::now();
+        while !done.exists() && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(done.exists(), "the detached reader is still blocked on its pipe");
+    }
+
+    #[test]
+    fn a_named_pipe_nobody_opens_ends_at_the_deadline() {
+        let (_d, a, b) = fifos();
+        let t = Instant::now();
+        let err = pipe_fifos(
+            &sh("sleep 30"),
+            &a,
+            &sh("sleep 30"),
+            &b,
+            Duration::from_millis(300),
+            Interrupt::Ignored,
+            |r, w| std::io::copy(r, w),
+        )
+        .unwrap_err();
+        assert!(matches!(err, HarnessError::Timeout { .. }), "{err}");
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    }
+
+    #[test]
+    fn only_a_named_pipe_is_opened() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("plain");
+        std::fs::write(&file, b"x").unwrap();
+        let err = open_fifo(&file, false, || None).unwrap_err();
+        assert!(err.to_string().contains("not a named pipe"), "{err}");
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert!(open_fifo(&link, false, || None).is_err());
     }
 
     #[test]

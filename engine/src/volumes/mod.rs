@@ -4,6 +4,7 @@
 
 pub mod at_risk;
 pub mod fingerprint;
+pub mod stream_dir;
 pub mod transfer;
 
 pub use at_risk::{plan, AtRisk, Carried, MovePlan};

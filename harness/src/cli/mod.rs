@@ -500,6 +500,11 @@ fn cmd_gc(all: bool, runtimes: &[RuntimeKind]) -> Result<i32, HarnessError> {
             );
         }
     }
+    // Named pipes of copies whose harness was killed (one place for every engine).
+    for dir in hydra::volumes::stream_dir::sweep_orphans()? {
+        swept += 1;
+        println!("stream directory of a dead harness process removed: {}", dir.display());
+    }
     if swept == 0 {
         println!("nothing to sweep");
     }

@@ -69,9 +69,11 @@ pub struct VolumeMove {
     pub from: String,
     pub to: String,
     pub bytes: u64,
-    /// The whole copy (checks, stream, read-back) and the stream alone.
+    /// The whole copy (checks, stream, read-back), the stream with its helper containers, and
+    /// the bytes moving (first to last byte).
     pub seconds: f64,
     pub stream_seconds: f64,
+    pub data_seconds: f64,
     /// Digest of the source tree, and of the target tree read back.
     pub source_digest: String,
     pub target_digest: String,
@@ -687,6 +689,7 @@ impl Drill<'_> {
                 bytes: tr.stream_bytes,
                 seconds: tr.seconds,
                 stream_seconds: tr.stream_seconds,
+                data_seconds: tr.data_seconds,
                 source_digest: fp.digest(),
                 target_digest: tr.target.digest(),
                 identical: diff.is_none() && tr.source.digest() == fp.digest(),
