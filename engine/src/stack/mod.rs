@@ -163,7 +163,7 @@ impl Stack {
         }
         let runtime = Runtime::resolve(opts.runtime)?;
         let provider = compose::detect(&runtime)?;
-        let slot = crate::runtime::slots::acquire(opts.runtime);
+        let slot = crate::runtime::slots::acquire(opts.runtime, crate::runtime::slots::SLOT_WAIT)?;
         let run_id = match &opts.run_id {
             Some(id) if runs::valid_run_id(id) => id.clone(),
             Some(id) => return Err(runs::invalid_run_id(id)),
@@ -453,7 +453,7 @@ impl Stack {
             tool: record.tool,
             version: String::new(),
         };
-        let slot = crate::runtime::slots::acquire(record.runtime);
+        let slot = crate::runtime::slots::acquire(record.runtime, crate::runtime::slots::SLOT_WAIT)?;
         // Compose v2 on Podman needs the run's API service to take the stack down again.
         let api = match record.runtime.via_podman_api() {
             true => Some(ApiService::start(&runtime, &record.run_id, &record.dir(), None)?),
@@ -809,7 +809,7 @@ mod tests {
             armed: true,
             api: None,
             seccomp_remedy: None,
-            slot: crate::runtime::slots::acquire(RuntimeKind::Docker),
+            slot: crate::runtime::slots::acquire(RuntimeKind::Docker, Duration::ZERO).expect("Docker never waits"),
         };
         drop(stack);
         std::env::set_var("PATH", path);
