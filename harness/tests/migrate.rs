@@ -1,7 +1,8 @@
 //! `harness migrate` for real: the drill says GO on the bundled stack; stacks that keep state a
-//! move would lose (a writable bind mount, an anonymous volume, the container's own filesystem)
-//! get NO-GO naming the service and the path; and a drill interrupted while it moves the volumes
-//! leaves the source's volumes as they were and its stack able to start again.
+//! move would lose (a writable bind mount, an anonymous volume, the container's own filesystem),
+//! or that use a device the target cannot give, get NO-GO naming the service and the path; and a
+//! drill interrupted while it moves the volumes leaves the source's volumes as they were and its
+//! stack able to start again.
 //!
 //! Trials are named `migrate::<from>-to-<to>::<check>`. A pair with an engine that is not usable
 //! here is ignored (reason on stderr), or fails when `HYDRA_REQUIRE` names it. The full drill runs
@@ -52,7 +53,17 @@ fn main() {
             }));
         }
     }
+    // A device a rootful engine passes and rootless Podman cannot: NO-GO before anything moves.
     let (from, to) = (RuntimeKind::Docker, RuntimeKind::PodmanRootless);
+    trials.push(common::trial(
+        format!(
+            "migrate::{}-to-{}::no_go_for_a_device_the_target_lacks",
+            from.ident(),
+            to.ident()
+        ),
+        &common::pair_availability(&available, from, to),
+        move || no_go(from, to, "migrate-needs-a-device.yml", "rubik-agent", "/dev/fuse"),
+    ));
     trials.push(common::trial(
         format!(
             "migrate::{}-to-{}::sigint_during_the_move_keeps_the_source",

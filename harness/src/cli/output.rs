@@ -50,6 +50,7 @@ impl Progress {
     pub fn event(&self, e: &Event) {
         match e {
             Event::Phase(p) => self.phase(p),
+            Event::Waiting(w) if w.pending.is_empty() => self.phase(&format!("healthy {}/{}", w.ready, w.total)),
             Event::Waiting(w) => self.phase(&format!(
                 "healthy {}/{}; waiting for {}",
                 w.ready,

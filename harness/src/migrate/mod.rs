@@ -12,6 +12,7 @@
 
 pub mod data;
 mod logical;
+pub mod needs;
 pub mod report;
 mod state;
 pub mod verdict;
@@ -90,6 +91,8 @@ pub struct DrillReport {
     pub strategy: Strategy,
     pub phases: Vec<Phase>,
     pub plan: MovePlan,
+    /// What each service's container used on the source (capabilities, devices, host network).
+    pub needs: BTreeMap<String, std::collections::BTreeSet<needs::Need>>,
     pub moves: Vec<VolumeMove>,
     /// Seconds from the source's writers stopping to the target serving (healthy, data in place).
     pub downtime_seconds: Option<f64>,
@@ -133,6 +136,7 @@ pub fn drill(plan: &Plan, opts: &DrillOptions, on_event: &mut dyn FnMut(&Event))
             strategy,
             phases: Vec::new(),
             plan: MovePlan::default(),
+            needs: BTreeMap::new(),
             moves: Vec::new(),
             downtime_seconds: None,
             rollback_downtime_seconds: None,
@@ -259,6 +263,13 @@ impl Drill<'_> {
                 up.project
             ),
         );
+        // What the source's containers use that the target may not give: NO-GO before any
+        // data is written or moved.
+        let t = Instant::now();
+        if !self.target_gives_what_the_source_uses(&source, t)? {
+            source.down()?;
+            return self.finish();
+        }
         let t = Instant::now();
         if let Some(p) = &persistence {
             let db = Db::open(&source, p).map_err(HarnessError::usage)?;
@@ -498,6 +509,56 @@ impl Drill<'_> {
         v.reasons.dedup();
         self.report.verdict = Some(v);
         Ok(())
+    }
+
+    /// Whether the target engine gives every capability, device and network mode the source's
+    /// containers use (else a NO-GO naming service and need).
+    fn target_gives_what_the_source_uses(&mut self, source: &Stack, t: Instant) -> Result<bool> {
+        let used = needs::of_stack(source)?;
+        self.report.needs = used.clone();
+        if used.is_empty() {
+            self.phase(
+                "target_capabilities",
+                t,
+                Verdict::Pass,
+                "the source uses no capability, device, host network or privileged mode: nothing to probe",
+            );
+            return Ok(true);
+        }
+        let to = Runtime::resolve(self.opts.to)?;
+        let missing = needs::missing_on(&used, source.runtime(), &to, &helper_labels(source.record()))?;
+        let asked: usize = used.values().map(|n| n.len()).sum();
+        if missing.is_empty() {
+            self.phase(
+                "target_capabilities",
+                t,
+                Verdict::Pass,
+                format!(
+                    "{} gives all {asked} need(s) of {} service(s), probed on both engines",
+                    self.opts.to,
+                    used.len()
+                ),
+            );
+            return Ok(true);
+        }
+        let named: Vec<String> = missing
+            .iter()
+            .map(|m| {
+                format!(
+                    "{} uses {}, which {} does not give ({})",
+                    m.service, m.need, self.opts.to, m.evidence
+                )
+            })
+            .collect();
+        self.no_go(
+            "target_capabilities",
+            t,
+            format!(
+                "the target lacks what the source uses: {} (remedy: drop the need from the service, or grant it to the target's engine: for a device under rootless Podman, a device the user may open)",
+                named.join("; ")
+            ),
+        );
+        Ok(false)
     }
 
     /// Whether no container wrote outside its mounts (else a NO-GO naming service and path).

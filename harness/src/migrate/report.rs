@@ -219,6 +219,7 @@ mod tests {
                 },
             ],
             plan: Default::default(),
+            needs: Default::default(),
             moves: Vec::new(),
             downtime_seconds: Some(12.34),
             rollback_downtime_seconds: None,
