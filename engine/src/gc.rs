@@ -72,6 +72,22 @@ pub struct RunFound {
 
 /// Finds every harness-labelled object in `runtime`, groups them by run and removes orphaned runs.
 pub fn sweep(runtime: &Runtime, all: bool) -> Result<Vec<RunFound>> {
+    sweep_where(runtime, all, &|_| true)
+}
+
+/// [`sweep`] restricted to run `run_id` (removed only if orphaned), and its record when no
+/// object of it is left in the engine but its owner is gone all the same.
+pub fn sweep_run(runtime: &Runtime, run_id: &str) -> Result<Vec<RunFound>> {
+    let found = sweep_where(runtime, false, &|r| r == run_id)?;
+    if found.is_empty() {
+        if let Some(r) = RunRecord::load(run_id).filter(|r| !owner_alive(r.owner_pid, r.owner_start)) {
+            r.remove();
+        }
+    }
+    Ok(found)
+}
+
+fn sweep_where(runtime: &Runtime, all: bool, wanted: &dyn Fn(&str) -> bool) -> Result<Vec<RunFound>> {
     let managed = labels::filter(labels::MANAGED, "true");
     let mut runs: BTreeMap<String, (Owner, Vec<(ObjectKind, String)>)> = BTreeMap::new();
     for kind in ObjectKind::ALL {
@@ -99,7 +115,7 @@ pub fn sweep(runtime: &Runtime, all: bool) -> Result<Vec<RunFound>> {
         }
     }
     let mut found = Vec::new();
-    for (run_id, (owner, objects)) in runs {
+    for (run_id, (owner, objects)) in runs.into_iter().filter(|(r, _)| wanted(r)) {
         let names = objects
             .iter()
             .map(|(k, id)| format!("{} {}", k.name(), crate::runtime::short_id(id)))
@@ -194,6 +210,15 @@ mod tests {
         assert_eq!(
             verdict(&owner, Some(&record(RunStatus::Kept)), false, &dead),
             Verdict::Kept
+        );
+        // A drill's source outlives its drill, not the drill's death.
+        assert_eq!(
+            verdict(&owner, Some(&record(RunStatus::DrillSource)), false, &dead),
+            Verdict::Orphaned
+        );
+        assert_eq!(
+            verdict(&owner, Some(&record(RunStatus::DrillSource)), false, &alive),
+            Verdict::Active
         );
         assert_eq!(
             verdict(&owner, Some(&record(RunStatus::Kept)), true, &dead),

@@ -65,6 +65,28 @@ pub enum RunStatus {
     Starting,
     /// Left running on purpose by a successful `harness up`.
     Kept,
+    /// The source stack of a migration drill: it outlives its drill process, so that an
+    /// interrupted drill leaves the source and its data as they were; once that process is gone,
+    /// the next drill (after checking the volumes) or `harness gc` removes it.
+    DrillSource,
+}
+
+/// The files a run keeps in its directory (names fixed here, never taken from input).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunFile {
+    /// `run.json`: the record itself.
+    Record,
+    /// `drill.json`: a migration drill's journal, kept with its source run.
+    DrillJournal,
+}
+
+impl RunFile {
+    pub fn name(self) -> &'static str {
+        match self {
+            RunFile::Record => "run.json",
+            RunFile::DrillJournal => "drill.json",
+        }
+    }
 }
 
 /// Everything needed to find, reach and remove a run's stack later.
@@ -108,11 +130,20 @@ impl RunRecord {
 
     /// Writes `run.json` (root-only: it holds the compose environment).
     pub fn save(&self) -> Result<()> {
+        self.write_file(
+            RunFile::Record,
+            &serde_json::to_vec_pretty(self).expect("record serialises"),
+        )
+    }
+
+    /// Replaces one of the run's files (mode 0600) through a fresh temporary file, never
+    /// through a link, in the run's checked directory.
+    pub fn write_file(&self, file: RunFile, bytes: &[u8]) -> Result<()> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         let dir = self.dir();
         crate::trusted_dir::check(&dir)?;
-        let tmp = dir.join("run.json.tmp");
+        let tmp = dir.join(format!("{}.tmp", file.name()));
         let _ = std::fs::remove_file(&tmp);
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -120,9 +151,25 @@ impl RunRecord {
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(self).expect("record serialises"))?;
-        std::fs::rename(tmp, dir.join("run.json"))?;
+        f.write_all(bytes)?;
+        std::fs::rename(tmp, dir.join(file.name()))?;
         Ok(())
+    }
+
+    /// One of the run's files, if it is there (never through a link).
+    pub fn read_file(&self, file: RunFile) -> Option<Vec<u8>> {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = self.dir();
+        crate::trusted_dir::check(&dir).ok()?;
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(dir.join(file.name()))
+            .ok()?;
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf).ok()?;
+        Some(buf)
     }
 
     /// Loads a run's record. Anything that is not a well-formed record of that very run id, in a

@@ -1,8 +1,8 @@
 //! `harness migrate` for real: the drill says GO on the bundled stack; stacks that keep state a
 //! move would lose (a writable bind mount, an anonymous volume, the container's own filesystem),
 //! or that use a device the target cannot give, get NO-GO naming the service and the path; and a
-//! drill interrupted while it moves the volumes leaves the source's volumes as they were and its
-//! stack able to start again.
+//! drill interrupted while it moves the volumes (Ctrl-C or kill -9) leaves the source's volumes as
+//! they were and its stack able to start again, and the next drill cleans up after it.
 //!
 //! Trials are named `migrate::<from>-to-<to>::<check>`. A pair with an engine that is not usable
 //! here is ignored (reason on stderr), or fails when `HYDRA_REQUIRE` names it. The full drill runs
@@ -72,6 +72,15 @@ fn main() {
         ),
         &common::pair_availability(&available, from, to),
         move || sigint_during_the_move(from, to),
+    ));
+    trials.push(common::trial(
+        format!(
+            "migrate::{}-to-{}::kill_9_during_the_move_then_the_next_drill_cleans_up",
+            from.ident(),
+            to.ident()
+        ),
+        &common::pair_availability(&available, from, to),
+        move || kill_9_during_the_move(from, to),
     ));
     libtest_mimic::run(&args, trials).exit();
 }
@@ -274,10 +283,14 @@ fn no_go(from: RuntimeKind, to: RuntimeKind, overlay: &str, service: &str, path:
 
 /// SIGINT once the move has begun: exit 130, the source's volumes hold what they held (same
 /// fingerprints), nothing of the target is left, and the kept source starts again, with its rows.
-fn sigint_during_the_move(from: RuntimeKind, to: RuntimeKind) -> Result<(), Failed> {
-    let dir = tempfile::tempdir()?;
-    let before = managed(&[to]);
-    let mut child = migrate_command(from, to, dir.path(), &[])
+/// A drill started in the background, its stderr read on a thread, stopped once it announces the
+/// volume move: the child, the receiver of its remaining stderr lines, and the lines seen so far.
+fn drill_until_the_move(
+    from: RuntimeKind,
+    to: RuntimeKind,
+    dir: &Path,
+) -> Result<(std::process::Child, std::sync::mpsc::Receiver<String>, Vec<String>), Failed> {
+    let mut child = migrate_command(from, to, dir, &[])
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -292,15 +305,26 @@ fn sigint_during_the_move(from: RuntimeKind, to: RuntimeKind) -> Result<(), Fail
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(900);
     loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .map_err(|_| format!("the drill never reached the move:\n{}", seen.join("\n")))?;
+        let line = match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("the drill never reached the move:\n{}", seen.join("\n")).into());
+            }
+        };
         let hit = line.contains("moving volumes");
         seen.push(line);
         if hit {
-            break;
+            return Ok((child, rx, seen));
         }
     }
+}
+
+fn sigint_during_the_move(from: RuntimeKind, to: RuntimeKind) -> Result<(), Failed> {
+    let dir = tempfile::tempdir()?;
+    let before = managed(&[to]);
+    let (mut child, rx, mut seen) = drill_until_the_move(from, to, dir.path())?;
     // SAFETY: signalling our own child process by PID.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let start = Instant::now();
@@ -323,7 +347,7 @@ fn sigint_during_the_move(from: RuntimeKind, to: RuntimeKind) -> Result<(), Fail
     // The kept source: its record, its volumes as they were at the stop, and a stack that starts.
     let record = hydra::runs::RunRecord::load_all()?
         .into_iter()
-        .find(|r| r.runtime == from && r.status == hydra::runs::RunStatus::Kept && r.owner_pid == child.id())
+        .find(|r| r.runtime == from && r.status == hydra::runs::RunStatus::DrillSource && r.owner_pid == child.id())
         .ok_or("no kept source run after the interrupt")?;
     let stack = hydra::stack::Stack::attach(record)?;
     let cleanup = Cleanup(Some(stack));
@@ -368,6 +392,97 @@ fn sigint_during_the_move(from: RuntimeKind, to: RuntimeKind) -> Result<(), Fail
         return Err(format!("the interrupted drill left on {to}: {left_on_target:?}").into());
     }
     drop(cleanup);
+    Ok(())
+}
+
+/// kill -9 once the move has begun: nothing can clean up, so the source and the drill's journal
+/// stay. The source volumes still match the journal's digests from the stop; then the next drill
+/// (here one that stops early, at a NO-GO) finds the dead one, checks it, and removes everything
+/// it left, on both engines.
+fn kill_9_during_the_move(from: RuntimeKind, to: RuntimeKind) -> Result<(), Failed> {
+    let dir = tempfile::tempdir()?;
+    let before = managed(&[from, to]);
+    let (mut child, _rx, _seen) = drill_until_the_move(from, to, dir.path())?;
+    // Let the copy start: its helpers and named pipes exist.
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill()?;
+    child.wait()?;
+    let killed = child.id();
+    let record = hydra::runs::RunRecord::load_all()?
+        .into_iter()
+        .find(|r| r.status == hydra::runs::RunStatus::DrillSource && r.owner_pid == killed)
+        .ok_or("no drill source run after kill -9")?;
+    let journal = hydra::migrate::journal::Journal::load(&record).ok_or("no drill journal after kill -9")?;
+    if journal.phase != "move" || journal.source_fingerprints.is_empty() || journal.other_runs.is_empty() {
+        return Err(format!("the journal does not show a drill killed in its move: {journal:?}").into());
+    }
+    let rt = Runtime::resolve(from)?;
+    let labels = BTreeMap::from([(hydra::labels::RUN.to_string(), record.run_id.clone())]);
+    for (volume, digest) in &journal.source_fingerprints {
+        let now = hydra::volumes::transfer::fingerprint(&rt, volume, &labels, Duration::from_secs(300))?;
+        if now.digest() != *digest {
+            return Err(format!("source volume {volume} changed after kill -9").into());
+        }
+    }
+    // The next drill: NO-GO at its own start (a device the target lacks), after cleaning up.
+    let next = tempfile::tempdir()?;
+    let base = hydra::workspace::bundled_compose_file();
+    let overlay = root().join("fixtures/overlays/migrate-needs-a-device.yml");
+    let out = migrate_command(
+        from,
+        to,
+        next.path(),
+        &[
+            "--compose",
+            &base.display().to_string(),
+            "--compose",
+            &overlay.display().to_string(),
+        ],
+    )
+    .output()?;
+    let r = report(next.path())?;
+    let found = r["interrupted_drills"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["source_run"] == record.run_id.as_str()))
+        .ok_or_else(|| {
+            format!(
+                "the next drill did not report the killed one (exit {:?}): {}\n{}",
+                out.status.code(),
+                r["interrupted_drills"],
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+    if found["removed"] != true || found["checked"].as_u64() != Some(journal.source_fingerprints.len() as u64) {
+        return Err(format!("the killed drill was not checked and removed: {found}").into());
+    }
+    let phase_ok = r["phases"].as_array().is_some_and(|p| {
+        p.iter()
+            .any(|p| p["name"] == "interrupted_drills" && p["verdict"] == "pass")
+    });
+    if !phase_ok {
+        return Err(format!("no passing interrupted_drills phase: {}", r["phases"]).into());
+    }
+    if hydra::runs::RunRecord::load(&record.run_id).is_some() {
+        return Err("the killed drill's source record is still there".into());
+    }
+    let left: Vec<String> = managed(&[from, to])
+        .into_iter()
+        .filter(|o| !before.contains(o))
+        .collect();
+    if !left.is_empty() {
+        return Err(format!("left after the next drill: {left:?}").into());
+    }
+    let streams = hydra::runs::state_dir().join("streams");
+    let stale: Vec<String> = std::fs::read_dir(&streams)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!("{killed}-")))
+        .collect();
+    if !stale.is_empty() {
+        return Err(format!("stream directories of the killed drill left: {stale:?}").into());
+    }
     Ok(())
 }
 

@@ -571,6 +571,16 @@ impl Stack {
         Ok(())
     }
 
+    /// Leaves the stack (and its volumes) in place if this process ends before [`Stack::down`],
+    /// recorded as a drill's source ([`RunStatus::DrillSource`]): unlike a kept stack, it is
+    /// swept once this process is gone.
+    pub fn outlive_process(&mut self) -> Result<()> {
+        self.record.status = RunStatus::DrillSource;
+        self.record.save()?;
+        self.armed = false;
+        Ok(())
+    }
+
     /// Removes everything the run created and verifies nothing with its labels is left.
     pub fn down(mut self) -> Result<TeardownReport> {
         self.armed = false;

@@ -5,12 +5,14 @@
 //! rows are written there; then the same move runs back (the rollback) into a new source-side
 //! project, which must hold the rows of both sides. The verdict is GO or NO-GO with its reasons.
 //!
-//! The source's volumes are never written and never removed before the drill ends: the source
-//! stack is recorded as kept from the moment it is up, so an interrupted drill leaves it, with its
-//! data, for `harness down` (or a look). The target and rollback projects carry their runs' labels
-//! and go with their runs.
+//! The source's volumes are never written and never removed before the drill ends: from the
+//! moment it is up, the source stack is recorded as a drill's source with a journal
+//! ([`journal`]), so an interrupted drill (Ctrl-C or kill -9) leaves it, with its data. The next
+//! drill checks its volumes against the journal and removes it; `harness gc` sweeps it too. The
+//! target and rollback projects carry their runs' labels and go with their runs.
 
 pub mod data;
+pub mod journal;
 mod logical;
 pub mod needs;
 pub mod report;
@@ -93,6 +95,8 @@ pub struct DrillReport {
     pub plan: MovePlan,
     /// What each service's container used on the source (capabilities, devices, host network).
     pub needs: BTreeMap<String, std::collections::BTreeSet<needs::Need>>,
+    /// Earlier drills found interrupted at the start, and what was done with them.
+    pub interrupted_drills: Vec<journal::Interrupted>,
     pub moves: Vec<VolumeMove>,
     /// Seconds from the source's writers stopping to the target serving (healthy, data in place).
     pub downtime_seconds: Option<f64>,
@@ -137,6 +141,7 @@ pub fn drill(plan: &Plan, opts: &DrillOptions, on_event: &mut dyn FnMut(&Event))
             phases: Vec::new(),
             plan: MovePlan::default(),
             needs: BTreeMap::new(),
+            interrupted_drills: Vec::new(),
             moves: Vec::new(),
             downtime_seconds: None,
             rollback_downtime_seconds: None,
@@ -152,6 +157,7 @@ pub fn drill(plan: &Plan, opts: &DrillOptions, on_event: &mut dyn FnMut(&Event))
             seconds: 0.0,
         },
         reasons: Vec::new(),
+        journal: journal::Journal::new(opts.from, opts.to),
     };
     let started = Instant::now();
     let result = d.run(on_event);
@@ -166,6 +172,8 @@ struct Drill<'a> {
     report: DrillReport,
     /// NO-GO reasons found so far.
     reasons: Vec<String>,
+    /// What an interruption would leave for the next drill, kept with the source's record.
+    journal: journal::Journal,
 }
 
 /// A stopped stack's named volumes by compose key, with the fingerprints taken after the stop.
@@ -215,6 +223,23 @@ impl Drill<'_> {
         }
         let persistence = self.plan.spec.persistence.clone();
 
+        // 0. Drills that were interrupted before: their sources are checked, then removed.
+        let t = Instant::now();
+        let found = journal::clean_interrupted()?;
+        if !found.is_empty() {
+            let lines: Vec<String> = found.iter().map(journal::Interrupted::describe).collect();
+            if found.iter().all(|i| i.changed.is_empty()) {
+                self.phase("interrupted_drills", t, Verdict::Pass, lines.join("; "));
+            } else {
+                self.no_go(
+                    "interrupted_drills",
+                    t,
+                    format!("an interrupted drill's source volumes changed: {}", lines.join("; ")),
+                );
+            }
+        }
+        self.report.interrupted_drills = found;
+
         // 1. What a move would carry and lose, from the compose model alone: nothing starts
         //    when state would be lost.
         let t = Instant::now();
@@ -248,8 +273,9 @@ impl Drill<'_> {
         let t = Instant::now();
         on_event(&Event::Phase(format!("source: {from} up")));
         let (mut source, up) = Stack::up(&self.stack_options(from, None), on_event)?;
-        // From here the source and its volumes outlive an interrupted drill.
-        source.keep_on_exit()?;
+        // From here the source and its volumes outlive an interrupted drill, with its journal.
+        source.outlive_process()?;
+        self.journal.save(source.record())?;
         self.report.source_run = Some(source.record().run_id.clone());
         self.report.source_project = Some(source.record().project.clone());
         self.phase(
@@ -334,10 +360,14 @@ impl Drill<'_> {
             .values()
             .map(|(name, fp)| (name.clone(), fp.digest()))
             .collect();
+        self.journal.source_fingerprints = self.report.source_fingerprints.clone();
         self.cancelled()?;
 
         // 5. Move to the target, bring it up, verify data and checks.
         let target_run = crate::runs::fresh_run_id();
+        self.journal.phase = "move".into();
+        self.journal.other_runs.push((to, target_run.clone()));
+        self.journal.save(source.record())?;
         on_event(&Event::Phase(format!("moving volumes to {to}")));
         let moved = self.move_volumes(&source, &source_volumes, to, &target_run, persistence.as_ref())?;
         if !moved {
@@ -419,6 +449,9 @@ impl Drill<'_> {
         let back_dump = self.quiesce(&target, persistence.as_ref(), to, "target")?;
         let target_volumes = self.fingerprint_volumes(&target)?;
         let rollback_run = crate::runs::fresh_run_id();
+        self.journal.phase = "rollback".into();
+        self.journal.other_runs.push((from, rollback_run.clone()));
+        self.journal.save(source.record())?;
         on_event(&Event::Phase(format!("moving volumes back to {from}")));
         let moved = self.move_volumes(&target, &target_volumes, from, &rollback_run, persistence.as_ref())?;
         if !moved {

@@ -220,6 +220,7 @@ mod tests {
             ],
             plan: Default::default(),
             needs: Default::default(),
+            interrupted_drills: Vec::new(),
             moves: Vec::new(),
             downtime_seconds: Some(12.34),
             rollback_downtime_seconds: None,
