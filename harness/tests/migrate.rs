@@ -1,8 +1,11 @@
-//! `harness migrate` for real: the drill says GO on the bundled stack; stacks that keep state a
-//! move would lose (a writable bind mount, an anonymous volume, the container's own filesystem),
-//! or that use a device the target cannot give, get NO-GO naming the service and the path; and a
-//! drill interrupted while it moves the volumes (Ctrl-C or kill -9) leaves the source's volumes as
-//! they were and its stack able to start again, and the next drill cleans up after it.
+//! `harness migrate` for real:
+//! - the drill says GO on the bundled stack;
+//! - stacks that keep state a move would lose (a writable bind mount, an anonymous volume, the
+//!   container's own filesystem), or that use a device the target cannot give, get NO-GO naming
+//!   the service and the path;
+//! - a stack whose networks lack netavark's `isolate` gets NO-GO naming that remedy;
+//! - a drill interrupted while it moves the volumes (Ctrl-C or kill -9) leaves the source's
+//!   volumes as they were and its stack able to start again, and the next drill cleans up.
 //!
 //! Trials are named `migrate::<from>-to-<to>::<check>`. A pair with an engine that is not usable
 //! here is ignored (reason on stderr), or fails when `HYDRA_REQUIRE` names it. The full drill runs
@@ -72,6 +75,17 @@ fn main() {
         ),
         &common::pair_availability(&available, from, to),
         move || sigint_during_the_move(from, to),
+    ));
+    // Networks without netavark's isolate option: Docker keeps them apart, Podman does not.
+    let (iso_from, iso_to) = (RuntimeKind::Docker, RuntimeKind::Podman);
+    trials.push(common::trial(
+        format!(
+            "migrate::{}-to-{}::no_go_naming_the_isolate_remedy",
+            iso_from.ident(),
+            iso_to.ident()
+        ),
+        &common::pair_availability(&available, iso_from, iso_to),
+        move || no_go_naming_the_isolate_remedy(iso_from, iso_to),
     ));
     trials.push(common::trial(
         format!(
@@ -277,6 +291,67 @@ fn no_go(from: RuntimeKind, to: RuntimeKind, overlay: &str, service: &str, path:
     let new: Vec<&String> = after.iter().filter(|o| !before.contains(o)).collect();
     if !new.is_empty() {
         return Err(format!("left after the NO-GO: {new:?}").into());
+    }
+    Ok(())
+}
+
+/// The whole drill on a stack whose networks lack `isolate`: the data moves and comes back, but
+/// nginx reaches services across networks on Podman, so NO-GO, each reason naming the option.
+fn no_go_naming_the_isolate_remedy(from: RuntimeKind, to: RuntimeKind) -> Result<(), Failed> {
+    let dir = tempfile::tempdir()?;
+    let base = hydra::workspace::bundled_compose_file();
+    let overlay = root().join("fixtures/overlays/migrate-networks-not-isolated.yml");
+    let before = managed(&[from, to]);
+    let out = migrate_command(
+        from,
+        to,
+        dir.path(),
+        &[
+            "--compose",
+            &base.display().to_string(),
+            "--compose",
+            &overlay.display().to_string(),
+        ],
+    )
+    .output()?;
+    let r = report(dir.path())?;
+    let reasons: Vec<String> = r["verdict"]["reasons"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .unwrap_or_default();
+    if out.status.code() != Some(1) || r["verdict"]["decision"] != "no-go" {
+        return Err(format!("exit {:?}, expected 1 (NO-GO): {reasons:?}", out.status.code()).into());
+    }
+    let isolation: Vec<&String> = reasons
+        .iter()
+        .filter(|r| r.contains("_unreachable_from_nginx"))
+        .collect();
+    if isolation.is_empty() || isolation.len() != reasons.len() {
+        return Err(format!("expected only cross-network reachability as reasons: {reasons:?}").into());
+    }
+    if let Some(bare) = isolation
+        .iter()
+        .find(|r| !r.contains(r#"remedy: set `driver_opts: {isolate: "true"}`"#))
+    {
+        return Err(format!("a reason without the isolate remedy: {bare}").into());
+    }
+    // The rest of the drill still ran and held: the data came back.
+    let passed = |name: &str| {
+        r["phases"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["name"] == name && p["verdict"] == "pass"))
+    };
+    for phase in ["target_data", "rollback_data", "rollback_checks"] {
+        if !passed(phase) {
+            return Err(format!("phase {phase} did not pass: {}", r["phases"]).into());
+        }
+    }
+    let left: Vec<String> = managed(&[from, to])
+        .into_iter()
+        .filter(|o| !before.contains(o))
+        .collect();
+    if !left.is_empty() {
+        return Err(format!("left after the drill: {left:?}").into());
     }
     Ok(())
 }

@@ -110,6 +110,17 @@ impl RuntimeKind {
         }
     }
 
+    /// The network driver option (`driver_opts` key and value) this engine needs before it keeps
+    /// two bridge networks of one stack apart; `None` where that is the default. netavark routes
+    /// between the bridge networks of one engine unless each is created with `isolate=true`;
+    /// Docker keeps them apart and ignores the option.
+    pub fn network_isolation_option(self) -> Option<(&'static str, &'static str)> {
+        match self.engine() {
+            EngineKind::Docker => None,
+            EngineKind::Podman | EngineKind::PodmanRootless => Some(("isolate", "true")),
+        }
+    }
+
     /// Whether the compose tool reaches a Podman engine through its Docker-compatible API (Compose
     /// v2 on Podman) rather than through the podman CLI.
     pub fn via_podman_api(self) -> bool {

@@ -424,6 +424,7 @@ impl Drill<'_> {
             &target_checks,
             &self.report.source_checks,
             &self.plan.spec.migrate.accept,
+            &self.plan.compose.networks,
         );
         let failed = reasons.len();
         self.reasons.extend(reasons);

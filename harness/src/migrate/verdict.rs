@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::outcome::{CheckOutcome, Verdict};
+use crate::outcome::{Area, CheckOutcome, Verdict};
 
 /// The drill's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -41,13 +41,29 @@ pub struct DrillVerdict {
     pub accepted: Vec<Accepted>,
 }
 
+/// The known remedy, in the stack's terms, for a check that fails on `o.runtime`: reachability
+/// across networks that share no service (`ports::<svc>_<port>_unreachable_from_<from>`) on an
+/// engine that isolates networks only when asked. `networks` are the stack's networks.
+pub fn remedy(o: &CheckOutcome, networks: &[String]) -> Option<String> {
+    if o.id.area != Area::Ports || !o.id.name.contains("_unreachable_from_") {
+        return None;
+    }
+    let (key, value) = o.runtime.network_isolation_option()?;
+    Some(format!(
+        "set `driver_opts: {{{key}: \"{value}\"}}` on the stack's networks ({}): {} routes between networks created without it; Docker ignores the option and keeps them apart anyway",
+        networks.join(", "),
+        o.runtime
+    ))
+}
+
 /// Target checks that failed: each either accepted by the spec (by check name, without the
-/// target) or a reason for NO-GO. When the same check also failed on the source, the reason says
-/// so: the stack is broken on both, not by the move.
+/// target) or a reason for NO-GO, with its [`remedy`] when there is one. When the same check
+/// also failed on the source, the reason says so: the stack is broken on both, not by the move.
 pub fn judge_checks(
     target: &[CheckOutcome],
     source: &[CheckOutcome],
     accept: &BTreeMap<String, String>,
+    networks: &[String],
 ) -> (Vec<String>, Vec<Accepted>) {
     let mut reasons = Vec::new();
     let mut accepted = Vec::new();
@@ -63,11 +79,14 @@ pub fn judge_checks(
         }
         let also_on_source = source.iter().any(|s| s.id == o.id && s.verdict == Verdict::Fail);
         reasons.push(format!(
-            "{} fails on {}{}: {}",
+            "{} fails on {}{}: {}{}",
             name,
             o.runtime,
             if also_on_source { " (and on the source)" } else { "" },
-            o.message
+            o.message,
+            remedy(o, networks)
+                .map(|r| format!(" (remedy: {r})"))
+                .unwrap_or_default()
         ));
     }
     (reasons, accepted)
@@ -107,7 +126,7 @@ mod tests {
     #[test]
     fn passing_targets_go() {
         let t = [outcome(RuntimeKind::Podman, "a", Verdict::Pass)];
-        let (reasons, accepted) = judge_checks(&t, &[], &BTreeMap::new());
+        let (reasons, accepted) = judge_checks(&t, &[], &BTreeMap::new(), &[]);
         let v = decide(reasons, accepted);
         assert_eq!(v.decision, Decision::Go);
         assert!(v.reasons.is_empty());
@@ -125,7 +144,7 @@ mod tests {
             "ports::db_unreachable_from_nginx".to_string(),
             "set driver_opts isolate".to_string(),
         )]);
-        let (reasons, accepted) = judge_checks(&t, &s, &accept);
+        let (reasons, accepted) = judge_checks(&t, &s, &accept, &[]);
         assert_eq!(accepted.len(), 1);
         assert_eq!(accepted[0].reason, "set driver_opts isolate");
         assert_eq!(
@@ -133,5 +152,39 @@ mod tests {
             ["ports::broken_everywhere fails on podman (and on the source): broken_everywhere said so"]
         );
         assert_eq!(decide(reasons, accepted).decision, Decision::NoGo);
+    }
+
+    #[test]
+    fn reaching_across_networks_on_podman_names_the_isolate_option() {
+        let nets = ["phoenix-net".to_string(), "phoenix-data".to_string()];
+        let t = [
+            outcome(
+                RuntimeKind::PodmanRootless,
+                "db_5432_unreachable_from_nginx",
+                Verdict::Fail,
+            ),
+            outcome(
+                RuntimeKind::PodmanRootless,
+                "db_5432_reachable_from_gap-detector",
+                Verdict::Fail,
+            ),
+        ];
+        let (reasons, _) = judge_checks(&t, &[], &BTreeMap::new(), &nets);
+        assert!(
+            reasons[0].contains(
+                r#"(remedy: set `driver_opts: {isolate: "true"}` on the stack's networks (phoenix-net, phoenix-data)"#
+            ),
+            "{}",
+            reasons[0]
+        );
+        assert!(!reasons[1].contains("remedy"), "{}", reasons[1]);
+        // Docker keeps networks apart by default: nothing to name.
+        assert_eq!(
+            remedy(
+                &outcome(RuntimeKind::Docker, "db_5432_unreachable_from_nginx", Verdict::Fail),
+                &nets
+            ),
+            None
+        );
     }
 }
