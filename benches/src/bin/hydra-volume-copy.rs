@@ -2,7 +2,7 @@
 //! volume as a tar stream between helper containers of two engines; the floor is `tar` of the same
 //! volume's directory piped to `tar` on the host, the least any copy of those files costs here.
 //! Prints each run and the medians, and the ratio copy throughput ÷ floor throughput (goal ≥ 0.9)
-//! for the bytes moving (first to last byte through the relay), for the stream with its helper
+//! for the bytes moving (from both tars started to the import's end), for the stream with its helper
 //! containers' start and exit, and for the whole copy (with its owner pre-check and the read-back).
 //!
 //!   hydra-volume-copy --from docker --to podman-rootless [--mb 256] [--runs 5]

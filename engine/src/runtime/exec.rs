@@ -89,6 +89,9 @@ pub const POLL: Duration = Duration::from_millis(50);
 /// outlives it) before the process group is killed.
 const PIPE_GRACE: Duration = Duration::from_secs(2);
 
+/// How long a failed or stopped [`pair_through_fifo`] keeps letting late opens of its pipe through.
+const RELEASE_GRACE: Duration = Duration::from_secs(1);
+
 /// Records one SIGINT/SIGTERM (called from the signal handler). The first asks for an orderly
 /// stop and a full teardown; the second asks teardown to skip the compose tool and only sweep the
 /// run's objects by label.
@@ -381,27 +384,117 @@ pub fn pipe<T>(
     pipe_into(producer, Some(consumer), Link::Stdio, timeout, interrupt, relay)
 }
 
-/// [`pipe`] through two named pipes instead of the commands' stdout and stdin: `producer`
-/// writes into `from` and `consumer` reads from `to` (helper containers that have them
-/// bind-mounted), and the relay runs between the two on this thread. Each pipe is opened with
-/// the same deadline and interrupt handling, and an open fails as soon as its side has exited.
-pub fn pipe_fifos<T>(
+/// Runs `producer` and `consumer` side by side, joined by the named pipe `fifo` that both open
+/// themselves (helper containers that have it bind-mounted): the bytes never pass through this
+/// process, so they move as fast as between two processes on the host. Both are ended at
+/// `timeout` or, with [`Interrupt::Allowed`], on Ctrl-C. When one side fails, or the run is
+/// stopped, a side still blocked opening the pipe is let through ([`release_fifo`]), so that it
+/// ends too instead of waiting forever. Each side's output is returned, stdout included.
+pub fn pair_through_fifo(
     producer: &CommandSpec,
-    from: &std::path::Path,
     consumer: &CommandSpec,
-    to: &std::path::Path,
+    fifo: &std::path::Path,
     timeout: Duration,
     interrupt: Interrupt,
-    relay: impl FnOnce(&mut dyn Read, &mut dyn std::io::Write) -> std::io::Result<T>,
-) -> Result<Piped<T>, HarnessError> {
-    pipe_into(
-        producer,
-        Some(consumer),
-        Link::Fifos { from, to: Some(to) },
-        timeout,
-        interrupt,
-        relay,
-    )
+) -> Result<(Output, Output), HarnessError> {
+    tracing::debug!(producer = %producer.display(), consumer = %consumer.display(), fifo = %fifo.display(), "pair");
+    let spawn = |spec: &CommandSpec| {
+        let mut cmd = command_for(spec);
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.spawn().map_err(|source| HarnessError::Spawn {
+            cmd: spec.display(),
+            source,
+        })
+    };
+    let start = Instant::now();
+    let mut sides = vec![spawn(producer)?];
+    match spawn(consumer) {
+        Ok(c) => sides.push(c),
+        Err(e) => {
+            kill_group_now(sides[0].id() as i32);
+            release_fifo(fifo);
+            let _ = sides[0].wait();
+            return Err(e);
+        }
+    }
+    let pipes: Vec<(Pipe, Pipe)> = sides
+        .iter_mut()
+        .map(|c| {
+            (
+                Pipe::read(c.stdout.take().expect("piped stdout")),
+                Pipe::read(c.stderr.take().expect("piped stderr")),
+            )
+        })
+        .collect();
+    let mut status: Vec<Option<std::process::ExitStatus>> = vec![None, None];
+    let mut stopped = None;
+    let mut nap = Duration::from_millis(2);
+    loop {
+        for (c, st) in sides.iter_mut().zip(status.iter_mut()) {
+            if st.is_none() {
+                *st = c.try_wait().ok().flatten();
+            }
+        }
+        if status.iter().all(Option::is_some) {
+            break;
+        }
+        if status.iter().flatten().any(|s| !s.success()) {
+            release_fifo(fifo);
+        }
+        if start.elapsed() >= timeout {
+            stopped = Some(StopReason::Timeout);
+        } else if interrupt.stops_now(&SIGNALS) {
+            stopped = Some(StopReason::Interrupted);
+        }
+        if stopped.is_some() {
+            for c in sides.iter_mut() {
+                kill_group_now(c.id() as i32);
+            }
+            release_fifo(fifo);
+            for c in sides.iter_mut() {
+                let _ = c.wait();
+            }
+            break;
+        }
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(Duration::from_millis(20));
+    }
+    // A helper whose client is gone (killed at the deadline) may still be starting: keep letting
+    // a late open through for a moment, so that it meets a closed pipe rather than waiting forever.
+    if stopped.is_some() || status.iter().flatten().any(|s| !s.success()) {
+        let until = Instant::now() + RELEASE_GRACE;
+        while Instant::now() < until {
+            release_fifo(fifo);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    for (out, err) in &pipes {
+        Pipe::wait_both(out, err, PIPE_GRACE, || false);
+    }
+    let display = format!("{} <fifo> {}", producer.display(), consumer.display());
+    match stopped {
+        Some(StopReason::Timeout) => Err(HarnessError::Timeout {
+            cmd: display,
+            after: timeout,
+            stderr: pipes
+                .iter()
+                .map(|(_, e)| e.text())
+                .collect::<Vec<_>>()
+                .join("\n")
+                .trim()
+                .to_string(),
+        }),
+        Some(StopReason::Interrupted) => Err(HarnessError::Interrupted),
+        None => {
+            let output = |i: usize| Output {
+                status: status[i].and_then(|s| s.code()),
+                stdout: pipes[i].0.text(),
+                stderr: pipes[i].1.text(),
+                elapsed: start.elapsed(),
+            };
+            Ok((output(0), output(1)))
+        }
+    }
 }
 
 /// [`read_stream`] from the named pipe `from` that `producer` writes into.
@@ -412,14 +505,7 @@ pub fn read_fifo<T>(
     interrupt: Interrupt,
     read: impl FnOnce(&mut dyn Read) -> std::io::Result<T>,
 ) -> Result<Piped<T>, HarnessError> {
-    pipe_into(
-        producer,
-        None,
-        Link::Fifos { from, to: None },
-        timeout,
-        interrupt,
-        |r, _| read(r),
-    )
+    pipe_into(producer, None, Link::Fifo(from), timeout, interrupt, |r, _| read(r))
 }
 
 /// The relay's input, and its output when there is a consumer.
@@ -430,11 +516,8 @@ type RelayEnds = (Box<dyn Read>, Option<Box<dyn std::io::Write>>);
 enum Link<'a> {
     /// The producer's stdout and the consumer's stdin.
     Stdio,
-    /// Named pipes the two commands open themselves.
-    Fifos {
-        from: &'a std::path::Path,
-        to: Option<&'a std::path::Path>,
-    },
+    /// A named pipe the producer opens itself and writes into (no consumer).
+    Fifo(&'a std::path::Path),
 }
 
 /// Lets whoever is blocked opening the named pipe `path` through: a reader then sees end-of-file,
@@ -448,72 +531,47 @@ fn release_fifo(path: &std::path::Path) {
         .open(path);
 }
 
-/// Opens the named pipe `path` for reading (or writing) without blocking on a peer that never
-/// comes: `stop` is asked between tries and ends the wait with its reason. Only a FIFO is
-/// accepted, never through a link.
-fn open_fifo(
-    path: &std::path::Path,
-    write: bool,
-    mut stop: impl FnMut() -> Option<String>,
-) -> std::io::Result<std::fs::File> {
+/// Opens the named pipe `path` for reading without blocking on a writer that never comes:
+/// `stop` is asked between tries and ends the wait with its reason. Only a FIFO is accepted,
+/// never through a link.
+fn open_fifo(path: &std::path::Path, mut stop: impl FnMut() -> Option<String>) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
     use std::os::unix::io::AsRawFd;
-    let set_blocking = |f: &std::fs::File| -> std::io::Result<()> {
-        let fd = f.as_raw_fd();
-        // SAFETY: fcntl on a descriptor we own.
-        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-        if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // A larger pipe buffer means fewer wake-ups between the tars and the relay; best effort
-        // (the kernel caps it at /proc/sys/fs/pipe-max-size).
-        // SAFETY: as above.
-        unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, 1 << 20) };
-        Ok(())
-    };
-    let flags = libc::O_NONBLOCK | libc::O_NOFOLLOW;
-    let file = if write {
-        loop {
-            match std::fs::OpenOptions::new().write(true).custom_flags(flags).open(path) {
-                Ok(f) => break f,
-                // No reader yet.
-                Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {}
-                Err(e) => return Err(e),
-            }
-            if let Some(why) = stop() {
-                return Err(std::io::Error::other(why));
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    } else {
-        let f = std::fs::OpenOptions::new().read(true).custom_flags(flags).open(path)?;
-        loop {
-            let mut pfd = libc::pollfd {
-                fd: f.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // Linux reports neither data nor hang-up before a writer has opened the pipe.
-            // SAFETY: one valid pollfd.
-            match unsafe { libc::poll(&mut pfd, 1, 10) } {
-                n if n > 0 => break f,
-                0 => {}
-                _ => {
-                    let e = std::io::Error::last_os_error();
-                    if e.kind() != std::io::ErrorKind::Interrupted {
-                        return Err(e);
-                    }
-                }
-            }
-            if let Some(why) = stop() {
-                return Err(std::io::Error::other(why));
-            }
-        }
-    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)?;
     if !file.metadata()?.file_type().is_fifo() {
         return Err(std::io::Error::other(format!("{} is not a named pipe", path.display())));
     }
-    set_blocking(&file)?;
+    loop {
+        let mut pfd = libc::pollfd {
+            fd: file.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // Linux reports neither data nor hang-up before a writer has opened the pipe.
+        // SAFETY: one valid pollfd.
+        match unsafe { libc::poll(&mut pfd, 1, 10) } {
+            n if n > 0 => break,
+            0 => {}
+            _ => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+        if let Some(why) = stop() {
+            return Err(std::io::Error::other(why));
+        }
+    }
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
     Ok(file)
 }
 
@@ -550,7 +608,7 @@ fn pipe_into<T>(
         })
     };
     let start = Instant::now();
-    let fifos = matches!(link, Link::Fifos { .. });
+    let fifos = matches!(link, Link::Fifo(_));
     let piped_if = |yes: bool| if yes { Stdio::piped() } else { Stdio::null() };
     let mut from = spawn(producer, Stdio::null(), piped_if(!fifos))?;
     let mut to = match consumer.map(|c| spawn(c, piped_if(!fifos), Stdio::null())).transpose() {
@@ -596,33 +654,22 @@ fn pipe_into<T>(
             Box::new(stdio_reader.expect("piped stdout")),
             stdio_writer.map(|w| Box::new(w) as Box<dyn std::io::Write>),
         )),
-        Link::Fifos {
-            from: from_fifo,
-            to: to_fifo,
-        } => {
-            // Each open ends early when the watchdog stopped the run or the side it waits for
-            // has already exited (a helper that failed to start never opens its pipe).
-            let stop = |side: &str, child: &mut std::process::Child| -> Option<String> {
+        Link::Fifo(from_fifo) => {
+            // The open ends early when the watchdog stopped the run or the producer has already
+            // exited (a helper that failed to start never opens its pipe).
+            let stop = || -> Option<String> {
                 if let Some(reason) = stopped.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
                     return Some(match reason {
                         StopReason::Timeout => "deadline reached".into(),
                         StopReason::Interrupted => "interrupted".into(),
                     });
                 }
-                match child.try_wait() {
-                    Ok(Some(status)) => Some(format!("the {side} side exited ({status}) before opening its pipe")),
+                match from.try_wait() {
+                    Ok(Some(status)) => Some(format!("the reading side exited ({status}) before opening its pipe")),
                     _ => None,
                 }
             };
-            open_fifo(from_fifo, false, || stop("reading", &mut from)).and_then(|r| {
-                let w = match (to_fifo, to.as_mut()) {
-                    (Some(path), Some(child)) => {
-                        Some(Box::new(open_fifo(path, true, || stop("writing", child))?) as Box<dyn std::io::Write>)
-                    }
-                    _ => None,
-                };
-                Ok((Box::new(r) as Box<dyn Read>, w))
-            })
+            open_fifo(from_fifo, stop).map(|r| (Box::new(r) as Box<dyn Read>, None))
         }
     };
     let relayed = match ends {
@@ -632,8 +679,8 @@ fn pipe_into<T>(
             // each pipe both ways for a moment so that such an open returns, then meets
             // end-of-file or a closed pipe, and the helper exits.
             groups.iter().for_each(|g| kill_group_now(*g));
-            if let Link::Fifos { from, to } = link {
-                std::iter::once(from).chain(to).for_each(release_fifo);
+            if let Link::Fifo(from) = link {
+                release_fifo(from);
             }
             Err(e)
         }
@@ -890,107 +937,96 @@ mod tests {
         assert_eq!(piped.relayed.unwrap(), b"a\0\xffb");
     }
 
-    /// Two named pipes in a fresh directory, and a shell that gets their paths as $1 and $2.
-    fn fifos() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    /// A named pipe in a fresh directory.
+    fn fifo() -> (tempfile::TempDir, std::path::PathBuf) {
         let d = tempfile::tempdir().unwrap();
-        let (a, b) = (d.path().join("a"), d.path().join("b"));
-        for p in [&a, &b] {
-            let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
-            // SAFETY: a valid path.
-            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-        }
-        (d, a, b)
+        let p = d.path().join("stream");
+        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        // SAFETY: a valid path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        (d, p)
     }
 
-    fn sh_with(script: &str, a: &std::path::Path, b: &std::path::Path) -> CommandSpec {
-        CommandSpec::new("sh").args(["-c", script, "sh", a.to_str().unwrap(), b.to_str().unwrap()])
+    /// `sh -c script` with `$1` the pipe and `$2` a second path.
+    fn sh_with(script: &str, fifo: &std::path::Path, other: &std::path::Path) -> CommandSpec {
+        CommandSpec::new("sh").args(["-c", script, "sh", fifo.to_str().unwrap(), other.to_str().unwrap()])
     }
 
     #[test]
-    fn named_pipes_carry_every_byte_through_the_relay() {
-        let (d, a, b) = fifos();
+    fn a_named_pipe_carries_every_byte_between_the_two_sides() {
+        let (d, p) = fifo();
         let out = d.path().join("out");
-        let consumer = CommandSpec::new("sh").args([
-            "-c",
-            r#"cat "$1" > "$2""#,
-            "sh",
-            b.to_str().unwrap(),
-            out.to_str().unwrap(),
-        ]);
-        let piped = pipe_fifos(
-            &sh_with(r#"head -c 3000000 /dev/zero | tr '\0' x > "$1""#, &a, &b),
-            &a,
-            &consumer,
-            &b,
+        let (producer, consumer) = pair_through_fifo(
+            &sh_with(r#"head -c 3000000 /dev/zero | tr '\0' x > "$1"; echo sent"#, &p, &out),
+            &sh_with(r#"cat "$1" > "$2"; echo got"#, &p, &out),
+            &p,
             Duration::from_secs(10),
             Interrupt::Ignored,
-            |r, w| std::io::copy(r, w),
         )
         .unwrap();
-        assert!(piped.success(), "{piped:?}");
-        assert_eq!(*piped.relayed.as_ref().unwrap(), 3_000_000);
+        assert!(producer.success() && consumer.success(), "{producer:?} {consumer:?}");
+        assert_eq!((producer.stdout.trim(), consumer.stdout.trim()), ("sent", "got"));
         assert_eq!(std::fs::read(&out).unwrap().len(), 3_000_000);
     }
 
-    #[rstest::rstest]
-    #[case::the_reader_never_starts(
-        r#"echo 'no such volume' >&2; exit 125"#,
-        r#"cat "$2" >/dev/null"#,
-        "reading side exited"
-    )]
-    #[case::the_writer_never_starts(
-        r#"head -c 3000000 /dev/zero > "$1""#,
-        r#"echo 'no such image' >&2; exit 125"#,
-        "writing side exited"
-    )]
-    fn a_side_that_never_opens_its_pipe_ends_the_copy_at_once(
-        #[case] producer: &str,
-        #[case] consumer: &str,
-        #[case] expected: &str,
-    ) {
-        let (_d, a, b) = fifos();
-        let t = Instant::now();
-        let piped = pipe_fifos(
-            &sh_with(producer, &a, &b),
-            &a,
-            &sh_with(consumer, &a, &b),
-            &b,
-            Duration::from_secs(30),
+    #[test]
+    fn a_named_pipe_is_read_whole_by_the_relay() {
+        let (d, p) = fifo();
+        let piped = read_fifo(
+            &sh_with(r#"printf 'a\000\377b' > "$1""#, &p, d.path()),
+            &p,
+            Duration::from_secs(10),
             Interrupt::Ignored,
-            |r, w| std::io::copy(r, w),
+            |r| {
+                let mut buf = Vec::new();
+                r.read_to_end(&mut buf).map(|_| buf)
+            },
         )
         .unwrap();
-        assert!(!piped.success());
-        let err = piped.relayed.as_ref().unwrap_err().to_string();
-        assert!(err.contains(expected), "{err}");
-        assert!(piped.producer.stderr.contains("no such") || piped.consumer.stderr.contains("no such"));
+        assert!(piped.success(), "{piped:?}");
+        assert_eq!(piped.relayed.unwrap(), b"a\0\xffb");
+    }
+
+    #[rstest::rstest]
+    #[case::the_reader_never_starts(r#"echo 'no such volume' >&2; exit 125"#, r#"cat "$1" >/dev/null"#)]
+    #[case::the_writer_never_starts(r#"head -c 3000000 /dev/zero > "$1""#, r#"echo 'no such image' >&2; exit 125"#)]
+    fn a_side_that_never_opens_its_pipe_ends_the_other_at_once(#[case] producer: &str, #[case] consumer: &str) {
+        let (d, p) = fifo();
+        let t = Instant::now();
+        let (a, b) = pair_through_fifo(
+            &sh_with(producer, &p, d.path()),
+            &sh_with(consumer, &p, d.path()),
+            &p,
+            Duration::from_secs(30),
+            Interrupt::Ignored,
+        )
+        .unwrap();
+        // The side left waiting was let through: it saw an empty stream or a closed pipe.
+        assert!(!(a.success() && b.success()), "{a:?} {b:?}");
+        assert!(a.stderr.contains("no such") || b.stderr.contains("no such"));
         assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     }
 
     #[test]
     fn a_peer_left_blocked_on_its_pipe_is_released() {
-        // The consumer's "container" outlives its client: a background reader detached from
-        // the client's process group, as a container is from `docker run`.
-        let (d, a, b) = fifos();
+        // The reading "container" outlives its client: a background reader detached from the
+        // client's process group, as a container is from `docker run`.
+        let (d, p) = fifo();
         let done = d.path().join("done");
-        let consumer = CommandSpec::new("sh").args([
-            "-c",
+        let consumer = sh_with(
             r#"setsid sh -c 'cat "$1" >/dev/null; echo $? > "$2"' sh "$1" "$2" & exit 0"#,
-            "sh",
-            b.to_str().unwrap(),
-            done.to_str().unwrap(),
-        ]);
-        let piped = pipe_fifos(
-            &sh_with("echo 'no such volume' >&2; exit 125", &a, &b),
-            &a,
+            &p,
+            &done,
+        );
+        let (a, _) = pair_through_fifo(
+            &sh_with("echo 'no such volume' >&2; exit 125", &p, &done),
             &consumer,
-            &b,
+            &p,
             Duration::from_secs(30),
             Interrupt::Ignored,
-            |r, w| std::io::copy(r, w),
         )
         .unwrap();
-        assert!(!piped.success());
+        assert_eq!(a.status, Some(125));
         let t = Instant::now();
         while !done.exists() && t.elapsed() < Duration::from_secs(5) {
             std::thread::sleep(Duration::from_millis(20));
@@ -1000,16 +1036,23 @@ mod tests {
 
     #[test]
     fn a_named_pipe_nobody_opens_ends_at_the_deadline() {
-        let (_d, a, b) = fifos();
+        let (_d, p) = fifo();
         let t = Instant::now();
-        let err = pipe_fifos(
+        let err = pair_through_fifo(
             &sh("sleep 30"),
-            &a,
             &sh("sleep 30"),
-            &b,
+            &p,
             Duration::from_millis(300),
             Interrupt::Ignored,
-            |r, w| std::io::copy(r, w),
+        )
+        .unwrap_err();
+        assert!(matches!(err, HarnessError::Timeout { .. }), "{err}");
+        let err = read_fifo(
+            &sh("sleep 30"),
+            &p,
+            Duration::from_millis(300),
+            Interrupt::Ignored,
+            |r| std::io::copy(r, &mut std::io::sink()),
         )
         .unwrap_err();
         assert!(matches!(err, HarnessError::Timeout { .. }), "{err}");
@@ -1021,11 +1064,11 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let file = d.path().join("plain");
         std::fs::write(&file, b"x").unwrap();
-        let err = open_fifo(&file, false, || None).unwrap_err();
+        let err = open_fifo(&file, || None).unwrap_err();
         assert!(err.to_string().contains("not a named pipe"), "{err}");
         let link = d.path().join("link");
         std::os::unix::fs::symlink(&file, &link).unwrap();
-        assert!(open_fifo(&link, false, || None).is_err());
+        assert!(open_fifo(&link, || None).is_err());
     }
 
     #[test]

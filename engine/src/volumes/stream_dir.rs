@@ -1,7 +1,8 @@
-//! Named pipes that carry a volume's tar stream between a helper container and the harness. They
-//! are bind-mounted into the helpers, so the bytes go through the kernel instead of the engines'
-//! attach streams. Measured here on 268 MB: Docker's attach stream, which also writes every byte
-//! to the container's log, took 7.0 s; the same export through a named pipe took under 0.5 s.
+//! Named pipes that carry a volume's tar stream: from one engine's helper container straight to
+//! the other's (a copy), or from a helper to the harness (a fingerprint). They are bind-mounted
+//! into the helpers, so the bytes go through the kernel instead of the engines' attach streams.
+//! Measured here on 268 MB: Docker's attach stream, which also writes every byte to the
+//! container's log, took 7.0 s; the same export through a named pipe took under 0.5 s.
 //!
 //! The pipes live in a fresh directory that root owns, under the harness's trusted state
 //! directory. Its mode is 0711: a rootless engine's user may reach a pipe it was given by name,

@@ -3,10 +3,10 @@
 //! travel as numbers and are written by the target container's root, so under rootless Podman
 //! they come out identical inside the container (mapped through the user namespace). The stream
 //! goes through named pipes mounted into the helpers ([`super::stream_dir`]), not through the
-//! engines' attach streams.
+//! engines' attach streams; the harness itself only reads the trees (fingerprints), never the
+//! stream between the engines, which moves as fast as between two processes on the host.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -21,7 +21,7 @@ use crate::runtime::{Interrupt, ObjectKind, Runtime};
 /// What one copy moved.
 #[derive(Debug, Clone, Serialize)]
 pub struct Transfer {
-    /// The source tree, read from the stream that went to the target.
+    /// The source tree, read just before the copy (stopped, mounted read-only).
     pub source: Fingerprint,
     /// The target tree, read back from the target volume after the copy.
     pub target: Fingerprint,
@@ -29,10 +29,10 @@ pub struct Transfer {
     pub stream_bytes: u64,
     /// The stream alone: from starting the two helpers to both exiting.
     pub stream_seconds: f64,
-    /// The bytes moving: from the first byte to the last one through the relay, without the
-    /// helpers' start and exit (a fixed cost of about 0.4 s here, whatever the volume's size).
+    /// The bytes moving: from both tars started to the import's end, without the helpers'
+    /// container start and exit (a fixed cost of about 0.4 s here, whatever the volume's size).
     pub data_seconds: f64,
-    /// The whole copy: checks before, the stream, and reading the target back.
+    /// The whole copy: reading the source and checks before, the stream, reading the target back.
     pub seconds: f64,
 }
 
@@ -132,12 +132,17 @@ fn helper(
         .args(["--entrypoint", "sh", BASE_IMAGE, "-c", script])
 }
 
+/// The volume as a tar stream into the pipe (to be fingerprinted by the harness).
 const EXPORT: &str = "cd /v && exec tar --numeric-owner -cf /stream .";
-const IMPORT_INTO_EMPTY: &str = "cd /v && exec tar --numeric-owner -xpf /stream";
-const IMPORT_REPLACING: &str = "cd /v && find . -mindepth 1 -delete && exec tar --numeric-owner -xpf /stream";
+/// The same for a copy: the pipe goes to the other engine's helper; the start and tar's totals
+/// are reported (see `StreamTiming`).
+const EXPORT_TIMED: &str =
+    "s=$(date +%s%N); cd /v && tar --numeric-owner --totals -cf /stream .; rc=$?; echo \"hydra-start $s\"; exit $rc";
+/// The stream unpacked into the volume, numeric owners and modes kept, start and end reported.
+const IMPORT: &str = "s=$(date +%s%N); cd /v && tar --numeric-owner -xpf /stream; rc=$?; echo \"hydra-start $s\"; echo \"hydra-end $(date +%s%N)\"; exit $rc";
 
-/// Read and write size of the relay: one system call per this many bytes, not per tar block.
-const RELAY_CHUNK: usize = 1 << 20;
+/// Read size of the fingerprint's reader: one system call per this many bytes, not per block.
+const READ_CHUNK: usize = 1 << 20;
 
 fn failed<T>(what: &str, piped: &Piped<T>) -> HarnessError {
     let mut parts = Vec::new();
@@ -178,7 +183,7 @@ pub fn fingerprint(
         timeout,
         Interrupt::Allowed,
         |r| {
-            let mut r = std::io::BufReader::with_capacity(RELAY_CHUNK, r);
+            let mut r = std::io::BufReader::with_capacity(READ_CHUNK, r);
             let fp = Fingerprint::from_tar(&mut r).map_err(|e| std::io::Error::other(e.to_string()))?;
             // The archive's trailing blocks too, so the writing tar is not cut off.
             std::io::copy(&mut r, &mut std::io::sink())?;
@@ -210,10 +215,11 @@ pub fn copy(
         }
     }
     let started = Instant::now();
+    // The source as the copy will see it: stopped and mounted read-only, it cannot change.
+    let source = fingerprint(from, from_volume, labels, timeout)?;
     // A rootless target can only own files with the IDs of its user namespace: files owned by
     // others would fail half-way through the copy, or come out owned by nobody.
     if let Some(limits) = to.container_id_limits()? {
-        let source = fingerprint(from, from_volume, labels, timeout)?;
         let outside = owners_outside(&source, limits);
         if !outside.is_empty() {
             return Err(HarnessError::usage(format!(
@@ -240,49 +246,94 @@ pub fn copy(
         }
     }
     let script = match into {
-        Fill::Empty => IMPORT_INTO_EMPTY,
-        Fill::Replace => IMPORT_REPLACING,
+        Fill::Empty => IMPORT.to_string(),
+        Fill::Replace => format!("cd /v && find . -mindepth 1 -delete && {IMPORT}"),
     };
+    // One pipe between the two helpers: the rootless side's user owns it, the rootful side's
+    // root opens it with DAC_OVERRIDE.
     let mut dir = StreamDir::create()?;
-    let (out, into_target) = (dir.fifo("out", from)?, dir.fifo("in", to)?);
+    let stream = dir.fifo("stream", if to.rootless_user().is_some() { to } else { from })?;
     let stream_started = Instant::now();
-    let piped = exec::pipe_fifos(
-        &helper(from, from_volume, &out, labels, false, EXPORT),
-        &out,
-        &helper(to, to_volume, &into_target, labels, true, script),
-        &into_target,
+    let (export, import) = exec::pair_through_fifo(
+        &helper(from, from_volume, &stream, labels, false, EXPORT_TIMED),
+        &helper(to, to_volume, &stream, labels, true, &script),
+        &stream,
         timeout,
         Interrupt::Allowed,
-        |r, w| {
-            let mut tee = Tee::new(r, w);
-            let fp = Fingerprint::from_tar(&mut tee).map_err(|e| std::io::Error::other(e.to_string()))?;
-            // The archive's trailing blocks too: the reading tar expects them.
-            std::io::copy(&mut tee, &mut std::io::sink())?;
-            let data_seconds = tee.first.map(|f| f.elapsed().as_secs_f64()).unwrap_or(0.0);
-            Ok((fp, tee.bytes, data_seconds))
-        },
     )?;
-    if !piped.success() {
-        return Err(failed(
-            &format!(
-                "copying volume {from_volume} ({}) to {to_volume} ({})",
-                from.kind(),
-                to.kind()
-            ),
-            &piped,
-        ));
-    }
     let stream_seconds = stream_started.elapsed().as_secs_f64();
-    let (source, stream_bytes, data_seconds) = piped.relayed.map_err(HarnessError::from)?;
+    let what = || {
+        format!(
+            "copying volume {from_volume} ({}) to {to_volume} ({})",
+            from.kind(),
+            to.kind()
+        )
+    };
+    if !export.success() || !import.success() {
+        let sides: Vec<String> = [("reading", &export), ("writing", &import)]
+            .iter()
+            .filter(|(_, o)| !o.success())
+            .map(|(side, o)| format!("{side} side exited {:?}: {}", o.status, exec::tail(o.stderr.trim(), 10)))
+            .collect();
+        return Err(HarnessError::usage(format!("{} failed: {}", what(), sides.join("; "))));
+    }
+    let timing = StreamTiming::parse(&export.stdout, &export.stderr, &import.stdout).ok_or_else(|| {
+        HarnessError::usage(format!(
+            "{}: the helpers did not report their times and totals ({:?}, {:?})",
+            what(),
+            export.stdout,
+            import.stdout
+        ))
+    })?;
     let target = fingerprint(to, to_volume, labels, timeout)?;
     Ok(Transfer {
         source,
         target,
-        stream_bytes,
+        stream_bytes: timing.bytes,
         stream_seconds,
-        data_seconds,
+        data_seconds: timing.data_seconds(),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// What the two helpers of a copy print about it: when each began (nanoseconds of the host's
+/// clock, which containers share), when the import ended, and the archive's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StreamTiming {
+    export_start: u128,
+    import_start: u128,
+    import_end: u128,
+    bytes: u64,
+}
+
+impl StreamTiming {
+    /// From the exporting side's stdout (`hydra-start N`) and stderr (tar's `Total bytes
+    /// written: N`) and the importing side's stdout (`hydra-start N`, `hydra-end N`). Pure.
+    fn parse(export_out: &str, export_err: &str, import_out: &str) -> Option<Self> {
+        let stamp = |text: &str, key: &str| -> Option<u128> {
+            text.lines()
+                .find_map(|l| l.trim().strip_prefix(key))
+                .and_then(|v| v.trim().parse().ok())
+        };
+        let bytes = export_err
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Total bytes written:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|n| n.parse().ok())?;
+        Some(Self {
+            export_start: stamp(export_out, "hydra-start ")?,
+            import_start: stamp(import_out, "hydra-start ")?,
+            import_end: stamp(import_out, "hydra-end ")?,
+            bytes,
+        })
+    }
+
+    /// The bytes moving: from the moment both tars had started (the pipe joins them as soon as
+    /// both open it) to the end of the import.
+    fn data_seconds(&self) -> f64 {
+        let both = self.export_start.max(self.import_start);
+        self.import_end.saturating_sub(both) as f64 / 1e9
+    }
 }
 
 /// Paths (at most 10, then a count) whose uid or gid is not below `limits`, with their owners.
@@ -298,57 +349,6 @@ fn owners_outside(fp: &Fingerprint, (uids, gids): (u64, u64)) -> Vec<String> {
         shown.push(format!("and {} more", outside.len() - 10));
     }
     shown
-}
-
-/// A reader that writes what it reads to `out`, in chunks of up to [`RELAY_CHUNK`] whatever
-/// size its own reader asks for.
-struct Tee<'a, R> {
-    inner: R,
-    out: &'a mut dyn std::io::Write,
-    bytes: u64,
-    buf: Vec<u8>,
-    pos: usize,
-    /// When the first byte arrived.
-    first: Option<Instant>,
-}
-
-impl<'a, R: Read> Tee<'a, R> {
-    fn new(inner: R, out: &'a mut dyn std::io::Write) -> Self {
-        Self {
-            inner,
-            out,
-            bytes: 0,
-            buf: Vec::with_capacity(RELAY_CHUNK),
-            pos: 0,
-            first: None,
-        }
-    }
-}
-
-impl<R: Read> Read for Tee<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.pos == self.buf.len() {
-            self.buf.resize(RELAY_CHUNK, 0);
-            let n = loop {
-                match self.inner.read(&mut self.buf) {
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    r => break r,
-                }
-            };
-            let n = n.inspect_err(|_| self.buf.clear())?;
-            self.buf.truncate(n);
-            self.pos = 0;
-            self.out.write_all(&self.buf)?;
-            if self.first.is_none() && n > 0 {
-                self.first = Some(Instant::now());
-            }
-            self.bytes += n as u64;
-        }
-        let n = (self.buf.len() - self.pos).min(buf.len());
-        buf[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
 }
 
 #[cfg(test)]
@@ -398,18 +398,24 @@ mod tests {
     }
 
     #[test]
-    fn a_tee_passes_every_byte_and_counts_them() {
-        let input: Vec<u8> = (0..3 * RELAY_CHUNK + 17).map(|i| (i % 251) as u8).collect();
-        let mut out = Vec::new();
-        let mut tee = Tee::new(&input[..], &mut out);
-        let mut first = [0u8; 4];
-        tee.read_exact(&mut first).unwrap();
-        assert_eq!(first, input[..4]);
-        let mut rest = Vec::new();
-        std::io::copy(&mut tee, &mut rest).unwrap();
-        assert_eq!(tee.bytes, input.len() as u64);
-        assert_eq!(rest, input[4..]);
-        assert_eq!(out, input);
+    fn the_helpers_report_is_read_into_times_and_bytes() {
+        let t = StreamTiming::parse(
+            "hydra-start 1000000000\n",
+            "Total bytes written: 268462080 (257MiB, 1.2GiB/s)\n",
+            "hydra-start 1200000000\nhydra-end 1450000000\n",
+        )
+        .unwrap();
+        assert_eq!(t.bytes, 268_462_080);
+        // From the later start (the import's) to the end.
+        assert!((t.data_seconds() - 0.25).abs() < 1e-9);
+        assert_eq!(
+            StreamTiming::parse("hydra-start 1", "", "hydra-start 1\nhydra-end 2"),
+            None
+        );
+        assert_eq!(
+            StreamTiming::parse("", "Total bytes written: 5", "hydra-start 1\nhydra-end 2"),
+            None
+        );
     }
 
     #[test]
@@ -426,7 +432,7 @@ mod tests {
         assert!(read.windows(2).any(|w| w == ["--log-driver", "none"]));
         assert!(read.windows(2).any(|w| w == ["--label", "io.hydra.run=r1"]));
         assert!(!read.contains(&"CHOWN".to_string()));
-        let write = helper(&rt, "vol", fifo, &labels, true, IMPORT_INTO_EMPTY).args;
+        let write = helper(&rt, "vol", fifo, &labels, true, IMPORT).args;
         assert!(write.windows(2).any(|w| w == ["-v", "vol:/v"]), "{write:?}");
         assert!(write
             .windows(2)
