@@ -97,6 +97,45 @@ fn down_without_a_kept_stack_says_so() {
 }
 
 #[test]
+fn doctor_json_is_one_parseable_array_with_the_same_exit_code() {
+    let out = harness()
+        .args([
+            "doctor",
+            "--runtime",
+            "docker",
+            "--runtime",
+            "podman",
+            "--format",
+            "json",
+        ])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    let reports = v.as_array().expect("an array");
+    assert_eq!(reports.len(), 2);
+    assert!(v.to_string().contains("not found on PATH"), "{v}");
+}
+
+#[test]
+fn gc_json_says_which_engines_were_skipped_and_why() {
+    let state = tempfile::tempdir().unwrap();
+    let out = harness()
+        .args(["gc", "--format", "json"])
+        .env("PATH", "/nonexistent")
+        .env("HYDRA_STATE_DIR", state.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    let engines = v["engines"].as_array().expect("engines");
+    assert_eq!(engines.len(), 3, "{v}");
+    assert!(engines.iter().all(|e| e["skipped"].is_string()), "{v}");
+    assert_eq!(v["stream_dirs_removed"], serde_json::json!([]));
+}
+
+#[test]
 fn gc_skips_unreachable_runtimes_visibly_and_succeeds() {
     harness()
         .arg("gc")
@@ -128,6 +167,29 @@ fn validate_fails_with_code_3_when_a_required_runtime_is_missing() {
     assert!(std::fs::read_to_string(report.path().join("junit.xml"))
         .unwrap()
         .contains("<failure"));
+}
+
+#[test]
+fn validate_json_summarises_targets_failures_reports_and_exit_code() {
+    let report = tempfile::tempdir().unwrap();
+    let out = harness()
+        .args(["validate", "--runtime", "docker", "--format", "json", "--report"])
+        .arg(report.path())
+        .arg("--junit")
+        .arg(report.path().join("junit.xml"))
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert_eq!(v["exit_code"], 3, "{v}");
+    assert_eq!(v["targets"][0]["runtime"], "docker", "{v}");
+    assert_eq!(v["targets"][0]["failed"], 1, "{v}");
+    assert_eq!(v["failures"][0]["trial"], "docker::lifecycle::runtime_available", "{v}");
+    assert!(
+        v["reports"]["junit"].as_str().is_some_and(|p| p.ends_with("junit.xml")),
+        "{v}"
+    );
 }
 
 #[test]

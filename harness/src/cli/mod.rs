@@ -22,7 +22,8 @@ use hydra::{gc, images, HarnessError};
 #[command(
     name = "harness",
     version,
-    about = "Validate a compose stack under docker, podman and rootless podman"
+    about = "Validate a compose stack under docker, podman and rootless podman",
+    after_help = ENVIRONMENT
 )]
 struct Cli {
     #[command(subcommand)]
@@ -58,12 +59,15 @@ impl StackArgs {
 enum Command {
     /// Check each runtime's prerequisites and print a fix for every problem.
     Doctor {
-        #[arg(long = "runtime", value_name = "R", value_parser = parse_runtime)]
+        #[arg(long = "runtime", value_name = "R", value_parser = RuntimeParser)]
         runtimes: Vec<RuntimeKind>,
+        /// `json`: the reports of every runtime as a JSON array on stdout (same exit code).
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
     },
     /// Build the stack's images (only those whose inputs changed).
     Images {
-        #[arg(long = "runtime", value_name = "R", value_parser = parse_runtime)]
+        #[arg(long = "runtime", value_name = "R", value_parser = RuntimeParser)]
         runtimes: Vec<RuntimeKind>,
         #[arg(long = "compose", value_name = "FILE")]
         compose: Vec<PathBuf>,
@@ -73,18 +77,18 @@ enum Command {
     },
     /// Bring the stack up, wait until healthy, and leave it running.
     Up {
-        #[arg(long, value_name = "R", value_parser = parse_runtime)]
+        #[arg(long, value_name = "R", value_parser = RuntimeParser)]
         runtime: RuntimeKind,
         #[command(flatten)]
         stack: StackArgs,
         /// `json`: print what `up` measured (per-service readiness with wall-clock times) and
         /// the published ports as one JSON object on stdout instead of the tables.
         #[arg(long, value_enum, default_value = "text")]
-        format: UpFormat,
+        format: Format,
     },
     /// Tear down the stack `up` left running.
     Down {
-        #[arg(long, value_name = "R", value_parser = parse_runtime)]
+        #[arg(long, value_name = "R", value_parser = RuntimeParser)]
         runtime: RuntimeKind,
         /// A specific run id (default: the newest kept run of that runtime).
         #[arg(long)]
@@ -95,16 +99,19 @@ enum Command {
         /// Also remove stacks deliberately left running by `harness up`.
         #[arg(long)]
         all: bool,
-        #[arg(long = "runtime", value_name = "R", value_parser = parse_runtime)]
+        #[arg(long = "runtime", value_name = "R", value_parser = RuntimeParser)]
         runtimes: Vec<RuntimeKind>,
+        /// `json`: what was found, removed and left, per engine, as one JSON object on stdout.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
     },
     /// Validate a stack under each runtime: lifecycle, DNS, ports, health, persistence, posture.
     Validate {
         /// Runtimes to use (default: HYDRA_RUNTIMES, else every runtime doctor finds usable).
-        #[arg(long = "runtime", value_name = "R", value_parser = parse_runtime)]
+        #[arg(long = "runtime", value_name = "R", value_parser = RuntimeParser)]
         runtimes: Vec<RuntimeKind>,
         /// Runtimes whose absence is a failure (default: HYDRA_REQUIRE).
-        #[arg(long = "require", value_name = "R", value_parser = parse_runtime)]
+        #[arg(long = "require", value_name = "R", value_parser = RuntimeParser)]
         require: Vec<RuntimeKind>,
         /// Compose file(s), in -f order (default: the spec's list).
         #[arg(long = "compose", value_name = "FILE")]
@@ -127,13 +134,17 @@ enum Command {
         /// Seconds each stack may take to become healthy.
         #[arg(long, default_value_t = 300)]
         timeout: u64,
+        /// `json`: instead of the tables, one JSON object on stdout: the counts per target,
+        /// each failure with its message, the report paths and the exit code.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
     },
     /// Migration drill: bring the stack up under --from, move it and its data to --to, verify,
     /// write there, roll back, and say GO (exit 0) or NO-GO (exit 1).
     Migrate {
-        #[arg(long, value_name = "R", value_parser = parse_runtime)]
+        #[arg(long, value_name = "R", value_parser = RuntimeParser)]
         from: RuntimeKind,
-        #[arg(long, value_name = "R", value_parser = parse_runtime)]
+        #[arg(long, value_name = "R", value_parser = RuntimeParser)]
         to: RuntimeKind,
         /// The spec of what must hold (default: fixtures/phoenix.spec.toml).
         #[arg(long, value_name = "FILE")]
@@ -175,19 +186,68 @@ enum StrategyArg {
     Logical,
 }
 
+/// How a command prints its result.
 #[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
-enum UpFormat {
+enum Format {
+    /// Tables for a person.
     Text,
+    /// One JSON document on stdout, for a program.
     Json,
 }
 
 /// Parses a runtime name for clap, keeping the error's hint (clap shows only the message).
-fn parse_runtime(s: &str) -> Result<RuntimeKind, String> {
-    s.parse::<RuntimeKind>().map_err(|e| match e.hint() {
-        Some(hint) => format!("{e}\n  hint: {hint}"),
-        None => e.to_string(),
-    })
+/// `--runtime` values: the targets' names, listed in `--help`, parsed with the harness's own
+/// error (which names the choices and a hint).
+#[derive(Clone)]
+struct RuntimeParser;
+
+impl clap::builder::TypedValueParser for RuntimeParser {
+    type Value = RuntimeKind;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<RuntimeKind, clap::Error> {
+        let text = value.to_string_lossy();
+        text.parse::<RuntimeKind>().map_err(|e| {
+            let message = match e.hint() {
+                Some(hint) => format!("{e}\n  hint: {hint}\n"),
+                None => format!("{e}\n"),
+            };
+            clap::Error::raw(clap::error::ErrorKind::InvalidValue, message).with_cmd(cmd)
+        })
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            RuntimeKind::ALL
+                .into_iter()
+                .map(|k| clap::builder::PossibleValue::new(k.name())),
+        ))
+    }
 }
+
+/// The environment `harness` reads, shown at the end of `--help`.
+const ENVIRONMENT: &str = "\
+Environment:
+  HYDRA_RUNTIMES        targets `validate` uses when --runtime is not given (comma-separated)
+  HYDRA_REQUIRE         targets whose absence fails `validate` instead of skipping them
+  HYDRA_ROOT            the workspace holding compose/, fixtures/ and containerfiles/ (default:
+                        the source tree this binary was built from)
+  HYDRA_STATE_DIR       run records and stream pipes (default /var/lib/hydra/state as root,
+                        else $XDG_STATE_HOME/hydra)
+  HYDRA_ROOTLESS_USER   the user whose rootless Podman the podman-rootless targets drive (hydra)
+  HYDRA_RUN_ID          a fixed run id for `up` (tests use it to find their run)
+  HYDRA_BASE_CACHE      where the offline base image's root filesystem is cached
+                        (default /var/lib/hydra/base)
+  HYDRA_DEBIAN_MIRROR   the mirror the base image is bootstrapped from (default: the host's
+                        apt sources)
+  RUST_LOG              log filter (e.g. hydra=debug prints every engine and compose command)
+  NO_COLOR              no colour in the output
+The test suite (`cargo test --test migration`) also reads HYDRA_SPEC, HYDRA_COMPOSE (comma-
+separated), HYDRA_JUNIT and HYDRA_REPORT_DIR; `harness/tests/migrate.rs` reads HYDRA_DRILLS.";
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
@@ -204,7 +264,7 @@ pub fn main() -> i32 {
         eprintln!("warning: cannot install the Ctrl-C handler: {e}");
     }
     let result = match cli.command {
-        Command::Doctor { runtimes } => cmd_doctor(&runtimes),
+        Command::Doctor { runtimes, format } => cmd_doctor(&runtimes, format),
         Command::Images {
             runtimes,
             compose,
@@ -212,7 +272,7 @@ pub fn main() -> i32 {
         } => cmd_images(&runtimes, compose, base_only),
         Command::Up { runtime, stack, format } => cmd_up(runtime, &stack, format),
         Command::Down { runtime, run } => cmd_down(runtime, run),
-        Command::Gc { all, runtimes } => cmd_gc(all, &runtimes),
+        Command::Gc { all, runtimes, format } => cmd_gc(all, &runtimes, format),
         Command::HostFix => cmd_host_fix(),
         Command::Migrate {
             from,
@@ -251,6 +311,7 @@ pub fn main() -> i32 {
             report,
             bind_ip,
             timeout,
+            format,
         } => {
             let args = ValidateArgs {
                 runtimes,
@@ -260,6 +321,7 @@ pub fn main() -> i32 {
                 filter,
                 junit,
                 report,
+                format,
                 stack: StackArgs {
                     compose: Vec::new(),
                     bind_ip,
@@ -338,13 +400,24 @@ fn cmd_host_fix() -> hydra::Result<i32> {
 }
 
 fn init_tracing() {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(output::RedactedStderr)
+        .with_ansi(colour(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ))
         .without_time()
         .try_init();
+}
+
+/// Whether to colour the log: only on a terminal, and never when `NO_COLOR` is set to anything
+/// but the empty string (no-color.org). Pure.
+fn colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// Teaches the process-wide redactor (error messages, progress, tracing lines) the secrets of a
@@ -363,14 +436,13 @@ fn all_or(runtimes: &[RuntimeKind]) -> Vec<RuntimeKind> {
     }
 }
 
-fn cmd_doctor(runtimes: &[RuntimeKind]) -> Result<i32, HarnessError> {
-    let mut all_usable = true;
-    for kind in all_or(runtimes) {
-        let report = doctor::diagnose(kind);
-        output::doctor_table(&report);
-        all_usable &= report.usable();
+fn cmd_doctor(runtimes: &[RuntimeKind], format: Format) -> Result<i32, HarnessError> {
+    let reports: Vec<doctor::RuntimeReport> = all_or(runtimes).into_iter().map(doctor::diagnose).collect();
+    let failed = !reports.iter().all(doctor::RuntimeReport::usable);
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&reports).expect("reports serialise")),
+        Format::Text => reports.iter().for_each(output::doctor_table),
     }
-    let failed = !all_usable;
     if failed {
         eprintln!("\nsome runtimes are not usable: apply the fixes above (or run `sudo scripts/setup-host.sh`)");
     }
@@ -408,7 +480,7 @@ fn cmd_images(runtimes: &[RuntimeKind], compose: Vec<PathBuf>, base_only: bool) 
     Ok(exit::OK)
 }
 
-fn cmd_up(runtime: RuntimeKind, args: &StackArgs, format: UpFormat) -> Result<i32, HarnessError> {
+fn cmd_up(runtime: RuntimeKind, args: &StackArgs, format: Format) -> Result<i32, HarnessError> {
     let opts = args.options(runtime);
     learn_secrets(&opts.compose_files)?;
     let progress = output::Progress::new(&format!("{runtime}: up"));
@@ -418,7 +490,7 @@ fn cmd_up(runtime: RuntimeKind, args: &StackArgs, format: UpFormat) -> Result<i3
         stack.down()?;
         return Err(HarnessError::Interrupted);
     }
-    if format == UpFormat::Json {
+    if format == Format::Json {
         let record = stack.keep()?;
         let json = serde_json::json!({ "up": report, "ports": record.ports });
         println!("{}", redact_output(&json.to_string()));
@@ -465,17 +537,72 @@ fn cmd_down(runtime: RuntimeKind, run: Option<String>) -> Result<i32, HarnessErr
     Ok(exit::OK)
 }
 
-fn cmd_gc(all: bool, runtimes: &[RuntimeKind]) -> Result<i32, HarnessError> {
-    let mut swept = 0;
+/// What `harness gc` did on one engine.
+#[derive(serde::Serialize)]
+struct GcEngine {
+    runtime: RuntimeKind,
+    /// Why the engine was not swept (not reachable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    skipped: Option<String>,
+    runs: Vec<gc::RunFound>,
+    dns_leftovers: dns_leftovers::DnsSweep,
+}
+
+/// What `harness gc` did.
+#[derive(serde::Serialize)]
+struct GcReport {
+    engines: Vec<GcEngine>,
+    /// Named-pipe directories of dead harness processes, removed.
+    stream_dirs_removed: Vec<PathBuf>,
+}
+
+fn cmd_gc(all: bool, runtimes: &[RuntimeKind], format: Format) -> Result<i32, HarnessError> {
+    let mut report = GcReport {
+        engines: Vec::new(),
+        stream_dirs_removed: Vec::new(),
+    };
     // Objects live in the engine: one sweep per engine, whichever targets share it.
     for kind in hydra::runtime::one_per_engine(&all_or(runtimes)) {
-        let report = doctor::diagnose_reachable(kind);
-        if let Some(reason) = report {
-            println!("{kind}: skipped ({reason})");
+        if let Some(reason) = doctor::diagnose_reachable(kind) {
+            report.engines.push(GcEngine {
+                runtime: kind,
+                skipped: Some(reason),
+                runs: Vec::new(),
+                dns_leftovers: Default::default(),
+            });
             continue;
         }
         let rt = Runtime::resolve(kind)?;
-        for run in gc::sweep(&rt, all)? {
+        let runs = gc::sweep(&rt, all)?;
+        let dns = dns_leftovers::sweep(&rt)?;
+        report.engines.push(GcEngine {
+            runtime: kind,
+            skipped: None,
+            runs,
+            dns_leftovers: dns,
+        });
+    }
+    // Named pipes of copies whose harness was killed (one place for every engine).
+    report.stream_dirs_removed = hydra::volumes::stream_dir::sweep_orphans()?;
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("gc report serialises")
+        ),
+        Format::Text => print_gc(&report),
+    }
+    Ok(exit::OK)
+}
+
+fn print_gc(report: &GcReport) {
+    let mut swept = 0;
+    for e in &report.engines {
+        let kind = e.runtime;
+        if let Some(reason) = &e.skipped {
+            println!("{kind}: skipped ({reason})");
+            continue;
+        }
+        for run in &e.runs {
             let what = match run.verdict {
                 _ if run.ignored.is_some() => "left alone (not a harness run: malformed run id in its labels)",
                 gc::Verdict::Orphaned => {
@@ -487,12 +614,11 @@ fn cmd_gc(all: bool, runtimes: &[RuntimeKind]) -> Result<i32, HarnessError> {
             };
             println!("{kind}: run {} {what}: {}", run.run_id, run.objects.join(", "));
         }
-        let dns = dns_leftovers::sweep(&rt)?;
-        for f in &dns.removed {
+        for f in &e.dns_leftovers.removed {
             swept += 1;
             println!("{kind}: aardvark-dns entries of removed network {} removed", f.network);
         }
-        for f in &dns.foreign {
+        for f in &e.dns_leftovers.foreign {
             println!(
                 "{kind}: aardvark-dns entries of removed network {} left alone (not the harness's; remove {} as the engine's user)",
                 f.network,
@@ -500,15 +626,13 @@ fn cmd_gc(all: bool, runtimes: &[RuntimeKind]) -> Result<i32, HarnessError> {
             );
         }
     }
-    // Named pipes of copies whose harness was killed (one place for every engine).
-    for dir in hydra::volumes::stream_dir::sweep_orphans()? {
+    for dir in &report.stream_dirs_removed {
         swept += 1;
         println!("stream directory of a dead harness process removed: {}", dir.display());
     }
     if swept == 0 {
         println!("nothing to sweep");
     }
-    Ok(exit::OK)
 }
 
 fn cmd_migrate(
@@ -585,6 +709,7 @@ struct ValidateArgs {
     filter: Vec<String>,
     junit: PathBuf,
     report: PathBuf,
+    format: Format,
     stack: StackArgs,
 }
 
@@ -670,21 +795,88 @@ fn cmd_validate(args: &ValidateArgs) -> Result<i32, HarnessError> {
         summary.observations.extend(run.observations);
     }
     let written = hydra::report::write_all(&summary, &args.junit, &args.report, Some(&redactor))?;
-    print!("{}", hydra::report::terminal::render(&summary, Some(&redactor)));
-    println!(
-        "reports: {}, {}, {}",
-        written.junit.display(),
-        written.parity_md.display(),
-        written.parity_json.display()
-    );
+    let code = validate_exit_code(&summary, unusable);
+    match args.format {
+        Format::Text => {
+            print!("{}", hydra::report::terminal::render(&summary, Some(&redactor)));
+            println!(
+                "reports: {}, {}, {}",
+                written.junit.display(),
+                written.parity_md.display(),
+                written.parity_json.display()
+            );
+        }
+        Format::Json => {
+            let json = validate_json(&summary, &written, code);
+            println!(
+                "{}",
+                redact_output(&serde_json::to_string_pretty(&json).expect("summary serialises"))
+            );
+        }
+    }
+    Ok(code)
+}
+
+/// `validate --format json`: the counts per target, the failures, the reports and the exit code.
+fn validate_json(
+    summary: &hydra::outcome::RunSummary,
+    written: &hydra::report::WrittenReports,
+    code: i32,
+) -> serde_json::Value {
+    use hydra::outcome::Verdict;
+    let mut targets: Vec<serde_json::Value> = Vec::new();
+    let mut kinds: Vec<RuntimeKind> = Vec::new();
+    for o in &summary.outcomes {
+        if !kinds.contains(&o.runtime) {
+            kinds.push(o.runtime);
+        }
+    }
+    for kind in kinds {
+        let count = |v: Verdict| {
+            summary
+                .outcomes
+                .iter()
+                .filter(|o| o.runtime == kind && o.verdict == v)
+                .count()
+        };
+        targets.push(serde_json::json!({
+            "runtime": kind,
+            "passed": count(Verdict::Pass),
+            "failed": count(Verdict::Fail),
+            "skipped": count(Verdict::Skip),
+            "not_enforceable": count(Verdict::NotEnforceable),
+            "interrupted": count(Verdict::Interrupted),
+        }));
+    }
+    let failures: Vec<serde_json::Value> = summary
+        .outcomes
+        .iter()
+        .filter(|o| o.verdict == Verdict::Fail)
+        .map(|o| serde_json::json!({ "trial": o.trial_name(), "message": o.message }))
+        .collect();
+    serde_json::json!({
+        "exit_code": code,
+        "targets": targets,
+        "failures": failures,
+        "reports": {
+            "junit": written.junit,
+            "parity_md": written.parity_md,
+            "parity_json": written.parity_json,
+        },
+    })
+}
+
+/// `validate`'s exit code from what ran (reports are written whatever it is, so that a
+/// cancelled CI job still has its JUnit file).
+fn validate_exit_code(summary: &hydra::outcome::RunSummary, unusable: bool) -> i32 {
+    use hydra::outcome::{CheckId, Verdict};
     let unavailable = CheckId::runtime_available();
     let failed = summary
         .outcomes
         .iter()
         .any(|o| o.verdict == Verdict::Fail && o.id != unavailable);
     let ran = summary.outcomes.iter().any(|o| o.id != unavailable);
-    // Reports are written either way, so that a cancelled CI job still has its JUnit file.
-    Ok(if runtime::exec::is_cancelled() {
+    if runtime::exec::is_cancelled() {
         eprintln!("interrupted: checks that did not finish are marked interrupted in the reports");
         exit::INTERRUPTED
     } else if failed {
@@ -696,7 +888,7 @@ fn cmd_validate(args: &ValidateArgs) -> Result<i32, HarnessError> {
         exit::RUNTIME_UNUSABLE
     } else {
         exit::OK
-    })
+    }
 }
 
 /// The targets grouped by engine, each group in the order given: what one thread of
@@ -715,6 +907,41 @@ fn lanes_by_engine(targets: Vec<RuntimeKind>) -> Vec<Vec<RuntimeKind>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_log_is_coloured_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(colour(true, None));
+        assert!(colour(true, Some(OsStr::new(""))));
+        assert!(!colour(true, Some(OsStr::new("1"))));
+        assert!(!colour(false, None));
+    }
+
+    #[test]
+    fn help_lists_the_targets_and_the_environment() {
+        use clap::CommandFactory;
+        let mut cmd = Cli::command();
+        let help = cmd.render_help().to_string();
+        for var in [
+            "HYDRA_RUNTIMES",
+            "HYDRA_ROOT",
+            "HYDRA_STATE_DIR",
+            "HYDRA_RUN_ID",
+            "HYDRA_SPEC",
+            "NO_COLOR",
+        ] {
+            assert!(help.contains(var), "{var} missing from --help");
+        }
+        let doctor = cmd
+            .find_subcommand_mut("doctor")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(
+            doctor.contains("podman-rootless-v2") && doctor.contains("docker-v1"),
+            "{doctor}"
+        );
+    }
 
     #[test]
     fn targets_of_one_engine_share_a_lane() {
