@@ -14,6 +14,7 @@ set -euo pipefail
 
 ROOTLESS_USER="${HYDRA_ROOTLESS_USER:-hydra}"
 PODMAN_COMPOSE_VERSION="${HYDRA_PODMAN_COMPOSE_VERSION:-1.6.0}"
+CHECK_JSONSCHEMA_VERSION=0.39.0
 VENV=/opt/hydra/podman-compose
 # Docker Compose v2: Debian trixie's docker-compose package is one Go binary that needs only glibc;
 # setup extracts it (without the package's dependencies: the host keeps bookworm's libraries) as
@@ -167,6 +168,12 @@ if ! /opt/hydra/junit-venv/bin/python -c 'import junitparser' 2>/dev/null; then
   say "installing junitparser in /opt/hydra/junit-venv (checks the JUnit report)"
   rm -rf /opt/hydra/junit-venv && /usr/bin/python3 -m venv /opt/hydra/junit-venv
   /opt/hydra/junit-venv/bin/pip install -q junitparser >>"$LOG_DIR/pip.log" 2>&1 || die "pip install junitparser failed (see $LOG_DIR/pip.log)"
+fi
+# check-jsonschema, pinned: checks the CI templates in ci/ against GitHub's and GitLab's schemas.
+if [ "$(/opt/hydra/junit-venv/bin/check-jsonschema --version 2>/dev/null)" != "check-jsonschema, version $CHECK_JSONSCHEMA_VERSION" ]; then
+  say "installing check-jsonschema $CHECK_JSONSCHEMA_VERSION in /opt/hydra/junit-venv (checks the CI templates)"
+  /opt/hydra/junit-venv/bin/pip install -q "check-jsonschema==$CHECK_JSONSCHEMA_VERSION" >>"$LOG_DIR/pip.log" 2>&1 \
+    || die "pip install check-jsonschema failed (see $LOG_DIR/pip.log)"
 fi
 
 # --- dockerd ----------------------------------------------------------------------------------

@@ -588,6 +588,10 @@ pub enum Availability {
     Broken(String),
 }
 
+/// Why a target that was not asked for is skipped: a run over some targets still lists the
+/// others, and a merge of per-target runs knows such a row for a placeholder.
+pub const NOT_SELECTED: &str = "not selected (HYDRA_RUNTIMES / --runtime)";
+
 /// Runtimes for a run: `wanted` (else `HYDRA_RUNTIMES`, else all) diagnosed by doctor;
 /// `required` (else `HYDRA_REQUIRE`) turns a skip into a failure.
 pub fn availability(
@@ -622,10 +626,7 @@ pub fn availability(
                         Availability::Broken("required but not selected (HYDRA_RUNTIMES / --runtime)".into()),
                     )
                 } else {
-                    (
-                        kind,
-                        Availability::Skip("not selected (HYDRA_RUNTIMES / --runtime)".into()),
-                    )
+                    (kind, Availability::Skip(NOT_SELECTED.into()))
                 };
             }
             let report = crate::doctor::diagnose(kind);

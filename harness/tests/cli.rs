@@ -192,6 +192,66 @@ fn validate_json_summarises_targets_failures_reports_and_exit_code() {
     );
 }
 
+/// `validate` with every engine missing: only the runtime_available trial per target, which
+/// still makes a JUnit file, a parity report and a summary.
+fn validate_without_engines(dir: &std::path::Path, runtimes: &[&str]) {
+    let mut cmd = harness();
+    cmd.arg("validate");
+    for r in runtimes {
+        cmd.args(["--runtime", r, "--require", r]);
+    }
+    cmd.arg("--report")
+        .arg(dir)
+        .arg("--junit")
+        .arg(dir.join("junit.xml"))
+        .env("PATH", "/nonexistent")
+        .assert()
+        .code(3);
+}
+
+#[test]
+fn report_merge_of_per_target_runs_gives_the_one_run_parity_table() {
+    let (one, a, b, merged) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    validate_without_engines(one.path(), &["docker", "podman"]);
+    validate_without_engines(a.path(), &["docker"]);
+    validate_without_engines(b.path(), &["podman"]);
+    harness()
+        .args(["report", "merge"])
+        .arg(a.path())
+        .arg(b.path())
+        .arg("--report")
+        .arg(merged.path())
+        .arg("--junit")
+        .arg(merged.path().join("junit.xml"))
+        .assert()
+        // As the one run says: no target could be used.
+        .code(3)
+        .stdout(predicate::str::contains("merged 2 report(s)"));
+    assert_eq!(
+        std::fs::read_to_string(merged.path().join("parity.md")).unwrap(),
+        std::fs::read_to_string(one.path().join("parity.md")).unwrap()
+    );
+    let junit = std::fs::read_to_string(merged.path().join("junit.xml")).unwrap();
+    // One suite per target, as in the one run (the targets neither part ran are skipped).
+    assert_eq!(junit.matches("<testsuite ").count(), 6, "{junit}");
+    assert!(junit.contains("failures=\"2\""), "{junit}");
+    // The same target twice is refused, naming both reports.
+    harness()
+        .args(["report", "merge"])
+        .arg(a.path())
+        .arg(a.path())
+        .arg("--report")
+        .arg(merged.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("docker is reported by both"));
+}
+
 #[test]
 fn validate_rejects_a_bad_spec_with_code_2_naming_the_line() {
     let dir = tempfile::tempdir().unwrap();

@@ -171,6 +171,11 @@ enum Command {
         #[arg(long, default_value_t = 300)]
         timeout: u64,
     },
+    /// Work on the reports of finished runs.
+    Report {
+        #[command(subcommand)]
+        action: ReportAction,
+    },
     /// For setup scripts: reads a failed container run's stderr on stdin and prints the host fix
     /// it needs (`use-runc`, `no-default-ulimits`, `tun-readable`, `subordinate-ids`); exit 1 when
     /// no known fix applies.
@@ -184,6 +189,23 @@ enum StrategyArg {
     Raw,
     /// pg_dump out of the source's database, pg_restore into the target's.
     Logical,
+}
+
+#[derive(Subcommand)]
+enum ReportAction {
+    /// One JUnit file and one parity report from the reports of several runs (one per target,
+    /// such as the jobs of a CI matrix): each DIR is a `--report` directory with its summary.json.
+    Merge {
+        /// Report directories of the runs to merge.
+        #[arg(value_name = "DIR", required = true)]
+        dirs: Vec<PathBuf>,
+        /// JUnit XML output.
+        #[arg(long, value_name = "PATH", default_value = "target/hydra/junit/migration.xml")]
+        junit: PathBuf,
+        /// Directory for the merged parity.md, parity.json and summary.json.
+        #[arg(long, value_name = "DIR", default_value = "target/hydra")]
+        report: PathBuf,
+    },
 }
 
 /// How a command prints its result.
@@ -274,6 +296,9 @@ pub fn main() -> i32 {
         Command::Down { runtime, run } => cmd_down(runtime, run),
         Command::Gc { all, runtimes, format } => cmd_gc(all, &runtimes, format),
         Command::HostFix => cmd_host_fix(),
+        Command::Report {
+            action: ReportAction::Merge { dirs, junit, report },
+        } => cmd_report_merge(&dirs, &junit, &report),
         Command::Migrate {
             from,
             to,
@@ -535,6 +560,26 @@ fn cmd_down(runtime: RuntimeKind, run: Option<String>) -> Result<i32, HarnessErr
         );
     }
     Ok(exit::OK)
+}
+
+fn cmd_report_merge(dirs: &[PathBuf], junit: &std::path::Path, report: &std::path::Path) -> Result<i32, HarnessError> {
+    use hydra::report::merge;
+    let parts = dirs
+        .iter()
+        .map(|d| merge::load_summary(d).map(|s| (d.clone(), s)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let merged = merge::merge(parts)?;
+    // The parts were redacted when they were written; nothing here knows their secrets.
+    let written = hydra::report::write_all(&merged, junit, report, None)?;
+    print!("{}", hydra::report::terminal::render(&merged, None));
+    println!(
+        "merged {} report(s): {}, {}, {}",
+        dirs.len(),
+        written.junit.display(),
+        written.parity_md.display(),
+        written.parity_json.display()
+    );
+    Ok(validate_exit_code(&merged, false))
 }
 
 /// What `harness gc` did on one engine.

@@ -5,10 +5,12 @@
 //! - [`junit`]: JUnit XML, one testsuite per runtime (CI test tabs).
 //! - [`parity`]: `parity.md` / `parity.json`, check × runtime with divergences first.
 //! - [`terminal`]: a short summary for the CLI.
+//! - [`merge`]: `summary.json`, and several runs' summaries as one (`harness report merge`).
 //! - [`sanitize`] and [`redact`]: what every reporter applies to text it did not write itself;
 //!   [`secrets_source`]: which values a run redacts.
 
 pub mod junit;
+pub mod merge;
 pub mod parity;
 pub mod redact;
 pub mod sanitize;
@@ -31,17 +33,19 @@ pub struct WrittenReports {
     pub junit: PathBuf,
     pub parity_md: PathBuf,
     pub parity_json: PathBuf,
+    /// The run itself, for `harness report merge`.
+    pub summary_json: PathBuf,
 }
 
 impl WrittenReports {
     /// All written paths, JUnit first.
-    pub fn paths(&self) -> [&Path; 3] {
-        [&self.junit, &self.parity_md, &self.parity_json]
+    pub fn paths(&self) -> [&Path; 4] {
+        [&self.junit, &self.parity_md, &self.parity_json, &self.summary_json]
     }
 }
 
-/// Writes the JUnit file at `junit_path` and `parity.md` / `parity.json` in `report_dir`
-/// (creating parent directories), redacting secrets with `redactor` when given.
+/// Writes the JUnit file at `junit_path` and `parity.md` / `parity.json` / `summary.json` in
+/// `report_dir` (creating parent directories), redacting secrets with `redactor` when given.
 pub fn write_all(
     summary: &RunSummary,
     junit_path: &Path,
@@ -50,10 +54,12 @@ pub fn write_all(
 ) -> Result<WrittenReports> {
     write_junit(summary, junit_path, redactor)?;
     let (parity_md, parity_json) = write_parity(summary, report_dir, redactor)?;
+    let summary_json = merge::write_summary(summary, report_dir, redactor)?;
     Ok(WrittenReports {
         junit: junit_path.to_path_buf(),
         parity_md,
         parity_json,
+        summary_json,
     })
 }
 
@@ -269,7 +275,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn write_all_writes_three_files_without_the_secret() {
+    fn write_all_writes_four_files_without_the_secret() {
         let dir = tempfile::tempdir().unwrap();
         let junit = dir.path().join("junit/migration.xml");
         let written = write_all(
