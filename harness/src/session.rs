@@ -151,11 +151,21 @@ fn not_up(kind: RuntimeKind, plan: &Plan, selected: Selected<'_>, rec: &mut Reco
         Verdict::Fail
     };
     let up = CheckId::up_healthy();
-    rec.push(&up, None, verdict, msg.clone(), seconds);
-    let first = msg.lines().next().unwrap_or_default().to_string();
+    rec.push(&up, None, verdict, msg, seconds);
+    // The cause once, in up_healthy: the other trials point to it instead of repeating the
+    // compose command line and the engine's error ~150 times in the terminal and in JUnit.
+    let pointer = not_run_pointer(kind);
     for id in plan.ids().into_iter().filter(|i| *i != up && selected(i)) {
-        rec.push(&id, None, verdict, format!("not run: {first}"), 0.0);
+        rec.push(&id, None, verdict, pointer.clone(), 0.0);
     }
+}
+
+/// What a check says when its stack did not come up. Pure.
+fn not_run_pointer(kind: RuntimeKind) -> String {
+    format!(
+        "not run: the stack did not come up under {kind} (the cause: {})",
+        CheckId::up_healthy().trial_name(kind)
+    )
 }
 
 /// Runs every area in order while the run is not cancelled (a signal ends the checks within a
@@ -683,6 +693,16 @@ pub fn selection(filters: &[String], skips: &[String], exact: bool) -> impl Fn(&
 mod tests {
     use super::*;
     use crate::outcome::Area;
+
+    #[test]
+    fn checks_of_a_stack_that_did_not_come_up_point_to_the_cause_instead_of_repeating_it() {
+        let p = not_run_pointer(RuntimeKind::PodmanRootlessV2);
+        assert_eq!(
+            p,
+            "not run: the stack did not come up under podman-rootless-v2 (the cause: podman_rootless_v2::lifecycle::up_healthy)"
+        );
+        assert!(!p.contains('`'), "no command line in it: {p}");
+    }
 
     #[test]
     fn the_bundled_plan_has_every_area_and_unique_names() {
