@@ -96,6 +96,15 @@ fn main() {
         &common::pair_availability(&available, from, to),
         move || kill_9_during_the_move(from, to),
     ));
+    trials.push(common::trial(
+        format!(
+            "migrate::{}-to-{}::kill_9_while_the_source_starts_then_the_next_drill_cleans_up",
+            from.ident(),
+            to.ident()
+        ),
+        &common::pair_availability(&available, from, to),
+        move || kill_9_while_the_source_starts(from, to),
+    ));
     libtest_mimic::run(&args, trials).exit();
 }
 
@@ -557,6 +566,77 @@ fn kill_9_during_the_move(from: RuntimeKind, to: RuntimeKind) -> Result<(), Fail
         .collect();
     if !stale.is_empty() {
         return Err(format!("stream directories of the killed drill left: {stale:?}").into());
+    }
+    Ok(())
+}
+
+/// kill -9 while the source stack is still coming up (no journal yet): the next drill finds the
+/// dead drill's starting source by its run id and removes it; nothing of it is left.
+fn kill_9_while_the_source_starts(from: RuntimeKind, to: RuntimeKind) -> Result<(), Failed> {
+    let dir = tempfile::tempdir()?;
+    let before = managed(&[from, to]);
+    let mut child = migrate_command(from, to, dir.path(), &[])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let killed = child.id();
+    // Wait until the source's run is recorded (compose is starting it), then kill.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let run = loop {
+        let found = hydra::runs::RunRecord::load_all()?
+            .into_iter()
+            .find(|r| r.owner_pid == killed && r.run_id.starts_with(hydra::migrate::journal::SOURCE_RUN_PREFIX));
+        if let Some(r) = found {
+            break r;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("the drill never recorded its source run".into());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    child.kill()?;
+    child.wait()?;
+    let next = tempfile::tempdir()?;
+    let base = hydra::workspace::bundled_compose_file();
+    let overlay = root().join("fixtures/overlays/migrate-needs-a-device.yml");
+    migrate_command(
+        from,
+        to,
+        next.path(),
+        &[
+            "--compose",
+            &base.display().to_string(),
+            "--compose",
+            &overlay.display().to_string(),
+        ],
+    )
+    .output()?;
+    let r = report(next.path())?;
+    let found = r["interrupted_drills"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["source_run"] == run.run_id.as_str()))
+        .ok_or_else(|| {
+            format!(
+                "the next drill did not report the killed one: {}",
+                r["interrupted_drills"]
+            )
+        })?;
+    if found["removed"] != true {
+        return Err(format!("the killed drill's source was not removed: {found}").into());
+    }
+    if hydra::runs::RunRecord::load(&run.run_id).is_some() {
+        return Err("the killed drill's source record is still there".into());
+    }
+    let left: Vec<String> = managed(&[from, to])
+        .into_iter()
+        .filter(|o| !before.contains(o))
+        .collect();
+    if !left.is_empty() {
+        return Err(format!("left after the next drill: {left:?}").into());
     }
     Ok(())
 }

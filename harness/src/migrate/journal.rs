@@ -53,6 +53,15 @@ impl Journal {
     }
 }
 
+/// How a drill's source run id starts: a drill killed while its source was still coming up
+/// left no journal, and the next drill knows its run by this.
+pub const SOURCE_RUN_PREFIX: &str = "drill-";
+
+/// A fresh run id for a drill's source.
+pub fn source_run_id() -> String {
+    format!("{SOURCE_RUN_PREFIX}{}", crate::runs::fresh_run_id())
+}
+
 /// One interrupted drill found and dealt with.
 #[derive(Debug, Clone, Serialize)]
 pub struct Interrupted {
@@ -73,7 +82,7 @@ impl Interrupted {
     pub fn describe(&self) -> String {
         let (direction, phase) = match &self.journal {
             Some(j) => (format!("{} → {}", j.from, j.to), j.phase.as_str()),
-            None => ("?".to_string(), "source_up"),
+            None => ("direction unknown".to_string(), "source_up"),
         };
         let volumes = if !self.changed.is_empty() {
             format!("source volumes changed since its stop: {}", self.changed.join("; "))
@@ -105,7 +114,27 @@ pub fn clean_interrupted() -> Result<Vec<Interrupted>> {
     }
     let mut out = Vec::new();
     for record in RunRecord::load_all()? {
-        if record.status != RunStatus::DrillSource || owner_alive(record.owner_pid, record.owner_start) {
+        if owner_alive(record.owner_pid, record.owner_start) {
+            continue;
+        }
+        // Killed while its source was still coming up: nothing was written or moved yet.
+        if record.status == RunStatus::Starting && record.run_id.starts_with(SOURCE_RUN_PREFIX) {
+            match Runtime::resolve(record.runtime).and_then(|rt| crate::gc::sweep_run(&rt, &record.run_id)) {
+                Ok(_) => out.push(Interrupted {
+                    source_run: record.run_id.clone(),
+                    owner_pid: record.owner_pid,
+                    journal: None,
+                    changed: Vec::new(),
+                    checked: 0,
+                    removed: true,
+                }),
+                Err(e) => {
+                    tracing::warn!(run = %record.run_id, "a killed drill's starting source could not be removed: {e}")
+                }
+            }
+            continue;
+        }
+        if record.status != RunStatus::DrillSource {
             continue;
         }
         match clean_one(&record) {

@@ -80,7 +80,9 @@ impl Drill<'_> {
         let from = self.opts.from;
         let t = Instant::now();
         on_event(&Event::Phase(format!("source: {from} up")));
-        let (mut source, up) = Stack::up(&self.stack_options(from, None), on_event)?;
+        // A run id the next drill recognises if this one dies while the source comes up.
+        let run_id = journal::source_run_id();
+        let (mut source, up) = Stack::up(&self.stack_options(from, Some(run_id)), on_event)?;
         // From here the source and its volumes outlive an interrupted drill, with its journal.
         source.outlive_process()?;
         self.journal.save(source.record())?;
