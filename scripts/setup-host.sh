@@ -7,7 +7,8 @@
 #   scripts/setup-host.sh               set the host up
 #   scripts/setup-host.sh --undo-fixes  undo the host changes setup owns (containers.conf keys it
 #                                       writes, /dev/net/tun mode, the daemons it started, by the PID
-#                                       it recorded, the Docker Compose v2 plugin it installed), so
+#                                       it recorded, the Docker Compose v2 plugin and check-jsonschema
+#                                       it installed), so
 #                                       the next setup must detect, install and repair them
 #                                       again: CI runs this first on every run.
 set -euo pipefail
@@ -91,6 +92,10 @@ if [ "${1:-}" = --undo-fixes ]; then
     RHOME=$(getent passwd "$ROOTLESS_USER" | cut -d: -f6)
     # As the user: its home is its own. Setup must then write it again and reset that storage.
     (cd / && runuser -u "$ROOTLESS_USER" -- rm -f "$RHOME/.config/containers/storage.conf") && say "undo: removed $ROOTLESS_USER's storage.conf"
+  fi
+  if [ -x /opt/hydra/junit-venv/bin/check-jsonschema ]; then
+    say "undo: removed check-jsonschema from /opt/hydra/junit-venv"
+    /opt/hydra/junit-venv/bin/pip uninstall -q -y check-jsonschema >/dev/null 2>&1 || true
   fi
   if [ -e /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 600 ]; then
     say "undo: /dev/net/tun back to 0600"; chmod 0600 /dev/net/tun

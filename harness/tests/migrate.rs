@@ -189,6 +189,41 @@ fn managed(kinds: &[RuntimeKind]) -> Vec<String> {
         .collect()
 }
 
+/// Harness objects of `kinds` that were not there `before`.
+fn left_since(before: &[String], kinds: &[RuntimeKind]) -> Vec<String> {
+    managed(kinds).into_iter().filter(|o| !before.contains(o)).collect()
+}
+
+/// `harness migrate` on the bundled stack with `fixtures/overlays/<overlay>`, to the end.
+fn migrate_with_overlay(
+    from: RuntimeKind,
+    to: RuntimeKind,
+    dir: &Path,
+    overlay: &str,
+) -> std::io::Result<std::process::Output> {
+    let base = hydra::workspace::bundled_compose_file();
+    let overlay = root().join("fixtures/overlays").join(overlay);
+    migrate_command(
+        from,
+        to,
+        dir,
+        &[
+            "--compose",
+            &base.display().to_string(),
+            "--compose",
+            &overlay.display().to_string(),
+        ],
+    )
+    .output()
+}
+
+/// The entry of the report's `interrupted_drills` for source run `run_id`.
+fn interrupted_entry<'a>(r: &'a Value, run_id: &str) -> Option<&'a Value> {
+    r["interrupted_drills"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["source_run"] == run_id))
+}
+
 fn drill_says_go(from: RuntimeKind, to: RuntimeKind) -> Result<(), Failed> {
     let dir = tempfile::tempdir()?;
     let before = managed(&[from, to]);
@@ -249,8 +284,7 @@ fn drill_says_go(from: RuntimeKind, to: RuntimeKind) -> Result<(), Failed> {
     if !xml.contains(&trial) {
         return Err(format!("JUnit lacks {trial}").into());
     }
-    let after = managed(&[from, to]);
-    let new: Vec<&String> = after.iter().filter(|o| !before.contains(o)).collect();
+    let new = left_since(&before, &[from, to]);
     if !new.is_empty() {
         return Err(format!("left after the drill: {new:?}").into());
     }
@@ -263,21 +297,8 @@ fn drill_says_go(from: RuntimeKind, to: RuntimeKind) -> Result<(), Failed> {
 
 fn no_go(from: RuntimeKind, to: RuntimeKind, overlay: &str, service: &str, path: &str) -> Result<(), Failed> {
     let dir = tempfile::tempdir()?;
-    let base = hydra::workspace::bundled_compose_file();
-    let overlay = root().join("fixtures/overlays").join(overlay);
     let before = managed(&[from, to]);
-    let out = migrate_command(
-        from,
-        to,
-        dir.path(),
-        &[
-            "--compose",
-            &base.display().to_string(),
-            "--compose",
-            &overlay.display().to_string(),
-        ],
-    )
-    .output()?;
+    let out = migrate_with_overlay(from, to, dir.path(), overlay)?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if out.status.code() != Some(1) {
         return Err(format!(
@@ -296,8 +317,7 @@ fn no_go(from: RuntimeKind, to: RuntimeKind, overlay: &str, service: &str, path:
     if r["moves"].as_array().is_some_and(|m| !m.is_empty()) {
         return Err(format!("volumes were moved before the NO-GO: {}", r["moves"]).into());
     }
-    let after = managed(&[from, to]);
-    let new: Vec<&String> = after.iter().filter(|o| !before.contains(o)).collect();
+    let new = left_since(&before, &[from, to]);
     if !new.is_empty() {
         return Err(format!("left after the NO-GO: {new:?}").into());
     }
@@ -308,21 +328,8 @@ fn no_go(from: RuntimeKind, to: RuntimeKind, overlay: &str, service: &str, path:
 /// nginx reaches services across networks on Podman, so NO-GO, each reason naming the option.
 fn no_go_naming_the_isolate_remedy(from: RuntimeKind, to: RuntimeKind) -> Result<(), Failed> {
     let dir = tempfile::tempdir()?;
-    let base = hydra::workspace::bundled_compose_file();
-    let overlay = root().join("fixtures/overlays/migrate-networks-not-isolated.yml");
     let before = managed(&[from, to]);
-    let out = migrate_command(
-        from,
-        to,
-        dir.path(),
-        &[
-            "--compose",
-            &base.display().to_string(),
-            "--compose",
-            &overlay.display().to_string(),
-        ],
-    )
-    .output()?;
+    let out = migrate_with_overlay(from, to, dir.path(), "migrate-networks-not-isolated.yml")?;
     let r = report(dir.path())?;
     let reasons: Vec<String> = r["verdict"]["reasons"]
         .as_array()
@@ -355,10 +362,7 @@ fn no_go_naming_the_isolate_remedy(from: RuntimeKind, to: RuntimeKind) -> Result
             return Err(format!("phase {phase} did not pass: {}", r["phases"]).into());
         }
     }
-    let left: Vec<String> = managed(&[from, to])
-        .into_iter()
-        .filter(|o| !before.contains(o))
-        .collect();
+    let left = left_since(&before, &[from, to]);
     if !left.is_empty() {
         return Err(format!("left after the drill: {left:?}").into());
     }
@@ -436,7 +440,7 @@ fn sigint_during_the_move(from: RuntimeKind, to: RuntimeKind) -> Result<(), Fail
     let stack = hydra::stack::Stack::attach(record)?;
     let cleanup = Cleanup(Some(stack));
     let stack = cleanup.0.as_ref().expect("set");
-    let left_on_target: Vec<String> = managed(&[to]).into_iter().filter(|o| !before.contains(o)).collect();
+    let left_on_target = left_since(&before, &[to]);
     // The volumes as the drill found them at the stop (migration.json is written on interrupt).
     let r = report(dir.path())?;
     let at_stop = r["source_fingerprints"]
@@ -510,32 +514,16 @@ fn kill_9_during_the_move(from: RuntimeKind, to: RuntimeKind) -> Result<(), Fail
     }
     // The next drill: NO-GO at its own start (a device the target lacks), after cleaning up.
     let next = tempfile::tempdir()?;
-    let base = hydra::workspace::bundled_compose_file();
-    let overlay = root().join("fixtures/overlays/migrate-needs-a-device.yml");
-    let out = migrate_command(
-        from,
-        to,
-        next.path(),
-        &[
-            "--compose",
-            &base.display().to_string(),
-            "--compose",
-            &overlay.display().to_string(),
-        ],
-    )
-    .output()?;
+    let out = migrate_with_overlay(from, to, next.path(), "migrate-needs-a-device.yml")?;
     let r = report(next.path())?;
-    let found = r["interrupted_drills"]
-        .as_array()
-        .and_then(|a| a.iter().find(|i| i["source_run"] == record.run_id.as_str()))
-        .ok_or_else(|| {
-            format!(
-                "the next drill did not report the killed one (exit {:?}): {}\n{}",
-                out.status.code(),
-                r["interrupted_drills"],
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })?;
+    let found = interrupted_entry(&r, &record.run_id).ok_or_else(|| {
+        format!(
+            "the next drill did not report the killed one (exit {:?}): {}\n{}",
+            out.status.code(),
+            r["interrupted_drills"],
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
     if found["removed"] != true || found["checked"].as_u64() != Some(journal.source_fingerprints.len() as u64) {
         return Err(format!("the killed drill was not checked and removed: {found}").into());
     }
@@ -549,10 +537,7 @@ fn kill_9_during_the_move(from: RuntimeKind, to: RuntimeKind) -> Result<(), Fail
     if hydra::runs::RunRecord::load(&record.run_id).is_some() {
         return Err("the killed drill's source record is still there".into());
     }
-    let left: Vec<String> = managed(&[from, to])
-        .into_iter()
-        .filter(|o| !before.contains(o))
-        .collect();
+    let left = left_since(&before, &[from, to]);
     if !left.is_empty() {
         return Err(format!("left after the next drill: {left:?}").into());
     }
@@ -601,40 +586,21 @@ fn kill_9_while_the_source_starts(from: RuntimeKind, to: RuntimeKind) -> Result<
     child.kill()?;
     child.wait()?;
     let next = tempfile::tempdir()?;
-    let base = hydra::workspace::bundled_compose_file();
-    let overlay = root().join("fixtures/overlays/migrate-needs-a-device.yml");
-    migrate_command(
-        from,
-        to,
-        next.path(),
-        &[
-            "--compose",
-            &base.display().to_string(),
-            "--compose",
-            &overlay.display().to_string(),
-        ],
-    )
-    .output()?;
+    migrate_with_overlay(from, to, next.path(), "migrate-needs-a-device.yml")?;
     let r = report(next.path())?;
-    let found = r["interrupted_drills"]
-        .as_array()
-        .and_then(|a| a.iter().find(|i| i["source_run"] == run.run_id.as_str()))
-        .ok_or_else(|| {
-            format!(
-                "the next drill did not report the killed one: {}",
-                r["interrupted_drills"]
-            )
-        })?;
+    let found = interrupted_entry(&r, &run.run_id).ok_or_else(|| {
+        format!(
+            "the next drill did not report the killed one: {}",
+            r["interrupted_drills"]
+        )
+    })?;
     if found["removed"] != true {
         return Err(format!("the killed drill's source was not removed: {found}").into());
     }
     if hydra::runs::RunRecord::load(&run.run_id).is_some() {
         return Err("the killed drill's source record is still there".into());
     }
-    let left: Vec<String> = managed(&[from, to])
-        .into_iter()
-        .filter(|o| !before.contains(o))
-        .collect();
+    let left = left_since(&before, &[from, to]);
     if !left.is_empty() {
         return Err(format!("left after the next drill: {left:?}").into());
     }

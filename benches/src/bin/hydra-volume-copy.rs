@@ -43,9 +43,7 @@ fn main() -> Result<()> {
     let from = Runtime::resolve(args.from)?;
     let to = Runtime::resolve(args.to)?;
     let run_id = hydra::runs::fresh_run_id();
-    let pid = std::process::id();
-    let labels =
-        hydra::compose::file::run_labels(&run_id, "bench", pid, hydra::runs::process_start_time(pid).unwrap_or(0));
+    let labels = hydra::compose::file::run_labels_of_this_process(&run_id, "bench");
     let mut made = Made(Vec::new());
     let source = format!("hydra-bench-{run_id}-src");
     volumes::create(&from, &source, &labels)?;

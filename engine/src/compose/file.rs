@@ -1002,6 +1002,12 @@ pub fn run_labels(run_id: &str, runtime: &str, pid: u32, pid_start: u64) -> BTre
     ])
 }
 
+/// [`run_labels`] of a run this process owns.
+pub fn run_labels_of_this_process(run_id: &str, runtime: &str) -> BTreeMap<String, String> {
+    let pid = std::process::id();
+    run_labels(run_id, runtime, pid, crate::runs::process_start_time(pid).unwrap_or(0))
+}
+
 /// The per-run override: labels on every service, network and volume, and pinned images.
 pub fn override_yaml(
     file: &ComposeFile,

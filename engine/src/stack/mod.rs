@@ -565,17 +565,18 @@ impl Stack {
     /// Leaves the stack (and its volumes) in place if this process ends before [`Stack::down`]:
     /// recorded as kept, so `harness gc` leaves it alone and `harness down` removes it.
     pub fn keep_on_exit(&mut self) -> Result<()> {
-        self.record.status = RunStatus::Kept;
-        self.record.save()?;
-        self.armed = false;
-        Ok(())
+        self.outlive_process_as(RunStatus::Kept)
     }
 
     /// Leaves the stack (and its volumes) in place if this process ends before [`Stack::down`],
     /// recorded as a drill's source ([`RunStatus::DrillSource`]): unlike a kept stack, it is
     /// swept once this process is gone.
     pub fn outlive_process(&mut self) -> Result<()> {
-        self.record.status = RunStatus::DrillSource;
+        self.outlive_process_as(RunStatus::DrillSource)
+    }
+
+    fn outlive_process_as(&mut self, status: RunStatus) -> Result<()> {
+        self.record.status = status;
         self.record.save()?;
         self.armed = false;
         Ok(())

@@ -207,6 +207,50 @@ pub fn copy(
     labels: &BTreeMap<String, String>,
     timeout: Duration,
 ) -> Result<Transfer> {
+    let started = Instant::now();
+    // The source as the copy will see it: stopped and mounted read-only, it cannot change.
+    let source = fingerprint(from, from_volume, labels, timeout)?;
+    copy_from(from, from_volume, source, to, to_volume, into, labels, timeout, started)
+}
+
+/// [`copy`] of a source already fingerprinted while stopped (the drill reads every volume at
+/// its quiesce): `source` is taken as the source tree instead of reading it again.
+#[allow(clippy::too_many_arguments)]
+pub fn copy_fingerprinted(
+    from: &Runtime,
+    from_volume: &str,
+    source: Fingerprint,
+    to: &Runtime,
+    to_volume: &str,
+    into: Fill,
+    labels: &BTreeMap<String, String>,
+    timeout: Duration,
+) -> Result<Transfer> {
+    copy_from(
+        from,
+        from_volume,
+        source,
+        to,
+        to_volume,
+        into,
+        labels,
+        timeout,
+        Instant::now(),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn copy_from(
+    from: &Runtime,
+    from_volume: &str,
+    source: Fingerprint,
+    to: &Runtime,
+    to_volume: &str,
+    into: Fill,
+    labels: &BTreeMap<String, String>,
+    timeout: Duration,
+    started: Instant,
+) -> Result<Transfer> {
     check_volume_name(from_volume)?;
     check_volume_name(to_volume)?;
     for (rt, v) in [(from, from_volume), (to, to_volume)] {
@@ -214,9 +258,6 @@ pub fn copy(
             return Err(HarnessError::usage(format!("{}: volume {v} does not exist", rt.kind())));
         }
     }
-    let started = Instant::now();
-    // The source as the copy will see it: stopped and mounted read-only, it cannot change.
-    let source = fingerprint(from, from_volume, labels, timeout)?;
     // A rootless target can only own files with the IDs of its user namespace: files owned by
     // others would fail half-way through the copy, or come out owned by nobody.
     if let Some(limits) = to.container_id_limits()? {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::compose::file::run_labels;
+use crate::compose::file::run_labels_of_this_process;
 use crate::error::Result;
 use crate::runs::{owner_alive, RunFile, RunRecord, RunStatus};
 use crate::runtime::{Runtime, RuntimeKind};
@@ -148,13 +148,7 @@ pub fn clean_interrupted() -> Result<Vec<Interrupted>> {
 fn clean_one(record: &RunRecord) -> Result<Interrupted> {
     let journal = Journal::load(record);
     let rt = Runtime::resolve(record.runtime)?;
-    let pid = std::process::id();
-    let labels = run_labels(
-        &crate::runs::fresh_run_id(),
-        rt.kind().name(),
-        pid,
-        crate::runs::process_start_time(pid).unwrap_or(0),
-    );
+    let labels = run_labels_of_this_process(&crate::runs::fresh_run_id(), rt.kind().name());
     let mut changed = Vec::new();
     let mut checked = 0;
     for (volume, digest) in journal.iter().flat_map(|j| &j.source_fingerprints) {

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::{data, logical, Drill, VolumeMove, Volumes, MOVE_TIMEOUT};
 use crate::checks::persistence::Db;
-use crate::compose::file::run_labels;
+use crate::compose::file::{run_labels, run_labels_of_this_process};
 use crate::compose::Action;
 use crate::error::{HarnessError, Result};
 use crate::outcome::Verdict;
@@ -128,13 +128,7 @@ impl Drill<'_> {
         let t = Instant::now();
         let to_rt = Runtime::resolve(to)?;
         let project = crate::stack::project_name(to, run_id);
-        let owner = std::process::id();
-        let mut labels = run_labels(
-            run_id,
-            to.name(),
-            owner,
-            crate::runs::process_start_time(owner).unwrap_or(0),
-        );
+        let mut labels = run_labels_of_this_process(run_id, to.name());
         let helper = helper_labels(from.record());
         let phase = if from.record().runtime == self.opts.from {
             "move"
@@ -155,9 +149,11 @@ impl Drill<'_> {
             labels.insert("com.docker.compose.volume".into(), key.clone());
             volumes::create(&to_rt, &target_name, &labels)?;
             created.names.push(target_name.clone());
-            let tr = volumes::copy(
+            // Fingerprinted at the stop: the copy takes that tree as its source.
+            let tr = volumes::transfer::copy_fingerprinted(
                 from.runtime(),
                 name,
+                fp.clone(),
                 &to_rt,
                 &target_name,
                 volumes::Fill::Empty,
@@ -175,7 +171,7 @@ impl Drill<'_> {
                 data_seconds: tr.data_seconds,
                 source_digest: fp.digest(),
                 target_digest: tr.target.digest(),
-                identical: diff.is_none() && tr.source.digest() == fp.digest(),
+                identical: diff.is_none(),
                 first_difference: diff,
             };
             self.report.bytes_moved += m.bytes;
@@ -189,9 +185,7 @@ impl Drill<'_> {
                 format!(
                     "volume {} did not arrive identical on {to}: first difference at {}",
                     bad.volume,
-                    bad.first_difference
-                        .as_deref()
-                        .unwrap_or("(the stream differed from the stopped volume)")
+                    bad.first_difference.as_deref().unwrap_or_default()
                 ),
             );
             return Ok(false);

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{HarnessError, Result};
 use crate::images::base::BASE_IMAGE;
-use crate::posture::facts::{caps_from_mask, normalise_cap, parse_facts, Namespace};
+use crate::posture::facts::{caps_from_mask, normalise_cap, parse_facts, Namespace, CAPABILITY_NAMES};
 use crate::runtime::exec::{self, Interrupt};
 use crate::runtime::{CommandSpec, Runtime};
 use crate::stack::Stack;
@@ -89,8 +89,6 @@ struct RawDevice {
     cgroup_permissions: String,
 }
 
-const SERVICE_LABEL: &str = "com.docker.compose.service";
-
 /// The needs of every service, from the `container inspect` JSON of a running stack. Pure.
 pub fn from_inspect(json: &str) -> Result<BTreeMap<String, BTreeSet<Need>>> {
     let mut out: BTreeMap<String, BTreeSet<Need>> = BTreeMap::new();
@@ -118,7 +116,13 @@ pub fn from_inspect(json: &str) -> Result<BTreeMap<String, BTreeSet<Need>>> {
         reason: e.to_string(),
     })?;
     for c in raw {
-        let Some(service) = c.config.labels.as_ref().and_then(|l| l.get(SERVICE_LABEL)).cloned() else {
+        let Some(service) = c
+            .config
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(crate::readiness::SERVICE_LABEL))
+            .cloned()
+        else {
             continue;
         };
         let needs = out.entry(service).or_default();
@@ -171,7 +175,15 @@ fn probe_spec(rt: &Runtime, needs: &BTreeSet<Need>, labels: &BTreeMap<String, St
     let mut devices = Vec::new();
     for n in needs {
         match n {
-            Need::Capability { name } => spec = spec.args(["--cap-add", name]),
+            Need::Capability { name } => {
+                // Names come from the source's inspect JSON: only known capabilities reach a command.
+                if !CAPABILITY_NAMES.contains(&name.as_str()) {
+                    return Err(HarnessError::usage(format!(
+                        "capability {name:?} is not a Linux capability; the drill will not pass it to a probe"
+                    )));
+                }
+                spec = spec.args(["--cap-add", name]);
+            }
             Need::Privileged => spec = spec.arg("--privileged"),
             Need::Device {
                 host,
@@ -381,6 +393,10 @@ mod tests {
         assert!(args.windows(2).any(|w| w == ["--network", "none"]));
         assert_eq!(args.last().unwrap(), "rw:/dev/fuse");
         let bad = BTreeSet::from([device("/dev/../etc/shadow")]);
+        assert!(probe_spec(&rt, &bad, &BTreeMap::new()).is_err());
+        let bad = BTreeSet::from([Need::Capability {
+            name: "--privileged".into(),
+        }]);
         assert!(probe_spec(&rt, &bad, &BTreeMap::new()).is_err());
     }
 }

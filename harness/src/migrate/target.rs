@@ -9,9 +9,10 @@ use super::{data, verdict, Drill, Volumes, AFTER_SWITCH_ROWS};
 use crate::checks::persistence::Db;
 use crate::error::{HarnessError, Result};
 use crate::outcome::Verdict;
+use crate::runtime::RuntimeKind;
 use crate::session;
 use crate::spec::Persistence;
-use crate::stack::{Event, Stack};
+use crate::stack::{Event, Stack, UpReport};
 
 impl Drill<'_> {
     /// Phase 5: the volumes moved to a new target run, the target up (and the dump restored for
@@ -37,24 +38,10 @@ impl Drill<'_> {
         }
         let t = Instant::now();
         on_event(&Event::Phase(format!("target: {to} up")));
-        let (target, up) = match Stack::up(&self.stack_options(to, Some(target_run)), on_event) {
-            Ok(x) => x,
-            Err(e) => {
-                self.no_go("target_up", t, format!("the stack did not come up under {to}: {e}"));
-                return Ok(None);
-            }
+        let Some((target, up)) = self.up_with_data("target_up", "come up", to, target_run, dump, p, t, on_event)?
+        else {
+            return Ok(None);
         };
-        if let (Some(dump), Some(p)) = (dump, p) {
-            if let Err(e) = self.restore(&target, p, dump) {
-                self.no_go(
-                    "target_up",
-                    t,
-                    format!("restoring the database dump under {to} failed: {e}"),
-                );
-                target.down()?;
-                return Ok(None);
-            }
-        }
         self.report.downtime_seconds = Some(switch_started.elapsed().as_secs_f64());
         self.phase(
             "target_up",
@@ -68,6 +55,41 @@ impl Drill<'_> {
             ),
         );
         Ok(Some(target))
+    }
+
+    /// The stack up under `runtime` as run `run_id` from the volumes just moved, with `dump`
+    /// restored (logical strategy). `None` after a NO-GO recorded under `phase`, nothing left up.
+    #[allow(clippy::too_many_arguments)]
+    fn up_with_data(
+        &mut self,
+        phase: &'static str,
+        verb: &str,
+        runtime: RuntimeKind,
+        run_id: String,
+        dump: Option<&Dump>,
+        p: Option<&Persistence>,
+        t: Instant,
+        on_event: &mut dyn FnMut(&Event),
+    ) -> Result<Option<(Stack, UpReport)>> {
+        let (stack, up) = match Stack::up(&self.stack_options(runtime, Some(run_id)), on_event) {
+            Ok(x) => x,
+            Err(e) => {
+                self.no_go(phase, t, format!("the stack did not {verb} under {runtime}: {e}"));
+                return Ok(None);
+            }
+        };
+        if let (Some(dump), Some(p)) = (dump, p) {
+            if let Err(e) = self.restore(&stack, p, dump) {
+                self.no_go(
+                    phase,
+                    t,
+                    format!("restoring the database dump under {runtime} failed: {e}"),
+                );
+                stack.down()?;
+                return Ok(None);
+            }
+        }
+        Ok(Some((stack, up)))
     }
 
     /// The target holds the source's data and passes the spec; failures the spec does not
@@ -148,28 +170,19 @@ impl Drill<'_> {
             self.phase("rollback", t, Verdict::Fail, "the volumes did not move back");
             return Ok(None);
         }
-        let (rollback, _) = match Stack::up(&self.stack_options(from, Some(rollback_run)), on_event) {
-            Ok(x) => x,
-            Err(e) => {
-                self.no_go(
-                    "rollback",
-                    t,
-                    format!("the stack did not come back up under {from}: {e}"),
-                );
-                return Ok(None);
-            }
+        let Some((rollback, _)) = self.up_with_data(
+            "rollback",
+            "come back up",
+            from,
+            rollback_run,
+            back_dump.as_ref(),
+            p,
+            t,
+            on_event,
+        )?
+        else {
+            return Ok(None);
         };
-        if let (Some(dump), Some(p)) = (&back_dump, p) {
-            if let Err(e) = self.restore(&rollback, p, dump) {
-                self.no_go(
-                    "rollback",
-                    t,
-                    format!("restoring the database dump under {from} failed: {e}"),
-                );
-                rollback.down()?;
-                return Ok(None);
-            }
-        }
         self.report.rollback_downtime_seconds = Some(back_started.elapsed().as_secs_f64());
         self.phase(
             "rollback",
