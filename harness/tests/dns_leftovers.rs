@@ -1,7 +1,8 @@
 //! Podman's DNS server state after a killed start, for real, once per Podman engine: the DNS
 //! file a killed `podman start` leaves for a network that is then removed answers a container that
 //! gets the dead address on a later network with the same subnet; `harness gc` removes it when the
-//! network was the harness's, and leaves another network's alone.
+//! network was the harness's, and leaves another network's alone. On the way, what the DNS checks
+//! read to explain a name that does not resolve (the engine's entries for the network) is checked.
 //!
 //! A binary of its own: `harness gc`, and every Podman `up` of other tests, sweep these files and
 //! orphaned runs, so this must not run beside them. Trials are named
@@ -97,9 +98,27 @@ fn gc_sweeps_stale_dns_entries(kind: RuntimeKind) -> Result<(), Failed> {
         Ok(exec::run(&spec, Duration::from_secs(120), Interrupt::Ignored)?)
     };
     // A live container: aardvark-dns serves this network from now on.
-    let live = run(&["-d", hydra::images::base::BASE_IMAGE, "sleep", "600"])?;
+    let live = run(&[
+        "-d",
+        "--network-alias",
+        "dnsprobe",
+        hydra::images::base::BASE_IMAGE,
+        "sleep",
+        "600",
+    ])?;
     if !live.success() {
         return Err(format!("could not start a container on {}: {}", scratch.network, live.stderr).into());
+    }
+    // What the DNS checks say when a name does not resolve: registered or not, read from the file.
+    let networks = [scratch.network.clone()];
+    let registered = hydra::runtime::dns_server::describe_registration(&rt, &networks, "dnsprobe").unwrap_or_default();
+    let prefix = gateway.rsplit_once('.').map(|(p, _)| p).unwrap_or_default();
+    if !registered.contains(&format!("list dnsprobe at {prefix}.")) {
+        return Err(format!("the live container's alias is not described as registered: {registered:?}").into());
+    }
+    let missing = hydra::runtime::dns_server::describe_registration(&rt, &networks, "nosuch").unwrap_or_default();
+    if !missing.contains("have no nosuch: the engine did not register it") {
+        return Err(format!("a name nobody registered is not described as such: {missing:?}").into());
     }
     // Two removed networks' files with this gateway: one named like the harness's, one not.
     let ours = format!("hydra-{}-tz{tag}-net", kind.name());

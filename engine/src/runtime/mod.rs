@@ -3,6 +3,7 @@
 
 pub mod api_service;
 pub mod dns_leftovers;
+pub mod dns_server;
 pub mod environment;
 pub mod exec;
 pub mod inspect;

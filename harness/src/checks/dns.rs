@@ -14,11 +14,15 @@ use crate::stack::Stack;
 /// What one DNS check expects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DnsCheck {
+    /// `dns::<from>_resolves_<to>` or `dns::<from>_cannot_resolve_<to>`.
     pub id: CheckId,
+    /// The service the lookup runs in.
     pub from: String,
+    /// The service looked up.
     pub to: String,
     /// Names to look up (service name and its aliases on shared networks).
     pub names: Vec<String>,
+    /// Whether the names must resolve (a shared network) or must not (isolation).
     pub expect_resolves: bool,
 }
 
@@ -71,6 +75,7 @@ pub fn plan(spec: &Spec, compose: &ComposeFile) -> Vec<DnsCheck> {
 
 /// The DNS area: every planned lookup pair.
 pub struct Dns {
+    /// Every planned lookup pair.
     pub checks: Vec<DnsCheck>,
 }
 
@@ -106,9 +111,10 @@ pub fn parse_getent(stdout: &str) -> Vec<String> {
 /// How long a name that must resolve may answer "not found" before the check fails.
 /// aardvark-dns 1.4 (Podman 4) re-creates all its listeners on every container start and stop, and
 /// on a network whose only aardvark address that is, lookups then fall through to the host's
-/// server, which says NXDOMAIN, for up to about 50 s (compose/README.md). A pass after such a
-/// wait says so, with the first answer.
-pub const RESOLVE_GRACE: Duration = Duration::from_secs(60);
+/// server, which says NXDOMAIN, for up to about 50 s (compose/README.md); 90 s leaves room on a
+/// loaded host. A pass after such a wait says so, with the first answer; a failure says what the
+/// engine registered for the name.
+pub const RESOLVE_GRACE: Duration = Duration::from_secs(90);
 
 /// Whether a lookup's failure may be a passing outage worth asking again (pure): only "not
 /// found" (getent exit 2) for a name that must resolve. A wrong address, or a name that resolves
@@ -205,6 +211,48 @@ pub fn run(stack: &Stack, checks: &[DnsCheck], selected: Selected<'_>, rec: &mut
     }
 }
 
+/// Why a name that must resolve did not: what the engine registered for it on the networks the
+/// two services share, and which servers the asking container uses. Empty when nothing is known.
+fn diagnose_not_found(
+    stack: &Stack,
+    c: &DnsCheck,
+    name: &str,
+    from: &ContainerInspect,
+    to: &ContainerInspect,
+) -> String {
+    let mut parts = Vec::new();
+    if let Some(registered) =
+        crate::runtime::dns_server::describe_registration(stack.runtime(), &shared_networks(from, to), name)
+    {
+        parts.push(registered);
+    }
+    if let Ok(out) = stack.exec(&c.from, &["cat", "/etc/resolv.conf"], Duration::from_secs(15)) {
+        let servers: Vec<&str> = out
+            .stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("nameserver "))
+            .map(str::trim)
+            .collect();
+        if !servers.is_empty() {
+            parts.push(format!("{} asks {}", c.from, servers.join(", ")));
+        }
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join("; "))
+    }
+}
+
+/// Names of the networks both containers are attached to.
+fn shared_networks(from: &ContainerInspect, to: &ContainerInspect) -> Vec<String> {
+    let from_nets = from.networks();
+    to.networks()
+        .into_keys()
+        .filter(|n| from_nets.contains_key(n))
+        .collect()
+}
+
 fn run_one(
     stack: &Stack,
     containers: &BTreeMap<String, ContainerInspect>,
@@ -226,9 +274,18 @@ fn run_one(
             let mut lookups = 0;
             let message = loop {
                 lookups += 1;
-                let out = stack
-                    .exec(&c.from, &["getent", "hosts", name], Duration::from_secs(15))
-                    .map_err(|e| format!("exec getent in {}: {e}", c.from))?;
+                let in_grace = first.elapsed() < RESOLVE_GRACE && !crate::runtime::exec::is_cancelled();
+                let out = match stack.exec(&c.from, &["getent", "hosts", name], Duration::from_secs(15)) {
+                    Ok(out) => out,
+                    // The engine failed to run the lookup (a loaded host, a slow exec): no DNS
+                    // answer yet, so asked again within the grace like a passing outage.
+                    Err(e) if in_grace => {
+                        failed.get_or_insert(format!("exec getent in {}: {e}", c.from));
+                        let _ = crate::runtime::exec::sleep(Duration::from_secs(1));
+                        continue;
+                    }
+                    Err(e) => break Err(format!("exec getent in {}: {e}", c.from)),
+                };
                 match judge(c, name, out.status, &parse_getent(&out.stdout), &peer) {
                     Ok(m) => {
                         break Ok(match &failed {
@@ -239,22 +296,22 @@ fn run_one(
                             ),
                         })
                     }
-                    Err(e)
-                        if may_retry(c, out.status)
-                            && first.elapsed() < RESOLVE_GRACE
-                            && !crate::runtime::exec::is_cancelled() =>
-                    {
+                    Err(e) if may_retry(c, out.status) && in_grace => {
                         failed.get_or_insert(e);
                         let _ = crate::runtime::exec::sleep(Duration::from_secs(1));
                     }
                     Err(e) => {
-                        break Err(match failed {
+                        let mut e = match failed {
                             None => e,
                             Some(_) => format!(
                                 "{e}, still after {:.1}s and {lookups} lookups",
                                 first.elapsed().as_secs_f64()
                             ),
-                        })
+                        };
+                        if may_retry(c, out.status) {
+                            e.push_str(&diagnose_not_found(stack, c, name, from, to));
+                        }
+                        break Err(e);
                     }
                 }
             }?;
