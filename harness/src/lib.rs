@@ -20,6 +20,7 @@ pub mod spec;
 #[cfg(test)]
 use hydra_engine::test_support;
 pub mod session;
+pub mod testing;
 
 pub use error::{HarnessError, Result};
 pub use runtime::RuntimeKind;

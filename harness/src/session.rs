@@ -15,13 +15,16 @@ use crate::stack::{ComposeSet, Event, Stack, StackOptions, UpReport};
 
 /// Every check of a spec for one runtime, in execution order. Pure but for reading compose files.
 pub struct Plan {
+    /// The spec the checks come from.
     pub spec: Spec,
+    /// The spec's compose files merged, as compose resolves them.
     pub compose: ComposeFile,
     /// Each area's planned checks, in [`checks::AREAS`] order.
     pub areas: Vec<Box<dyn CheckArea>>,
 }
 
 impl Plan {
+    /// Plans every area's checks for `spec`, reading its compose files.
     pub fn new(spec: Spec) -> crate::Result<Self> {
         let compose = ComposeSet::load(&spec.compose)?.merged();
         let areas = checks::AREAS.iter().map(|plan| (plan.0)(&spec, &compose)).collect();
@@ -48,8 +51,11 @@ impl Plan {
 /// What one runtime's run produced.
 #[derive(Debug, Clone, Default)]
 pub struct RuntimeRun {
+    /// Engine, compose tool and versions, for the reports.
     pub info: RuntimeInfo,
+    /// One outcome per selected check.
     pub outcomes: Vec<CheckOutcome>,
+    /// What differed in how the tools behaved, for the parity report.
     pub observations: Vec<Observation>,
 }
 
@@ -194,9 +200,19 @@ fn run_areas(stack: &Stack, plan: &Plan, selected: Selected<'_>, rec: &mut Recor
 /// Runs every check of `plan` against a stack that is already up (the migration drill's source,
 /// target and rollback): outcomes as `validate` would record them, without up and down.
 pub fn run_checks(stack: &Stack, plan: &Plan, on_event: &mut dyn FnMut(&Event)) -> Vec<CheckOutcome> {
+    run_selected_checks(stack, plan, &|_: &CheckId| true, on_event)
+}
+
+/// [`run_checks`], only the checks `selected` keeps (one area, one check): what a user's test
+/// runs on demand against its stack.
+pub fn run_selected_checks(
+    stack: &Stack,
+    plan: &Plan,
+    selected: Selected<'_>,
+    on_event: &mut dyn FnMut(&Event),
+) -> Vec<CheckOutcome> {
     let mut rec = Recorder::new(stack.record().runtime);
-    let all = |_: &CheckId| true;
-    run_areas(stack, plan, &all, &mut rec, on_event);
+    run_areas(stack, plan, selected, &mut rec, on_event);
     if exec::is_cancelled() {
         mark_interrupted(&mut rec.outcomes);
     }
@@ -591,6 +607,7 @@ fn attach_logs(stack: &Stack, outcomes: &mut [CheckOutcome]) {
 /// Whether a runtime takes part in a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Availability {
+    /// Usable: its checks run.
     Use,
     /// Not usable and not required: shown as skipped with the reason.
     Skip(String),
@@ -608,45 +625,63 @@ pub fn availability(
     wanted: &[RuntimeKind],
     required: &[RuntimeKind],
 ) -> crate::Result<Vec<(RuntimeKind, Availability)>> {
-    let env = |var: &str| -> crate::Result<Vec<RuntimeKind>> {
-        match std::env::var(var) {
-            Ok(v) => crate::runtime::parse_list(&v).map_err(|e| crate::HarnessError::usage(format!("{var}: {e}"))),
-            Err(_) => Ok(Vec::new()),
-        }
-    };
-    let wanted = if wanted.is_empty() {
-        env("HYDRA_RUNTIMES")?
-    } else {
-        wanted.to_vec()
-    };
-    let required = if required.is_empty() {
-        env("HYDRA_REQUIRE")?
-    } else {
-        required.to_vec()
-    };
-    let explicit = !wanted.is_empty();
+    let scope = Scope::from_env(wanted, required)?;
     Ok(RuntimeKind::ALL
         .into_iter()
-        .map(|kind| {
-            let in_scope = !explicit || wanted.contains(&kind);
-            if !in_scope {
-                return if required.contains(&kind) {
-                    (
-                        kind,
-                        Availability::Broken("required but not selected (HYDRA_RUNTIMES / --runtime)".into()),
-                    )
-                } else {
-                    (kind, Availability::Skip(NOT_SELECTED.into()))
-                };
-            }
-            let report = crate::doctor::diagnose(kind);
-            match report.reason() {
-                None => (kind, Availability::Use),
-                Some(r) if required.contains(&kind) || explicit => (kind, Availability::Broken(r)),
-                Some(r) => (kind, Availability::Skip(r)),
-            }
-        })
+        .map(|kind| (kind, scope.decide(kind)))
         .collect())
+}
+
+/// One target's [`Availability`] under `HYDRA_RUNTIMES` and `HYDRA_REQUIRE`, diagnosing only that
+/// target: what a test parametrised by target asks before it starts a stack.
+pub fn availability_of(kind: RuntimeKind) -> crate::Result<Availability> {
+    Ok(Scope::from_env(&[], &[])?.decide(kind))
+}
+
+/// The targets a run was asked for and those it must have.
+struct Scope {
+    wanted: Vec<RuntimeKind>,
+    required: Vec<RuntimeKind>,
+}
+
+impl Scope {
+    fn from_env(wanted: &[RuntimeKind], required: &[RuntimeKind]) -> crate::Result<Self> {
+        let env = |var: &str| -> crate::Result<Vec<RuntimeKind>> {
+            match std::env::var(var) {
+                Ok(v) => crate::runtime::parse_list(&v).map_err(|e| crate::HarnessError::usage(format!("{var}: {e}"))),
+                Err(_) => Ok(Vec::new()),
+            }
+        };
+        Ok(Self {
+            wanted: if wanted.is_empty() {
+                env("HYDRA_RUNTIMES")?
+            } else {
+                wanted.to_vec()
+            },
+            required: if required.is_empty() {
+                env("HYDRA_REQUIRE")?
+            } else {
+                required.to_vec()
+            },
+        })
+    }
+
+    fn decide(&self, kind: RuntimeKind) -> Availability {
+        let explicit = !self.wanted.is_empty();
+        let required = self.required.contains(&kind);
+        if explicit && !self.wanted.contains(&kind) {
+            return if required {
+                Availability::Broken("required but not selected (HYDRA_RUNTIMES / --runtime)".into())
+            } else {
+                Availability::Skip(NOT_SELECTED.into())
+            };
+        }
+        match crate::doctor::diagnose(kind).reason() {
+            None => Availability::Use,
+            Some(r) if required || explicit => Availability::Broken(r),
+            Some(r) => Availability::Skip(r),
+        }
+    }
 }
 
 /// Checks that this host cannot enforce under `kind`, known before running (resource limits for
