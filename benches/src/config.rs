@@ -72,6 +72,7 @@ fn env_usize(key: &str, default: usize) -> usize {
 /// A runtime to measure, or why not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selected {
+    /// Usable: measure it.
     Use(RuntimeKind),
     /// Not usable here and not required: recorded in the report with the reason.
     Skip(RuntimeKind, String),

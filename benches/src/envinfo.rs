@@ -13,19 +13,26 @@ use serde::{Deserialize, Serialize};
 /// The host and runtimes a comparison ran on.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Environment {
+    /// CPUs available to the bench process (0 when unknown).
     pub cores: usize,
+    /// Kernel release (`/proc/sys/kernel/osrelease`).
     pub kernel: String,
+    /// The cgroup version the engines report (each engine's answer when they disagree).
     pub cgroup: String,
     /// MTU of each host network interface (`lo`, `eth0`, `docker0`, ...).
     pub host_mtu: BTreeMap<String, u32>,
+    /// Each measured runtime, by name (`podman-rootless`).
     pub runtimes: BTreeMap<String, RuntimeEnv>,
 }
 
 /// What one runtime is made of.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct RuntimeEnv {
+    /// Engine program and version, or why the runtime could not be used.
     pub engine: String,
+    /// Compose tool and version.
     pub compose: String,
+    /// The engine's storage driver.
     pub storage_driver: String,
     /// Network backend and, for rootless, the port forwarder and slirp4netns (with its MTU).
     pub network: String,

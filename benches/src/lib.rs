@@ -5,6 +5,8 @@
 //! Bench targets (`benches/startup.rs`, `benches/throughput.rs`) only sequence these; everything
 //! that can be tested without an engine is tested here.
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod envinfo;
 pub mod load;

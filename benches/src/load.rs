@@ -23,10 +23,18 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Why a load run could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The target url cannot be used.
     #[error("invalid target url '{url}': {reason}")]
-    Url { url: String, reason: String },
+    Url {
+        /// The url as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The load settings are not usable (the message says which).
     #[error("invalid load settings: {0}")]
     Settings(String),
+    /// The tokio runtime for the run could not be built.
     #[error("cannot start the load generator's runtime")]
     Runtime(#[source] std::io::Error),
 }
@@ -112,8 +120,11 @@ pub enum Limit {
 /// What to run: the target, how many connections (each with one request in flight), the limit.
 #[derive(Debug, Clone)]
 pub struct LoadSpec {
+    /// Where requests go.
     pub target: Target,
+    /// Number of keep-alive connections (at least 1).
     pub connections: usize,
+    /// When the run stops.
     pub limit: Limit,
     /// Worker threads of the runtime; `None` uses the number of cores.
     pub threads: Option<usize>,
@@ -122,17 +133,24 @@ pub struct LoadSpec {
 /// Latency percentiles in microseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Percentiles {
+    /// Median.
     pub p50_us: u64,
+    /// 90th percentile.
     pub p90_us: u64,
+    /// 99th percentile.
     pub p99_us: u64,
+    /// Highest latency recorded.
     pub max_us: u64,
+    /// Mean.
     pub mean_us: f64,
 }
 
 /// The outcome of one load run.
 #[derive(Debug, Clone, Serialize)]
 pub struct LoadReport {
+    /// The target, as `http://host:port/path`.
     pub url: String,
+    /// Connections used.
     pub connections: usize,
     /// Responses received (any status).
     pub requests: u64,
@@ -144,6 +162,7 @@ pub struct LoadReport {
     pub elapsed_secs: f64,
     /// Responses per second.
     pub rps: f64,
+    /// Latency of the responses received (any status).
     pub latency: Percentiles,
 }
 

@@ -15,16 +15,23 @@ use crate::store::{self, Metric};
 /// One iteration: the time criterion sees, and one value per metric of the measurement.
 #[derive(Debug, Clone)]
 pub struct Iteration {
+    /// The time criterion counts for this iteration.
     pub elapsed: Duration,
+    /// One value per metric of the measurement, in the order of [`Measurement::metrics`].
     pub values: Vec<f64>,
 }
 
 /// What to measure: a criterion id, the metrics each iteration yields, how often.
 pub struct Measurement<'a> {
+    /// The criterion benchmark group (`startup`, `throughput`).
     pub group: &'a str,
+    /// The criterion benchmark id within the group.
     pub id: &'a str,
+    /// The runtime measured.
     pub runtime: RuntimeKind,
+    /// The metrics each iteration yields, in the order of [`Iteration::values`].
     pub metrics: &'a [Metric],
+    /// Samples to take (criterion, in full mode, takes at least 10).
     pub samples: usize,
     /// Elements per iteration (requests, transactions) for criterion's throughput display.
     pub elements: Option<u64>,
@@ -55,10 +62,12 @@ impl Runner {
         }
     }
 
+    /// Whether the runner is in quick mode (`BENCH_QUICK=1`).
     pub fn quick(&self) -> bool {
         self.quick
     }
 
+    /// Where samples and the comparison report are written.
     pub fn bench_dir(&self) -> &std::path::Path {
         &self.bench_dir
     }
@@ -147,7 +156,6 @@ impl Runner {
         Ok(())
     }
 
-    /// Prints criterion's summary (full mode), writes the comparison report and prints its path.
     /// Runs one bench group over every selected runtime: skipped runtimes are recorded with their
     /// reason, `per_runtime` returns the scopes that failed (each already recorded), and the
     /// report is written before the group fails for any of them.
@@ -187,6 +195,8 @@ impl Runner {
         Ok(())
     }
 
+    /// Prints criterion's summary (full mode), writes the comparison report for `runtimes` and
+    /// prints its path.
     pub fn finish(self, runtimes: &[RuntimeKind]) -> anyhow::Result<()> {
         if let Some(c) = self.criterion {
             c.final_summary();

@@ -112,6 +112,7 @@ pub fn container_cli_detached(runtime: &Runtime, label_value: &str) -> anyhow::R
 /// What `hydra-tc` prints: one duration per container started and removed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TcTimes {
+    /// Seconds per container, in the order they ran.
     pub seconds: Vec<f64>,
 }
 

@@ -16,10 +16,15 @@ use tokio_postgres::NoTls;
 /// Connection settings for the stack's database.
 #[derive(Debug, Clone)]
 pub struct PgTarget {
+    /// Address to connect to (the stack's bind address).
     pub host: String,
+    /// The published host port.
     pub port: u16,
+    /// Database user.
     pub user: String,
+    /// Database name.
     pub dbname: String,
+    /// The user's password.
     pub password: String,
 }
 
@@ -65,10 +70,15 @@ impl PgTarget {
 /// One run's outcome.
 #[derive(Debug, Clone, Serialize)]
 pub struct PgReport {
+    /// Concurrent client connections.
     pub clients: usize,
+    /// Transactions committed.
     pub transactions: u64,
+    /// Transactions that failed.
     pub errors: u64,
+    /// Wall time of the run, in seconds.
     pub elapsed_secs: f64,
+    /// Committed transactions per second.
     pub tps: f64,
 }
 

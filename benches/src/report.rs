@@ -19,32 +19,44 @@ use crate::store::{self, Metric, Samples, Skip};
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "status", rename_all = "lowercase")]
 pub enum Cell {
+    /// Samples are stored for the runtime.
     Measured {
+        /// Median and confidence interval of the samples.
         #[serde(flatten)]
         summary: Summary,
         /// This runtime's median divided by docker's (None without a docker median).
         ratio_to_docker: Option<f64>,
+        /// Whether the samples were taken in quick mode.
         quick: bool,
     },
+    /// The runtime was skipped, or its measurement failed.
     Skipped {
+        /// Why.
         reason: String,
     },
+    /// Neither samples nor a skip are stored for the runtime.
     Missing,
 }
 
 /// One metric across runtimes.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
+    /// The metric.
     pub metric: Metric,
+    /// One cell per runtime, by runtime name (`podman-rootless`).
     pub runtimes: BTreeMap<String, Cell>,
 }
 
 /// The whole comparison.
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {
+    /// When the report was built, in seconds since the Unix epoch.
     pub generated_unix: u64,
+    /// Whether any of the samples were taken in quick mode.
     pub quick: bool,
+    /// What the comparison ran on.
     pub environment: Environment,
+    /// One row per metric, in report order.
     pub rows: Vec<Row>,
 }
 

@@ -9,9 +9,13 @@ const RESAMPLES: usize = 2000;
 /// Median and its 95% confidence interval.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
+    /// Number of samples.
     pub n: usize,
+    /// The samples' median.
     pub median: f64,
+    /// Lower bound of the interval.
     pub ci_low: f64,
+    /// Upper bound of the interval.
     pub ci_high: f64,
 }
 

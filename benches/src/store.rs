@@ -12,16 +12,22 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Better {
+    /// Larger values are better (rates).
     Higher,
+    /// Smaller values are better (durations, latencies).
     Lower,
 }
 
 /// What a metric is: its group, name, unit and direction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Metric {
+    /// The bench group (`startup`, `throughput`).
     pub group: String,
+    /// The metric's name within its group.
     pub name: String,
+    /// The unit of its values (`s`, `req/s`, ...).
     pub unit: String,
+    /// Which direction is better.
     pub better: Better,
     /// One line saying exactly what was timed or counted.
     pub what: String,
@@ -59,20 +65,27 @@ impl Metric {
 /// The samples of one metric under one runtime.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Samples {
+    /// The metric measured.
     pub metric: Metric,
+    /// The runtime it was measured under.
     pub runtime: RuntimeKind,
+    /// One value per sample, in the metric's unit.
     pub values: Vec<f64>,
+    /// Whether the samples were taken in quick mode.
     pub quick: bool,
+    /// When they were stored, in seconds since the Unix epoch.
     pub measured_unix: u64,
 }
 
 /// A runtime that was not measured (or whose measurement failed), and why.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Skip {
+    /// The runtime that was not measured.
     pub runtime: RuntimeKind,
     /// What it covers: a group (`startup`), or a measurement (`startup/container_api`,
     /// `throughput/nginx_health` covering `throughput/nginx_health_rps`, ...).
     pub scope: String,
+    /// Why: the runtime's selection reason, or `failed: <first line of the error>`.
     pub reason: String,
 }
 
@@ -108,7 +121,8 @@ fn sample_path(dir: &Path, metric: &Metric, runtime: RuntimeKind) -> PathBuf {
     dir.join(format!("{}.{}.{}.json", metric.group, metric.name, runtime.name()))
 }
 
-/// Writes (replaces) the samples of `metric` under `runtime`, and clears a previous skip of it.
+/// Writes (replaces) the samples of `metric` under `runtime`. A skip recorded for it is left
+/// alone: [`clear_skip`] removes those.
 pub fn save(
     bench_dir: &Path,
     metric: &Metric,

@@ -12,27 +12,37 @@ use crate::labels;
 use crate::runtime::rootless::{has_subid_range, RootlessUser};
 use crate::runtime::{dns_leftovers, exec, CommandSpec, EngineKind, HealthDriver, Interrupt, Runtime, RuntimeKind};
 
+/// How one check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
+    /// Passed.
     Ok,
+    /// Works, with a problem worth fixing; the runtime stays usable.
     Warn,
+    /// Failed: the runtime cannot run the stack until it is fixed.
     Fail,
 }
 
 /// One diagnostic line.
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
+    /// What was checked (`engine reachable`, `compose tool`, ...).
     pub check: &'static str,
+    /// How the check came out.
     pub status: Status,
+    /// What was seen: a version, a path, or the error.
     pub detail: String,
+    /// What to do about a warning or failure; `None` when the check passed.
     pub fix: Option<String>,
 }
 
 /// Everything doctor found for one runtime.
 #[derive(Debug, Clone, Serialize)]
 pub struct RuntimeReport {
+    /// The runtime diagnosed.
     pub runtime: RuntimeKind,
+    /// Each check's outcome, in the order the checks ran.
     pub findings: Vec<Finding>,
 }
 

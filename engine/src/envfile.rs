@@ -5,6 +5,7 @@
 /// One assignment of an env file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assignment<'a> {
+    /// The variable name, borrowed from the text.
     pub name: &'a str,
     /// The value as Docker Compose v2 and python-dotenv read it (a quoted value ends at its
     /// closing quote; an unquoted one loses a trailing ` # comment`).

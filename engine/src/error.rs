@@ -5,6 +5,7 @@ use std::time::Duration;
 
 /// Exit codes of the `harness` CLI; documented in the README.
 pub mod exit {
+    /// Everything passed.
     pub const OK: i32 = 0;
     /// A check failed, or the stack did not become healthy.
     pub const FAILED: i32 = 1;
@@ -18,64 +19,123 @@ pub mod exit {
     pub const INTERRUPTED: i32 = 130;
 }
 
+/// Every error of the library; each maps to an exit code of the CLI ([`HarnessError::exit_code`]).
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {
+    /// A program could not be started.
     #[error("could not start `{cmd}`")]
     Spawn {
+        /// The command line.
         cmd: String,
+        /// Why it could not be started.
         #[source]
         source: std::io::Error,
     },
+    /// A command did not finish in time and was killed.
     #[error("`{cmd}` did not finish within {after:?}{}", stderr_hint(stderr))]
     Timeout {
+        /// The command line.
         cmd: String,
+        /// The time it was given.
         after: Duration,
+        /// What it had printed on stderr by then.
         stderr: String,
     },
+    /// A command exited unsuccessfully where success was required.
     #[error("`{cmd}` failed (exit {}){}", status.map(|s| s.to_string()).unwrap_or_else(|| "signal".into()), stderr_hint(stderr))]
     Failed {
+        /// The command line.
         cmd: String,
+        /// Its exit status; `None` when a signal ended it.
         status: Option<i32>,
+        /// The end of its stderr (or what went wrong, when it exited 0).
         stderr: String,
     },
+    /// Stopped by SIGINT/SIGTERM, or cancelled by the harness itself.
     #[error("interrupted")]
     Interrupted,
+    /// A runtime (engine, compose tool or rootless user) cannot be used here.
     #[error("runtime {runtime} is not usable: {reason}")]
     RuntimeUnusable {
+        /// The runtime's name.
         runtime: String,
+        /// What is wrong.
         reason: String,
+        /// How to fix it.
         hint: String,
     },
+    /// A compose file is unreadable, invalid, or uses what the harness cannot model.
     #[error("invalid compose file {path}: {reason}")]
     Compose {
+        /// The compose file.
         path: PathBuf,
+        /// What is wrong with it.
         reason: String,
+        /// How to fix it, when known.
         hint: Option<String>,
     },
+    /// A tool's output was not in the expected form.
     #[error("could not parse {what} output: {reason}")]
-    Parse { what: String, reason: String },
+    Parse {
+        /// The command whose output it was.
+        what: String,
+        /// What the parser objected to.
+        reason: String,
+    },
+    /// The stack did not become ready: the deadline passed, or a service failed first.
     #[error("stack {project} did not become healthy within {after:?}: {detail}")]
     Unhealthy {
+        /// The compose project.
         project: String,
+        /// How long it was waited for.
         after: Duration,
+        /// Which services were not ready and why.
         detail: String,
     },
+    /// Teardown finished but objects with the run's labels remain.
     #[error("teardown of {project} left objects behind: {left}")]
-    Leftovers { project: String, left: String },
+    Leftovers {
+        /// The compose project.
+        project: String,
+        /// The objects left, comma separated.
+        left: String,
+    },
+    /// A path root would act on is writable by others or otherwise not trustworthy.
     #[error("refusing to use {path}: {reason}")]
-    UntrustedPath { path: PathBuf, reason: String },
+    UntrustedPath {
+        /// The refused path.
+        path: PathBuf,
+        /// Why it is refused.
+        reason: String,
+    },
     /// What this host lacks for a run (not the caller's input): a mirror, root for debootstrap.
     #[error("{reason}")]
-    Host { reason: String, hint: String },
+    Host {
+        /// What is missing.
+        reason: String,
+        /// How to provide it.
+        hint: String,
+    },
     /// The rootless user's private copy of the project could not be made.
     #[error("staging for the rootless user: {0}")]
     Staging(String),
     /// A service of the run has no container (it was removed, or never created).
     #[error("service '{service}' has no container in {project}")]
-    NoContainer { service: String, project: String },
+    NoContainer {
+        /// The compose service.
+        service: String,
+        /// The compose project.
+        project: String,
+    },
     /// Bad command line, compose file, spec or environment variable.
     #[error("{message}")]
-    Usage { message: String, hint: Option<String> },
+    Usage {
+        /// What is wrong.
+        message: String,
+        /// How to fix it, when known.
+        hint: Option<String>,
+    },
+    /// An I/O error with no more specific variant.
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -146,4 +206,5 @@ impl HarnessError {
     }
 }
 
+/// The library's result type.
 pub type Result<T, E = HarnessError> = std::result::Result<T, E>;

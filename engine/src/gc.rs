@@ -25,12 +25,16 @@ pub enum Verdict {
 /// The labels gc needs from one object.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Owner {
+    /// The run the object belongs to (its [`labels::RUN`] label).
     pub run_id: String,
+    /// PID of the owning harness process, if labelled.
     pub pid: Option<u32>,
+    /// Start time of that process (clock ticks since boot), if labelled.
     pub start: Option<u64>,
 }
 
 impl Owner {
+    /// Reads the owner from an object's labels (`get` looks one up); `None` without a run label.
     pub fn from_labels(get: &dyn Fn(&str) -> Option<String>) -> Option<Self> {
         Some(Self {
             run_id: get(labels::RUN)?,
@@ -60,8 +64,11 @@ pub fn verdict(owner: &Owner, record: Option<&RunRecord>, all: bool, alive: &dyn
 /// One run found in one runtime.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunFound {
+    /// The runtime it was found in.
     pub runtime: String,
+    /// The run's id (escaped when malformed).
     pub run_id: String,
+    /// Whether it was kept or swept, and why.
     pub verdict: Verdict,
     /// Why objects were left alone although they carry the harness's label (a malformed run id).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -7,6 +7,8 @@
 //! spawner, every engine quirk); `compose` (tools and the compose model); `images`; `readiness`;
 //! `trusted_dir`, `runs` (run records), `staging`; `stack` (the RAII handle); `gc`, `doctor`.
 
+#![warn(missing_docs)]
+
 pub mod compose;
 pub mod doctor;
 pub mod envfile;

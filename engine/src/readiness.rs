@@ -27,8 +27,11 @@ const RESTART_LOOP: u64 = 3;
 /// When one service became ready, counted from the start of `up`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ServiceReady {
+    /// The compose service.
     pub service: String,
+    /// Its container's name.
     pub container: String,
+    /// Seconds from the start of `up` (or of the wait) until the loop saw it ready.
     pub seconds: f64,
     /// The same moment on the wall clock (Unix milliseconds), to compare with the engine's own
     /// timestamps (the `Start`/`End` of its health log).
@@ -40,8 +43,11 @@ pub struct ServiceReady {
 /// Progress of the wait, for the CLI's progress display.
 #[derive(Debug, Clone)]
 pub struct WaitProgress {
+    /// How many services are ready.
     pub ready: usize,
+    /// How many services are waited for.
     pub total: usize,
+    /// The services not ready yet.
     pub pending: Vec<String>,
     /// How many of the services have a container yet (the compose tool may still be creating
     /// them: the loop runs alongside it).
@@ -51,10 +57,15 @@ pub struct WaitProgress {
 /// One service's state during the wait.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServiceState {
+    /// No container for it yet.
     Missing,
+    /// Its container is not running, with its exit code.
     Exited(i64),
+    /// Created, restarting, or running while its healthcheck has not passed yet.
     Starting,
+    /// Running, and its healthcheck reports unhealthy.
     Unhealthy,
+    /// Running and healthy, or running without a healthcheck.
     Ready,
 }
 
@@ -74,7 +85,7 @@ pub fn classify(c: &ContainerInspect) -> ServiceState {
     }
 }
 
-/// Waits until every service in `services` is ready, or `deadline` passes (then reports the stuck
+/// Waits until every service in `services` is ready, or `timeout` passes (then reports the stuck
 /// services with their last health output and log lines).
 pub fn wait(
     runtime: &Runtime,

@@ -58,6 +58,7 @@ pub fn valid_run_id(id: &str) -> bool {
         && !id.ends_with('-')
 }
 
+/// What a run's record says about its stack: whether it may outlive its owner process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RunStatus {
@@ -81,6 +82,7 @@ pub enum RunFile {
 }
 
 impl RunFile {
+    /// The file's name in the run's directory.
     pub fn name(self) -> &'static str {
         match self {
             RunFile::Record => "run.json",
@@ -92,21 +94,34 @@ impl RunFile {
 /// Everything needed to find, reach and remove a run's stack later.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunRecord {
+    /// The run's id, also its directory's name.
     pub run_id: String,
+    /// The compose project name.
     pub project: String,
+    /// The target the stack runs on.
     pub runtime: RuntimeKind,
+    /// The compose tool that started it, and must take it down.
     pub tool: ComposeTool,
+    /// Compose files in `-f` order, the harness's override files included.
     pub compose_files: Vec<PathBuf>,
+    /// Directory the compose tool runs in.
     pub workdir: PathBuf,
+    /// Environment the compose tool was given (why the record is root-only).
     pub env: Vec<(String, String)>,
+    /// The services that run (profiles applied).
     pub services: Vec<String>,
+    /// Host port chosen for each port variable.
     pub ports: BTreeMap<String, u16>,
     /// Host address published ports were bound to.
     #[serde(default = "loopback")]
     pub bind_ip: std::net::IpAddr,
+    /// PID of the harness process that owns the run.
     pub owner_pid: u32,
+    /// Start time of that process (clock ticks since boot), so a reused PID is not taken for it.
     pub owner_start: u64,
+    /// Whether the stack may outlive its owner.
     pub status: RunStatus,
+    /// When the record was made, in seconds since the Unix epoch.
     pub created_unix: u64,
 }
 
@@ -116,6 +131,7 @@ impl RunRecord {
         valid_run_id(run_id).then(|| state_dir().join("runs").join(run_id))
     }
 
+    /// This run's directory under the state directory.
     pub fn dir(&self) -> PathBuf {
         Self::dir_for(&self.run_id).expect("records are only made and loaded with valid run ids")
     }
@@ -280,6 +296,7 @@ pub fn fresh_run_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..8].to_string()
 }
 
+/// Seconds since the Unix epoch now (0 if the clock is before it).
 pub fn now_unix() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

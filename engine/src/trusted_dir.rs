@@ -11,9 +11,13 @@ use crate::error::{HarnessError, Result};
 /// The ownership facts of one path component, as judged by [`judge`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Component {
+    /// The path (the directory itself or one of its ancestors).
     pub path: PathBuf,
+    /// Its owner's uid.
     pub uid: u32,
+    /// Its mode bits (`st_mode`).
     pub mode: u32,
+    /// Whether it is a directory.
     pub is_dir: bool,
 }
 

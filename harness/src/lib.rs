@@ -6,6 +6,8 @@
 //! The engine's modules are re-exported under their own names (`hydra::runtime`, `hydra::stack`,
 //! ...), so users of this crate need one dependency.
 
+#![warn(missing_docs)]
+
 pub use hydra_engine::{
     compose, doctor, envfile, error, gc, images, labels, readiness, runs, runtime, secrets, stack, trusted_dir,
     volumes, workspace,

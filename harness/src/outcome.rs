@@ -12,7 +12,9 @@ use crate::runtime::RuntimeKind;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
+    /// The check held.
     Pass,
+    /// The check did not hold; the message says why.
     Fail,
     /// Not run (runtime absent and not required, setting not accepted by this runtime, ...).
     Skip,
@@ -29,14 +31,20 @@ pub enum Verdict {
 pub enum Area {
     /// Bringing the stack up and down, and whether a runtime could be used at all.
     Lifecycle,
+    /// Name resolution between services, and its isolation.
     Dns,
+    /// Published and internal ports.
     Ports,
+    /// Health endpoints, the engine's health status, and transitive health.
     Health,
+    /// Database data surviving restarts, recreation and kills.
     Persistence,
+    /// Per-service security posture.
     Posture,
 }
 
 impl Area {
+    /// Every area, in declaration order.
     pub const ALL: [Area; 6] = [
         Area::Lifecycle,
         Area::Dns,
@@ -70,14 +78,17 @@ impl fmt::Display for Area {
 /// `posture::db::seccomp`; [`CheckId::trial_name`] adds the runtime.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct CheckId {
+    /// The area the check belongs to.
     pub area: Area,
     /// Set for checks filed under a service (`posture::<service>::<check>`); other areas name
     /// the services in `name` (`nginx_cannot_resolve_db`).
     pub service: Option<String>,
+    /// The check's own name: the last part of its trial name.
     pub name: String,
 }
 
 impl CheckId {
+    /// A check not filed under a service: `<area>::<name>`.
     pub fn new(area: Area, name: impl Into<String>) -> Self {
         Self {
             area,
@@ -143,14 +154,19 @@ pub fn trial_name(runtime: RuntimeKind, what: &dyn fmt::Display) -> String {
 /// One check's outcome. `message` names the service and the cause when it fails.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckOutcome {
+    /// The runtime the check ran under.
     pub runtime: RuntimeKind,
+    /// Which check this is.
     pub id: CheckId,
+    /// How the check ended.
     pub verdict: Verdict,
+    /// What the check found, in words.
     pub message: String,
     /// The service the check is about, when there is one.
     pub service: Option<String>,
     /// Recent logs of the services involved in a failure (raw; reporters sanitise and redact).
     pub logs: Option<String>,
+    /// Time the check took, in seconds.
     pub seconds: f64,
 }
 
@@ -184,10 +200,15 @@ pub struct RuntimeInfo {
     /// The engine the target runs on (`docker`, `podman`, `podman-rootless`).
     #[serde(default)]
     pub engine: String,
+    /// The engine's version, empty when it could not be asked.
     pub engine_version: String,
+    /// The compose tool that drove the stack (set once the stack came up).
     pub compose_tool: String,
+    /// That compose tool's version.
     pub compose_version: String,
+    /// Whether the engine runs rootless.
     pub rootless: bool,
+    /// The engine's storage driver (e.g. `overlay`).
     pub storage_driver: String,
     /// Anything else worth recording (cgroup version, network mode, health driver, ...).
     pub extra: BTreeMap<String, String>,
@@ -218,16 +239,22 @@ mod runtime_ident {
 /// honoured), recorded so that differences are visible in the parity report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Observation {
+    /// The runtime that showed the behaviour.
     pub runtime: RuntimeKind,
+    /// What was observed (e.g. `seconds_to_all_healthy`).
     pub key: String,
+    /// What the runtime showed for it.
     pub value: String,
 }
 
 /// Everything one validation run produced.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct RunSummary {
+    /// What was run under each runtime.
     pub runtimes: Vec<RuntimeInfo>,
+    /// Every check's outcome, under every runtime.
     pub outcomes: Vec<CheckOutcome>,
+    /// The behaviours each runtime showed.
     pub observations: Vec<Observation>,
 }
 

@@ -12,7 +12,10 @@ use crate::error::{HarnessError, Result};
 /// What the harness needs to know about one compose file.
 #[derive(Debug, Clone)]
 pub struct ComposeFile {
+    /// The file it was read from (the first one, for a merged set); relative paths resolve
+    /// against its directory.
     pub path: PathBuf,
+    /// Services by name, with `extends:` and merge keys applied.
     pub services: BTreeMap<String, Service>,
     /// Non-external networks declared at the top level.
     pub networks: Vec<String>,
@@ -23,10 +26,12 @@ pub struct ComposeFile {
     pub inactive: BTreeMap<String, Vec<String>>,
 }
 
+/// What the harness needs to know about one service of a compose file.
 #[derive(Debug, Clone, Default)]
 pub struct Service {
     /// The raw `image:` value (may contain `${VAR:-default}`).
     pub image: Option<String>,
+    /// The `build:` section, if the service builds its image.
     pub build: Option<BuildSpec>,
     /// True when the service names no networks (it joins `default`).
     pub uses_default_network: bool,
@@ -58,7 +63,9 @@ pub struct Mount {
     pub declared_type: Option<String>,
     /// The source as written (may contain `${VAR}`); `None` for an anonymous volume.
     pub source: Option<String>,
+    /// The path inside the container.
     pub target: String,
+    /// Mounted read-only (`:ro` or `read_only: true`).
     pub read_only: bool,
 }
 
@@ -174,8 +181,11 @@ impl Service {
 /// A `build:` section, with paths relative to the compose file's directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildSpec {
+    /// The build context as written (may contain `${VAR}`); `.` when not given.
     pub context: String,
+    /// The Dockerfile, relative to the context; `None` means `Dockerfile`.
     pub dockerfile: Option<String>,
+    /// Build arguments (`args:` in either form; a bare name gets an empty value).
     pub args: BTreeMap<String, String>,
 }
 

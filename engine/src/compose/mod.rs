@@ -40,7 +40,9 @@ impl fmt::Display for ComposeTool {
 /// A detected tool with its version.
 #[derive(Debug, Clone, Serialize)]
 pub struct Provider {
+    /// Which compose implementation it is.
     pub tool: ComposeTool,
+    /// Its version as the tool reports it (`2.24.6`); empty for a stack reattached from its record.
     pub version: String,
 }
 
@@ -109,9 +111,14 @@ fn version_command(runtime: &Runtime, tool: ComposeTool) -> CommandSpec {
 /// Everything that identifies one compose project invocation.
 #[derive(Debug, Clone)]
 pub struct Project {
+    /// The compose project name (`-p`), unique per run.
     pub name: String,
+    /// Compose files, passed as `-f` in this order.
     pub files: Vec<PathBuf>,
+    /// Directory the tool runs in: the first compose file's directory.
     pub workdir: PathBuf,
+    /// Environment for the tool on top of the runtime's own: the run's port and bind-address
+    /// variables, the caller's variables the files use, `DOCKER_HOST` of the run's API service.
     pub env: Vec<(String, String)>,
 }
 
@@ -122,25 +129,32 @@ pub enum Action {
     Up,
     /// Remove containers, networks and named volumes.
     Down {
+        /// Seconds each container gets to stop before it is killed (`-t`).
         timeout_secs: u32,
     },
     /// List containers (all states).
     Ps,
     /// Remove containers and networks, keep volumes.
     DownKeepVolumes {
+        /// Seconds each container gets to stop before it is killed (`-t`).
         timeout_secs: u32,
     },
+    /// Stop one service's containers, keeping them.
     Stop {
+        /// The compose service to stop.
         service: String,
     },
     /// Stop every service, keeping containers, networks and volumes.
     StopAll,
 
+    /// Start one service's stopped containers again.
     Start {
+        /// The compose service to start.
         service: String,
     },
     /// Recreate one service's container without touching its dependencies.
     Recreate {
+        /// The compose service to recreate.
         service: String,
     },
     /// The resolved model of the files as JSON (Compose v2 only).

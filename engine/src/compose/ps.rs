@@ -8,14 +8,19 @@ use crate::error::{HarnessError, Result};
 /// One container as `docker compose ps --format json` describes it.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct PsEntry {
+    /// The container's id.
     #[serde(rename = "ID", default)]
     pub id: String,
+    /// The container's name (`<project>-<service>-<n>`).
     #[serde(rename = "Name", default)]
     pub name: String,
+    /// The compose service it belongs to.
     #[serde(rename = "Service", default)]
     pub service: String,
+    /// Its state as the tool reports it (`running`, `exited`, ...).
     #[serde(rename = "State", default)]
     pub state: String,
+    /// Its health (`healthy`, `starting`, ...); empty without a healthcheck.
     #[serde(rename = "Health", default)]
     pub health: String,
 }

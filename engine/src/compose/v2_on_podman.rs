@@ -21,6 +21,7 @@ use crate::runtime::{exec, Interrupt, Runtime};
 /// The part of `docker compose config --format json` (the resolved model) the harness reads.
 #[derive(Debug, Deserialize)]
 pub struct ResolvedModel {
+    /// Services by name.
     #[serde(default)]
     pub services: BTreeMap<String, ResolvedService>,
 }
@@ -28,11 +29,13 @@ pub struct ResolvedModel {
 /// One service of the resolved model.
 #[derive(Debug, Deserialize)]
 pub struct ResolvedService {
+    /// The service's `security_opt:` entries (`seccomp=FILE`, ...).
     #[serde(default)]
     pub security_opt: Vec<String>,
 }
 
 impl ResolvedModel {
+    /// Parses the JSON that `docker compose config --format json` prints.
     pub fn parse(json: &str) -> Result<Self> {
         serde_json::from_str(json).map_err(|e| HarnessError::Parse {
             what: "docker compose config --format json".into(),
@@ -63,6 +66,7 @@ fn seccomp_file(opt: &str) -> Option<&str> {
 /// What the engine answered to a seccomp profile sent inline, the way Compose v2 sends it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InlineSeccomp {
+    /// The engine took the profile as Compose v2 sends it: no remedy is needed.
     Accepted,
     /// Refused, with the engine's message (the profile's JSON shortened to `{...}`).
     Refused(String),

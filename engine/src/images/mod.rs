@@ -20,15 +20,20 @@ pub const BUILD_TIMEOUT: Duration = Duration::from_secs(1200);
 /// One image to build for one or more services.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildPlan {
+    /// The services that use this image (same repository and build inputs).
     pub services: Vec<String>,
     /// Repository part of the reference (`localhost/phoenix/db`).
     pub repository: String,
+    /// The build context, interpolated and resolved against the compose file's directory.
     pub context: PathBuf,
+    /// The Dockerfile (`Dockerfile` in the context unless the service names one).
     pub dockerfile: PathBuf,
+    /// Build arguments, interpolated.
     pub args: BTreeMap<String, String>,
 }
 
 impl BuildPlan {
+    /// The image reference tagged with the first 12 digits of the content `hash` (`repo:h-...`).
     pub fn reference(&self, hash: &str) -> String {
         format!("{}:h-{}", self.repository, &hash[..12])
     }
@@ -37,19 +42,26 @@ impl BuildPlan {
 /// How one image was obtained.
 #[derive(Debug, Clone, Serialize)]
 pub struct BuiltImage {
+    /// The services that use it.
     pub services: Vec<String>,
+    /// Its content-hashed reference.
     pub reference: String,
     /// False when the hashed tag already existed.
     pub built: bool,
+    /// Seconds spent on it (building, or finding it already there).
     pub seconds: f64,
 }
 
 /// The outcome of preparing every image of a stack in one runtime.
 #[derive(Debug, Clone, Serialize)]
 pub struct ImagesReport {
+    /// The runtime the images were prepared in.
     pub runtime: String,
+    /// Whether the harness's base image had to be imported first.
     pub base_imported: bool,
+    /// Each image of the stack's `build:` sections, in plan order.
     pub images: Vec<BuiltImage>,
+    /// Seconds for all of it.
     pub seconds: f64,
 }
 

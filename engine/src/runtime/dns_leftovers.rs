@@ -28,7 +28,9 @@ const HARNESS_PREFIX: &str = "hydra-";
 /// One network's DNS file whose network no longer exists.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StaleDnsFile {
+    /// The removed network the file is named after.
     pub network: String,
+    /// The file, in aardvark-dns's directory.
     pub path: PathBuf,
 }
 
@@ -42,7 +44,9 @@ impl StaleDnsFile {
 /// What a sweep removed, and what it found but left (networks the harness did not make).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct DnsSweep {
+    /// Files of the harness's own removed networks, now deleted.
     pub removed: Vec<StaleDnsFile>,
+    /// Files of other removed networks, left alone and reported.
     pub foreign: Vec<StaleDnsFile>,
 }
 

@@ -15,6 +15,7 @@ use crate::error::HarnessError;
 pub struct Signals(AtomicUsize);
 
 impl Signals {
+    /// A count with no signal received yet.
     pub const fn new() -> Self {
         Self(AtomicUsize::new(0))
     }
@@ -24,14 +25,17 @@ impl Signals {
         self.0.fetch_add(1, Ordering::SeqCst) + 1
     }
 
+    /// How many signals have been received.
     pub fn count(&self) -> usize {
         self.0.load(Ordering::SeqCst)
     }
 
+    /// Whether at least one signal has been received: stop in an orderly way.
     pub fn is_cancelled(&self) -> bool {
         self.count() >= 1
     }
 
+    /// Whether a second signal has been received: cleanup takes the quickest path.
     pub fn is_aborted(&self) -> bool {
         self.count() >= 2
     }
@@ -149,9 +153,13 @@ impl Interrupt {
 /// A command line to run, kept as data so that argv building stays pure and testable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandSpec {
+    /// The program, looked up on `PATH` unless absolute.
     pub program: String,
+    /// Its arguments.
     pub args: Vec<String>,
+    /// Variables set for it, on top of the inherited environment unless `clear_env`.
     pub env: Vec<(String, String)>,
+    /// Working directory; `None` keeps this process's.
     pub cwd: Option<std::path::PathBuf>,
     /// Start from an empty environment (only `env` is passed): used when crossing to a less
     /// trusted user, so root's variables (CI tokens included) never reach its tools.
@@ -161,6 +169,7 @@ pub struct CommandSpec {
 }
 
 impl CommandSpec {
+    /// `program` with no arguments, inheriting this process's environment and directory.
     pub fn new(program: impl Into<String>) -> Self {
         Self {
             program: program.into(),
@@ -172,11 +181,13 @@ impl CommandSpec {
         }
     }
 
+    /// Appends one argument.
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
         self
     }
 
+    /// Appends arguments.
     pub fn args<I, S>(mut self, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -186,11 +197,13 @@ impl CommandSpec {
         self
     }
 
+    /// Sets an environment variable for the command.
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.push((key.into(), value.into()));
         self
     }
 
+    /// Sets the working directory.
     pub fn cwd(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
         self.cwd = Some(dir.into());
         self
@@ -213,13 +226,18 @@ impl CommandSpec {
 /// What a finished process left behind.
 #[derive(Debug, Clone)]
 pub struct Output {
+    /// Exit code; `None` when a signal ended the process.
     pub status: Option<i32>,
+    /// What it wrote to stdout.
     pub stdout: String,
+    /// What it wrote to stderr.
     pub stderr: String,
+    /// How long it ran.
     pub elapsed: Duration,
 }
 
 impl Output {
+    /// Whether it exited 0.
     pub fn success(&self) -> bool {
         self.status == Some(0)
     }
@@ -329,7 +347,7 @@ pub fn run_with(
 }
 
 /// Starts `spec` in the background in its own process group, its output appended to `log`. The
-/// caller owns the child and ends it by its process group ([`kill_group`]).
+/// caller owns the child and ends it by its process group (`kill_group`).
 pub fn spawn_background(spec: &CommandSpec, log: &std::path::Path) -> Result<std::process::Child, HarnessError> {
     tracing::debug!(cmd = %spec.display(), "spawn");
     let file = std::fs::OpenOptions::new()
@@ -359,7 +377,9 @@ pub fn spawn_background(spec: &CommandSpec, log: &std::path::Path) -> Result<std
 pub struct Piped<T> {
     /// The relay's result; an error when the relay could not read or write (a side that died).
     pub relayed: std::io::Result<T>,
+    /// The producer's exit and stderr (its stdout went to the relay).
     pub producer: Output,
+    /// The consumer's exit and stderr.
     pub consumer: Output,
 }
 
@@ -388,7 +408,7 @@ pub fn pipe<T>(
 /// themselves (helper containers that have it bind-mounted): the bytes never pass through this
 /// process, so they move as fast as between two processes on the host. Both are ended at
 /// `timeout` or, with [`Interrupt::Allowed`], on Ctrl-C. When one side fails, or the run is
-/// stopped, a side still blocked opening the pipe is let through ([`release_fifo`]), so that it
+/// stopped, a side still blocked opening the pipe is let through (`release_fifo`), so that it
 /// ends too instead of waiting forever. Each side's output is returned, stdout included.
 pub fn pair_through_fifo(
     producer: &CommandSpec,

@@ -12,17 +12,25 @@ use crate::error::{HarnessError, Result};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ContainerInspect {
+    /// The container's full id.
     pub id: String,
+    /// Its name as the engine reports it (Docker adds a leading `/`, see
+    /// [`ContainerInspect::short_name`]).
     pub name: String,
+    /// Whether it runs, how it exited, its health.
     pub state: State,
+    /// Its labels and configured healthcheck.
     pub config: Config,
+    /// Its mounts.
     #[serde(default)]
     pub mounts: Vec<Mount>,
+    /// Its published ports and network endpoints.
     #[serde(default)]
     pub network_settings: Option<NetworkSettings>,
     /// How often the engine restarted it under its restart policy.
     #[serde(default)]
     pub restart_count: u64,
+    /// The part of its host configuration the lifecycle reads.
     #[serde(default)]
     pub host_config: Option<HostConfig>,
 }
@@ -36,6 +44,7 @@ pub struct HostConfig {
     pub security_opt: Option<Vec<String>>,
 }
 
+/// The part of `NetworkSettings` the lifecycle reads: published ports and networks.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(rename_all = "PascalCase")]
 pub struct NetworkSettings {
@@ -47,20 +56,26 @@ pub struct NetworkSettings {
     pub networks: Option<BTreeMap<String, Endpoint>>,
 }
 
+/// One host binding of a port, as the engine prints it.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
 pub struct PortBinding {
+    /// Host address (empty on Podman for all interfaces).
     #[serde(default)]
     pub host_ip: String,
+    /// Host port, as a string.
     #[serde(default)]
     pub host_port: String,
 }
 
+/// A container's attachment to one network.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(rename_all = "PascalCase")]
 pub struct Endpoint {
+    /// Its address on the network.
     #[serde(default, rename = "IPAddress")]
     pub ip_address: String,
+    /// DNS names it answers to on the network.
     #[serde(default)]
     pub aliases: Option<Vec<String>>,
 }
@@ -68,19 +83,27 @@ pub struct Endpoint {
 /// One published port: container port/protocol bound to a host address and port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
+    /// Port inside the container.
     pub container_port: u16,
+    /// `tcp` or `udp`.
     pub protocol: String,
+    /// Host address (`0.0.0.0` for all interfaces).
     pub host_ip: String,
+    /// Host port.
     pub host_port: u16,
 }
 
+/// One mount of a container.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Mount {
+    /// `volume`, `bind`, `tmpfs`, ...
     #[serde(default, rename = "Type")]
     pub kind: String,
+    /// The volume's name, for a volume mount.
     #[serde(default)]
     pub name: Option<String>,
+    /// The path inside the container.
     #[serde(default)]
     pub destination: String,
 }
@@ -88,8 +111,10 @@ pub struct Mount {
 /// A network or volume with its labels. Podman 4 prints network keys in lower case.
 #[derive(Debug, Clone, Deserialize)]
 pub struct LabelledObject {
+    /// The network's or volume's name.
     #[serde(alias = "Name", alias = "name")]
     pub name: String,
+    /// Its labels, if any.
     #[serde(default, alias = "Labels", alias = "labels")]
     pub labels: Option<BTreeMap<String, String>>,
     /// Podman's mark on a volume made for one container (`volume inspect` only).
@@ -101,6 +126,7 @@ pub struct LabelledObject {
 }
 
 impl LabelledObject {
+    /// The value of label `key`, if set.
     pub fn label(&self, key: &str) -> Option<&str> {
         self.labels.as_ref()?.get(key).map(String::as_str)
     }
@@ -114,12 +140,16 @@ pub fn parse_labelled(json: &str) -> Result<Vec<LabelledObject>> {
     })
 }
 
+/// A container's run state.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct State {
+    /// `created`, `running`, `restarting`, `exited`, ...
     pub status: String,
+    /// Whether it is running now.
     #[serde(default)]
     pub running: bool,
+    /// Exit code of its last run (0 while running).
     #[serde(default)]
     pub exit_code: i64,
     /// Docker calls it `Health`; Podman 4.x `Healthcheck` (and newer Podman `Health`).
@@ -127,31 +157,41 @@ pub struct State {
     pub health: Option<Health>,
 }
 
+/// The engine's record of a container's health.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Health {
+    /// `starting`, `healthy` or `unhealthy` (empty when unknown).
     #[serde(default)]
     pub status: String,
+    /// Consecutive failed probes.
     #[serde(default)]
     pub failing_streak: i64,
+    /// The most recent probes, oldest first.
     #[serde(default)]
     pub log: Option<Vec<HealthLog>>,
 }
 
+/// One health probe the engine ran.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct HealthLog {
+    /// The probe's exit code (0 passed).
     #[serde(default)]
     pub exit_code: i64,
+    /// What the probe printed.
     #[serde(default)]
     pub output: String,
 }
 
+/// The part of a container's `Config` the lifecycle reads.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Config {
+    /// Its labels (compose's and the harness's).
     #[serde(default)]
     pub labels: Option<BTreeMap<String, String>>,
+    /// Its healthcheck, if it has one.
     #[serde(default)]
     pub healthcheck: Option<HealthcheckConfig>,
 }
@@ -160,14 +200,19 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct HealthcheckConfig {
+    /// The test command (`CMD`/`CMD-SHELL` form; `NONE` disables the check).
     #[serde(default)]
     pub test: Option<Vec<String>>,
+    /// Time between probes, in nanoseconds.
     #[serde(default)]
     pub interval: Option<u64>,
+    /// Time one probe may take, in nanoseconds.
     #[serde(default)]
     pub timeout: Option<u64>,
+    /// Time after start during which failures do not count, in nanoseconds.
     #[serde(default)]
     pub start_period: Option<u64>,
+    /// Consecutive failures that make the container unhealthy.
     #[serde(default)]
     pub retries: Option<i64>,
 }
@@ -175,8 +220,11 @@ pub struct HealthcheckConfig {
 /// Health as the lifecycle sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HealthStatus {
+    /// Its healthcheck passes.
     Healthy,
+    /// Its healthcheck failed often enough to count.
     Unhealthy,
+    /// No verdict yet (or a status the harness does not know).
     Starting,
     /// The container has no healthcheck: running counts as ready.
     NoHealthcheck,
@@ -188,6 +236,7 @@ impl ContainerInspect {
         self.name.trim_start_matches('/')
     }
 
+    /// The value of label `key`, if set.
     pub fn label(&self, key: &str) -> Option<&str> {
         self.config.labels.as_ref()?.get(key).map(String::as_str)
     }
@@ -200,6 +249,7 @@ impl ContainerInspect {
         }
     }
 
+    /// Its health as the lifecycle sees it; the engine's status when a healthcheck is configured.
     pub fn health_status(&self) -> HealthStatus {
         if !self.has_healthcheck() {
             return HealthStatus::NoHealthcheck;

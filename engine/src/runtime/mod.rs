@@ -28,12 +28,16 @@ pub const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "kebab-case")]
 pub enum EngineKind {
+    /// Docker (`docker`).
     Docker,
+    /// Rootful Podman (`podman` as root).
     Podman,
+    /// One unprivileged user's rootless Podman.
     PodmanRootless,
 }
 
 impl EngineKind {
+    /// The engine's name in reports (`podman-rootless`).
     pub fn name(self) -> &'static str {
         match self {
             EngineKind::Docker => "docker",
@@ -57,13 +61,19 @@ impl EngineKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "kebab-case")]
 pub enum RuntimeKind {
+    /// Docker with Docker Compose v2.
     Docker,
+    /// Docker with docker-compose 1.29.
     #[serde(rename = "docker-v1")]
     DockerV1,
+    /// Rootful Podman with podman-compose.
     Podman,
+    /// Rootful Podman with Docker Compose v2 through its Docker-compatible API.
     #[serde(rename = "podman-v2")]
     PodmanV2,
+    /// Rootless Podman with podman-compose.
     PodmanRootless,
+    /// Rootless Podman with Docker Compose v2 through the user's API.
     #[serde(rename = "podman-rootless-v2")]
     PodmanRootlessV2,
 }
@@ -79,6 +89,7 @@ impl RuntimeKind {
         RuntimeKind::PodmanRootlessV2,
     ];
 
+    /// The target's name (`podman-rootless-v2`), as users write it and run labels record it.
     pub fn name(self) -> &'static str {
         match self {
             RuntimeKind::Docker => "docker",
@@ -90,7 +101,7 @@ impl RuntimeKind {
         }
     }
 
-    /// A short form used in project names and trial names (`podman_rootless_v2`).
+    /// A short form used in trial names, JUnit suites and parity columns (`podman_rootless_v2`).
     pub fn ident(self) -> &'static str {
         match self {
             RuntimeKind::Docker => "docker",
@@ -128,6 +139,7 @@ impl RuntimeKind {
         matches!(self, RuntimeKind::PodmanV2 | RuntimeKind::PodmanRootlessV2)
     }
 
+    /// The engine's CLI program: `docker` or `podman`.
     pub fn engine_program(self) -> &'static str {
         match self.engine() {
             EngineKind::Docker => "docker",
@@ -135,10 +147,12 @@ impl RuntimeKind {
         }
     }
 
+    /// Whether the engine is Podman (rootful or rootless).
     pub fn is_podman(self) -> bool {
         self.engine() != EngineKind::Docker
     }
 
+    /// Whether the engine is a user's rootless Podman.
     pub fn is_rootless(self) -> bool {
         self.engine() == EngineKind::PodmanRootless
     }
@@ -234,10 +248,12 @@ impl Runtime {
         Self { kind, rootless }
     }
 
+    /// The target this runtime reaches.
     pub fn kind(&self) -> RuntimeKind {
         self.kind
     }
 
+    /// The user whose engine this is, for rootless Podman.
     pub fn rootless_user(&self) -> Option<&RootlessUser> {
         self.rootless.as_ref()
     }
@@ -514,8 +530,11 @@ impl Runtime {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CgroupVersion {
+    /// cgroup v1 (or a hybrid host).
     V1,
+    /// The unified cgroup v2 hierarchy.
     V2,
+    /// The engine did not say, or said something else.
     Unknown,
 }
 
@@ -551,14 +570,19 @@ fn ids_of(out: &str) -> Vec<String> {
 /// Kinds of engine objects the harness creates and must clean up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjectKind {
+    /// A container.
     Container,
+    /// A network.
     Network,
+    /// A volume.
     Volume,
 }
 
 impl ObjectKind {
+    /// Every kind, containers first (the order in which they can be removed).
     pub const ALL: [ObjectKind; 3] = [ObjectKind::Container, ObjectKind::Network, ObjectKind::Volume];
 
+    /// The kind's name in messages and reports (`container`, `network`, `volume`).
     pub fn name(self) -> &'static str {
         match self {
             ObjectKind::Container => "container",
@@ -568,7 +592,6 @@ impl ObjectKind {
     }
 }
 
-/// A 64-hex-digit engine ID shortened to 12 digits; names are left whole.
 /// `engine diff` lines (`C /run`, `A /run/app.pid`) as (kind, path); other lines are ignored.
 pub fn parse_diff(text: &str) -> Vec<(char, String)> {
     text.lines()
@@ -583,6 +606,7 @@ pub fn parse_diff(text: &str) -> Vec<(char, String)> {
         .collect()
 }
 
+/// A 64-hex-digit engine ID shortened to 12 digits; names are left whole.
 pub fn short_id(id: &str) -> &str {
     if id.len() == 64 && id.chars().all(|c| c.is_ascii_hexdigit()) {
         &id[..12]

@@ -35,10 +35,15 @@ fn runuser_program() -> &'static str {
 /// The unprivileged identity that owns the rootless engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RootlessUser {
+    /// Login name (the uid as text when the caller has no passwd entry).
     pub name: String,
+    /// User ID.
     pub uid: u32,
+    /// Primary group ID.
     pub gid: u32,
+    /// Home directory, where its Podman keeps its storage and configuration.
     pub home: PathBuf,
+    /// Its `XDG_RUNTIME_DIR` (`/run/user/<uid>` unless the caller set one).
     pub runtime_dir: PathBuf,
     /// True when the harness runs as root and must switch to this user for every call.
     pub switch: bool,
@@ -47,9 +52,13 @@ pub struct RootlessUser {
 /// One `/etc/passwd` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PasswdEntry {
+    /// Login name.
     pub name: String,
+    /// User ID.
     pub uid: u32,
+    /// Primary group ID.
     pub gid: u32,
+    /// Home directory.
     pub home: PathBuf,
 }
 

@@ -9,6 +9,7 @@ use crate::error::{HarnessError, Result};
 /// The merged view of the compose files of one run, with compose profiles applied.
 #[derive(Debug, Clone)]
 pub struct ComposeSet {
+    /// Each file as loaded, in `-f` order.
     pub files: Vec<ComposeFile>,
     /// Profiles enabled for the run: `COMPOSE_PROFILES` (comma separated) from the environment,
     /// else from the project's `.env` file, as the compose tools read it. Empty: only services

@@ -38,11 +38,13 @@ const UP_TIMEOUT: Duration = Duration::from_secs(600);
 /// What to bring up and how.
 #[derive(Debug, Clone)]
 pub struct StackOptions {
+    /// The target to run the stack on.
     pub runtime: RuntimeKind,
     /// Compose files in `-f` order; the first decides the project directory.
     pub compose_files: Vec<PathBuf>,
     /// Host address published ports bind to (a loopback address).
     pub bind_ip: IpAddr,
+    /// How long to wait for every service to become ready.
     pub ready_timeout: Duration,
     /// The run's id, when the caller must know it before `up` (to create the run's volumes with
     /// its labels beforehand, as a migration does); else `HYDRA_RUN_ID` or a fresh one.
@@ -50,6 +52,8 @@ pub struct StackOptions {
 }
 
 impl StackOptions {
+    /// Options for `runtime` with the defaults: the bundled compose file, ports bound to
+    /// 127.0.0.1, [`DEFAULT_READY_TIMEOUT`], and a run id chosen at `up`.
     pub fn new(runtime: RuntimeKind) -> Self {
         Self {
             runtime,
@@ -64,20 +68,30 @@ impl StackOptions {
 /// Lifecycle progress, for the CLI's display.
 #[derive(Debug, Clone)]
 pub enum Event {
+    /// A step of the lifecycle began, described in a line.
     Phase(String),
+    /// Where the wait for readiness stands.
     Waiting(WaitProgress),
 }
 
 /// What `up` did and measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct UpReport {
+    /// The target the stack runs on.
     pub runtime: RuntimeKind,
+    /// The compose project name.
     pub project: String,
+    /// The run's id.
     pub run_id: String,
+    /// The compose tool and its version.
     pub compose: Provider,
+    /// How the images were obtained.
     pub images: ImagesReport,
+    /// Seconds `compose up` took, its reruns included.
     pub compose_up_seconds: f64,
+    /// When each service became ready.
     pub services: Vec<ServiceReady>,
+    /// Seconds for the whole of `up`.
     pub total_seconds: f64,
     /// What `compose up` printed on stderr (warnings such as ignored `depends_on` conditions).
     pub compose_up_stderr: String,
@@ -100,7 +114,9 @@ pub struct UpReport {
 /// it out of the named services.
 #[derive(Debug, Clone, Serialize)]
 pub struct SeccompRemedy {
+    /// The project's seccomp profile, applied engine-wide instead.
     pub profile: PathBuf,
+    /// The services whose own `seccomp=` option the override leaves out.
     pub services: Vec<String>,
     /// What the engine answered to the profile sent inline.
     pub refusal: String,
@@ -470,14 +486,17 @@ impl Stack {
         })
     }
 
+    /// The run's record.
     pub fn record(&self) -> &RunRecord {
         &self.record
     }
 
+    /// The runtime the stack runs in.
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
     }
 
+    /// The compose tool that drives the stack.
     pub fn tool(&self) -> ComposeTool {
         self.provider.tool
     }

@@ -15,9 +15,12 @@ use crate::runtime::{dns_leftovers, exec, short_id, Interrupt, ObjectKind, Runti
 /// What `down` found and removed.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct TeardownReport {
+    /// Exit code of the compose tool's `down`; `None` when it was skipped, could not run or was
+    /// killed. Not trusted: the label sweep decides.
     pub compose_down_status: Option<i32>,
     /// Objects the compose tool's `down` left behind that the harness removed itself.
     pub removed_after_compose: Vec<String>,
+    /// Seconds the teardown took.
     pub seconds: f64,
 }
 

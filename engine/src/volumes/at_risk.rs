@@ -9,10 +9,11 @@ use crate::compose::file::{ComposeFile, MountKind};
 /// Where a service keeps state a move would not carry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AtRisk {
+    /// The service that mounts it.
     pub service: String,
     /// The path inside the container.
     pub target: String,
-    /// `bind mount of <host path>` or `anonymous volume`.
+    /// `writable bind mount of <host path>`, `anonymous volume` or `<type> mount`.
     pub kind: String,
     /// What to change in the stack so that the state moves.
     pub remedy: String,
@@ -21,14 +22,18 @@ pub struct AtRisk {
 /// A named volume the move carries, with the services that mount it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Carried {
+    /// The volume's name, as the compose file gives it.
     pub volume: String,
+    /// Each (service, path inside the container) where it is mounted.
     pub mounts: Vec<(String, String)>,
 }
 
 /// What the stack's mounts mean for a move.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct MovePlan {
+    /// Named volumes the move carries.
     pub carried: Vec<Carried>,
+    /// State the move would lose.
     pub at_risk: Vec<AtRisk>,
 }
 

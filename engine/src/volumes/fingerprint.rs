@@ -16,24 +16,36 @@ use crate::error::{HarnessError, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum EntryKind {
+    /// A regular file.
     File,
+    /// A directory.
     Dir,
+    /// A symbolic link.
     Symlink,
+    /// A hard link to an earlier path of the stream.
     HardLink,
+    /// A named pipe.
     Fifo,
+    /// A character device.
     CharDevice,
+    /// A block device.
     BlockDevice,
+    /// Any other tar entry type.
     Other,
 }
 
 /// One path of the tree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Entry {
+    /// What it is.
     pub kind: EntryKind,
     /// Permission bits (with setuid/setgid/sticky).
     pub mode: u32,
+    /// Numeric owner.
     pub uid: u64,
+    /// Numeric group.
     pub gid: u64,
+    /// Bytes of content (0 for anything but a file).
     pub size: u64,
     /// sha256 of a file's content, the target of a link, `major:minor` of a device.
     pub content: Option<String>,
@@ -42,6 +54,7 @@ pub struct Entry {
 /// A whole tree, keyed by path relative to the volume's root (`.` is the root itself).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Fingerprint {
+    /// Every entry by its normalised path.
     pub entries: BTreeMap<String, Entry>,
     /// Bytes of file content in the tree.
     pub bytes: u64,
@@ -50,6 +63,7 @@ pub struct Fingerprint {
 /// The first path at which two trees differ, and how.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Difference {
+    /// The path, relative to the volume's root.
     pub path: String,
     /// What differs: `missing on target`, `only on target`, or the fields that differ.
     pub what: String,

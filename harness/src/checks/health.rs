@@ -19,19 +19,26 @@ use crate::stack::Stack;
 /// One planned endpoint probe.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EndpointCheck {
+    /// The check's id.
     pub id: CheckId,
+    /// The service whose endpoint is probed.
     pub service: String,
     /// Service whose published port is used (the service itself, or `via`).
     pub through: String,
+    /// The expectation from the spec.
     pub probe: HealthProbe,
 }
 
 /// One dependant of a transitive rule: its "fails when stopped" and "recovers" checks.
 #[derive(Debug, Clone)]
 pub struct TransitivePlan {
+    /// The check that the dependant turns unhealthy once the dependency stops.
     pub fails: CheckId,
+    /// The check that the dependant recovers once the dependency starts again.
     pub recovers: CheckId,
+    /// The dependant service watched.
     pub dependant: String,
+    /// The spec rule the checks come from.
     pub rule: Transitive,
 }
 
@@ -84,12 +91,15 @@ pub fn plan_transitive(spec: &Spec) -> Vec<TransitivePlan> {
 /// One "engine reports healthy" check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineCheck {
+    /// The check's id.
     pub id: CheckId,
+    /// The compose service whose health the engine reports.
     pub service: String,
 }
 
 /// Health endpoints probed over HTTP (read-only).
 pub struct Endpoints {
+    /// The planned probes, in the order they run.
     pub checks: Vec<EndpointCheck>,
 }
 
@@ -115,6 +125,7 @@ impl CheckArea for Endpoints {
 
 /// The engine's own view of every service's health (read-only; part of the health phase).
 pub struct EngineHealth {
+    /// One check per compose service.
     pub checks: Vec<EngineCheck>,
 }
 
@@ -140,6 +151,7 @@ impl CheckArea for EngineHealth {
 
 /// Transitive health: stops dependencies and starts them again (destructive).
 pub struct TransitiveHealth {
+    /// One plan per dependant of each rule.
     pub plans: Vec<TransitivePlan>,
 }
 

@@ -81,11 +81,14 @@ pub const AREAS: [Planner; 7] = [
 
 /// Builds outcomes for one runtime, timing each check.
 pub struct Recorder {
+    /// The runtime every recorded outcome is for.
     pub runtime: RuntimeKind,
+    /// The outcomes recorded so far, in order.
     pub outcomes: Vec<CheckOutcome>,
 }
 
 impl Recorder {
+    /// An empty recorder for `runtime`.
     pub fn new(runtime: RuntimeKind) -> Self {
         Self {
             runtime,
@@ -103,6 +106,7 @@ impl Recorder {
         self.push(id, service, verdict, message, started.elapsed().as_secs_f64());
     }
 
+    /// Records an outcome already judged, with the time it took.
     pub fn push(&mut self, id: &CheckId, service: Option<&str>, verdict: Verdict, message: String, seconds: f64) {
         self.outcomes.push(CheckOutcome {
             runtime: self.runtime,

@@ -34,6 +34,7 @@ pub fn plan(p: &Option<Persistence>) -> Vec<CheckId> {
 
 /// The persistence area (destructive: restarts, recreates and kills the database; runs last).
 pub struct PersistenceChecks {
+    /// The planned checks, in the order they run; empty when the spec has no persistence probe.
     pub ids: Vec<CheckId>,
 }
 
@@ -64,7 +65,12 @@ const DATA_TABLE: &str = "hydra_persistence";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DataSet {
     /// `count` rows with this checksum of their contents.
-    Rows { count: i64, checksum: String },
+    Rows {
+        /// Rows in the table.
+        count: i64,
+        /// MD5 over every row's id and payload, in id order.
+        checksum: String,
+    },
     /// The table is not there at all: the volume did not keep it.
     TableMissing,
 }

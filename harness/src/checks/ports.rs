@@ -17,24 +17,58 @@ use crate::stack::Stack;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PortCheck {
     /// The engine binds `port` of `service` to the bind address only.
-    BoundToBindIpOnly { id: CheckId, service: String, port: u16 },
+    BoundToBindIpOnly {
+        /// The check's id.
+        id: CheckId,
+        /// The service whose port is checked.
+        service: String,
+        /// The container port.
+        port: u16,
+    },
     /// A TCP connection to the published port on the bind address succeeds.
-    AcceptsOnBindIp { id: CheckId, service: String, port: u16 },
+    AcceptsOnBindIp {
+        /// The check's id.
+        id: CheckId,
+        /// The service whose port is checked.
+        service: String,
+        /// The container port.
+        port: u16,
+    },
     /// The same host port on another loopback address does not answer.
-    SilentOnOtherLoopback { id: CheckId, service: String, port: u16 },
+    SilentOnOtherLoopback {
+        /// The check's id.
+        id: CheckId,
+        /// The service whose port is checked.
+        service: String,
+        /// The container port.
+        port: u16,
+    },
     /// An internal-only port has no host binding.
-    NotPublished { id: CheckId, service: String, port: u16 },
+    NotPublished {
+        /// The check's id.
+        id: CheckId,
+        /// The service whose port is checked.
+        service: String,
+        /// The container port.
+        port: u16,
+    },
     /// `from` can (or cannot) open `service:port` over the container networks.
     Internal {
+        /// The check's id.
         id: CheckId,
+        /// The service whose port is checked.
         service: String,
+        /// The container port.
         port: u16,
+        /// The service that tries to connect.
         from: String,
+        /// Whether the connection must succeed (the two services share a network).
         expect_open: bool,
     },
 }
 
 impl PortCheck {
+    /// The check's id.
     pub fn id(&self) -> &CheckId {
         match self {
             PortCheck::BoundToBindIpOnly { id, .. }
@@ -45,6 +79,7 @@ impl PortCheck {
         }
     }
 
+    /// The service whose port is checked.
     pub fn service(&self) -> &str {
         match self {
             PortCheck::BoundToBindIpOnly { service, .. }
@@ -110,6 +145,7 @@ pub fn plan(spec: &Spec, compose: &ComposeFile) -> Vec<PortCheck> {
 
 /// The ports area: published and internal ports of every service the spec describes.
 pub struct Ports {
+    /// The planned checks, in the order they run.
     pub checks: Vec<PortCheck>,
 }
 

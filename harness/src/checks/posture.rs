@@ -11,6 +11,7 @@ use crate::stack::Stack;
 
 /// Every posture rule for every service (read-only).
 pub struct Posture {
+    /// Every rule for every compose service, as [`crate::posture::plan`] names them.
     pub ids: Vec<CheckId>,
 }
 

@@ -17,6 +17,7 @@ pub const DRILL_TABLE: &str = "hydra_migration";
 /// One table's logical state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TableSum {
+    /// Rows read (for a keyed table read against the source's snapshot, only up to its largest key).
     pub rows: i64,
     /// md5 of the rows' text in key order (in text order without an integer key).
     pub digest: String,

@@ -18,7 +18,9 @@ use crate::runtime::{Runtime, RuntimeKind};
 /// What an interrupted drill left for the next one to find.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Journal {
+    /// The drill's source target.
     pub from: RuntimeKind,
+    /// The drill's target.
     pub to: RuntimeKind,
     /// The last phase the drill began.
     pub phase: String,
@@ -31,6 +33,7 @@ pub struct Journal {
 }
 
 impl Journal {
+    /// A journal for a drill from `from` to `to`, at its first phase (`source_up`).
     pub fn new(from: RuntimeKind, to: RuntimeKind) -> Self {
         Self {
             from,
@@ -41,6 +44,7 @@ impl Journal {
         }
     }
 
+    /// Writes the journal beside `source`'s run record, replacing the previous one.
     pub fn save(&self, source: &RunRecord) -> Result<()> {
         source.write_file(
             RunFile::DrillJournal,
@@ -48,6 +52,7 @@ impl Journal {
         )
     }
 
+    /// The journal kept beside `source`'s run record; `None` when there is none or it does not parse.
     pub fn load(source: &RunRecord) -> Option<Self> {
         serde_json::from_slice(&source.read_file(RunFile::DrillJournal)?).ok()
     }
@@ -65,7 +70,9 @@ pub fn source_run_id() -> String {
 /// One interrupted drill found and dealt with.
 #[derive(Debug, Clone, Serialize)]
 pub struct Interrupted {
+    /// The run id of the drill's source stack.
     pub source_run: String,
+    /// The process id of the drill that was interrupted.
     pub owner_pid: u32,
     /// `None` when the drill died before its journal was first written.
     pub journal: Option<Journal>,

@@ -45,7 +45,9 @@ pub(crate) const MOVE_TIMEOUT: Duration = Duration::from_secs(900);
 /// What a drill is asked to do.
 #[derive(Debug, Clone)]
 pub struct DrillOptions {
+    /// The source target, where the stack starts.
     pub from: RuntimeKind,
+    /// The target the stack moves to.
     pub to: RuntimeKind,
     /// The spec's strategy unless set.
     pub strategy: Option<Strategy>,
@@ -58,27 +60,38 @@ pub struct DrillOptions {
 /// One phase: a JUnit trial `migrate::<from>-to-<to>::<phase>`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Phase {
+    /// The phase's name (`quiesce`, `move`, ...), the last part of its trial name.
     pub name: &'static str,
+    /// How the phase ended.
     pub verdict: Verdict,
+    /// What the phase did or found, in words.
     pub message: String,
+    /// Time the phase took, in seconds.
     pub seconds: f64,
 }
 
 /// One volume's move (either direction).
 #[derive(Debug, Clone, Serialize)]
 pub struct VolumeMove {
+    /// The volume's key in the compose file.
     pub volume: String,
+    /// The target the volume was copied from.
     pub from: String,
+    /// The target the volume was copied to.
     pub to: String,
+    /// Bytes of the tar stream.
     pub bytes: u64,
-    /// The whole copy (checks, stream, read-back), the stream with its helper containers, and
-    /// the bytes moving (first to last byte).
+    /// The whole copy (checks, stream, read-back), in seconds.
     pub seconds: f64,
+    /// The stream with its helper containers, in seconds.
     pub stream_seconds: f64,
+    /// The bytes moving (first to last byte), in seconds.
     pub data_seconds: f64,
-    /// Digest of the source tree, and of the target tree read back.
+    /// Digest of the source tree, as fingerprinted at the stop.
     pub source_digest: String,
+    /// Digest of the target tree, read back after the copy.
     pub target_digest: String,
+    /// Whether the target tree is the same as the source's.
     pub identical: bool,
     /// The first differing path, when not identical.
     pub first_difference: Option<String>,
@@ -87,32 +100,46 @@ pub struct VolumeMove {
 /// Everything a drill did, measured and decided; `migration.json` is this.
 #[derive(Debug, Clone, Serialize)]
 pub struct DrillReport {
+    /// The source target.
     pub from: RuntimeKind,
+    /// The target the stack moved to.
     pub to: RuntimeKind,
+    /// How the database volume moved.
     pub strategy: Strategy,
+    /// The phases run, in order.
     pub phases: Vec<Phase>,
+    /// Which volumes the drill carries over, and the mounts whose contents a move would lose.
     pub plan: MovePlan,
     /// What each service's container used on the source (capabilities, devices, host network).
     pub needs: BTreeMap<String, std::collections::BTreeSet<needs::Need>>,
     /// Earlier drills found interrupted at the start, and what was done with them.
     pub interrupted_drills: Vec<journal::Interrupted>,
+    /// Every volume copy, in both directions.
     pub moves: Vec<VolumeMove>,
     /// Seconds from the source's writers stopping to the target serving (healthy, data in place).
     pub downtime_seconds: Option<f64>,
     /// The same for the rollback.
     pub rollback_downtime_seconds: Option<f64>,
+    /// Bytes of every tar stream, in both directions.
     pub bytes_moved: u64,
-    /// The source's run and project: kept, with its data, when the drill stops early.
+    /// The source's run id: the run is kept, with its data, when the drill stops early.
     pub source_run: Option<String>,
+    /// The source's compose project name (kept with its run).
     pub source_project: Option<String>,
     /// Each source volume's fingerprint digest at the stop (name to digest): what an interrupted
     /// drill must leave unchanged.
     pub source_fingerprints: BTreeMap<String, String>,
+    /// The source database's tables, read once its writers stopped (only with a persistence probe).
     pub source_data: Option<data::Snapshot>,
+    /// The spec's checks run on the target.
     pub target_checks: Vec<CheckOutcome>,
+    /// The spec's checks run on the source before the move.
     pub source_checks: Vec<CheckOutcome>,
+    /// The spec's checks run on the rollback project.
     pub rollback_checks: Vec<CheckOutcome>,
+    /// GO or NO-GO with its reasons; `None` when the drill stopped before a verdict.
     pub verdict: Option<DrillVerdict>,
+    /// The whole drill's duration, in seconds.
     pub seconds: f64,
 }
 

@@ -24,11 +24,17 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(120);
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Need {
     /// A capability in the container's bounding set (`CAP_` prefix dropped).
-    Capability { name: String },
+    Capability {
+        /// The capability's name, e.g. `NET_ADMIN`.
+        name: String,
+    },
     /// A host device, at `path` inside the container, with the cgroup permissions (`rwm`).
     Device {
+        /// The device's path on the host.
         host: String,
+        /// The device's path inside the container.
         path: String,
+        /// The cgroup permissions (`rwm`); empty when the engine did not say.
         permissions: String,
     },
     /// The host's network namespace.
@@ -52,8 +58,11 @@ impl std::fmt::Display for Need {
 /// One need the target does not meet, with what its probe saw.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Missing {
+    /// The service whose container has the need.
     pub service: String,
+    /// What the target does not give.
     pub need: Need,
+    /// What the target's probe showed (or the engine's error when it refused the probe).
     pub evidence: String,
 }
 

@@ -12,7 +12,9 @@ use crate::outcome::{Area, CheckOutcome, Verdict};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Decision {
+    /// The move kept everything the drill checks.
     Go,
+    /// At least one reason against the move.
     NoGo,
 }
 
@@ -28,16 +30,22 @@ impl std::fmt::Display for Decision {
 /// A target failure the spec accepts, with its reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Accepted {
+    /// The check's name without the target (`ports::db_unreachable_from_nginx`).
     pub check: String,
+    /// Why the spec accepts the failure.
     pub reason: String,
+    /// The failed check's message.
     pub message: String,
 }
 
 /// The verdict and every reason for it.
 #[derive(Debug, Clone, Serialize)]
 pub struct DrillVerdict {
+    /// GO or NO-GO.
     pub decision: Decision,
+    /// Every reason for NO-GO; empty for GO.
     pub reasons: Vec<String>,
+    /// Target failures the spec accepts, which do not count against GO.
     pub accepted: Vec<Accepted>,
 }
 

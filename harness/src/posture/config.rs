@@ -17,34 +17,63 @@ use crate::error::{HarnessError, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
+    /// The container does not run as root.
     User,
+    /// The container is not privileged.
     Privileged,
+    /// The container may hold no capability that is not allowed.
     Capabilities,
+    /// `no-new-privileges` is set.
     NoNewPrivileges,
+    /// A seccomp filter is on: the project profile, when the configuration names one.
     Seccomp,
+    /// The root filesystem is read-only.
     ReadOnlyRootfs,
+    /// The container does not share the host's network namespace.
     HostNetwork,
+    /// The container does not share the host's PID namespace.
     HostPid,
+    /// The container does not share the host's IPC namespace.
     HostIpc,
+    /// The container does not share the host's UTS namespace.
     HostUts,
+    /// The container does not share the host's user namespace.
     HostUserns,
+    /// No engine API socket is mounted.
     EngineSocket,
+    /// No sensitive host path is bind-mounted.
     SensitiveMounts,
+    /// Every published port binds the run's bind address only.
     PortBindIp,
+    /// A memory limit is set (where the host can enforce it).
     MemoryLimit,
+    /// A pids limit is set (where the host can enforce it).
     PidsLimit,
+    /// The container has a healthcheck.
     Healthcheck,
+    /// A restart policy is set.
     RestartPolicy,
+    /// No secret-looking variable is passed in the plain environment.
     SecretEnv,
+    /// The kernel runs the first process as the configured uid.
     KernelUser,
+    /// The kernel's effective and bounding capability sets match the configuration.
     KernelCapabilities,
+    /// The kernel's NoNewPrivs flag matches the configuration.
     KernelNoNewPrivileges,
+    /// The kernel's seccomp mode matches whether the configuration filters.
     KernelSeccomp,
+    /// The root mount, and a write to `/`, match the configured read-only root filesystem.
     KernelRootfs,
+    /// Opening a raw socket succeeds or is refused as the configuration says.
     KernelRawSocket,
+    /// A chown to another uid succeeds or is refused as the configuration says.
     KernelChown,
+    /// A mount succeeds or is refused as the configuration says.
     KernelMount,
+    /// The kernel enforces the configured seccomp profile itself, told apart by a ptrace attach.
     KernelSeccompProfile,
+    /// Container uids map to unprivileged host uids under a rootless engine (the rootless proof).
     UsernsMapping,
 }
 
@@ -82,12 +111,12 @@ impl Rule {
         Rule::UsernsMapping,
     ];
 
-    /// The snake_case name used in outcome names (`db::no_new_privileges`) and in configuration.
     /// Whether the check is about a resource limit (which rootless engines on cgroup v1 ignore).
     pub fn is_limit(self) -> bool {
         matches!(self, Rule::MemoryLimit | Rule::PidsLimit)
     }
 
+    /// The snake_case name used in outcome names (`db::no_new_privileges`) and in configuration.
     pub fn name(self) -> &'static str {
         match self {
             Rule::User => "user",
@@ -177,6 +206,7 @@ pub struct PostureConfig {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServicePosture {
+    /// The service's allowances, each with its reason.
     #[serde(default)]
     pub allow: Vec<Allowance>,
 }
@@ -187,8 +217,11 @@ pub struct ServicePosture {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Allowance {
+    /// The rule the allowance covers.
     pub check: Rule,
+    /// Why the service needs it; must not be empty.
     pub reason: String,
+    /// The one capability, variable, host path or address allowed; `None` allows the whole rule.
     #[serde(default)]
     pub value: Option<String>,
 }

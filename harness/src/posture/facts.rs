@@ -106,7 +106,9 @@ pub fn caps_from_mask(hex: &str) -> Result<CapSet> {
 /// Which engine wrote the JSON (told apart by fields only Podman prints).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
+    /// Docker's inspect JSON.
     Docker,
+    /// Podman's inspect JSON.
     Podman,
 }
 
@@ -117,12 +119,19 @@ pub enum ProfileSource {
     Inline(Value),
     /// Podman keeps the path as given (relative to the compose tool's working directory);
     /// `content` is filled by [`ContainerFacts::resolve_seccomp`].
-    Path { path: String, content: Option<Value> },
+    Path {
+        /// The path as the engine reports it.
+        path: String,
+        /// The profile's JSON, once read; `None` until then or when it cannot be read.
+        content: Option<Value>,
+    },
     /// No option names one: the engine applies its configured default, which the harness set to
     /// this file for the run (`seccomp_profile` in the run's containers.conf), the remedy for
     /// Compose v2 on Podman 4.3 (see `compose::v2_on_podman`).
     EngineWide {
+        /// The profile file set as the engine's default for the run.
         path: std::path::PathBuf,
+        /// The profile's JSON; `None` when the file cannot be read.
         content: Option<Value>,
     },
 }
@@ -145,10 +154,14 @@ pub enum Seccomp {
     /// A profile given by the configuration.
     Custom(ProfileSource),
     /// No filter: `seccomp=unconfined`, or turned off by `privileged` (Docker).
-    Unconfined { by_privileged: bool },
+    Unconfined {
+        /// Turned off by `privileged` rather than by `seccomp=unconfined`.
+        by_privileged: bool,
+    },
 }
 
 impl Seccomp {
+    /// Whether any seccomp filter is on.
     pub fn is_filtering(&self) -> bool {
         !matches!(self, Seccomp::Unconfined { .. })
     }
@@ -211,7 +224,9 @@ pub fn profile_allows(profile: &Value, syscall: &str, caps: &CapSet) -> bool {
 /// A namespace the container is in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Namespace {
+    /// The container's own namespace.
     Private,
+    /// The host's namespace.
     Host,
     /// Joined another container's namespace (`container:ID`).
     Container(String),
@@ -233,10 +248,15 @@ impl Namespace {
 /// The container's namespaces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Namespaces {
+    /// Network namespace.
     pub network: Namespace,
+    /// PID namespace.
     pub pid: Namespace,
+    /// IPC namespace.
     pub ipc: Namespace,
+    /// UTS namespace (host and domain name).
     pub uts: Namespace,
+    /// User namespace.
     pub user: Namespace,
 }
 
@@ -245,8 +265,11 @@ pub struct Namespaces {
 pub struct MountFact {
     /// `bind`, `volume`, `tmpfs`.
     pub kind: String,
+    /// The mount's source as the engine reports it (a host path for bind mounts).
     pub source: String,
+    /// The path inside the container.
     pub destination: String,
+    /// Whether it is mounted read-write.
     pub rw: bool,
 }
 
@@ -257,6 +280,7 @@ pub struct PortFact {
     pub container_port: String,
     /// The host address; an empty address (Podman) is normalised to `0.0.0.0`.
     pub host_ip: String,
+    /// The host port, as the engine prints it.
     pub host_port: String,
 }
 
@@ -272,6 +296,7 @@ impl PortFact {
 pub struct UserFact {
     /// As configured (`999:999`, `postgres`); empty means the image default, root.
     pub raw: String,
+    /// The numeric uid: 0 for `root` or an empty user, `None` for a user name.
     pub uid: Option<u32>,
 }
 
@@ -288,6 +313,7 @@ impl UserFact {
         }
     }
 
+    /// Whether the configured user is known to be root (uid 0).
     pub fn is_root(&self) -> bool {
         self.uid == Some(0)
     }
@@ -299,31 +325,46 @@ impl UserFact {
 pub struct CapFacts {
     /// Privileged: every capability the engine knows.
     pub all: bool,
+    /// What the container may hold (the bounding set).
     pub bounding: CapSet,
+    /// What its first process holds (the effective set).
     pub effective: CapSet,
 }
 
 /// Everything posture rules need to know about one container, engine differences removed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContainerFacts {
+    /// The engine whose inspect JSON the facts come from.
     pub engine: Engine,
+    /// The container id.
     pub id: String,
+    /// The container name, without the leading `/`.
     pub name: String,
     /// The compose service (`com.docker.compose.service` label).
     pub service: Option<String>,
     /// Host PID of the container's first process (0 when not running).
     pub host_pid: u32,
+    /// The configured user.
     pub user: UserFact,
+    /// Whether the container runs privileged.
     pub privileged: bool,
+    /// Capabilities as configured.
     pub caps: CapFacts,
+    /// Whether `no-new-privileges` is set.
     pub no_new_privileges: bool,
+    /// The seccomp filter the container runs with.
     pub seccomp: Seccomp,
+    /// The AppArmor profile as the engine reports it (empty when none).
     pub apparmor_profile: String,
     /// SELinux process label (empty when SELinux is off).
     pub selinux_label: String,
+    /// Whether the root filesystem is read-only.
     pub read_only_rootfs: bool,
+    /// Which namespaces it has of its own and which it shares.
     pub namespaces: Namespaces,
+    /// Its mounts.
     pub mounts: Vec<MountFact>,
+    /// Its published port bindings.
     pub ports: Vec<PortFact>,
     /// Bytes; 0 = unlimited.
     pub memory_limit: i64,
@@ -331,6 +372,7 @@ pub struct ContainerFacts {
     pub pids_limit: i64,
     /// Empty or `no` = none.
     pub restart_policy: String,
+    /// The healthcheck test; `None` when there is none or it is disabled (`NONE`).
     pub healthcheck: Option<Vec<String>>,
     /// `NAME=value` as the engine reports them; use [`redact_env`] before showing any.
     pub env: Vec<String>,

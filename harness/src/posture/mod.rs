@@ -60,6 +60,7 @@ pub fn is_limit(id: &crate::outcome::CheckId) -> bool {
 /// Everything one evaluation saw, for callers that want more than outcomes.
 #[derive(Debug, Clone)]
 pub struct Evaluation {
+    /// One outcome per rule and service.
     pub outcomes: Vec<CheckOutcome>,
     /// By compose service.
     pub facts: BTreeMap<String, ContainerFacts>,

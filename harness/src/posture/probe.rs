@@ -17,7 +17,9 @@ pub const SCRIPT: &str = include_str!("probe.sh");
 /// The result of one attempt that must be refused unless the configuration grants it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attempt {
+    /// The attempt succeeded.
     Succeeded,
+    /// The attempt was refused, with the error.
     Denied(String),
     /// Not attempted (no tool in the image, ...): never counts as a pass.
     Skipped(String),
@@ -39,8 +41,11 @@ impl Attempt {
 /// One line of `/proc/PID/uid_map`: `inside outside count`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IdRange {
+    /// First id of the range inside the namespace.
     pub inside: u32,
+    /// The host id that `inside` maps to.
     pub outside: u32,
+    /// Number of ids in the range.
     pub count: u32,
 }
 
@@ -102,17 +107,25 @@ pub fn status_uid(status: &str) -> Option<u32> {
 pub struct ProbeReport {
     /// Effective uid of the container's first process.
     pub uid: u32,
+    /// The first process's effective capabilities (`CapEff`).
     pub cap_eff: CapSet,
+    /// The first process's bounding set (`CapBnd`).
     pub cap_bnd: CapSet,
+    /// Whether the kernel's NoNewPrivs flag is set.
     pub no_new_privs: bool,
     /// 0 off, 1 strict, 2 filter.
     pub seccomp_mode: u8,
+    /// The first process's uid map (`/proc/1/uid_map`).
     pub uid_map: Vec<IdRange>,
     /// Mount options of `/` (`ro,relatime`).
     pub root_mount: String,
+    /// Creating a file in `/`.
     pub rootfs_write: Attempt,
+    /// Opening a raw IP socket.
     pub raw_socket: Attempt,
+    /// A chown of a scratch file to another uid.
     pub chown: Attempt,
+    /// A tmpfs mount.
     pub mount: Attempt,
     /// `ptrace(PTRACE_ATTACH)` of a pid that does not exist: refused (EPERM) only by a seccomp
     /// filter that blocks ptrace (the project profile), not by the engines' default profiles.
@@ -173,10 +186,15 @@ pub struct HostView {
 
 /// One container's probe report, with the configuration it is compared against.
 pub struct Probed<'a> {
+    /// The run's context.
     pub ctx: &'a Context,
+    /// The compose service.
     pub service: &'a str,
+    /// The container's facts: what the configuration claims.
     pub facts: &'a ContainerFacts,
+    /// What the probe found inside the container.
     pub report: &'a ProbeReport,
+    /// What the host sees of the container's first process.
     pub host: &'a HostView,
 }
 

@@ -13,6 +13,7 @@ use crate::runtime::RuntimeKind;
 /// What the rules need to know about the run and the host, besides the container.
 #[derive(Debug, Clone)]
 pub struct Context {
+    /// The target the stack runs on.
     pub runtime: RuntimeKind,
     /// Host address published ports must bind to.
     pub bind_ip: IpAddr,
@@ -71,9 +72,13 @@ pub fn outcome(ctx: &Context, service: &str, rule: Rule, verdict: Verdict, cause
 
 /// One container under judgement: the run's context, the allowances and the facts.
 pub struct Subject<'a> {
+    /// The run's context.
     pub ctx: &'a Context,
+    /// The posture configuration, with its allowances.
     pub config: &'a PostureConfig,
+    /// The compose service.
     pub service: &'a str,
+    /// The container's facts.
     pub facts: &'a ContainerFacts,
 }
 
@@ -385,7 +390,7 @@ const SENSITIVE: [&str; 11] = [
     "/var/lib/containers",
 ];
 
-/// Whether a bind-mount source is a sensitive host path: `/` itself, or one of [`SENSITIVE`] or
+/// Whether a bind-mount source is a sensitive host path: `/` itself, or one of `SENSITIVE` or
 /// anything below it.
 pub fn is_sensitive_host_path(path: &str) -> bool {
     let p = path.trim_end_matches('/');

@@ -30,8 +30,11 @@ pub use redact::Redactor;
 /// The files [`write_all`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WrittenReports {
+    /// The JUnit XML file.
     pub junit: PathBuf,
+    /// The parity report for people (`parity.md`).
     pub parity_md: PathBuf,
+    /// The parity report for tools (`parity.json`).
     pub parity_json: PathBuf,
     /// The run itself, for `harness report merge`.
     pub summary_json: PathBuf,

@@ -30,7 +30,6 @@ pub struct ParityReport {
     pub checks: Vec<CheckRow>,
     /// Observed behaviours, one row per key (sorted), divergent ones flagged.
     pub observations: Vec<ObservationRow>,
-    /// What each runtime was.
     /// What each runtime was, sanitised and redacted.
     pub environment: Vec<RuntimeInfo>,
 }
@@ -39,9 +38,13 @@ pub struct ParityReport {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Counts {
+    /// Checks that passed.
     pub pass: usize,
+    /// Checks that failed.
     pub fail: usize,
+    /// Checks that were skipped.
     pub skip: usize,
+    /// Checks the host cannot enforce.
     pub not_enforceable: usize,
     /// Checks the run did not finish because it was stopped by SIGINT/SIGTERM.
     #[serde(default)]
@@ -69,7 +72,9 @@ impl Counts {
 /// One check across runtimes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckRow {
+    /// The check's area (`dns`, `posture`, ...).
     pub area: String,
+    /// The check's name within its area (`<service>::<name>` or `<name>`; sanitised, redacted).
     pub name: String,
     /// True when the runtimes' verdicts differ, or a runtime has no result for this check.
     pub divergent: bool,
@@ -92,15 +97,18 @@ impl CheckRow {
 /// One check under one runtime.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cell {
+    /// The verdict; the most severe one when the check ran more than once under the runtime.
     pub verdict: Verdict,
     /// `<service>: <cause>` (sanitised, redacted); empty for a silent pass.
     pub message: String,
+    /// Time the check took, in seconds.
     pub seconds: f64,
 }
 
 /// One observed behaviour across runtimes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ObservationRow {
+    /// What was observed (sanitised, redacted).
     pub key: String,
     /// True when runtimes report different values, or a runtime did not report this key.
     pub divergent: bool,

@@ -14,12 +14,17 @@ use crate::error::{HarnessError, Result};
 /// A validated spec.
 #[derive(Debug, Clone)]
 pub struct Spec {
+    /// The spec file it was read from.
     pub path: PathBuf,
     /// Compose files named by the spec, resolved against the spec's directory.
     pub compose: Vec<PathBuf>,
+    /// Per-service expectations, by compose service name.
     pub services: BTreeMap<String, ServiceSpec>,
+    /// Which services must and must not resolve each other.
     pub dns: DnsSpec,
+    /// Transitive health rules.
     pub transitive: Vec<Transitive>,
+    /// The PostgreSQL persistence probe, if the spec has one.
     pub persistence: Option<Persistence>,
     /// The project's seccomp profile every service must run with (absolute), if the spec asks.
     pub seccomp_profile: Option<PathBuf>,
@@ -50,6 +55,7 @@ impl std::fmt::Display for Strategy {
 /// `[migrate]`: the drill's strategy and the target failures it accepts, each with its reason.
 #[derive(Debug, Clone, Default)]
 pub struct MigrateSpec {
+    /// How the database volume of the persistence probe moves.
     pub strategy: Strategy,
     /// Check name (`ports::db_unreachable_from_nginx`) to the reason its failure on the target is
     /// accepted, with the known remedy in the stack's terms.
@@ -70,12 +76,14 @@ impl Spec {
     }
 }
 
+/// What must hold for one service: its ports, health endpoints and posture allowances.
 #[derive(Debug, Clone, Default)]
 pub struct ServiceSpec {
     /// Container ports that must be published on the bind address only.
     pub published: Vec<u16>,
     /// Container ports peers on a shared network must reach (and others must not).
     pub internal: Vec<u16>,
+    /// HTTP health endpoints that must answer as expected.
     pub health: Vec<HealthProbe>,
     /// Posture allowances (each with its reason), interpreted by the posture checks.
     pub posture: Option<crate::posture::ServicePosture>,
@@ -84,12 +92,14 @@ pub struct ServiceSpec {
 /// One HTTP health expectation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HealthProbe {
+    /// Request path, starting with `/`.
     pub path: String,
     /// Container port of the service reached through its published host port (default: the first
     /// published port).
     pub port: Option<u16>,
     /// Reach the path through this service's published port instead (e.g. `nginx`).
     pub via: Option<String>,
+    /// Expected HTTP status (default 200).
     pub status: u16,
     /// Top-level JSON fields and the string values they must have.
     pub fields: BTreeMap<String, String>,
@@ -98,7 +108,9 @@ pub struct HealthProbe {
 /// Name-resolution expectations: `(from, to)` pairs.
 #[derive(Debug, Clone, Default)]
 pub struct DnsSpec {
+    /// `from` must resolve `to`'s name.
     pub resolve: Vec<(String, String)>,
+    /// `from` must not resolve `to`'s name.
     pub isolated: Vec<(String, String)>,
     /// Also check every pair of services against the compose file's networks.
     pub all_pairs: bool,
@@ -108,23 +120,34 @@ pub struct DnsSpec {
 /// must bring them back within `recover_within_secs`.
 #[derive(Debug, Clone)]
 pub struct Transitive {
+    /// The dependency service that is stopped.
     pub stop: String,
+    /// Services whose health must follow it.
     pub dependants: Vec<String>,
+    /// Deadline for the dependants to turn unhealthy (default 20).
     pub within_secs: u64,
+    /// Deadline for the dependants to recover (default 90).
     pub recover_within_secs: u64,
 }
 
 /// A PostgreSQL persistence probe over the service's published port.
 #[derive(Debug, Clone)]
 pub struct Persistence {
+    /// The PostgreSQL service.
     pub service: String,
+    /// The compose volume (its key in the compose file) that holds the database's data.
     pub volume: String,
+    /// Container port of PostgreSQL, reached through its published host port.
     pub port: u16,
+    /// Database user to connect as.
     pub user: String,
+    /// Database to connect to.
     pub database: String,
     /// Resolved against the spec's directory.
     pub password_env_file: PathBuf,
+    /// Variable of the env file that holds the password.
     pub password_var: String,
+    /// Rows in the data set the probe writes (default 500).
     pub rows: u32,
 }
 
