@@ -268,3 +268,20 @@ fn validate_rejects_a_bad_spec_with_code_2_naming_the_line() {
             "line 1: service 'web' is not a service of the compose file",
         ));
 }
+
+#[test]
+fn an_installed_binary_without_its_source_tree_says_how_to_point_at_a_stack() {
+    let state = tempfile::tempdir().unwrap();
+    let gone = tempfile::tempdir().unwrap();
+    harness()
+        .args(["validate", "--runtime", "docker"])
+        .env("HYDRA_ROOT", gone.path())
+        .env("HYDRA_STATE_DIR", state.path())
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("fixtures/phoenix.spec.toml").and(predicate::str::contains(
+                "set HYDRA_ROOT to a checkout of the repository",
+            )),
+        );
+}

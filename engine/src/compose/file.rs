@@ -232,7 +232,10 @@ impl ComposeFile {
     /// Reads and parses a compose file; errors name the file and what is wrong.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            bad(path, format!("cannot read it: {e}")).with_hint("pass an existing file with --compose".to_string())
+            bad(path, format!("cannot read it: {e}")).with_hint(crate::workspace::missing_file_hint(
+                path,
+                "pass an existing file with --compose",
+            ))
         })?;
         Self::parse(path, &text)
     }

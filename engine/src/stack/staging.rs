@@ -283,8 +283,10 @@ pub(super) fn stage_if_needed(runtime: &Runtime, files: &[PathBuf], run_dir: &Pa
         .iter()
         .map(|f| {
             std::fs::canonicalize(f).map_err(|e| {
-                HarnessError::compose(f, format!("cannot read it: {e}"))
-                    .with_hint("pass an existing file with --compose")
+                HarnessError::compose(f, format!("cannot read it: {e}")).with_hint(crate::workspace::missing_file_hint(
+                    f,
+                    "pass an existing file with --compose",
+                ))
             })
         })
         .collect::<Result<_>>()?;

@@ -63,8 +63,10 @@ pub fn from_compose(compose_files: &[PathBuf], env: &dyn Fn(&str) -> Option<Stri
     let lookup = |name: &str| env(name).or_else(|| dotenv.get(name).cloned());
     for path in compose_files {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            HarnessError::compose(path, format!("cannot read it: {e}"))
-                .with_hint("pass an existing file with --compose")
+            HarnessError::compose(path, format!("cannot read it: {e}")).with_hint(crate::workspace::missing_file_hint(
+                path,
+                "pass an existing file with --compose",
+            ))
         })?;
         let root: Value = serde_yaml::from_str(&text).map_err(|e| HarnessError::compose(path, e.to_string()))?;
         let mut walker = Walker {

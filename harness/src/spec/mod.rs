@@ -319,7 +319,10 @@ impl Spec {
     /// Reads and validates a spec file against the compose files it names (or `compose_override`).
     pub fn load(path: &Path, compose_override: &[PathBuf]) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            spec_error(path, format!("cannot read it: {e}")).with_hint("pass an existing file with --spec".to_string())
+            spec_error(path, format!("cannot read it: {e}")).with_hint(crate::workspace::missing_file_hint(
+                path,
+                "pass an existing file with --spec",
+            ))
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let raw = Self::parse_raw(path, &text)?;
