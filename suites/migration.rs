@@ -20,6 +20,8 @@ use libtest_mimic::{Arguments, Failed, Trial};
 type Session = Arc<OnceLock<RuntimeRun>>;
 
 fn main() {
+    // RUST_LOG tunes the harness's log here as in the CLI.
+    hydra::logging::init();
     let args = Arguments::from_args();
     if let Err(e) = ctrlc::set_handler(hydra::runtime::exec::cancel) {
         eprintln!("warning: no Ctrl-C handler: {e}");

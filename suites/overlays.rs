@@ -61,6 +61,8 @@ const OVERLAYS: &[Overlay] = &[
 ];
 
 fn main() {
+    // RUST_LOG tunes the harness's log here as in the CLI.
+    hydra::logging::init();
     let args = Arguments::from_args();
     let runtimes = if args.list {
         hydra_suites::FIXTURE_TARGETS

@@ -279,6 +279,8 @@ fn unplanted_checks_pass(kind: RuntimeKind) -> Result<(), Failed> {
 }
 
 fn main() {
+    // RUST_LOG tunes the harness's log here as in the CLI.
+    hydra::logging::init();
     let args = Arguments::from_args();
     let file = ComposeFile::load(&bundled_compose_file()).expect("bundled compose file");
     let services: Vec<String> = file.services.keys().cloned().collect();

@@ -17,6 +17,8 @@ use hydra_benches::store::Metric;
 const GROUP: &str = "startup";
 
 fn main() {
+    // RUST_LOG tunes the harness's log here as in the CLI.
+    hydra::logging::init();
     if let Err(e) = run() {
         eprintln!("error: {e:#}");
         std::process::exit(1);

@@ -28,6 +28,8 @@ const ENDPOINTS: [(&str, &str, &str); 3] = [
 ];
 
 fn main() {
+    // RUST_LOG tunes the harness's log here as in the CLI.
+    hydra::logging::init();
     if let Err(e) = run() {
         eprintln!("error: {e:#}");
         std::process::exit(1);

@@ -14,6 +14,7 @@ pub use hydra_engine::{
 };
 
 pub mod checks;
+pub mod logging;
 pub mod migrate;
 pub mod outcome;
 pub mod posture;

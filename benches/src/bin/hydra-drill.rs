@@ -65,6 +65,8 @@ struct Figures {
 }
 
 fn main() -> Result<()> {
+    // RUST_LOG tunes the harness's log here as in the CLI.
+    hydra::logging::init();
     let args = Args::parse();
     let harness = std::env::current_exe()?
         .parent()

@@ -29,6 +29,8 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
+    // RUST_LOG tunes the harness's log here as in the CLI.
+    hydra::logging::init();
     let args = Args::parse();
     let limit = match args.requests {
         Some(n) => Limit::Requests(n),

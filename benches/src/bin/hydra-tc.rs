@@ -29,6 +29,8 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
+    // RUST_LOG tunes the harness's log here as in the CLI.
+    hydra::logging::init();
     let args = Args::parse();
     let (name, tag) = args.image.rsplit_once(':').context("image needs a tag (NAME:TAG)")?;
     let (key, value) = args.label.split_once('=').context("label must be key=value")?;

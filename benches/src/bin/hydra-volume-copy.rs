@@ -39,6 +39,8 @@ struct Args {
 const DEADLINE: Duration = Duration::from_secs(1800);
 
 fn main() -> Result<()> {
+    // RUST_LOG tunes the harness's log here as in the CLI.
+    hydra::logging::init();
     let args = Args::parse();
     let from = Runtime::resolve(args.from)?;
     let to = Runtime::resolve(args.to)?;

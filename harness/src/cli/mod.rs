@@ -273,7 +273,7 @@ separated), HYDRA_JUNIT and HYDRA_REPORT_DIR; `harness/tests/migrate.rs` reads H
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
-    init_tracing();
+    hydra::logging::init();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -422,27 +422,6 @@ fn cmd_host_fix() -> hydra::Result<i32> {
             exit::FAILED
         }
     })
-}
-
-fn init_tracing() {
-    use std::io::IsTerminal;
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(output::RedactedStderr)
-        .with_ansi(colour(
-            std::io::stderr().is_terminal(),
-            std::env::var_os("NO_COLOR").as_deref(),
-        ))
-        .without_time()
-        .try_init();
-}
-
-/// Whether to colour the log: only on a terminal, and never when `NO_COLOR` is set to anything
-/// but the empty string (no-color.org). Pure.
-fn colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
-    terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// Teaches the process-wide redactor (error messages, progress, tracing lines) the secrets of a
@@ -952,15 +931,6 @@ fn lanes_by_engine(targets: Vec<RuntimeKind>) -> Vec<Vec<RuntimeKind>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_log_is_coloured_only_on_a_terminal_without_no_color() {
-        use std::ffi::OsStr;
-        assert!(colour(true, None));
-        assert!(colour(true, Some(OsStr::new(""))));
-        assert!(!colour(true, Some(OsStr::new("1"))));
-        assert!(!colour(false, None));
-    }
 
     #[test]
     fn help_lists_the_targets_and_the_environment() {

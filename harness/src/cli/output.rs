@@ -1,6 +1,6 @@
 //! What the CLI shows: progress while waiting, tables, and the per-runtime outcome of `validate`.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
@@ -148,37 +148,4 @@ pub fn ready_table(r: &UpReport) {
         r.total_seconds,
         r.compose_up_seconds
     );
-}
-
-/// Where tracing lines go: stderr, each line through the process-wide redactor (a debug trace
-/// shows every command line the harness runs, build arguments included).
-pub struct RedactedStderr;
-
-/// One tracing event, written to stderr redacted when the subscriber is done with it.
-pub struct RedactedLine(Vec<u8>);
-
-impl Write for RedactedLine {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Drop for RedactedLine {
-    fn drop(&mut self) {
-        let text = String::from_utf8_lossy(&self.0);
-        let _ = std::io::stderr().write_all(redact_output(&text).as_bytes());
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RedactedStderr {
-    type Writer = RedactedLine;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        RedactedLine(Vec::new())
-    }
 }
