@@ -1,4 +1,4 @@
-//! Bench settings from the environment: quick mode (`BENCH_QUICK=1`), which runtimes to measure
+//! Bench settings from the environment: quick mode (`--quick` or `BENCH_QUICK=1`), which runtimes to measure
 //! (the harness's own selection: `HYDRA_RUNTIMES`, else every runtime `harness doctor` finds
 //! usable; `HYDRA_REQUIRE` makes one mandatory), and per-mode counts.
 
@@ -23,11 +23,42 @@ pub struct Counts {
     pub load_run: Duration,
 }
 
-/// Quick mode (`BENCH_QUICK=1`): every group with few samples, for CI smoke.
+/// Quick mode: criterion's `--quick` on the command line, or `BENCH_QUICK=1` (every group with
+/// few samples, for a smoke run).
 pub fn quick() -> bool {
+    quick_from_env() || quick_flag()
+}
+
+fn quick_from_env() -> bool {
     std::env::var("BENCH_QUICK")
         .map(|v| !v.is_empty() && v != "0")
         .unwrap_or(false)
+}
+
+fn quick_flag() -> bool {
+    std::env::args().skip(1).any(|a| a == "--quick")
+}
+
+/// `BENCH_QUICK=1` without `--quick`: runs this bench binary again with `--quick` added and exits
+/// with its status. Criterion takes its mode from the command line only, and its quick mode is
+/// what lets a quick run save and compare baselines.
+pub fn rerun_with_quick_flag_if_asked() {
+    if !quick_from_env() || quick_flag() {
+        return;
+    }
+    let status = std::env::current_exe().and_then(|exe| {
+        std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .arg("--quick")
+            .status()
+    });
+    match status {
+        Ok(s) => std::process::exit(s.code().unwrap_or(1)),
+        Err(e) => {
+            eprintln!("bench: BENCH_QUICK=1: cannot run this bench again with --quick: {e}");
+            std::process::exit(1);
+        }
+    }
 }
 
 /// Counts for the mode. Full mode counts match criterion's samples (10 is its minimum).

@@ -1,7 +1,12 @@
-//! Runs one measurement per (metric set, runtime) and stores its samples. Full mode drives it
-//! through criterion's `iter_custom` (flat sampling, one iteration per sample, the warm-up call
-//! discarded from the stored samples); quick mode (`BENCH_QUICK=1`) calls it `n` times directly,
-//! because criterion cannot take fewer than 10 samples.
+//! Runs one measurement per (metric set, runtime) and stores its samples, always through
+//! criterion's `iter_custom`, so that `--save-baseline` and `--baseline` work in both modes.
+//!
+//! - Full mode: flat sampling, one iteration per criterion sample, the warm-up call discarded
+//!   from the stored samples (criterion takes at least 10 samples).
+//! - Quick mode (criterion's own `--quick`, or `BENCH_QUICK=1`, which re-runs the bench with
+//!   `--quick`): criterion measures one call without a warm-up and stops (the call outlasts its
+//!   1 ms measurement time); that call takes the measurement's few samples and reports their
+//!   median as the time of one iteration.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -40,21 +45,22 @@ pub struct Measurement<'a> {
 /// Sequences measurements in quick or full mode and stores their samples.
 pub struct Runner {
     quick: bool,
-    criterion: Option<Criterion>,
+    criterion: Criterion,
     bench_dir: PathBuf,
 }
 
 impl Runner {
-    /// A runner for the current mode (`BENCH_QUICK`); full mode reads criterion's CLI arguments.
+    /// A runner for the current mode. Criterion reads its mode from the command line only, so
+    /// `BENCH_QUICK=1` without `--quick` runs this bench again with `--quick` and exits with its
+    /// status.
     pub fn from_env() -> Self {
+        crate::config::rerun_with_quick_flag_if_asked();
         let quick = crate::config::quick();
-        let criterion = (!quick).then(|| {
-            Criterion::default()
-                .warm_up_time(Duration::from_millis(1))
-                .measurement_time(Duration::from_millis(1))
-                .without_plots()
-                .configure_from_args()
-        });
+        let criterion = Criterion::default()
+            .warm_up_time(Duration::from_millis(1))
+            .measurement_time(Duration::from_millis(1))
+            .without_plots()
+            .configure_from_args();
         Self {
             quick,
             criterion,
@@ -62,7 +68,7 @@ impl Runner {
         }
     }
 
-    /// Whether the runner is in quick mode (`BENCH_QUICK=1`).
+    /// Whether the runner is in quick mode (`--quick` or `BENCH_QUICK=1`).
     pub fn quick(&self) -> bool {
         self.quick
     }
@@ -87,55 +93,52 @@ impl Runner {
                 collected[i].push(*v);
             }
         };
-        match self.criterion.as_mut() {
-            None => {
-                for i in 0..samples {
-                    let it = iteration()
-                        .map_err(|e| e.context(format!("{} {}/{} iteration {}", m.runtime, m.group, m.id, i + 1)))?;
-                    eprintln!(
-                        "bench: {} {}/{} {}/{}: {:.3}s",
-                        m.runtime,
-                        m.group,
-                        m.id,
-                        i + 1,
-                        samples,
-                        it.elapsed.as_secs_f64()
-                    );
-                    record(it, &mut collected);
-                }
-            }
-            Some(c) => {
-                let mut group = c.benchmark_group(m.group);
-                group.sample_size(samples.max(10)).sampling_mode(SamplingMode::Flat);
-                if let Some(n) = m.elements {
-                    group.throughput(Throughput::Elements(n));
-                }
-                let mut calls = 0usize;
-                group.bench_function(BenchmarkId::new(m.id, m.runtime.name()), |b| {
-                    b.iter_custom(|iters| {
-                        let mut total = Duration::ZERO;
-                        for _ in 0..iters {
-                            if error.is_some() {
-                                return Duration::from_nanos(1);
-                            }
-                            match iteration() {
-                                Ok(it) => {
-                                    total += it.elapsed;
-                                    // The first call is criterion's warm-up: not a sample.
-                                    if calls > 0 {
-                                        record(it, &mut collected);
-                                    }
-                                }
-                                Err(e) => error = Some(e.context(format!("{} {}/{}", m.runtime, m.group, m.id))),
-                            }
-                            calls += 1;
-                        }
-                        total.max(Duration::from_nanos(1))
-                    })
-                });
-                group.finish();
-            }
+        let quick = self.quick;
+        let label = format!("{} {}/{}", m.runtime, m.group, m.id);
+        let mut group = self.criterion.benchmark_group(m.group);
+        group.sample_size(samples.max(10)).sampling_mode(SamplingMode::Flat);
+        if let Some(n) = m.elements {
+            group.throughput(Throughput::Elements(n));
         }
+        let mut calls = 0usize;
+        group.bench_function(BenchmarkId::new(m.id, m.runtime.name()), |b| {
+            b.iter_custom(|iters| {
+                calls += 1;
+                // Criterion's quick mode has no warm-up and stops after a first call that outlasts
+                // its measurement time: that call takes all the samples and stands for one
+                // iteration (their median). Any further call, and every call in full mode, runs
+                // `iters` iterations and returns their sum, as criterion expects.
+                let quick_call = quick && calls == 1;
+                let runs = if quick_call { samples } else { iters as usize };
+                let mut times = Vec::with_capacity(runs);
+                for i in 0..runs {
+                    if error.is_some() {
+                        break;
+                    }
+                    match iteration() {
+                        Ok(it) => {
+                            if quick {
+                                eprintln!("bench: {label} {}/{runs}: {:.3}s", i + 1, it.elapsed.as_secs_f64());
+                            }
+                            times.push(it.elapsed);
+                            // Full mode's first call is criterion's warm-up: not a sample.
+                            if quick || calls > 1 {
+                                record(it, &mut collected);
+                            }
+                        }
+                        Err(e) => error = Some(e.context(format!("{label} iteration {}", i + 1))),
+                    }
+                }
+                let total = if quick_call {
+                    let secs: Vec<f64> = times.iter().map(Duration::as_secs_f64).collect();
+                    Duration::from_secs_f64(crate::stats::median(&secs).unwrap_or_default())
+                } else {
+                    times.iter().sum()
+                };
+                total.max(Duration::from_nanos(1))
+            })
+        });
+        group.finish();
         if let Some(e) = error {
             return Err(e);
         }
@@ -195,12 +198,10 @@ impl Runner {
         Ok(())
     }
 
-    /// Prints criterion's summary (full mode), writes the comparison report for `runtimes` and
+    /// Prints criterion's summary, writes the comparison report for `runtimes` and
     /// prints its path.
     pub fn finish(self, runtimes: &[RuntimeKind]) -> anyhow::Result<()> {
-        if let Some(c) = self.criterion {
-            c.final_summary();
-        }
+        self.criterion.final_summary();
         let env = crate::envinfo::collect(runtimes);
         let path = crate::report::write(&self.bench_dir, env)?;
         eprintln!("bench: comparison report: {}", path.display());

@@ -3,6 +3,10 @@
 //! (`session`), and reports (`outcome`, `report`). The `harness` binary is a thin CLI over both
 //! crates.
 //!
+//! To test a stack of your own from Rust tests, start with [`testing`]: a builder with explicit
+//! paths, blocking and async handles, and one test case per target. [`logging::init`] shows the
+//! harness's log (`RUST_LOG=hydra=debug` prints every engine and compose command).
+//!
 //! The engine's modules are re-exported under their own names (`hydra::runtime`, `hydra::stack`,
 //! ...), so users of this crate need one dependency.
 
