@@ -135,7 +135,8 @@ fn network_files(listing: &str) -> Vec<&str> {
         .collect()
 }
 
-fn valid_network_name(name: &str) -> bool {
+/// Podman's network name rule: a name that passes never becomes another path.
+pub(super) fn valid_network_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))

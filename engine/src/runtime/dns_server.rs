@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::dns_leftovers::dns_dir;
+use super::dns_leftovers::{dns_dir, valid_network_name};
 use super::{exec, Interrupt, Runtime};
 
 /// One container's line in a network's file: `<id> <ipv4,...> <ipv6,...> <name,alias,...>`.
@@ -66,13 +66,6 @@ pub fn describe_registration(runtime: &Runtime, networks: &[String], name: &str)
         });
     }
     (!parts.is_empty()).then(|| parts.join("; "))
-}
-
-/// Podman's network name rule, so that a name from inspect JSON never becomes another path.
-fn valid_network_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
 /// Deadline for reading one file.
