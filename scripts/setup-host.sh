@@ -127,7 +127,8 @@ fi
 
 # --- packages -------------------------------------------------------------------------------
 PKGS=(docker.io podman runc uidmap slirp4netns fuse-overlayfs debootstrap docker-compose
-      python3-venv netavark aardvark-dns containernetworking-plugins iptables catatonit wrk curl)
+      python3-venv netavark aardvark-dns containernetworking-plugins iptables catatonit wrk curl
+      systemd)  # systemd-analyze verifies the units `harness units` writes; nothing starts systemd
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

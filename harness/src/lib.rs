@@ -18,6 +18,7 @@ pub use hydra_engine::{
 };
 
 pub mod checks;
+pub mod deploy;
 pub mod logging;
 pub mod migrate;
 pub mod outcome;

@@ -9,6 +9,7 @@ pub mod exec;
 pub mod inspect;
 pub mod rootless;
 pub mod slots;
+pub mod systemd;
 
 use std::fmt;
 use std::str::FromStr;

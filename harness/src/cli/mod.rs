@@ -4,7 +4,7 @@
 mod output;
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -83,6 +83,22 @@ enum Command {
         stack: StackArgs,
         /// `json`: print what `up` measured (per-service readiness with wall-clock times) and
         /// the published ports as one JSON object on stdout instead of the tables.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Podman targets: bring the stack up, write a systemd unit per container
+    /// (`podman generate systemd --new`, secrets redacted) to <report>/systemd/<target>/, check
+    /// them with `systemd-analyze verify`, take the stack down; exit 1 if a unit is missing or
+    /// unsound.
+    Units {
+        #[arg(long, value_name = "R", value_parser = RuntimeParser)]
+        runtime: RuntimeKind,
+        #[command(flatten)]
+        stack: StackArgs,
+        /// Report directory (the units go to its `systemd/<target>/`).
+        #[arg(long, value_name = "DIR", default_value = "target/hydra")]
+        report: PathBuf,
+        /// `json`: the units report as one JSON object on stdout.
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
@@ -293,6 +309,12 @@ pub fn main() -> i32 {
             base_only,
         } => cmd_images(&runtimes, compose, base_only),
         Command::Up { runtime, stack, format } => cmd_up(runtime, &stack, format),
+        Command::Units {
+            runtime,
+            stack,
+            report,
+            format,
+        } => cmd_units(runtime, &stack, &report, format),
         Command::Down { runtime, run } => cmd_down(runtime, run),
         Command::Gc { all, runtimes, format } => cmd_gc(all, &runtimes, format),
         Command::HostFix => cmd_host_fix(),
@@ -482,6 +504,62 @@ fn cmd_images(runtimes: &[RuntimeKind], compose: Vec<PathBuf>, base_only: bool) 
         output::images_table(&report);
     }
     Ok(exit::OK)
+}
+
+fn cmd_units(runtime: RuntimeKind, args: &StackArgs, report: &Path, format: Format) -> Result<i32, HarnessError> {
+    if !runtime.is_podman() {
+        return Err(HarnessError::usage(format!(
+            "{runtime} has no systemd unit generator: units come from Podman (`podman generate systemd`)"
+        ))
+        .with_hint("pass a Podman target, e.g. --runtime podman or --runtime podman-rootless"));
+    }
+    let opts = args.options(runtime);
+    let redactor = learn_secrets(&opts.compose_files)?;
+    let dir = report.join("systemd").join(runtime.name());
+    remove_earlier_units(&dir)?;
+    let progress = output::Progress::new(&format!("{runtime}: up"));
+    let (stack, _) = Stack::up(&opts, &mut |e| progress.event(e))?;
+    progress.finish();
+    let units = hydra::deploy::systemd_units(&stack, &dir, &redactor);
+    stack.down()?;
+    let units = units?;
+    if format == Format::Json {
+        println!("{}", redact_output(&serde_json::to_string(&units).unwrap_or_default()));
+    } else {
+        for (service, path) in &units.units {
+            println!("{runtime}: {service}: {}", path.display());
+        }
+        for (service, why) in &units.refused {
+            println!("{runtime}: {service}: no unit: {why}");
+        }
+        for f in &units.findings {
+            println!("{runtime}: unit problem: {f}");
+        }
+        println!(
+            "{runtime}: {} units written, {} refused, {} problem(s) (systemd-analyze verify, relative host paths)",
+            units.units.len(),
+            units.refused.len(),
+            units.findings.len()
+        );
+    }
+    Ok(if units.sound() { exit::OK } else { exit::FAILED })
+}
+
+/// Removes the unit files an earlier `units` run wrote to `dir` (regular files named
+/// `container-hydra-*.service`; links and anything else are left), so the directory holds one
+/// run's units: container names carry the run id.
+fn remove_earlier_units(dir: &Path) -> Result<(), HarnessError> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let regular = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
+        if regular && name.starts_with("container-hydra-") && name.ends_with(".service") {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 fn cmd_up(runtime: RuntimeKind, args: &StackArgs, format: Format) -> Result<i32, HarnessError> {
