@@ -80,12 +80,21 @@ fn units(
     Ok((report, out.status.code(), run_id))
 }
 
-/// The seccomp profile by absolute path, as a unit needs it.
-fn absolute_profile() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures/seccomp/phoenix.json")
-        .canonicalize()
-        .expect("profile")
+/// A copy of the seccomp profile at an absolute path the engine's user can read (a rootless
+/// engine cannot read the checkout when it lives under `/root`), as a unit needs it.
+fn absolute_profile(scratch: &Path) -> Result<PathBuf, Failed> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch.join("seccomp");
+    std::fs::create_dir_all(&dir)?;
+    let profile = dir.join("phoenix.json");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/seccomp/phoenix.json"),
+        &profile,
+    )?;
+    for (path, mode) in [(scratch, 0o755), (dir.as_path(), 0o755), (profile.as_path(), 0o644)] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(profile)
 }
 
 /// With the compose file's relative default, every hardened service's unit names a profile
@@ -116,7 +125,9 @@ fn relative_path_found(kind: RuntimeKind) -> Result<(), Failed> {
 /// as theirs: Podman refuses `generate systemd --new` for each, and the report says so.
 fn api_containers_refused(kind: RuntimeKind) -> Result<(), Failed> {
     let dir = tempfile::tempdir()?;
-    let (report, code, _) = units(kind, dir.path(), Some(&absolute_profile()), "api")?;
+    let profile_dir = tempfile::tempdir()?;
+    let profile = absolute_profile(profile_dir.path())?;
+    let (report, code, _) = units(kind, dir.path(), Some(&profile), "api")?;
     let refused_for_api = report
         .refused
         .iter()
@@ -135,7 +146,9 @@ fn api_containers_refused(kind: RuntimeKind) -> Result<(), Failed> {
 
 fn units_verify(kind: RuntimeKind) -> Result<(), Failed> {
     let dir = tempfile::tempdir()?;
-    let (report, code, _) = units(kind, dir.path(), Some(&absolute_profile()), "abs")?;
+    let profile_dir = tempfile::tempdir()?;
+    let profile = absolute_profile(profile_dir.path())?;
+    let (report, code, _) = units(kind, dir.path(), Some(&profile), "abs")?;
     let out_code = code;
     if out_code != Some(0) {
         return Err(format!(
