@@ -45,12 +45,21 @@ pub fn systemd_units(stack: &Stack, dir: &Path, redactor: &Redactor) -> Result<U
         refused: Vec::new(),
         findings: Vec::new(),
     };
+    // Found while writing: the units are not read back.
+    let mut relative = Vec::new();
     for (service, container) in stack.containers()? {
         let name = container.short_name().to_string();
         match systemd::generate_unit(stack.runtime(), &name) {
             Ok(text) => {
                 let path = dir.join(systemd::unit_file_name(&name));
                 crate::report::write_file(&path, redactor.redact(&text).as_bytes())?;
+                relative.extend(relative_paths(&text).into_iter().map(|p| {
+                    format!(
+                        "{service}: `{p}` is relative to the compose project, but systemd starts the unit in /, \
+                         where it names {}: give compose an absolute path",
+                        from_root(p.split_once('=').map_or(p.as_str(), |(_, v)| v))
+                    )
+                }));
                 report.units.push((service, path));
             }
             Err(e) => report
@@ -60,16 +69,7 @@ pub fn systemd_units(stack: &Stack, dir: &Path, redactor: &Redactor) -> Result<U
     }
     let files: Vec<&Path> = report.units.iter().map(|(_, p)| p.as_path()).collect();
     report.findings = systemd::verify_units(&files)?;
-    for (service, path) in &report.units {
-        let text = std::fs::read_to_string(path)?;
-        report.findings.extend(relative_paths(&text).into_iter().map(|p| {
-            format!(
-                "{service}: `{p}` is relative to the compose project, but systemd starts the unit in /, \
-                     where it names {}: give compose an absolute path",
-                from_root(p.split_once('=').map_or(p.as_str(), |(_, v)| v))
-            )
-        }));
-    }
+    report.findings.extend(relative);
     Ok(report)
 }
 

@@ -47,13 +47,8 @@ struct Report {
 }
 
 /// `harness units` under `kind` with the seccomp profile given as `profile` (None: the compose
-/// file's relative default); the report, the exit code and the run id.
-fn units(
-    kind: RuntimeKind,
-    dir: &Path,
-    profile: Option<&Path>,
-    tag: &str,
-) -> Result<(Report, Option<i32>, String), Failed> {
+/// file's relative default); the report and the exit code (nothing of the run may be left).
+fn units(kind: RuntimeKind, dir: &Path, profile: Option<&Path>, tag: &str) -> Result<(Report, Option<i32>), Failed> {
     let run_id = format!("units-{tag}-{}-{}", kind.ident().replace('_', "-"), std::process::id());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_harness"));
     cmd.args(["units", "--runtime", kind.name(), "--format", "json", "--report"])
@@ -77,7 +72,7 @@ fn units(
     if !left.is_empty() {
         return Err(format!("left after `harness units`: {left:?}").into());
     }
-    Ok((report, out.status.code(), run_id))
+    Ok((report, out.status.code()))
 }
 
 /// A copy of the seccomp profile at an absolute path the engine's user can read (a rootless
@@ -101,7 +96,7 @@ fn absolute_profile(scratch: &Path) -> Result<PathBuf, Failed> {
 /// path that only means something from the compose directory: reported, exit 1.
 fn relative_path_found(kind: RuntimeKind) -> Result<(), Failed> {
     let dir = tempfile::tempdir()?;
-    let (report, code, _) = units(kind, dir.path(), None, "rel")?;
+    let (report, code) = units(kind, dir.path(), None, "rel")?;
     let relative: Vec<&String> = report
         .findings
         .iter()
@@ -127,7 +122,7 @@ fn api_containers_refused(kind: RuntimeKind) -> Result<(), Failed> {
     let dir = tempfile::tempdir()?;
     let profile_dir = tempfile::tempdir()?;
     let profile = absolute_profile(profile_dir.path())?;
-    let (report, code, _) = units(kind, dir.path(), Some(&profile), "api")?;
+    let (report, code) = units(kind, dir.path(), Some(&profile), "api")?;
     let refused_for_api = report
         .refused
         .iter()
@@ -148,7 +143,7 @@ fn units_verify(kind: RuntimeKind) -> Result<(), Failed> {
     let dir = tempfile::tempdir()?;
     let profile_dir = tempfile::tempdir()?;
     let profile = absolute_profile(profile_dir.path())?;
-    let (report, code, _) = units(kind, dir.path(), Some(&profile), "abs")?;
+    let (report, code) = units(kind, dir.path(), Some(&profile), "abs")?;
     let out_code = code;
     if out_code != Some(0) {
         return Err(format!(

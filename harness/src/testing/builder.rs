@@ -96,8 +96,11 @@ impl StackBuilder {
     pub fn start(self) -> Result<RunningStack> {
         super::off_runtime(|| {
             let (opts, plan) = self.resolve()?;
+            // Every secret of the compose files, their env files and the spec; known before the
+            // stack starts, and an error if it cannot be learnt (never a silent no-op redactor).
+            let redactor = crate::report::secrets_source::for_run(&opts.compose_files, plan.as_ref().map(|p| &p.spec))?;
             let (stack, up) = Stack::up(&opts, &mut |_| {})?;
-            Ok(RunningStack::new(stack, up, plan, self.keep_on_failure))
+            Ok(RunningStack::new(stack, up, plan, redactor, self.keep_on_failure))
         })
     }
 

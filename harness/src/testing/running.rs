@@ -35,9 +35,13 @@ pub struct RunningStack {
 }
 
 impl RunningStack {
-    pub(super) fn new(stack: Stack, up: UpReport, plan: Option<Plan>, keep_on_failure: bool) -> Self {
-        // The redactor knows every secret of the compose files, their env files and the spec.
-        let redactor = plan.as_ref().and_then(|p| p.redactor().ok()).unwrap_or_default();
+    pub(super) fn new(
+        stack: Stack,
+        up: UpReport,
+        plan: Option<Plan>,
+        redactor: Redactor,
+        keep_on_failure: bool,
+    ) -> Self {
         Self {
             stack: Some(stack),
             up,
