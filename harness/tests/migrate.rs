@@ -12,6 +12,12 @@
 //! the whole spec three times (source, target, rollback): `HYDRA_DRILLS` picks its directions
 //! (`docker:podman-rootless,...`; default: docker to rootless Podman, the one with the most to
 //! prove), so that CI stays within its time.
+//!
+//! Two trials run at a time when they share no Podman engine (one stack per Podman engine: see
+//! `hydra::runtime::slots`); the trials that leave a drill's state behind on purpose (SIGINT,
+//! kill -9) run alone, since any drill's start cleans up the drills it finds dead. So each trial
+//! checks for leftovers among the objects of the processes it started (their `owner-pid` label),
+//! and the binary checks the engines' harness objects once more after the last trial.
 
 mod common;
 
@@ -28,19 +34,41 @@ use serde_json::Value;
 
 fn main() {
     let mut args = Arguments::from_args();
-    // Each trial brings whole stacks up, and the leftover checks compare the engines' objects
-    // before and after: one trial at a time unless asked otherwise.
-    args.test_threads.get_or_insert(1);
+    // Trials of different Podman engines side by side; see `Lanes` for what never overlaps.
+    args.test_threads.get_or_insert(2);
     let available: BTreeMap<RuntimeKind, Availability> = common::runtimes().into_iter().collect();
     let mut trials = Vec::new();
-    for (from, to) in drills() {
+    let mut add = |from: RuntimeKind,
+                   to: RuntimeKind,
+                   check: &str,
+                   alone: bool,
+                   f: Box<dyn FnOnce() -> Result<(), Failed> + Send>| {
         let availability = common::pair_availability(&available, from, to);
-        trials.push(common::trial(
-            format!("migrate::{}-to-{}::drill_says_go", from.ident(), to.ident()),
-            &availability,
-            move || drill_says_go(from, to),
-        ));
+        let name = format!("migrate::{}-to-{}::{check}", from.ident(), to.ident());
+        trials.push(common::trial(name, &availability, move || {
+            let _lanes = Lanes::take(from, to, alone);
+            f()
+        }));
+    };
+    // The two long drills first, on different Podman engines, so that they overlap.
+    for (from, to) in drills() {
+        add(
+            from,
+            to,
+            "drill_says_go",
+            false,
+            Box::new(move || drill_says_go(from, to)),
+        );
     }
+    // Networks without netavark's isolate option: Docker keeps them apart, Podman does not.
+    let (iso_from, iso_to) = (RuntimeKind::Docker, RuntimeKind::Podman);
+    add(
+        iso_from,
+        iso_to,
+        "no_go_naming_the_isolate_remedy",
+        false,
+        Box::new(move || no_go_naming_the_isolate_remedy(iso_from, iso_to)),
+    );
     // Each engine as the source once: where state outside the volumes is found.
     let fixture_pairs = [
         (RuntimeKind::Docker, RuntimeKind::Podman),
@@ -48,64 +76,107 @@ fn main() {
         (RuntimeKind::PodmanRootless, RuntimeKind::Docker),
     ];
     for (from, to) in fixture_pairs {
-        let availability = common::pair_availability(&available, from, to);
-        let prefix = format!("migrate::{}-to-{}", from.ident(), to.ident());
         for (check, overlay, service, path) in NO_GO_FIXTURES {
-            trials.push(common::trial(format!("{prefix}::{check}"), &availability, move || {
-                no_go(from, to, overlay, service, path)
-            }));
+            add(
+                from,
+                to,
+                check,
+                false,
+                Box::new(move || no_go(from, to, overlay, service, path)),
+            );
         }
     }
     // A device a rootful engine passes and rootless Podman cannot: NO-GO before anything moves.
     let (from, to) = (RuntimeKind::Docker, RuntimeKind::PodmanRootless);
-    trials.push(common::trial(
-        format!(
-            "migrate::{}-to-{}::no_go_for_a_device_the_target_lacks",
-            from.ident(),
-            to.ident()
-        ),
-        &common::pair_availability(&available, from, to),
-        move || no_go(from, to, "migrate-needs-a-device.yml", "rubik-agent", "/dev/fuse"),
-    ));
-    trials.push(common::trial(
-        format!(
-            "migrate::{}-to-{}::sigint_during_the_move_keeps_the_source",
-            from.ident(),
-            to.ident()
-        ),
-        &common::pair_availability(&available, from, to),
-        move || sigint_during_the_move(from, to),
-    ));
-    // Networks without netavark's isolate option: Docker keeps them apart, Podman does not.
-    let (iso_from, iso_to) = (RuntimeKind::Docker, RuntimeKind::Podman);
-    trials.push(common::trial(
-        format!(
-            "migrate::{}-to-{}::no_go_naming_the_isolate_remedy",
-            iso_from.ident(),
-            iso_to.ident()
-        ),
-        &common::pair_availability(&available, iso_from, iso_to),
-        move || no_go_naming_the_isolate_remedy(iso_from, iso_to),
-    ));
-    trials.push(common::trial(
-        format!(
-            "migrate::{}-to-{}::kill_9_during_the_move_then_the_next_drill_cleans_up",
-            from.ident(),
-            to.ident()
-        ),
-        &common::pair_availability(&available, from, to),
-        move || kill_9_during_the_move(from, to),
-    ));
-    trials.push(common::trial(
-        format!(
-            "migrate::{}-to-{}::kill_9_while_the_source_starts_then_the_next_drill_cleans_up",
-            from.ident(),
-            to.ident()
-        ),
-        &common::pair_availability(&available, from, to),
-        move || kill_9_while_the_source_starts(from, to),
-    ));
-    libtest_mimic::run(&args, trials).exit();
+    add(
+        from,
+        to,
+        "no_go_for_a_device_the_target_lacks",
+        false,
+        Box::new(move || no_go(from, to, "migrate-needs-a-device.yml", "rubik-agent", "/dev/fuse")),
+    );
+    // Drills stopped on purpose: alone.
+    add(
+        from,
+        to,
+        "sigint_during_the_move_keeps_the_source",
+        true,
+        Box::new(move || sigint_during_the_move(from, to)),
+    );
+    add(
+        from,
+        to,
+        "kill_9_during_the_move_then_the_next_drill_cleans_up",
+        true,
+        Box::new(move || kill_9_during_the_move(from, to)),
+    );
+    add(
+        from,
+        to,
+        "kill_9_while_the_source_starts_then_the_next_drill_cleans_up",
+        true,
+        Box::new(move || kill_9_while_the_source_starts(from, to)),
+    );
+    let engines: Vec<RuntimeKind> = hydra::runtime::one_per_engine(
+        &available
+            .iter()
+            .filter(|(_, a)| matches!(a, Availability::Use))
+            .map(|(k, _)| *k)
+            .collect::<Vec<_>>(),
+    );
+    let before = if args.list { Vec::new() } else { managed(&engines) };
+    let conclusion = libtest_mimic::run(&args, trials);
+    if !args.list {
+        // Whatever a trial's own check could not see (an object without its owner's label).
+        let left = left_since(&before, &engines);
+        if !left.is_empty() {
+            eprintln!("error: harness objects left after the migrate trials: {left:?}");
+            std::process::exit(101);
+        }
+    }
+    conclusion.exit();
+}
+
+/// What a trial holds while it runs: its Podman engines (one stack per Podman engine at a time),
+/// and either a shared or the exclusive hold on the whole binary. Taken in one order, so two
+/// trials never wait on each other in a cycle.
+struct Lanes {
+    _alone: Hold,
+    _engines: Vec<std::sync::MutexGuard<'static, ()>>,
+}
+
+enum Hold {
+    Shared(#[allow(dead_code)] std::sync::RwLockReadGuard<'static, ()>),
+    Alone(#[allow(dead_code)] std::sync::RwLockWriteGuard<'static, ()>),
+}
+
+static ALONE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+static ROOTFUL_PODMAN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static ROOTLESS_PODMAN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+impl Lanes {
+    fn take(from: RuntimeKind, to: RuntimeKind, alone: bool) -> Lanes {
+        use hydra::runtime::EngineKind;
+        let hold = if alone {
+            Hold::Alone(ALONE.write().unwrap_or_else(|p| p.into_inner()))
+        } else {
+            Hold::Shared(ALONE.read().unwrap_or_else(|p| p.into_inner()))
+        };
+        let uses = |e: EngineKind| from.engine() == e || to.engine() == e;
+        let mut engines = Vec::new();
+        for (engine, lock) in [
+            (EngineKind::Podman, &ROOTFUL_PODMAN),
+            (EngineKind::PodmanRootless, &ROOTLESS_PODMAN),
+        ] {
+            if uses(engine) {
+                engines.push(lock.lock().unwrap_or_else(|p| p.into_inner()));
+            }
+        }
+        Lanes {
+            _alone: hold,
+            _engines: engines,
+        }
+    }
 }
 
 /// (trial, overlay, service, path the NO-GO must name).
@@ -194,16 +265,41 @@ fn left_since(before: &[String], kinds: &[RuntimeKind]) -> Vec<String> {
     managed(kinds).into_iter().filter(|o| !before.contains(o)).collect()
 }
 
+/// Harness objects on `kinds` that the processes `pids` created (their owner-pid label): what a
+/// trial left, whatever the trial beside it is doing.
+fn owned_by(pids: &[u32], kinds: &[RuntimeKind]) -> Vec<String> {
+    let mut out = Vec::new();
+    for pid in pids {
+        let owner = hydra::labels::filter(hydra::labels::OWNER_PID, &pid.to_string());
+        for k in kinds {
+            let rt = Runtime::resolve(*k).expect("runtime");
+            out.extend(
+                common::objects_with(&rt, &owner)
+                    .into_iter()
+                    .map(|o| format!("{k}: {o}")),
+            );
+        }
+    }
+    out
+}
+
+/// Runs `cmd` to its end, with its PID (to find what it created) and its output.
+fn run_to_end(mut cmd: Command) -> std::io::Result<(u32, std::process::Output)> {
+    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let pid = child.id();
+    Ok((pid, child.wait_with_output()?))
+}
+
 /// `harness migrate` on the bundled stack with `fixtures/overlays/<overlay>`, to the end.
 fn migrate_with_overlay(
     from: RuntimeKind,
     to: RuntimeKind,
     dir: &Path,
     overlay: &str,
-) -> std::io::Result<std::process::Output> {
+) -> std::io::Result<(u32, std::process::Output)> {
     let base = hydra::workspace::bundled_compose_file();
     let overlay = root().join("fixtures/overlays").join(overlay);
-    migrate_command(
+    run_to_end(migrate_command(
         from,
         to,
         dir,
@@ -213,8 +309,7 @@ fn migrate_with_overlay(
             "--compose",
             &overlay.display().to_string(),
         ],
-    )
-    .output()
+    ))
 }
 
 /// The entry of the report's `interrupted_drills` for source run `run_id`.
@@ -226,8 +321,7 @@ fn interrupted_entry<'a>(r: &'a Value, run_id: &str) -> Option<&'a Value> {
 
 fn drill_says_go(from: RuntimeKind, to: RuntimeKind) -> Result<(), Failed> {
     let dir = tempfile::tempdir()?;
-    let before = managed(&[from, to]);
-    let out = migrate_command(from, to, dir.path(), &[]).output()?;
+    let (pid, out) = run_to_end(migrate_command(from, to, dir.path(), &[]))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let r = report(dir.path())?;
     if out.status.code() != Some(0) {
@@ -284,7 +378,7 @@ fn drill_says_go(from: RuntimeKind, to: RuntimeKind) -> Result<(), Failed> {
     if !xml.contains(&trial) {
         return Err(format!("JUnit lacks {trial}").into());
     }
-    let new = left_since(&before, &[from, to]);
+    let new = owned_by(&[pid], &[from, to]);
     if !new.is_empty() {
         return Err(format!("left after the drill: {new:?}").into());
     }
@@ -297,8 +391,7 @@ fn drill_says_go(from: RuntimeKind, to: RuntimeKind) -> Result<(), Failed> {
 
 fn no_go(from: RuntimeKind, to: RuntimeKind, overlay: &str, service: &str, path: &str) -> Result<(), Failed> {
     let dir = tempfile::tempdir()?;
-    let before = managed(&[from, to]);
-    let out = migrate_with_overlay(from, to, dir.path(), overlay)?;
+    let (pid, out) = migrate_with_overlay(from, to, dir.path(), overlay)?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if out.status.code() != Some(1) {
         return Err(format!(
@@ -317,7 +410,7 @@ fn no_go(from: RuntimeKind, to: RuntimeKind, overlay: &str, service: &str, path:
     if r["moves"].as_array().is_some_and(|m| !m.is_empty()) {
         return Err(format!("volumes were moved before the NO-GO: {}", r["moves"]).into());
     }
-    let new = left_since(&before, &[from, to]);
+    let new = owned_by(&[pid], &[from, to]);
     if !new.is_empty() {
         return Err(format!("left after the NO-GO: {new:?}").into());
     }
@@ -328,8 +421,7 @@ fn no_go(from: RuntimeKind, to: RuntimeKind, overlay: &str, service: &str, path:
 /// nginx reaches services across networks on Podman, so NO-GO, each reason naming the option.
 fn no_go_naming_the_isolate_remedy(from: RuntimeKind, to: RuntimeKind) -> Result<(), Failed> {
     let dir = tempfile::tempdir()?;
-    let before = managed(&[from, to]);
-    let out = migrate_with_overlay(from, to, dir.path(), "migrate-networks-not-isolated.yml")?;
+    let (pid, out) = migrate_with_overlay(from, to, dir.path(), "migrate-networks-not-isolated.yml")?;
     let r = report(dir.path())?;
     let reasons: Vec<String> = r["verdict"]["reasons"]
         .as_array()
@@ -362,7 +454,7 @@ fn no_go_naming_the_isolate_remedy(from: RuntimeKind, to: RuntimeKind) -> Result
             return Err(format!("phase {phase} did not pass: {}", r["phases"]).into());
         }
     }
-    let left = left_since(&before, &[from, to]);
+    let left = owned_by(&[pid], &[from, to]);
     if !left.is_empty() {
         return Err(format!("left after the drill: {left:?}").into());
     }
@@ -411,7 +503,6 @@ fn drill_until_the_move(
 
 fn sigint_during_the_move(from: RuntimeKind, to: RuntimeKind) -> Result<(), Failed> {
     let dir = tempfile::tempdir()?;
-    let before = managed(&[to]);
     let (mut child, rx, mut seen) = drill_until_the_move(from, to, dir.path())?;
     // SAFETY: signalling our own child process by PID.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
@@ -440,7 +531,7 @@ fn sigint_during_the_move(from: RuntimeKind, to: RuntimeKind) -> Result<(), Fail
     let stack = hydra::stack::Stack::attach(record)?;
     let cleanup = Cleanup(Some(stack));
     let stack = cleanup.0.as_ref().expect("set");
-    let left_on_target = left_since(&before, &[to]);
+    let left_on_target = owned_by(&[child.id()], &[to]);
     // The volumes as the drill found them at the stop (migration.json is written on interrupt).
     let r = report(dir.path())?;
     let at_stop = r["source_fingerprints"]
@@ -489,7 +580,6 @@ fn sigint_during_the_move(from: RuntimeKind, to: RuntimeKind) -> Result<(), Fail
 /// it left, on both engines.
 fn kill_9_during_the_move(from: RuntimeKind, to: RuntimeKind) -> Result<(), Failed> {
     let dir = tempfile::tempdir()?;
-    let before = managed(&[from, to]);
     let (mut child, _rx, _seen) = drill_until_the_move(from, to, dir.path())?;
     // Let the copy start: its helpers and named pipes exist.
     std::thread::sleep(Duration::from_millis(300));
@@ -514,7 +604,7 @@ fn kill_9_during_the_move(from: RuntimeKind, to: RuntimeKind) -> Result<(), Fail
     }
     // The next drill: NO-GO at its own start (a device the target lacks), after cleaning up.
     let next = tempfile::tempdir()?;
-    let out = migrate_with_overlay(from, to, next.path(), "migrate-needs-a-device.yml")?;
+    let (next_pid, out) = migrate_with_overlay(from, to, next.path(), "migrate-needs-a-device.yml")?;
     let r = report(next.path())?;
     let found = interrupted_entry(&r, &record.run_id).ok_or_else(|| {
         format!(
@@ -537,7 +627,7 @@ fn kill_9_during_the_move(from: RuntimeKind, to: RuntimeKind) -> Result<(), Fail
     if hydra::runs::RunRecord::load(&record.run_id).is_some() {
         return Err("the killed drill's source record is still there".into());
     }
-    let left = left_since(&before, &[from, to]);
+    let left = owned_by(&[killed, next_pid], &[from, to]);
     if !left.is_empty() {
         return Err(format!("left after the next drill: {left:?}").into());
     }
@@ -559,7 +649,6 @@ fn kill_9_during_the_move(from: RuntimeKind, to: RuntimeKind) -> Result<(), Fail
 /// dead drill's starting source by its run id and removes it; nothing of it is left.
 fn kill_9_while_the_source_starts(from: RuntimeKind, to: RuntimeKind) -> Result<(), Failed> {
     let dir = tempfile::tempdir()?;
-    let before = managed(&[from, to]);
     let mut child = migrate_command(from, to, dir.path(), &[])
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
@@ -586,7 +675,7 @@ fn kill_9_while_the_source_starts(from: RuntimeKind, to: RuntimeKind) -> Result<
     child.kill()?;
     child.wait()?;
     let next = tempfile::tempdir()?;
-    migrate_with_overlay(from, to, next.path(), "migrate-needs-a-device.yml")?;
+    let (next_pid, _) = migrate_with_overlay(from, to, next.path(), "migrate-needs-a-device.yml")?;
     let r = report(next.path())?;
     let found = interrupted_entry(&r, &run.run_id).ok_or_else(|| {
         format!(
@@ -600,7 +689,7 @@ fn kill_9_while_the_source_starts(from: RuntimeKind, to: RuntimeKind) -> Result<
     if hydra::runs::RunRecord::load(&run.run_id).is_some() {
         return Err("the killed drill's source record is still there".into());
     }
-    let left = left_since(&before, &[from, to]);
+    let left = owned_by(&[killed, next_pid], &[from, to]);
     if !left.is_empty() {
         return Err(format!("left after the next drill: {left:?}").into());
     }
