@@ -3,4 +3,6 @@
 
 mod trial;
 
-pub use trial::{fixture_runtimes, runtimes, trial, FIXTURE_TARGETS};
+pub use trial::{
+    engine_to_itself, engines_in_turn, engines_side_by_side, fixture_runtimes, runtimes, trial, FIXTURE_TARGETS,
+};

@@ -63,9 +63,10 @@ fn main() {
     let filters: Vec<String> = args.filter.iter().cloned().collect();
     let selected = session::selection(&filters, &args.skip, args.exact);
     let sessions: Arc<Mutex<BTreeMap<RuntimeKind, Session>>> = Default::default();
-    let mut trials = Vec::new();
+    let mut per_target = Vec::new();
     for (kind, availability) in &runtimes {
         let kind = *kind;
+        let mut trials = Vec::new();
         let session: Session = Arc::new(OnceLock::new());
         sessions.lock().unwrap().insert(kind, session.clone());
         let unenforceable = if matches!(availability, Availability::Use) && !args.list {
@@ -98,7 +99,9 @@ fn main() {
             };
             trials.push(trial);
         }
+        per_target.push((kind, trials));
     }
+    let trials = hydra_suites::engines_side_by_side(per_target);
     let conclusion = libtest_mimic::run(&args, trials);
     if !args.list {
         write_reports(&redactor, &runtimes, &sessions.lock().unwrap());

@@ -43,3 +43,159 @@ where
         }
     }
 }
+
+/// Trials of several targets, ordered so that targets of different engines run side by side:
+/// each target's first runnable trial (the one that brings its stack up and runs its session)
+/// comes first, engines taking turns (`podman-rootless`, `podman`, `docker`, then their second
+/// targets: the slowest engine first, so that its second target does not run alone at the end),
+/// then every other trial in the order given. Trials of one target only read its finished
+/// session, and two targets of one engine never overlap anyway (see `hydra::runtime::slots`): in
+/// target order, the test threads would wait on one stack at a time.
+pub fn engines_side_by_side(per_target: Vec<(RuntimeKind, Vec<Trial>)>) -> Vec<Trial> {
+    use hydra::runtime::EngineKind;
+    let slowest_first = |e: EngineKind| match e {
+        EngineKind::PodmanRootless => 0,
+        EngineKind::Podman => 1,
+        EngineKind::Docker => 2,
+    };
+    let mut turn: std::collections::BTreeMap<EngineKind, usize> = Default::default();
+    let mut leads: Vec<(usize, usize, Trial)> = Vec::new();
+    let mut rest = Vec::new();
+    for (position, (kind, trials)) in per_target.into_iter().enumerate() {
+        let round = turn.entry(kind.engine()).or_default();
+        let mut lead_taken = false;
+        for trial in trials {
+            if !lead_taken && !trial.has_ignored_flag() {
+                leads.push((*round, slowest_first(kind.engine()) * 100 + position, trial));
+                lead_taken = true;
+            } else {
+                rest.push(trial);
+            }
+        }
+        *round += 1;
+    }
+    leads.sort_by_key(|(round, rank, _)| (*round, *rank));
+    leads.into_iter().map(|(_, _, t)| t).chain(rest).collect()
+}
+
+/// Held while a trial uses an engine on its own: one per engine, for trials that look at a whole
+/// engine (its containers by command line, its networks' isolation) and so must not overlap with
+/// another trial on that engine, while trials on other engines run beside them.
+pub fn engine_to_itself(kind: RuntimeKind) -> std::sync::MutexGuard<'static, ()> {
+    use hydra::runtime::EngineKind;
+    static LOCKS: [std::sync::Mutex<()>; 3] = [
+        std::sync::Mutex::new(()),
+        std::sync::Mutex::new(()),
+        std::sync::Mutex::new(()),
+    ];
+    let slot = match kind.engine() {
+        EngineKind::Docker => 0,
+        EngineKind::Podman => 1,
+        EngineKind::PodmanRootless => 2,
+    };
+    LOCKS[slot].lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Trials of several targets in turns by engine (a `docker` trial, a `podman` one, a
+/// `podman-rootless` one, and again), so that the test threads work on different engines
+/// rather than wait for [`engine_to_itself`] or on one engine's storage lock.
+pub fn engines_in_turn(per_target: Vec<(RuntimeKind, Vec<Trial>)>) -> Vec<Trial> {
+    let mut queues: std::collections::BTreeMap<hydra::runtime::EngineKind, std::collections::VecDeque<Trial>> =
+        Default::default();
+    for (kind, trials) in per_target {
+        queues.entry(kind.engine()).or_default().extend(trials);
+    }
+    let mut out = Vec::new();
+    while queues.values().any(|q| !q.is_empty()) {
+        for q in queues.values_mut() {
+            out.extend(q.pop_front());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(kinds: &[RuntimeKind]) -> Vec<String> {
+        let per_target = kinds
+            .iter()
+            .map(|k| {
+                let trials = (0..2)
+                    .map(|i| Trial::test(format!("{}#{i}", k.ident()), || Ok(())))
+                    .collect();
+                (*k, trials)
+            })
+            .collect();
+        engines_side_by_side(per_target)
+            .iter()
+            .map(|t| t.name().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn first_trials_alternate_between_engines_slowest_first() {
+        use RuntimeKind::*;
+        let got = names(&[Docker, DockerV1, Podman, PodmanV2, PodmanRootless, PodmanRootlessV2]);
+        assert_eq!(
+            got[..6],
+            [
+                "podman_rootless#0",
+                "podman#0",
+                "docker#0",
+                "podman_rootless_v2#0",
+                "podman_v2#0",
+                "docker_v1#0"
+            ]
+        );
+        assert_eq!(got.len(), 12);
+        assert_eq!(got[6..8], ["docker#1", "docker_v1#1"]);
+    }
+
+    #[test]
+    fn engines_take_turns() {
+        use RuntimeKind::*;
+        let per_target = [Docker, DockerV1, Podman, PodmanRootless]
+            .iter()
+            .map(|k| {
+                (
+                    *k,
+                    (0..2)
+                        .map(|i| Trial::test(format!("{}#{i}", k.ident()), || Ok(())))
+                        .collect(),
+                )
+            })
+            .collect();
+        let got: Vec<String> = engines_in_turn(per_target)
+            .iter()
+            .map(|t| t.name().to_string())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "docker#0",
+                "podman#0",
+                "podman_rootless#0",
+                "docker#1",
+                "podman#1",
+                "podman_rootless#1",
+                "docker_v1#0",
+                "docker_v1#1"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_ignored_first_trial_does_not_lead() {
+        let trials = vec![
+            Trial::test("podman#skipped", || Ok(())).with_ignored_flag(true),
+            Trial::test("podman#runs", || Ok(())),
+        ];
+        let got: Vec<String> = engines_side_by_side(vec![(RuntimeKind::Podman, trials)])
+            .iter()
+            .map(|t| t.name().to_string())
+            .collect();
+        assert_eq!(got, ["podman#runs", "podman#skipped"]);
+    }
+}
