@@ -18,8 +18,9 @@ use libtest_mimic::{Arguments, Failed};
 
 fn main() {
     let args = Arguments::from_args();
-    let mut trials = Vec::new();
+    let mut per_target = Vec::new();
     for (kind, availability) in common::runtimes() {
+        let mut trials = Vec::new();
         let checks: [(&str, Check); 4] = [
             ("images_unchanged_rebuild_nothing", images_unchanged_rebuild_nothing),
             ("up_healthy_down_leaves_nothing", up_healthy_down_leaves_nothing),
@@ -34,8 +35,10 @@ fn main() {
             let trial = common::trial(trial_name, &availability, move || check(kind));
             trials.push(trial);
         }
+        per_target.push((kind, trials));
     }
-    libtest_mimic::run(&args, trials).exit();
+    // Engines in turn: the two test threads mostly work on different engines.
+    libtest_mimic::run(&args, common::engines_in_turn(per_target)).exit();
 }
 
 /// One lifecycle check, run under a runtime.

@@ -12,8 +12,8 @@
 //!   the second stack plus an overlay from `fixtures/second-stack/overlays/`;
 //!   `<runtime>::redaction::up_failure_message_of_a_crashing_service`: the error `harness up`
 //!   prints for the first of them. A runtime that is not usable here
-//!   is shown as ignored (reason on stderr), or fails when `HYDRA_REQUIRE` names it. They run one
-//!   at a time unless `--test-threads` says otherwise.
+//!   is shown as ignored (reason on stderr), or fails when `HYDRA_REQUIRE` names it. Two run at
+//!   a time (unless `--test-threads` says otherwise), never two on one engine.
 
 mod common;
 
@@ -31,13 +31,10 @@ const DEPLOY_TOKEN: &str = "dpl-Vx3Nc8Rt5Wq1Jm7Hf2";
 
 fn main() {
     let mut args = Arguments::from_args();
-    if args.test_threads.is_none() {
-        args.test_threads = Some(1);
-    }
-    let mut trials = vec![Trial::test(
-        "redaction::build_arg_in_a_failed_build_command_line",
-        build_arg_in_a_failed_build_command_line,
-    )];
+    // Two at a time, never two on one engine: the failed-build check looks for the build's step
+    // containers on the whole engine.
+    args.test_threads.get_or_insert(2);
+    let mut per_target = Vec::new();
     for (kind, availability) in common::runtimes() {
         let checks: [(&str, Check); 3] = [
             (
@@ -53,12 +50,21 @@ fn main() {
                 up_failure_message_of_a_crashing_service,
             ),
         ];
+        let mut trials = Vec::new();
         for (name, check) in checks {
             let trial_name = format!("{}::redaction::{name}", kind.ident());
-            let trial = common::trial(trial_name, &availability, move || check(kind));
-            trials.push(trial);
+            trials.push(common::trial(trial_name, &availability, move || {
+                let _engine = common::engine_to_itself(kind);
+                check(kind)
+            }));
         }
+        per_target.push((kind, trials));
     }
+    let mut trials = vec![Trial::test(
+        "redaction::build_arg_in_a_failed_build_command_line",
+        build_arg_in_a_failed_build_command_line,
+    )];
+    trials.extend(common::engines_in_turn(per_target));
     libtest_mimic::run(&args, trials).exit();
 }
 

@@ -28,8 +28,9 @@ const TEARDOWN_START: Duration = Duration::from_millis(1500);
 
 fn main() {
     let args = Arguments::from_args();
-    let mut trials = Vec::new();
+    let mut per_target = Vec::new();
     for (kind, availability) in common::runtimes() {
+        let mut trials = Vec::new();
         let checks: [(&str, Check); 2] = [
             (
                 "sigint_during_transitive_health_writes_reports_and_leaves_nothing",
@@ -42,8 +43,10 @@ fn main() {
             let trial = common::trial(trial_name, &availability, move || check(kind));
             trials.push(trial);
         }
+        per_target.push((kind, trials));
     }
-    libtest_mimic::run(&args, trials).exit();
+    // Engines in turn: the two test threads mostly work on different engines.
+    libtest_mimic::run(&args, common::engines_in_turn(per_target)).exit();
 }
 
 type Check = fn(RuntimeKind) -> Result<(), Failed>;

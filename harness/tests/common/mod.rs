@@ -1,6 +1,6 @@
 //! Shared by the integration tests: which runtimes to use and how to look into an engine.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use hydra::runtime::{ObjectKind, Runtime};
 
@@ -49,4 +49,4 @@ pub fn pair_availability(
 #[path = "../../../suites/trial.rs"]
 mod trial;
 
-pub use trial::{runtimes, trial};
+pub use trial::{engine_to_itself, engines_in_turn, runtimes, trial};
