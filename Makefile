@@ -14,7 +14,9 @@ setup:
 validate: setup
 	$(CARGO) run --release --bin harness -- validate
 
-test: setup
+# Setup builds the test binaries here, and uses their harness, instead of a release build.
+test:
+	HYDRA_SETUP_BUILD=tests bash scripts/setup-host.sh
 	$(CARGO) test --workspace
 
 doctor:

@@ -11,6 +11,11 @@
 #                                       it installed), so
 #                                       the next setup must detect, install and repair them
 #                                       again: CI runs this first on every run.
+#
+# Setup needs the harness itself (to bootstrap the base image and name host fixes). By default it
+# builds it in release, as `make validate` runs it; HYDRA_SETUP_BUILD=tests (what `make test` sets)
+# builds the workspace's test binaries instead and uses their debug harness, so the test run
+# that follows compiles nothing twice.
 set -euo pipefail
 
 ROOTLESS_USER="${HYDRA_ROOTLESS_USER:-hydra}"
@@ -220,9 +225,18 @@ fi
 # --- offline base image (the harness bootstraps it from the host's apt mirror and imports it) --
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 if ! command -v cargo >/dev/null 2>&1; then die "cargo not found: install a Rust toolchain (rustup) first"; fi
-say "building the harness (release) to bootstrap the base image"
-(cd "$HERE" && cargo build -q --release --bin harness) || die "cargo build failed"
-"$HERE/target/release/harness" images --base-only || die "could not create the base image $BASE_IMAGE"
+case "${HYDRA_SETUP_BUILD:-release}" in
+  release)
+    say "building the harness (release) to bootstrap the base image"
+    (cd "$HERE" && cargo build -q --release --bin harness) || die "cargo build failed"
+    HARNESS=$HERE/target/release/harness ;;
+  tests)
+    say "building the test binaries (their debug harness bootstraps the base image)"
+    (cd "$HERE" && cargo test -q --workspace --no-run) || die "cargo test --no-run failed"
+    HARNESS=$HERE/target/debug/harness ;;
+  *) die "HYDRA_SETUP_BUILD='${HYDRA_SETUP_BUILD}': expected release or tests" ;;
+esac
+"$HARNESS" images --base-only || die "could not create the base image $BASE_IMAGE"
 
 # --- host fixes, each only when a probe fails without it --------------------------------------
 set_conf() { # section key value
@@ -250,7 +264,7 @@ PY
 probe() { "$@" run --rm --network none --label io.hydra.managed=true --label io.hydra.run=setup-probe "$BASE_IMAGE" true 2>&1; }
 mkdir -p /etc/containers
 # The harness recognises the cause from crun's or runc's wording (`harness host-fix`, unit-tested on both).
-host_fix() { "$HERE/target/release/harness" host-fix <<<"$1" || true; }
+host_fix() { "$HARNESS" host-fix <<<"$1" || true; }
 conf_has() { grep -q "^$1 *= *$2" "$CONF" 2>/dev/null; }
 for attempt in 1 2 3 4; do
   if err=$(probe podman); then say "rootful podman: probe container runs"; break; fi
