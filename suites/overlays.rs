@@ -63,7 +63,11 @@ const OVERLAYS: &[Overlay] = &[
 fn main() {
     // RUST_LOG tunes the harness's log here as in the CLI.
     hydra::logging::init();
-    let args = Arguments::from_args();
+    let mut args = Arguments::from_args();
+    // One thread per fixture target: a target's trials take turns anyway (see RUNTIME_LOCKS),
+    // and most of a trial is spent waiting on its stack (the health overlay waits out a 90 s
+    // recovery deadline), so the three engines work at once.
+    args.test_threads.get_or_insert(hydra_suites::FIXTURE_TARGETS.len());
     let runtimes = if args.list {
         hydra_suites::FIXTURE_TARGETS
             .iter()
