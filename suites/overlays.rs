@@ -64,7 +64,7 @@ fn main() {
     // RUST_LOG tunes the harness's log here as in the CLI.
     hydra::logging::init();
     let mut args = Arguments::from_args();
-    // One thread per fixture target: a target's trials take turns anyway (see RUNTIME_LOCKS),
+    // One thread per fixture target: a target's trials take turns anyway (see `run_overlay`),
     // and most of a trial is spent waiting on its stack (the health overlay waits out a 90 s
     // recovery deadline), so the three engines work at once.
     args.test_threads.get_or_insert(hydra_suites::FIXTURE_TARGETS.len());
@@ -89,21 +89,12 @@ fn main() {
     libtest_mimic::run(&args, trials).exit();
 }
 
-/// One stack per runtime at a time: under Podman, tearing down any isolated network removes
-/// netavark's isolation jump for all others (netavark 1.4), which would break a concurrent stack's
-/// isolation checks. Different runtimes still run in parallel.
-static RUNTIME_LOCKS: [std::sync::Mutex<()>; 3] = [
-    std::sync::Mutex::new(()),
-    std::sync::Mutex::new(()),
-    std::sync::Mutex::new(()),
-];
-
+/// One stack per engine at a time (the fixture targets are one per engine): under Podman,
+/// tearing down any isolated network removes netavark's isolation jump for all others (netavark
+/// 1.4), which would break a concurrent stack's isolation checks. Different engines still run in
+/// parallel.
 fn run_overlay(kind: hydra::RuntimeKind, o: &Overlay) -> Result<(), Failed> {
-    let slot = hydra_suites::FIXTURE_TARGETS
-        .iter()
-        .position(|k| *k == kind)
-        .expect("known runtime");
-    let _one_at_a_time = RUNTIME_LOCKS[slot].lock().unwrap_or_else(|p| p.into_inner());
+    let _one_at_a_time = hydra_suites::engine_to_itself(kind);
     let root = hydra::workspace::root();
     let compose: Vec<PathBuf> = vec![
         root.join("compose/phoenix.yml"),

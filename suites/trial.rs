@@ -59,14 +59,15 @@ pub fn engines_side_by_side(per_target: Vec<(RuntimeKind, Vec<Trial>)>) -> Vec<T
         EngineKind::Docker => 2,
     };
     let mut turn: std::collections::BTreeMap<EngineKind, usize> = Default::default();
-    let mut leads: Vec<(usize, usize, Trial)> = Vec::new();
+    // (round of its engine, engine rank, position given, trial)
+    let mut leads: Vec<(usize, usize, usize, Trial)> = Vec::new();
     let mut rest = Vec::new();
     for (position, (kind, trials)) in per_target.into_iter().enumerate() {
         let round = turn.entry(kind.engine()).or_default();
         let mut lead_taken = false;
         for trial in trials {
             if !lead_taken && !trial.has_ignored_flag() {
-                leads.push((*round, slowest_first(kind.engine()) * 100 + position, trial));
+                leads.push((*round, slowest_first(kind.engine()), position, trial));
                 lead_taken = true;
             } else {
                 rest.push(trial);
@@ -74,8 +75,8 @@ pub fn engines_side_by_side(per_target: Vec<(RuntimeKind, Vec<Trial>)>) -> Vec<T
         }
         *round += 1;
     }
-    leads.sort_by_key(|(round, rank, _)| (*round, *rank));
-    leads.into_iter().map(|(_, _, t)| t).chain(rest).collect()
+    leads.sort_by_key(|(round, rank, position, _)| (*round, *rank, *position));
+    leads.into_iter().map(|(_, _, _, t)| t).chain(rest).collect()
 }
 
 /// Held while a trial uses an engine on its own: one per engine, for trials that look at a whole

@@ -137,9 +137,9 @@ fn main() {
     conclusion.exit();
 }
 
-/// What a trial holds while it runs: its Podman engines (one stack per Podman engine at a time),
-/// and either a shared or the exclusive hold on the whole binary. Taken in one order, so two
-/// trials never wait on each other in a cycle.
+/// What a trial holds while it runs: its Podman engines (one stack per Podman engine at a time,
+/// [`common::engine_to_itself`]), and either a shared or the exclusive hold on the whole binary.
+/// Taken in one order, so two trials never wait on each other in a cycle.
 struct Lanes {
     _alone: Hold,
     _engines: Vec<std::sync::MutexGuard<'static, ()>>,
@@ -151,30 +151,21 @@ enum Hold {
 }
 
 static ALONE: std::sync::RwLock<()> = std::sync::RwLock::new(());
-static ROOTFUL_PODMAN: std::sync::Mutex<()> = std::sync::Mutex::new(());
-static ROOTLESS_PODMAN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Lanes {
     fn take(from: RuntimeKind, to: RuntimeKind, alone: bool) -> Lanes {
-        use hydra::runtime::EngineKind;
         let hold = if alone {
             Hold::Alone(ALONE.write().unwrap_or_else(|p| p.into_inner()))
         } else {
             Hold::Shared(ALONE.read().unwrap_or_else(|p| p.into_inner()))
         };
-        let uses = |e: EngineKind| from.engine() == e || to.engine() == e;
-        let mut engines = Vec::new();
-        for (engine, lock) in [
-            (EngineKind::Podman, &ROOTFUL_PODMAN),
-            (EngineKind::PodmanRootless, &ROOTLESS_PODMAN),
-        ] {
-            if uses(engine) {
-                engines.push(lock.lock().unwrap_or_else(|p| p.into_inner()));
-            }
-        }
+        // Docker stacks never disturb each other; Podman engines in their fixed order.
+        let mut podman: Vec<RuntimeKind> = [from, to].into_iter().filter(|k| k.is_podman()).collect();
+        podman.sort_by_key(|k| k.engine());
+        podman.dedup_by_key(|k| k.engine());
         Lanes {
             _alone: hold,
-            _engines: engines,
+            _engines: podman.into_iter().map(common::engine_to_itself).collect(),
         }
     }
 }
