@@ -24,10 +24,12 @@ use crate::runtime::{dns_leftovers, exec, Interrupt, ObjectKind, Runtime, Runtim
 
 mod compose_set;
 mod ports;
+mod sidecar;
 pub mod staging;
 mod teardown;
 
 pub use compose_set::ComposeSet;
+pub use sidecar::{Sidecar, SidecarSpec};
 pub use teardown::{teardown, TeardownReport};
 
 /// Default deadline for the whole stack to become ready.
