@@ -21,6 +21,7 @@ pub mod checks;
 pub mod deploy;
 pub mod logging;
 pub mod migrate;
+pub mod monitoring;
 pub mod outcome;
 pub mod posture;
 pub mod report;

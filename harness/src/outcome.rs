@@ -41,17 +41,20 @@ pub enum Area {
     Persistence,
     /// Per-service security posture.
     Posture,
+    /// What a real Prometheus scrapes of each service.
+    Monitoring,
 }
 
 impl Area {
     /// Every area, in declaration order.
-    pub const ALL: [Area; 6] = [
+    pub const ALL: [Area; 7] = [
         Area::Lifecycle,
         Area::Dns,
         Area::Ports,
         Area::Health,
         Area::Persistence,
         Area::Posture,
+        Area::Monitoring,
     ];
 
     /// The name used in trial names and reports: `lifecycle`, `dns`, ...
@@ -63,6 +66,7 @@ impl Area {
             Area::Health => "health",
             Area::Persistence => "persistence",
             Area::Posture => "posture",
+            Area::Monitoring => "monitoring",
         }
     }
 }

@@ -770,6 +770,7 @@ mod tests {
                 (Announce::Always("ports"), Some(Area::Ports)),
                 (Announce::Always("health"), Some(Area::Health)),
                 (Announce::Continue, Some(Area::Health)),
+                (Announce::WhenSelected("monitoring"), Some(Area::Monitoring)),
                 (Announce::WhenSelected("posture"), Some(Area::Posture)),
                 (Announce::Always("transitive health"), Some(Area::Health)),
                 (Announce::Always("persistence"), Some(Area::Persistence)),

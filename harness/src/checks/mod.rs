@@ -7,6 +7,7 @@
 
 pub mod dns;
 pub mod health;
+pub mod monitoring;
 pub mod persistence;
 pub mod ports;
 pub mod posture;
@@ -67,13 +68,14 @@ const fn planner<A: CheckArea + 'static>() -> Planner {
 }
 
 /// Every area in execution order. Read-only first (dns, ports, endpoint and engine health,
-/// posture), then the destructive ones: transitive health stops and starts dependencies,
+/// monitoring, posture), then the destructive ones: transitive health stops and starts dependencies,
 /// persistence restarts, recreates and kills the database.
-pub const AREAS: [Planner; 7] = [
+pub const AREAS: [Planner; 8] = [
     planner::<dns::Dns>(),
     planner::<ports::Ports>(),
     planner::<health::Endpoints>(),
     planner::<health::EngineHealth>(),
+    planner::<monitoring::Monitoring>(),
     planner::<posture::Posture>(),
     planner::<health::TransitiveHealth>(),
     planner::<persistence::PersistenceChecks>(),

@@ -121,7 +121,8 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
-    /// Validate a stack under each runtime: lifecycle, DNS, ports, health, persistence, posture.
+    /// Validate a stack under each runtime: lifecycle, DNS, ports, health, monitoring, persistence,
+    /// posture.
     Validate {
         /// Runtimes to use (default: HYDRA_RUNTIMES, else every runtime doctor finds usable).
         #[arg(long = "runtime", value_name = "R", value_parser = RuntimeParser)]

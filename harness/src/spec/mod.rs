@@ -11,6 +11,9 @@ use toml::Spanned;
 
 use crate::error::{HarnessError, Result};
 
+mod monitoring;
+pub use monitoring::{Monitored, Monitoring};
+
 /// A validated spec.
 #[derive(Debug, Clone)]
 pub struct Spec {
@@ -30,6 +33,8 @@ pub struct Spec {
     pub seccomp_profile: Option<PathBuf>,
     /// How `harness migrate` moves the stack, and what it accepts as different on the target.
     pub migrate: MigrateSpec,
+    /// What a real Prometheus must see of the services, if the spec asks.
+    pub monitoring: Option<Monitoring>,
 }
 
 /// How the PostgreSQL volume of the persistence probe moves between engines.
@@ -185,6 +190,7 @@ struct RawSpec {
     persistence: Option<RawPersistence>,
     posture: Option<RawPosture>,
     migrate: Option<RawMigrate>,
+    monitoring: Option<monitoring::RawMonitoring>,
 }
 
 #[derive(Deserialize)]
@@ -378,6 +384,10 @@ impl Spec {
         let persistence = raw.persistence.map(|p| r.persistence(p, base)).transpose()?;
         let seccomp_profile = raw.posture.and_then(|p| p.seccomp_profile).map(|p| base.join(p));
         let migrate = raw.migrate.map(|m| r.migrate(m)).transpose()?.unwrap_or_default();
+        let monitoring = raw
+            .monitoring
+            .map(|m| monitoring::resolve(m, &|s, what| r.service(s, what), &|why| spec_error(path, why)))
+            .transpose()?;
         Ok(Spec {
             path: path.to_path_buf(),
             compose,
@@ -387,6 +397,7 @@ impl Spec {
             persistence,
             seccomp_profile,
             migrate,
+            monitoring,
         })
     }
 }
@@ -686,5 +697,58 @@ password = { env_file = "x.env", var = "PW" }
             posture.seccomp_profile
         );
         assert!(posture.services["db"].allow.iter().all(|a| !a.reason.is_empty()));
+    }
+
+    #[test]
+    fn monitoring_takes_defaults_and_per_service_overrides() {
+        let text = "[monitoring]\ncounter = 'hits_total{path=\"other\"}'\ntraffic = \"/probe\"\n[monitoring.services]\napi = { port = 8000 }\nnginx = { port = 9113, path = \"/stats\", requests = 2 }\n";
+        let m = parse(text).unwrap().monitoring.unwrap();
+        assert_eq!(m.up_within_secs, 60);
+        let api = &m.services[0];
+        assert_eq!(
+            (api.service.as_str(), api.port, api.path.as_str(), api.requests),
+            ("api", 8000, "/metrics", 5)
+        );
+        assert_eq!(api.counter, "hits_total{path=\"other\"}");
+        let nginx = &m.services[1];
+        assert_eq!(
+            (nginx.path.as_str(), nginx.requests, nginx.traffic.as_str()),
+            ("/stats", 2, "/probe")
+        );
+        assert!(parse(GOOD).unwrap().monitoring.is_none());
+    }
+
+    #[rstest]
+    #[case::unknown_service(
+        "[monitoring]\ncounter = 'c'\ntraffic = \"/p\"\n[monitoring.services]\nweb = { port = 1 }\n",
+        "'web' is not a service"
+    )]
+    #[case::no_counter(
+        "[monitoring]\ntraffic = \"/p\"\n[monitoring.services]\napi = { port = 1 }\n",
+        "service 'api' has no counter"
+    )]
+    #[case::no_traffic(
+        "[monitoring]\ncounter = 'c'\n[monitoring.services]\napi = { port = 1 }\n",
+        "service 'api' has no traffic"
+    )]
+    #[case::relative_path(
+        "[monitoring]\ncounter = 'c'\ntraffic = \"p\"\n[monitoring.services]\napi = { port = 1 }\n",
+        "traffic 'p' is not a request path"
+    )]
+    #[case::no_requests(
+        "[monitoring]\ncounter = 'c'\ntraffic = \"/p\"\nrequests = 0\n[monitoring.services]\napi = { port = 1 }\n",
+        "requests = 0"
+    )]
+    #[case::no_services(
+        "[monitoring]\ncounter = 'c'\ntraffic = \"/p\"\n[monitoring.services]\n",
+        "names no service"
+    )]
+    #[case::no_port(
+        "[monitoring]\ncounter = 'c'\ntraffic = \"/p\"\n[monitoring.services]\napi = { }\n",
+        "missing field `port`"
+    )]
+    fn bad_monitoring_sections_say_what_to_fix(#[case] text: &str, #[case] says: &str) {
+        let msg = parse(text).unwrap_err().to_string();
+        assert!(msg.contains("/s/spec.toml") && msg.contains(says), "{msg}");
     }
 }
