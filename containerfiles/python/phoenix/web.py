@@ -149,7 +149,12 @@ def make_handler(app):
             try:
                 if path == "/metrics" and method == "GET":
                     status = 200
-                    self._send(200, app.metrics.render().encode(), "text/plain; version=0.0.4; charset=utf-8")
+                    text = app.metrics.render()
+                    # Fault injection for the harness's negative fixture: a sample line that is not
+                    # exposition format, which Prometheus must refuse with its own parse error.
+                    if os.environ.get("PHOENIX_METRICS_FAULT", "") == "invalid":
+                        text += "phoenix_broken_total{service=unquoted} not-a-number\n"
+                    self._send(200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
                     return
                 if not known:
                     if any(p == path for (_, p) in app.routes):
