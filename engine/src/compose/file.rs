@@ -53,6 +53,60 @@ pub struct Service {
     /// `volumes:` entries (short or long syntax), in order; an overlay's entry replaces the one
     /// with the same target.
     pub mounts: Vec<Mount>,
+    /// How the container runs (environment, posture, limits, healthcheck), as written: what a
+    /// translation to another format (Kubernetes YAML) needs beyond networks, ports and mounts.
+    pub run: RunSettings,
+}
+
+/// How a service's container runs, as the compose file writes it (values may contain `${VAR}`).
+/// `None` / empty: the file does not say, the engine's or image's default applies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunSettings {
+    /// `environment:` (mapping or list form); `None` for a bare name, whose value compose takes
+    /// from the environment it runs in.
+    pub environment: BTreeMap<String, Option<String>>,
+    /// `env_file:` paths in order (the string and list forms, and `path:` of the long form).
+    pub env_files: Vec<String>,
+    /// `tmpfs:` entries (`/tmp:mode=1777,size=16m`).
+    pub tmpfs: Vec<String>,
+    /// `read_only:`.
+    pub read_only: Option<bool>,
+    /// `cap_add:`.
+    pub cap_add: Vec<String>,
+    /// `cap_drop:`.
+    pub cap_drop: Vec<String>,
+    /// `security_opt:` entries (`no-new-privileges:true`, `seccomp=PATH`).
+    pub security_opt: Vec<String>,
+    /// `user:` (`uid[:gid]` or names).
+    pub user: Option<String>,
+    /// `mem_limit:` as written (`256m`, or a number of bytes).
+    pub mem_limit: Option<String>,
+    /// `pids_limit:`.
+    pub pids_limit: Option<i64>,
+    /// `healthcheck:`.
+    pub healthcheck: Option<Healthcheck>,
+    /// `stop_signal:`.
+    pub stop_signal: Option<String>,
+    /// `restart:`.
+    pub restart: Option<String>,
+}
+
+/// A service's `healthcheck:`; durations as written (`3s`, `1m30s`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Healthcheck {
+    /// `test:` in list form (`["CMD", ...]`, `["CMD-SHELL", "..."]`, `["NONE"]`); the string form
+    /// is `["CMD-SHELL", text]`, as compose reads it.
+    pub test: Vec<String>,
+    /// `interval:`.
+    pub interval: Option<String>,
+    /// `timeout:`.
+    pub timeout: Option<String>,
+    /// `retries:`.
+    pub retries: Option<u32>,
+    /// `start_period:`.
+    pub start_period: Option<String>,
+    /// `disable: true` (or a `NONE` test).
+    pub disable: bool,
 }
 
 /// One `volumes:` entry of a service.
@@ -707,7 +761,113 @@ fn parse_service(path: &Path, name: &str, def: &Mapping) -> Result<Service> {
         profiles: parse_profiles(def.get("profiles")).map_err(err)?,
         depends_on: parse_depends_on(def.get("depends_on")).map_err(err)?,
         mounts: parse_mounts(def.get("volumes")).map_err(err)?,
+        run: parse_run_settings(def).map_err(err)?,
     })
+}
+
+/// A list of strings, or one string as a list of one (`env_file: x.env`, `tmpfs: /tmp`).
+fn string_list(v: Option<&Value>, key: &str) -> std::result::Result<Vec<String>, Refusal> {
+    match v {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::String(s)) => Ok(vec![s.clone()]),
+        Some(Value::Sequence(items)) => items
+            .iter()
+            .map(|i| match i {
+                // env_file's long form: {path: x.env, required: false}
+                Value::Mapping(m) if key == "env_file" => m
+                    .get("path")
+                    .and_then(Value::as_str)
+                    .map(String::from)
+                    .ok_or_else(|| Refusal::from("an `env_file:` entry has no `path:`")),
+                other => scalar(other).ok_or_else(|| Refusal::from(format!("a `{key}:` entry is not a string"))),
+            })
+            .collect(),
+        Some(_) => Err(Refusal::from(format!("`{key}:` is neither a string nor a list"))),
+    }
+}
+
+fn parse_run_settings(def: &Mapping) -> std::result::Result<RunSettings, Refusal> {
+    let environment = match def.get("environment") {
+        None | Some(Value::Null) => BTreeMap::new(),
+        Some(Value::Mapping(m)) => m
+            .iter()
+            .map(|(k, v)| {
+                let name = scalar(k).ok_or_else(|| Refusal::from("an `environment:` key is not a string"))?;
+                Ok((name, scalar(v)))
+            })
+            .collect::<std::result::Result<_, Refusal>>()?,
+        Some(Value::Sequence(items)) => items
+            .iter()
+            .map(|i| {
+                let text = scalar(i).ok_or_else(|| Refusal::from("an `environment:` entry is not a string"))?;
+                Ok(match text.split_once('=') {
+                    Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                    None => (text, None),
+                })
+            })
+            .collect::<std::result::Result<_, Refusal>>()?,
+        Some(_) => return Err("`environment:` is neither a mapping nor a list".into()),
+    };
+    let text = |key: &str| def.get(key).and_then(scalar);
+    let pids_limit = match def.get("pids_limit") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_i64()
+                .or_else(|| scalar(v).and_then(|s| s.parse().ok()))
+                .ok_or_else(|| Refusal::from("`pids_limit:` is not a number"))?,
+        ),
+    };
+    Ok(RunSettings {
+        environment,
+        env_files: string_list(def.get("env_file"), "env_file")?,
+        tmpfs: string_list(def.get("tmpfs"), "tmpfs")?,
+        read_only: def.get("read_only").and_then(Value::as_bool),
+        cap_add: string_list(def.get("cap_add"), "cap_add")?,
+        cap_drop: string_list(def.get("cap_drop"), "cap_drop")?,
+        security_opt: string_list(def.get("security_opt"), "security_opt")?,
+        user: text("user"),
+        mem_limit: text("mem_limit"),
+        pids_limit,
+        healthcheck: parse_healthcheck(def.get("healthcheck"))?,
+        stop_signal: text("stop_signal"),
+        restart: text("restart"),
+    })
+}
+
+fn parse_healthcheck(v: Option<&Value>) -> std::result::Result<Option<Healthcheck>, Refusal> {
+    let m = match v {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Mapping(m)) => m,
+        Some(_) => return Err("`healthcheck:` is not a mapping".into()),
+    };
+    let test = match m.get("test") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) => vec!["CMD-SHELL".to_string(), s.clone()],
+        Some(Value::Sequence(items)) => items
+            .iter()
+            .map(|i| scalar(i).ok_or_else(|| Refusal::from("a `healthcheck.test` entry is not a string")))
+            .collect::<std::result::Result<_, _>>()?,
+        Some(_) => return Err("`healthcheck.test` is neither a string nor a list".into()),
+    };
+    let text = |key: &str| m.get(key).and_then(scalar);
+    let retries = match m.get("retries") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| Refusal::from("`healthcheck.retries` is not a number"))?,
+        ),
+    };
+    let disable =
+        m.get("disable").and_then(Value::as_bool).unwrap_or(false) || test.first().is_some_and(|t| t == "NONE");
+    Ok(Some(Healthcheck {
+        test,
+        interval: text("interval"),
+        timeout: text("timeout"),
+        retries,
+        start_period: text("start_period"),
+        disable,
+    }))
 }
 
 /// `build:` as a path or a mapping (`context`, `dockerfile`, `args` as a mapping or a list).
@@ -1132,6 +1292,43 @@ volumes:
         assert_eq!(f.dir(), Path::new("/p/compose"));
         assert_eq!(db.networks.keys().collect::<Vec<_>>(), ["data"]);
         assert_eq!(api.networks.keys().collect::<Vec<_>>(), ["default"]);
+    }
+
+    #[test]
+    fn run_settings_of_the_bundled_stack_are_read_through_merge_keys() {
+        let f = ComposeFile::load(&crate::workspace::bundled_compose_file()).unwrap();
+        let db = &f.services["db"].run;
+        assert_eq!(db.environment["POSTGRES_USER"].as_deref(), Some("phoenix"));
+        assert_eq!(db.env_files, ["${PHOENIX_ENV_FILE:-phoenix.env}"]);
+        assert_eq!(db.tmpfs, ["/tmp:mode=1777,size=16m"]);
+        assert_eq!(db.read_only, Some(true));
+        assert_eq!(db.cap_drop, ["ALL"]);
+        assert_eq!(db.security_opt[0], "no-new-privileges:true");
+        assert_eq!(db.mem_limit.as_deref(), Some("256m"));
+        assert_eq!(db.pids_limit, Some(128));
+        assert_eq!(db.stop_signal.as_deref(), Some("SIGINT"));
+        assert_eq!(db.restart.as_deref(), Some("unless-stopped"));
+        let hc = db.healthcheck.as_ref().unwrap();
+        assert_eq!(hc.test, ["CMD", "/usr/local/bin/phoenix-db-healthcheck"]);
+        assert_eq!((hc.interval.as_deref(), hc.retries), (Some("3s"), Some(5)));
+        let gap = &f.services["gap-detector"].run;
+        assert_eq!(gap.environment["PGHOST"].as_deref(), Some("db"), "from the <<: anchor");
+        assert_eq!(gap.healthcheck.as_ref().unwrap().start_period.as_deref(), Some("20s"));
+    }
+
+    #[rstest]
+    #[case("environment: [A=1, B]", "A", Some("1"))]
+    #[case("environment: {A: 2}", "A", Some("2"))]
+    #[case("environment: [B]", "B", None)]
+    fn environment_in_both_forms(#[case] env: &str, #[case] name: &str, #[case] want: Option<&str>) {
+        let text = format!(
+            "services:\n  a:\n    image: x\n    {env}\n    env_file: one.env\n    healthcheck: {{test: exit 0}}\n"
+        );
+        let f = ComposeFile::parse(Path::new("/c.yml"), &text).unwrap();
+        let run = &f.services["a"].run;
+        assert_eq!(run.environment[name].as_deref(), want);
+        assert_eq!(run.env_files, ["one.env"]);
+        assert_eq!(run.healthcheck.as_ref().unwrap().test, ["CMD-SHELL", "exit 0"]);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::compose::file::ComposeFile;
+use crate::compose::file::{ComposeFile, RunSettings};
 use crate::error::{HarnessError, Result};
 
 /// The merged view of the compose files of one run, with compose profiles applied.
@@ -109,6 +109,40 @@ fn merge_files(files: &[ComposeFile]) -> ComposeFile {
             }
         }
     }
+    fn merge_run(into: &mut RunSettings, over: &RunSettings) {
+        into.environment
+            .extend(over.environment.iter().map(|(k, v)| (k.clone(), v.clone())));
+        union(&mut into.env_files, &over.env_files);
+        union(&mut into.tmpfs, &over.tmpfs);
+        union(&mut into.cap_add, &over.cap_add);
+        union(&mut into.cap_drop, &over.cap_drop);
+        union(&mut into.security_opt, &over.security_opt);
+        fn set<T: Clone>(into: &mut Option<T>, over: &Option<T>) {
+            if over.is_some() {
+                into.clone_from(over);
+            }
+        }
+        set(&mut into.read_only, &over.read_only);
+        set(&mut into.user, &over.user);
+        set(&mut into.mem_limit, &over.mem_limit);
+        set(&mut into.pids_limit, &over.pids_limit);
+        set(&mut into.stop_signal, &over.stop_signal);
+        set(&mut into.restart, &over.restart);
+        match (&mut into.healthcheck, &over.healthcheck) {
+            (Some(h), Some(o)) => {
+                if !o.test.is_empty() {
+                    h.test.clone_from(&o.test);
+                }
+                set(&mut h.interval, &o.interval);
+                set(&mut h.timeout, &o.timeout);
+                set(&mut h.retries, &o.retries);
+                set(&mut h.start_period, &o.start_period);
+                h.disable = o.disable || (h.disable && o.test.is_empty());
+            }
+            (h @ None, Some(o)) => *h = Some(o.clone()),
+            _ => {}
+        }
+    }
     let mut merged = files[0].clone();
     for f in &files[1..] {
         for (name, svc) in &f.services {
@@ -135,6 +169,7 @@ fn merge_files(files: &[ComposeFile]) -> ComposeFile {
                     None => entry.mounts.push(m.clone()),
                 }
             }
+            merge_run(&mut entry.run, &svc.run);
         }
         union(&mut merged.networks, &f.networks);
         union(&mut merged.volumes, &f.volumes);
@@ -199,6 +234,41 @@ mod tests {
                 ("/cache".to_string(), MountKind::Anonymous),
                 ("/logs".to_string(), MountKind::Named("logs".into())),
             ]
+        );
+    }
+
+    #[test]
+    fn an_overlay_adds_to_lists_and_environment_and_replaces_scalars() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("base.yml");
+        let overlay = dir.path().join("o.yml");
+        std::fs::write(
+            &base,
+            "services:\n  a:\n    image: x\n    environment: {A: '1', B: '2'}\n    cap_drop: [ALL]\n    mem_limit: 64m\n    healthcheck: {test: [CMD, t], interval: 3s}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &overlay,
+            "services:\n  a:\n    environment: {B: '3'}\n    cap_add: [CHOWN]\n    mem_limit: 1g\n    healthcheck: {interval: 9s}\n",
+        )
+        .unwrap();
+        let run = ComposeSet::load_with_profiles(&[base, overlay], vec![])
+            .unwrap()
+            .merged()
+            .services["a"]
+            .run
+            .clone();
+        assert_eq!(run.environment["A"].as_deref(), Some("1"));
+        assert_eq!(run.environment["B"].as_deref(), Some("3"));
+        assert_eq!(
+            (run.cap_drop, run.cap_add),
+            (vec!["ALL".to_string()], vec!["CHOWN".to_string()])
+        );
+        assert_eq!(run.mem_limit.as_deref(), Some("1g"));
+        let hc = run.healthcheck.unwrap();
+        assert_eq!(
+            (hc.test, hc.interval.as_deref()),
+            (vec!["CMD".to_string(), "t".to_string()], Some("9s"))
         );
     }
 
