@@ -89,6 +89,12 @@ pub struct RunSettings {
     pub stop_signal: Option<String>,
     /// `restart:`.
     pub restart: Option<String>,
+    /// `command:` as argv (the string form split as a shell would, without expansion).
+    pub command: Option<Vec<String>>,
+    /// `entrypoint:` as argv.
+    pub entrypoint: Option<Vec<String>>,
+    /// `working_dir:`.
+    pub working_dir: Option<String>,
 }
 
 /// A service's `healthcheck:`; durations as written (`3s`, `1m30s`).
@@ -831,7 +837,81 @@ fn parse_run_settings(def: &Mapping) -> std::result::Result<RunSettings, Refusal
         healthcheck: parse_healthcheck(def.get("healthcheck"))?,
         stop_signal: text("stop_signal"),
         restart: text("restart"),
+        command: argv(def.get("command"), "command")?,
+        entrypoint: argv(def.get("entrypoint"), "entrypoint")?,
+        working_dir: text("working_dir"),
     })
+}
+
+/// `command:` / `entrypoint:`: a list as is, a string split into words as a shell would (quotes
+/// and backslashes, no expansion), as compose splits it.
+fn argv(v: Option<&Value>, key: &str) -> std::result::Result<Option<Vec<String>>, Refusal> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Sequence(items)) => items
+            .iter()
+            .map(|i| scalar(i).ok_or_else(|| Refusal::from(format!("a `{key}:` entry is not a string"))))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map(Some),
+        Some(Value::String(s)) => shell_words(s)
+            .map(Some)
+            .ok_or_else(|| Refusal::from(format!("`{key}:` has an unterminated quote"))),
+        Some(_) => Err(Refusal::from(format!("`{key}:` is neither a string nor a list"))),
+    }
+}
+
+/// Splits `s` into words as a POSIX shell does (quotes, backslashes), without expansion; `None`
+/// for an unterminated quote. Pure.
+pub fn shell_words(s: &str) -> Option<Vec<String>> {
+    let (mut words, mut cur, mut in_word) = (Vec::new(), String::new(), false);
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next()? {
+                        '\'' => break,
+                        c => cur.push(c),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next()? {
+                        '"' => break,
+                        '\\' => match chars.next()? {
+                            c @ ('"' | '\\' | '$' | '`') => cur.push(c),
+                            c => {
+                                cur.push('\\');
+                                cur.push(c);
+                            }
+                        },
+                        c => cur.push(c),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                cur.push(chars.next()?);
+            }
+            c => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    Some(words)
 }
 
 fn parse_healthcheck(v: Option<&Value>) -> std::result::Result<Option<Healthcheck>, Refusal> {
@@ -1314,6 +1394,15 @@ volumes:
         let gap = &f.services["gap-detector"].run;
         assert_eq!(gap.environment["PGHOST"].as_deref(), Some("db"), "from the <<: anchor");
         assert_eq!(gap.healthcheck.as_ref().unwrap().start_period.as_deref(), Some("20s"));
+    }
+
+    #[rstest]
+    #[case("a b", &["a", "b"])]
+    #[case("sh -c 'echo hi there'", &["sh", "-c", "echo hi there"])]
+    #[case(r#"x "a \"q\" b" c\ d"#, &["x", r#"a "q" b"#, "c d"])]
+    fn commands_are_split_as_a_shell_splits_them(#[case] text: &str, #[case] want: &[&str]) {
+        assert_eq!(shell_words(text).unwrap(), want);
+        assert!(shell_words("'open").is_none());
     }
 
     #[rstest]

@@ -128,6 +128,9 @@ fn merge_files(files: &[ComposeFile]) -> ComposeFile {
         set(&mut into.pids_limit, &over.pids_limit);
         set(&mut into.stop_signal, &over.stop_signal);
         set(&mut into.restart, &over.restart);
+        set(&mut into.command, &over.command);
+        set(&mut into.entrypoint, &over.entrypoint);
+        set(&mut into.working_dir, &over.working_dir);
         match (&mut into.healthcheck, &over.healthcheck) {
             (Some(h), Some(o)) => {
                 if !o.test.is_empty() {
