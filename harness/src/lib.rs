@@ -19,6 +19,7 @@ pub use hydra_engine::{
 
 pub mod checks;
 pub mod deploy;
+pub mod kube;
 pub mod logging;
 pub mod migrate;
 pub mod monitoring;
