@@ -95,6 +95,10 @@ pub struct RunSettings {
     pub entrypoint: Option<Vec<String>>,
     /// `working_dir:`.
     pub working_dir: Option<String>,
+    /// `privileged:`.
+    pub privileged: Option<bool>,
+    /// `devices:` entries (`/dev/fuse:/dev/fuse:rwm`).
+    pub devices: Vec<String>,
 }
 
 /// A service's `healthcheck:`; durations as written (`3s`, `1m30s`).
@@ -840,6 +844,8 @@ fn parse_run_settings(def: &Mapping) -> std::result::Result<RunSettings, Refusal
         command: argv(def.get("command"), "command")?,
         entrypoint: argv(def.get("entrypoint"), "entrypoint")?,
         working_dir: text("working_dir"),
+        privileged: def.get("privileged").and_then(Value::as_bool),
+        devices: string_list(def.get("devices"), "devices")?,
     })
 }
 

@@ -117,6 +117,7 @@ fn merge_files(files: &[ComposeFile]) -> ComposeFile {
         union(&mut into.cap_add, &over.cap_add);
         union(&mut into.cap_drop, &over.cap_drop);
         union(&mut into.security_opt, &over.security_opt);
+        union(&mut into.devices, &over.devices);
         fn set<T: Clone>(into: &mut Option<T>, over: &Option<T>) {
             if over.is_some() {
                 into.clone_from(over);
@@ -131,6 +132,7 @@ fn merge_files(files: &[ComposeFile]) -> ComposeFile {
         set(&mut into.command, &over.command);
         set(&mut into.entrypoint, &over.entrypoint);
         set(&mut into.working_dir, &over.working_dir);
+        set(&mut into.privileged, &over.privileged);
         match (&mut into.healthcheck, &over.healthcheck) {
             (Some(h), Some(o)) => {
                 if !o.test.is_empty() {

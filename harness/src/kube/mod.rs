@@ -258,6 +258,7 @@ const DIVERGENCE_ORDER: &[(&str, &str)] = &[
     ("bind", "bind mounts become hostPath (not portable) for"),
     ("anonymous", "anonymous volumes become emptyDir for"),
     ("seccomp", "seccomp profiles become Localhost profiles"),
+    ("devices", "devices are not carried for"),
     ("pids_limit", "pids_limit has no equivalent for"),
     ("stop_signal", "stop_signal has no equivalent for"),
     ("ports", "published ports become hostPort/hostIP for"),
@@ -508,8 +509,12 @@ impl Gen<'_> {
         let mut annotations = BTreeMap::new();
         let mut sc = SecurityContext {
             read_only_root_filesystem: run.read_only,
+            privileged: run.privileged.filter(|p| *p),
             ..Default::default()
         };
+        for d in &run.devices {
+            self.divergences.add("devices", format!("{name} ({})", self.interp(d)), "not in the YAML: a pod gets a host device only as a privileged hostPath (a device plugin on a cluster); podman kube play 4.3.1 turns a hostPath of type CharDevice into a device, which the play target must add");
+        }
         for opt in &run.security_opt {
             let opt = self.interp(opt);
             let (key, value) = opt.split_once(['=', ':']).unwrap_or((opt.as_str(), "true"));
@@ -637,7 +642,7 @@ impl Gen<'_> {
         let mut vars: BTreeMap<String, EnvVar> = BTreeMap::new();
         for raw in &svc.run.env_files {
             let rel = self.interp(raw);
-            let path = self.file.dir().join(&rel);
+            let path = normalize(&self.file.dir().join(&rel));
             let text = std::fs::read_to_string(&path).map_err(|e| {
                 HarnessError::compose(
                     &self.file.path,

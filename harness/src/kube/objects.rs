@@ -310,6 +310,9 @@ pub struct SecurityContext {
     /// From `read_only:`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub read_only_root_filesystem: Option<bool>,
+    /// From `privileged: true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub privileged: Option<bool>,
     /// `false` from `no-new-privileges:true`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allow_privilege_escalation: Option<bool>,

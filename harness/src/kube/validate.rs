@@ -85,6 +85,14 @@ pub fn validate(file: &Path) -> Result<SchemaReport> {
         reason: "kubernetes-validate is not installed: the generated YAML cannot be checked against the Kubernetes schemas".to_string(),
         hint: format!("run scripts/setup-host.sh (installs kubernetes-validate {VALIDATOR_VERSION} in /opt/hydra/kube-validate-venv), or set {VALIDATOR_ENV} to the program"),
     })?;
+    if !bin.is_file() {
+        return Err(HarnessError::Host {
+            reason: format!("{VALIDATOR_ENV} names {}, which does not exist", bin.display()),
+            hint: format!(
+                "point {VALIDATOR_ENV} at kubernetes-validate, or unset it to use /opt/hydra/kube-validate-venv"
+            ),
+        });
+    }
     let spec = CommandSpec::new(bin.display().to_string())
         .args(["--strict", "--quiet", "--kubernetes-version", KUBERNETES_VERSION])
         .arg(file.display().to_string());
