@@ -102,6 +102,30 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
+    /// Kubernetes YAML from the compose files (no engine needed): a Pod or Deployment per
+    /// service, claims, headless services and network policies, written to
+    /// <report>/kube/<project>.yaml and checked against the Kubernetes schemas with
+    /// kubernetes-validate; prints what does not carry over from compose. Exit 1 if the schema
+    /// check finds a problem.
+    Kube {
+        /// The spec whose compose files to use (default: the bundled spec's).
+        #[arg(long, value_name = "FILE")]
+        spec: Option<PathBuf>,
+        /// Compose file(s), in -f order (default: the spec's list).
+        #[arg(long = "compose", value_name = "FILE")]
+        compose: Vec<PathBuf>,
+        /// Prefix of claim and secret names, and the file's name (default: the first compose
+        /// file's name without extension).
+        #[arg(long)]
+        project: Option<String>,
+        /// Report directory (the YAML goes to its `kube/`).
+        #[arg(long, value_name = "DIR", default_value = "target/hydra")]
+        report: PathBuf,
+        /// `json`: objects, workloads, secrets to create, divergences and the schema check as one
+        /// JSON object on stdout.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
     /// Tear down the stack `up` left running.
     Down {
         #[arg(long, value_name = "R", value_parser = RuntimeParser)]
@@ -281,6 +305,8 @@ Environment:
   HYDRA_RUN_ID          a fixed run id for `up` (tests use it to find their run)
   HYDRA_BASE_CACHE      where the offline base image's root filesystem is cached
                         (default /var/lib/hydra/base)
+  HYDRA_KUBE_VALIDATE   the kubernetes-validate program `kube` checks its YAML with (default:
+                        /opt/hydra/kube-validate-venv/bin/kubernetes-validate, else PATH)
   HYDRA_DEBIAN_MIRROR   the mirror the base image is bootstrapped from (default: the host's
                         apt sources)
   RUST_LOG              log filter (e.g. hydra=debug prints every engine and compose command)
@@ -316,6 +342,13 @@ pub fn main() -> i32 {
             report,
             format,
         } => cmd_units(runtime, &stack, &report, format),
+        Command::Kube {
+            spec,
+            compose,
+            project,
+            report,
+            format,
+        } => cmd_kube(spec, compose, project, &report, format),
         Command::Down { runtime, run } => cmd_down(runtime, run),
         Command::Gc { all, runtimes, format } => cmd_gc(all, &runtimes, format),
         Command::HostFix => cmd_host_fix(),
@@ -544,6 +577,91 @@ fn cmd_units(runtime: RuntimeKind, args: &StackArgs, report: &Path, format: Form
         );
     }
     Ok(if units.sound() { exit::OK } else { exit::FAILED })
+}
+
+fn cmd_kube(
+    spec: Option<PathBuf>,
+    compose: Vec<PathBuf>,
+    project: Option<String>,
+    report: &Path,
+    format: Format,
+) -> Result<i32, HarnessError> {
+    use hydra::kube::{self, validate};
+    let files = match (spec, compose.is_empty()) {
+        (Some(spec), _) => hydra::spec::Spec::load(&spec, &compose)?.compose,
+        (None, false) => compose,
+        (None, true) => hydra::spec::Spec::load(&hydra::spec::bundled_spec_file(), &[])?.compose,
+    };
+    learn_secrets(&files)?;
+    let merged = stack::ComposeSet::load(&files)?.merged();
+    let project = project.unwrap_or_else(|| {
+        files[0]
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "stack".into())
+    });
+    let lookup = kube::project_lookup(&merged);
+    let generated = kube::generate(&merged, &kube::KubeOptions::new(project), &lookup)?;
+    let path = report.join("kube").join(format!("{}.yaml", generated.project));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&path, generated.to_yaml())?;
+    let schema = validate::validate(&path)?;
+    let code = if schema.valid() { exit::OK } else { exit::FAILED };
+    if format == Format::Json {
+        let json = serde_json::json!({
+            "project": generated.project,
+            "file": path,
+            "objects": generated.objects.iter().map(|o| o.id()).collect::<Vec<_>>(),
+            "workloads": generated.workloads,
+            "secrets": generated.secrets,
+            "divergences": generated.divergences,
+            "schema": schema,
+            "valid": schema.valid(),
+            "exit_code": code,
+        });
+        println!("{}", redact_output(&json.to_string()));
+        return Ok(code);
+    }
+    let mut kinds: Vec<(&str, usize)> = Vec::new();
+    for o in &generated.objects {
+        match kinds.iter_mut().find(|(k, _)| *k == o.kind()) {
+            Some((_, n)) => *n += 1,
+            None => kinds.push((o.kind(), 1)),
+        }
+    }
+    let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    println!("kube: wrote {} ({})", path.display(), kinds.join(", "));
+    for w in &generated.workloads {
+        println!("  {}: {:?} ({})", w.service, w.kind, w.reason);
+    }
+    for s in &generated.secrets {
+        println!(
+            "secret to create first: {} from {} (keys: {})",
+            s.name,
+            s.source.display(),
+            s.keys.join(", ")
+        );
+    }
+    for d in &generated.divergences {
+        println!("divergence: {}\n  why: {}", d.what, d.reason);
+    }
+    for f in &schema.findings {
+        println!("schema problem: {}", redact_output(&f.message));
+    }
+    println!(
+        "kube: {} object(s), {} divergence(s); schema check (kubernetes-validate --strict, Kubernetes {}): {}",
+        generated.objects.len(),
+        generated.divergences.len(),
+        schema.kubernetes_version,
+        if schema.valid() {
+            "valid".to_string()
+        } else {
+            format!("{} problem(s)", schema.findings.len())
+        }
+    );
+    Ok(code)
 }
 
 /// Removes the unit files an earlier `units` run wrote to `dir` (regular files named
