@@ -7,8 +7,8 @@
 #   scripts/setup-host.sh               set the host up
 #   scripts/setup-host.sh --undo-fixes  undo the host changes setup owns (containers.conf keys it
 #                                       writes, /dev/net/tun mode, the daemons it started, by the PID
-#                                       it recorded, the Docker Compose v2 plugin and check-jsonschema
-#                                       it installed), so
+#                                       it recorded, the Docker Compose v2 plugin, check-jsonschema
+#                                       and the kubernetes-validate venv it installed), so
 #                                       the next setup must detect, install and repair them
 #                                       again: CI runs this first on every run.
 #
@@ -21,6 +21,8 @@ set -euo pipefail
 ROOTLESS_USER="${HYDRA_ROOTLESS_USER:-hydra}"
 PODMAN_COMPOSE_VERSION="${HYDRA_PODMAN_COMPOSE_VERSION:-1.6.0}"
 CHECK_JSONSCHEMA_VERSION=0.39.0
+KUBE_VALIDATE_VERSION=1.37.0   # kubernetes-validate: bundles the Kubernetes schemas, works offline
+KUBE_VALIDATE_VENV=/opt/hydra/kube-validate-venv
 VENV=/opt/hydra/podman-compose
 # Docker Compose v2: Debian trixie's docker-compose package is one Go binary that needs only glibc;
 # setup extracts it (without the package's dependencies: the host keeps bookworm's libraries) as
@@ -101,6 +103,9 @@ if [ "${1:-}" = --undo-fixes ]; then
   if [ -x /opt/hydra/junit-venv/bin/check-jsonschema ]; then
     say "undo: removed check-jsonschema from /opt/hydra/junit-venv"
     /opt/hydra/junit-venv/bin/pip uninstall -q -y check-jsonschema >/dev/null 2>&1 || true
+  fi
+  if [ -d "$KUBE_VALIDATE_VENV" ]; then
+    say "undo: removed $KUBE_VALIDATE_VENV (kubernetes-validate)"; rm -rf "$KUBE_VALIDATE_VENV"
   fi
   if [ -e /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 600 ]; then
     say "undo: /dev/net/tun back to 0600"; chmod 0600 /dev/net/tun
@@ -185,6 +190,14 @@ if [ "$(/opt/hydra/junit-venv/bin/check-jsonschema --version 2>/dev/null)" != "c
   say "installing check-jsonschema $CHECK_JSONSCHEMA_VERSION in /opt/hydra/junit-venv (checks the CI templates)"
   /opt/hydra/junit-venv/bin/pip install -q "check-jsonschema==$CHECK_JSONSCHEMA_VERSION" >>"$LOG_DIR/pip.log" 2>&1 \
     || die "pip install check-jsonschema failed (see $LOG_DIR/pip.log)"
+fi
+# kubernetes-validate, pinned, in a venv of its own: checks the YAML `harness kube` writes against
+# the Kubernetes schemas it bundles (no network needed once installed).
+if [ "$("$KUBE_VALIDATE_VENV/bin/kubernetes-validate" --version 2>/dev/null)" != "$KUBE_VALIDATE_VERSION" ]; then
+  say "installing kubernetes-validate $KUBE_VALIDATE_VERSION in $KUBE_VALIDATE_VENV (checks the Kubernetes YAML)"
+  rm -rf "$KUBE_VALIDATE_VENV" && /usr/bin/python3 -m venv "$KUBE_VALIDATE_VENV"
+  "$KUBE_VALIDATE_VENV/bin/pip" install -q "kubernetes-validate==$KUBE_VALIDATE_VERSION" >>"$LOG_DIR/pip.log" 2>&1 \
+    || die "pip install kubernetes-validate failed (see $LOG_DIR/pip.log)"
 fi
 
 # --- dockerd ----------------------------------------------------------------------------------
