@@ -64,10 +64,11 @@ impl SchemaReport {
     }
 }
 
-/// The validator: `HYDRA_KUBE_VALIDATE`, else setup's venv, else `kubernetes-validate` on `PATH`.
+/// The validator: `HYDRA_KUBE_VALIDATE`, else setup's venv, else `kubernetes-validate` on `PATH`;
+/// `None` when the chosen one is not there.
 pub fn validator() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os(VALIDATOR_ENV) {
-        return Some(PathBuf::from(p));
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
     }
     let venv = PathBuf::from(VENV_VALIDATOR);
     if venv.is_file() {
@@ -81,6 +82,17 @@ pub fn validator() -> Option<PathBuf> {
 /// Checks `file` (strict, against [`KUBERNETES_VERSION`]). A missing validator is a host error
 /// (exit 3) naming how to install it.
 pub fn validate(file: &Path) -> Result<SchemaReport> {
+    if let Some(named) = std::env::var_os(VALIDATOR_ENV).filter(|p| !Path::new(p).is_file()) {
+        return Err(HarnessError::Host {
+            reason: format!(
+                "{VALIDATOR_ENV} names {}, which does not exist",
+                Path::new(&named).display()
+            ),
+            hint: format!(
+                "point {VALIDATOR_ENV} at kubernetes-validate, or unset it to use /opt/hydra/kube-validate-venv"
+            ),
+        });
+    }
     let bin = validator().ok_or_else(|| HarnessError::Host {
         reason: "kubernetes-validate is not installed: the generated YAML cannot be checked against the Kubernetes schemas".to_string(),
         hint: format!("run scripts/setup-host.sh (installs kubernetes-validate {VALIDATOR_VERSION} in /opt/hydra/kube-validate-venv), or set {VALIDATOR_ENV} to the program"),
