@@ -63,6 +63,9 @@ pub enum ServiceState {
     Exited(i64),
     /// Created, restarting, or running while its healthcheck has not passed yet.
     Starting,
+    /// Created, and the engine's attempt to start it failed (a compose tool that does not retry,
+    /// such as podman-compose, leaves it so and exits 0).
+    StartFailed,
     /// Running, and its healthcheck reports unhealthy.
     Unhealthy,
     /// Running and healthy, or running without a healthcheck.
@@ -72,7 +75,9 @@ pub enum ServiceState {
 /// Classifies a container (pure).
 pub fn classify(c: &ContainerInspect) -> ServiceState {
     if !c.state.running {
-        return if c.state.status == "created" || c.state.status == "restarting" {
+        return if c.state.status == "created" && !c.state.error.is_empty() {
+            ServiceState::StartFailed
+        } else if c.state.status == "created" || c.state.status == "restarting" {
             ServiceState::Starting
         } else {
             ServiceState::Exited(c.state.exit_code)
@@ -159,15 +164,20 @@ pub fn wait_while(
                     &format!("restarted {} times (crash loop)", c.restart_count),
                 ));
             }
-            if let ServiceState::Exited(_) = state {
+            if matches!(state, ServiceState::Exited(_) | ServiceState::StartFailed) {
                 let since = *exited_since.entry(svc.clone()).or_insert_with(Instant::now);
                 if since.elapsed() >= EXITED_GRACE {
+                    let what = if state == ServiceState::StartFailed {
+                        "was created but never started"
+                    } else {
+                        "exited and did not restart"
+                    };
                     return Err(stuck(
                         runtime,
                         project,
                         &[(svc.as_str(), c, &state)],
                         wait_start.elapsed(),
-                        "exited and did not restart",
+                        what,
                     ));
                 }
             } else {
@@ -296,6 +306,12 @@ fn stuck(
             "\n  service {svc} ({}) {what}: state {state:?}",
             c.short_name()
         ));
+        if !c.state.error.is_empty() {
+            detail.push_str(&format!(
+                "\n    the engine's last start error: {}",
+                c.state.error.trim()
+            ));
+        }
         if let Some(out) = c.last_health_output().filter(|o| !o.is_empty()) {
             detail.push_str(&format!(
                 "\n    last health probe: {}",
@@ -354,5 +370,15 @@ mod tests {
     #[case("restarting", Some("starting"), ServiceState::Starting)]
     fn classifies_containers(#[case] state: &str, #[case] health: Option<&str>, #[case] expected: ServiceState) {
         assert_eq!(classify(&container(state, health)), expected);
+    }
+
+    /// What podman-compose 1.6 leaves when `podman start` fails (a broken rootless network
+    /// namespace, here): the container stays created with the engine's error, and it exits 0.
+    #[test]
+    fn a_container_the_engine_could_not_start_is_a_start_failure() {
+        let json = r#"[{"Id":"x","Name":"/c","State":{"Status":"created","Running":false,"ExitCode":0,"Error":"failed to mount runtime directory for rootless netns: no such file or directory"},"Config":{"Healthcheck":null}}]"#;
+        let c = parse_containers(json).unwrap().remove(0);
+        assert_eq!(classify(&c), ServiceState::StartFailed);
+        assert!(c.state.error.contains("rootless netns"));
     }
 }

@@ -152,6 +152,9 @@ pub struct State {
     /// Exit code of its last run (0 while running).
     #[serde(default)]
     pub exit_code: i64,
+    /// Why the engine's last attempt to start it failed (empty when it did not).
+    #[serde(default)]
+    pub error: String,
     /// Docker calls it `Health`; Podman 4.x `Healthcheck` (and newer Podman `Health`).
     #[serde(default, alias = "Healthcheck")]
     pub health: Option<Health>,
