@@ -229,15 +229,18 @@ if [ ! -d "$RTDIR" ] || [ "$(stat -c %u:%a "$RTDIR")" != "$RUID:700" ]; then
   install -d -m 0700 -o "$RUID" -g "$(id -g "$ROOTLESS_USER")" "$RTDIR"
 fi
 rootless_storage
-# A rootless network namespace left without its runtime directory (a Podman process killed while
-# it tore the namespace down) makes every container on a user-defined network fail to start with
-# "failed to mount runtime directory for rootless netns", while podman-compose exits 0. Podman
-# makes a new one once the stale namespace is gone: unmount and remove it as the user, inside
-# the user's namespace (nothing in the user's runtime directory is touched as root).
-if ls "$RTDIR"/netns/rootless-netns-* >/dev/null 2>&1 && [ ! -d "$RTDIR/libpod/tmp/rootless-netns" ]; then
-  say "fix: rootless network namespace without its runtime directory (a killed teardown); removing it"
-  as_user podman unshare sh -c 'for f in "$1"/netns/rootless-netns-*; do umount "$f" 2>/dev/null; rm -f -- "$f"; done' sh "$RTDIR" \
-    || die "could not remove the stale rootless network namespace in $RTDIR/netns"
+# A stale rootless network namespace (a Podman process killed while it tore the namespace down:
+# its slirp4netns gone, its runtime directory missing or emptied) makes every container on a
+# user-defined network fail to start with "failed to mount runtime directory for rootless netns",
+# while podman-compose exits 0. Podman makes a new one once the stale namespace is gone. The check
+# and the removal run as the user, inside its namespace, under Podman's own lock (the script is the
+# one the harness runs before every rootless stack; it reaches the user on stdin, since the user
+# may not be able to read this checkout).
+if ls "$RTDIR"/netns/rootless-netns-* >/dev/null 2>&1; then
+  NETNS_SCRIPT="$(cd "$(dirname "$0")/.." && pwd)/engine/src/runtime/rootless_netns.py"
+  removed=$(as_user podman unshare python3 - "$RTDIR" < "$NETNS_SCRIPT") \
+    || die "could not check the rootless network namespace in $RTDIR/netns (see the error above)"
+  [ -z "$removed" ] || say "fix: $removed (a killed teardown left it)"
 fi
 # Rootless containers need / to be a shared mount for their mount propagation.
 if [ "$(findmnt -no PROPAGATION / 2>/dev/null || echo unknown)" != shared ]; then

@@ -8,6 +8,7 @@ pub mod environment;
 pub mod exec;
 pub mod inspect;
 pub mod rootless;
+pub mod rootless_netns;
 pub mod slots;
 pub mod systemd;
 

@@ -182,6 +182,13 @@ impl Stack {
         let runtime = Runtime::resolve(opts.runtime)?;
         let provider = compose::detect(&runtime)?;
         let slot = crate::runtime::slots::acquire(opts.runtime, crate::runtime::slots::SLOT_WAIT)?;
+        // A stale rootless network namespace (a killed teardown's) would leave every container
+        // `created`; with the engine's slot held, nothing of this process is setting one up.
+        match crate::runtime::rootless_netns::repair_stale(&runtime) {
+            Ok(Some(removed)) => on_event(&Event::Phase(format!("repaired: {removed}"))),
+            Ok(None) => {}
+            Err(e) => tracing::warn!("could not check the rootless network namespace: {e}"),
+        }
         let run_id = match &opts.run_id {
             Some(id) if runs::valid_run_id(id) => id.clone(),
             Some(id) => return Err(runs::invalid_run_id(id)),
