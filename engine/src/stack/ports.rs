@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, TcpListener};
 use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::compose::file::ComposeFile;
 use crate::error::Result;
@@ -43,18 +45,34 @@ pub(super) fn publish_env(file: &ComposeFile, bind_ip: IpAddr) -> Result<Publish
 /// (concurrent runs collided that way: "port is already allocated").
 const PORT_RANGE: std::ops::Range<u16> = 20000..32768;
 
-/// A port of [`PORT_RANGE`] free on `bind_ip`, drawn at random, with its listener held.
+/// Ports this process handed out, and when. A port is free again here between its release (just
+/// before `compose up`) and the moment the engine binds it, which can be many seconds later (the
+/// last service's turn): another stack of this process must not draw it meanwhile (two overlays
+/// on different engines collided that way: "bind: address already in use").
+static HANDED_OUT: Mutex<BTreeMap<u16, Instant>> = Mutex::new(BTreeMap::new());
+/// How long a handed-out port is not drawn again: longer than `compose up` may take to bind it.
+const HANDED_OUT_FOR: Duration = Duration::from_secs(15 * 60);
+
+/// A port of [`PORT_RANGE`] free on `bind_ip` and not handed out by this process lately, drawn at
+/// random, with its listener held.
 fn free_port(bind_ip: IpAddr) -> Result<(TcpListener, u16)> {
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+    handed_out.retain(|_, at| at.elapsed() < HANDED_OUT_FOR);
     for _ in 0..200 {
         let id = uuid::Uuid::new_v4();
         let r = id.as_bytes();
         let p = PORT_RANGE.start + u16::from_le_bytes([r[0], r[1]]) % (PORT_RANGE.end - PORT_RANGE.start);
+        if handed_out.contains_key(&p) {
+            continue;
+        }
         if let Ok(l) = TcpListener::bind((bind_ip, p)) {
+            handed_out.insert(p, Instant::now());
             return Ok((l, p));
         }
     }
     let l = TcpListener::bind((bind_ip, 0))?;
     let p = l.local_addr()?.port();
+    handed_out.insert(p, Instant::now());
     Ok((l, p))
 }
 
@@ -100,6 +118,16 @@ fn caller_env_with(
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn a_port_released_before_its_bind_is_not_drawn_again() {
+        // Draw ports and release them at once, as `publish_env` does before `compose up`: none may
+        // come back while this process's engines may still be about to bind it.
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        let drawn: Vec<u16> = (0..300).map(|_| free_port(ip).unwrap().1).collect();
+        let distinct: std::collections::BTreeSet<u16> = drawn.iter().copied().collect();
+        assert_eq!(distinct.len(), drawn.len(), "a released port was drawn again");
+    }
 
     #[test]
     fn publish_env_picks_distinct_free_ports_on_the_bind_ip() {
