@@ -477,8 +477,9 @@ fn resolve_merges(v: &mut Value) -> std::result::Result<(), Refusal> {
     }
 }
 
-/// `a/./b/../c` -> `a/c`, so an `extends` cycle through differently spelled paths is found.
-fn normalize(path: &Path) -> PathBuf {
+/// `a/./b/../c` -> `a/c` without touching the file system (a relative path keeps the `..` it
+/// cannot resolve), so an `extends` cycle through differently spelled paths is found.
+pub fn normalize(path: &Path) -> PathBuf {
     use std::path::Component;
     let mut out = PathBuf::new();
     for c in path.components() {

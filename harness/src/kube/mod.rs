@@ -642,7 +642,7 @@ impl Gen<'_> {
         let mut vars: BTreeMap<String, EnvVar> = BTreeMap::new();
         for raw in &svc.run.env_files {
             let rel = self.interp(raw);
-            let path = normalize(&self.file.dir().join(&rel));
+            let path = crate::compose::file::normalize(&self.file.dir().join(&rel));
             let text = std::fs::read_to_string(&path).map_err(|e| {
                 HarnessError::compose(
                     &self.file.path,
@@ -797,7 +797,7 @@ impl Gen<'_> {
                     let path = if Path::new(&src).is_absolute() {
                         PathBuf::from(&src)
                     } else {
-                        normalize(&self.file.dir().join(&src))
+                        crate::compose::file::normalize(&self.file.dir().join(&src))
                     };
                     let kind = if path.is_file() {
                         "File"
@@ -1112,22 +1112,6 @@ fn expand_home(p: &str) -> String {
         (Some(rest), Ok(home)) => format!("{home}/{rest}"),
         _ => p.to_string(),
     }
-}
-
-/// `a/./b/../c` -> `a/c` (no file system access).
-fn normalize(path: &Path) -> PathBuf {
-    use std::path::Component;
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other.as_os_str()),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
