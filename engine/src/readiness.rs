@@ -109,12 +109,15 @@ pub fn wait(
         started,
         timeout,
         &|| true,
+        &|| true,
         on_progress,
     )
 }
 
 /// [`wait`], giving up with [`HarnessError::Interrupted`] as soon as `keep_going` says no (the
-/// compose tool that runs alongside failed).
+/// compose tool that runs alongside failed). A container whose start failed counts as failed only
+/// once `tool_done` says the compose tool has returned: until then the tool may start it again
+/// (podman-compose retries a dependant whose dependency was not up yet).
 #[allow(clippy::too_many_arguments)]
 pub fn wait_while(
     runtime: &Runtime,
@@ -124,6 +127,7 @@ pub fn wait_while(
     started: Instant,
     timeout: Duration,
     keep_going: &dyn Fn() -> bool,
+    tool_done: &dyn Fn() -> bool,
     on_progress: &mut dyn FnMut(&WaitProgress),
 ) -> Result<Vec<ServiceReady>> {
     let driver = runtime.health_driver();
@@ -164,7 +168,12 @@ pub fn wait_while(
                     &format!("restarted {} times (crash loop)", c.restart_count),
                 ));
             }
-            if matches!(state, ServiceState::Exited(_) | ServiceState::StartFailed) {
+            let final_state = match state {
+                ServiceState::Exited(_) => true,
+                ServiceState::StartFailed => tool_done(),
+                _ => false,
+            };
+            if final_state {
                 let since = *exited_since.entry(svc.clone()).or_insert_with(Instant::now);
                 if since.elapsed() >= EXITED_GRACE {
                     let what = if state == ServiceState::StartFailed {

@@ -405,6 +405,7 @@ impl Stack {
             started,
             timeout,
             &|| !failed.load(std::sync::atomic::Ordering::SeqCst),
+            &|| done.load(std::sync::atomic::Ordering::SeqCst),
             &mut |p| {
                 if !announced && p.created > 0 {
                     announced = true;
@@ -442,6 +443,7 @@ impl Stack {
                 &self.record.services,
                 started,
                 Duration::ZERO,
+                &|| true,
                 &|| true,
                 &mut |_| {},
             );
