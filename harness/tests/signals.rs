@@ -56,6 +56,8 @@ struct Validate {
     child: Child,
     lines: Receiver<(Instant, String)>,
     seen: Vec<(Instant, String)>,
+    /// Everything it printed on stdout (its summary names why a run failed).
+    stdout: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
     run_id: String,
     dir: tempfile::TempDir,
 }
@@ -84,10 +86,19 @@ impl Validate {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()?;
-        let mut stdout = child.stdout.take().expect("piped");
+        let mut out = child.stdout.take().expect("piped");
+        let stdout = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = stdout.clone();
         std::thread::spawn(move || {
-            let mut sink = Vec::new();
-            let _ = stdout.read_to_end(&mut sink);
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend_from_slice(&buf[..n]);
+            }
         });
         let stderr = child.stderr.take().expect("piped");
         let (tx, lines) = std::sync::mpsc::channel();
@@ -100,6 +111,7 @@ impl Validate {
             child,
             lines,
             seen: Vec::new(),
+            stdout,
             run_id,
             dir,
         })
@@ -165,8 +177,19 @@ impl Validate {
         self.printed()
     }
 
+    /// Its stderr lines read so far, then the end of its stdout (the summary with the failures).
     fn printed(&self) -> String {
-        self.seen.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>().join("\n")
+        let stderr = self.seen.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>().join("\n");
+        let stdout = String::from_utf8_lossy(&self.stdout.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+        let tail: Vec<&str> = stdout
+            .lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        format!("{stderr}\n--- stdout (last 40 lines) ---\n{}", tail.join("\n"))
     }
 
     /// When a stderr line containing `text` was printed, among those read so far.
