@@ -229,7 +229,9 @@ fn truncate(s: &str, n: usize) -> String {
     }
 }
 
-fn http_client() -> reqwest::blocking::Client {
+/// The blocking client every check's HTTP request goes through: a 5 s deadline, no proxy (the
+/// targets are loopback addresses).
+pub(crate) fn http_client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(5))
         .no_proxy()

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -80,11 +79,7 @@ impl Prometheus {
     pub fn at(addr: SocketAddr) -> Self {
         Self {
             base: format!("http://{addr}"),
-            client: reqwest::blocking::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .no_proxy()
-                .build()
-                .expect("http client"),
+            client: crate::checks::health::http_client(),
         }
     }
 

@@ -29,8 +29,6 @@ pub fn image_file() -> PathBuf {
 pub struct RunningPrometheus<'a> {
     sidecar: Sidecar<'a>,
     api: Prometheus,
-    /// The stack's network it scrapes on.
-    pub network: String,
 }
 
 impl<'a> RunningPrometheus<'a> {
@@ -52,7 +50,7 @@ impl<'a> RunningPrometheus<'a> {
         let spec = SidecarSpec {
             role: "prometheus",
             image,
-            network: network.clone(),
+            network,
             env: vec![("HYDRA_PROMETHEUS_CONFIG".into(), scrape_config(monitoring))],
             publish: Some(PROMETHEUS_PORT),
             tmpfs: vec!["/tmp:size=64m".into()],
@@ -81,7 +79,7 @@ impl<'a> RunningPrometheus<'a> {
             }
             let _ = exec::sleep(Duration::from_millis(250));
         }
-        Ok(Self { sidecar, api, network })
+        Ok(Self { sidecar, api })
     }
 
     /// Its HTTP API.
