@@ -15,6 +15,7 @@ pub mod envfile;
 pub mod error;
 pub mod gc;
 pub mod images;
+pub mod kube;
 pub mod labels;
 pub mod readiness;
 pub mod runs;

@@ -379,3 +379,28 @@ fn dump_when_asked() {
         std::fs::write(p, generate_bundled().to_yaml()).unwrap();
     }
 }
+
+#[test]
+fn every_service_gets_its_own_empty_dir_volume() {
+    // podman kube play 4.3.1 names an emptyDir's volume after the pod volume, host-wide: db and
+    // nginx both mount a tmpfs at /tmp, and must not end up sharing one volume.
+    let stack = generate_bundled();
+    let names: Vec<String> = stack
+        .objects
+        .iter()
+        .filter_map(|o| match o {
+            Object::Pod(p) => Some(p.spec.volumes.clone()),
+            Object::Deployment(d) => Some(d.spec.template.spec.volumes.clone()),
+            _ => None,
+        })
+        .flatten()
+        .filter(|v| v.empty_dir.is_some())
+        .map(|v| v.name)
+        .collect();
+    assert!(names.len() >= 2, "{names:?}");
+    let mut distinct = names.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), names.len(), "{names:?}");
+    assert!(names.iter().all(|n| n.len() <= 63 && dns_label(n) == *n), "{names:?}");
+}
