@@ -140,6 +140,38 @@ pub fn parse_labelled(json: &str) -> Result<Vec<LabelledObject>> {
     })
 }
 
+/// Parses `pod inspect`: Podman 4.3 prints one object for one pod, an array for several.
+pub fn parse_pods(json: &str) -> Result<Vec<LabelledObject>> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        Many(Vec<LabelledObject>),
+        One(LabelledObject),
+    }
+    match serde_json::from_str(json) {
+        Ok(OneOrMany::Many(v)) => Ok(v),
+        Ok(OneOrMany::One(o)) => Ok(vec![o]),
+        Err(e) => Err(HarnessError::Parse {
+            what: "pod inspect".into(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Parses `secret inspect` (name and labels under `Spec`) into named objects with labels.
+pub fn parse_secrets(json: &str) -> Result<Vec<LabelledObject>> {
+    #[derive(Deserialize)]
+    struct Secret {
+        #[serde(rename = "Spec")]
+        spec: LabelledObject,
+    }
+    let secrets: Vec<Secret> = serde_json::from_str(json).map_err(|e| HarnessError::Parse {
+        what: "secret inspect".into(),
+        reason: e.to_string(),
+    })?;
+    Ok(secrets.into_iter().map(|s| s.spec).collect())
+}
+
 /// A container's run state.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -349,6 +381,25 @@ mod tests {
     use rstest::rstest;
 
     use crate::test_support::inspect_fixture as fixture;
+
+    #[rstest]
+    #[case::one_pod("podman-pod-one.json", &["hydra-fixture-a"])]
+    #[case::two_pods("podman-pod-two.json", &["hydra-fixture-a", "hydra-fixture-b"])]
+    fn parses_recorded_pod_inspect_in_both_shapes(#[case] file: &str, #[case] names: &[&str]) {
+        let pods = parse_pods(&fixture(file)).unwrap();
+        assert_eq!(pods.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), names);
+        assert_eq!(pods[0].label("io.hydra.run"), Some("fixture1"));
+        assert_eq!(pods[0].label("io.hydra.managed"), Some("true"));
+    }
+
+    #[test]
+    fn parses_recorded_secret_inspect_with_its_labels() {
+        let secrets = parse_secrets(&fixture("podman-secret.json")).unwrap();
+        assert_eq!(secrets.len(), 1);
+        assert_eq!(secrets[0].name, "hydra-fixture-secret");
+        assert_eq!(secrets[0].label("io.hydra.run"), Some("fixture1"));
+        assert!(parse_secrets("{}").is_err());
+    }
 
     #[rstest]
     #[case::docker("docker-gap-detector.json")]

@@ -351,13 +351,29 @@ impl Runtime {
         Ok(out.success().then(|| out.stdout.trim().to_string()))
     }
 
-    /// IDs of objects of `kind` carrying `label` (`key=value`).
+    /// IDs of objects of `kind` carrying `label` (`key=value`). Pods and secrets exist only
+    /// under Podman (Docker's secrets are Swarm's): none under Docker.
     pub fn list_by_label(&self, kind: ObjectKind, label: &str) -> Result<Vec<String>> {
+        if !self.kind.is_podman() && matches!(kind, ObjectKind::Pod | ObjectKind::Secret) {
+            return Ok(Vec::new());
+        }
         let filter = format!("label={label}");
         let args: Vec<&str> = match kind {
+            ObjectKind::Pod => vec!["pod", "ls", "-q", "--no-trunc", "--filter", &filter],
             ObjectKind::Container => vec!["ps", "-a", "-q", "--no-trunc", "--filter", &filter],
             ObjectKind::Network => vec!["network", "ls", "-q", "--filter", &filter],
             ObjectKind::Volume => vec!["volume", "ls", "-q", "--filter", &filter],
+            // Podman 4.3 filters secrets by name and ID only: their labels are read instead.
+            ObjectKind::Secret => {
+                let ids = ids_of(&self.query(&["secret", "ls", "--noheading", "--format", "{{.ID}}"])?);
+                let (key, value) = label.split_once('=').unwrap_or((label, ""));
+                return Ok(self
+                    .inspect_labelled(ObjectKind::Secret, &ids)?
+                    .into_iter()
+                    .filter(|s| s.label(key) == Some(value))
+                    .map(|s| s.name)
+                    .collect());
+            }
         };
         Ok(ids_of(&self.query(&args)?))
     }
@@ -369,6 +385,9 @@ impl Runtime {
         }
         let mut spec = self.engine();
         spec = match kind {
+            // A pod goes with its containers (its infra container carries no labels).
+            ObjectKind::Pod => spec.args(["pod", "rm", "-f"]),
+            ObjectKind::Secret => spec.args(["secret", "rm"]),
             // Podman refuses to remove a container others `--requires` (compose depends_on)
             // unless its dependants go with it.
             ObjectKind::Container if self.kind.is_podman() => spec.args(["rm", "-f", "-v", "--depend"]),
@@ -445,9 +464,11 @@ impl Runtime {
     /// Whether an object still exists.
     pub fn exists(&self, kind: ObjectKind, id: &str) -> bool {
         let sub = match kind {
+            ObjectKind::Pod => "pod",
             ObjectKind::Container => "container",
             ObjectKind::Network => "network",
             ObjectKind::Volume => "volume",
+            ObjectKind::Secret => "secret",
         };
         let spec = self.engine().args([sub, "inspect", id]);
         exec::run(&spec, QUERY_TIMEOUT, Interrupt::Ignored)
@@ -475,22 +496,26 @@ impl Runtime {
         Ok(parse_diff(&self.query(&["diff", container])?))
     }
 
-    /// Inspects networks or volumes for their labels.
+    /// Inspects pods, networks, volumes or secrets for their labels.
     pub fn inspect_labelled(&self, kind: ObjectKind, ids: &[String]) -> Result<Vec<inspect::LabelledObject>> {
-        if ids.is_empty() || kind == ObjectKind::Container {
-            return Ok(Vec::new());
-        }
-        let sub = if kind == ObjectKind::Network {
-            "network"
-        } else {
-            "volume"
+        let sub = match kind {
+            _ if ids.is_empty() => return Ok(Vec::new()),
+            ObjectKind::Container => return Ok(Vec::new()),
+            ObjectKind::Pod => "pod",
+            ObjectKind::Network => "network",
+            ObjectKind::Volume => "volume",
+            ObjectKind::Secret => "secret",
         };
         let spec = self.engine().args([sub, "inspect"]).args(ids.iter().cloned());
         let out = exec::run(&spec, QUERY_TIMEOUT, Interrupt::Ignored)?;
         if out.stdout.trim().is_empty() {
             return Ok(Vec::new());
         }
-        inspect::parse_labelled(&out.stdout)
+        match kind {
+            ObjectKind::Pod => inspect::parse_pods(&out.stdout),
+            ObjectKind::Secret => inspect::parse_secrets(&out.stdout),
+            _ => inspect::parse_labelled(&out.stdout),
+        }
     }
 
     /// The last `lines` lines of a container's log (stdout and stderr).
@@ -572,24 +597,37 @@ fn ids_of(out: &str) -> Vec<String> {
 /// Kinds of engine objects the harness creates and must clean up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjectKind {
+    /// A Podman pod (the kube-play targets'), removed with its containers.
+    Pod,
     /// A container.
     Container,
     /// A network.
     Network,
     /// A volume.
     Volume,
+    /// A Podman secret (the kube-play targets' env file values).
+    Secret,
 }
 
 impl ObjectKind {
-    /// Every kind, containers first (the order in which they can be removed).
-    pub const ALL: [ObjectKind; 3] = [ObjectKind::Container, ObjectKind::Network, ObjectKind::Volume];
+    /// Every kind, in the order in which they can be removed: pods and containers before the
+    /// networks and volumes they use.
+    pub const ALL: [ObjectKind; 5] = [
+        ObjectKind::Pod,
+        ObjectKind::Container,
+        ObjectKind::Network,
+        ObjectKind::Volume,
+        ObjectKind::Secret,
+    ];
 
     /// The kind's name in messages and reports (`container`, `network`, `volume`).
     pub fn name(self) -> &'static str {
         match self {
+            ObjectKind::Pod => "pod",
             ObjectKind::Container => "container",
             ObjectKind::Network => "network",
             ObjectKind::Volume => "volume",
+            ObjectKind::Secret => "secret",
         }
     }
 }
