@@ -191,6 +191,7 @@ mod tests {
             owner_start: 1,
             status,
             created_unix: 0,
+            kube: None,
         }
     }
 

@@ -123,6 +123,9 @@ pub struct RunRecord {
     pub status: RunStatus,
     /// When the record was made, in seconds since the Unix epoch.
     pub created_unix: u64,
+    /// For the kube-play targets: the played YAML and the pods, network and secrets it uses.
+    #[serde(default)]
+    pub kube: Option<crate::kube::play::Played>,
 }
 
 impl RunRecord {

@@ -192,6 +192,9 @@ fn run_areas(stack: &Stack, plan: &Plan, selected: Selected<'_>, rec: &mut Recor
         }
         area.run(stack, &plan.spec, selected, rec);
     }
+    if let Some(played) = &stack.record().kube {
+        crate::kube::divergent::apply(&played.divergences, &mut rec.outcomes);
+    }
     if phase.next(rec) {
         attach_logs(stack, &mut rec.outcomes);
     }
@@ -340,6 +343,14 @@ fn observe_up(kind: RuntimeKind, up: &UpReport, stack: &Stack) -> Vec<Observatio
         "compose_tool",
         &format!("{} {}", up.compose.tool, up.compose.version),
     )];
+    // A played target: each way the played YAML differs from the compose files, with its reason.
+    for d in &up.kube_divergences {
+        out.push(obs(
+            kind,
+            &format!("kube_{}", d.kind),
+            &format!("{}: {}", d.what, d.reason),
+        ));
+    }
     let healthy: Vec<&String> = up
         .at_compose_return
         .iter()
@@ -626,8 +637,11 @@ pub fn availability(
     required: &[RuntimeKind],
 ) -> crate::Result<Vec<(RuntimeKind, Availability)>> {
     let scope = Scope::from_env(wanted, required)?;
-    Ok(RuntimeKind::ALL
+    // The kube-play targets take part only when named: a run over the compose targets does not
+    // list them as skipped.
+    Ok(RuntimeKind::EVERY
         .into_iter()
+        .filter(|kind| !kind.is_kube() || scope.wanted.contains(kind) || scope.required.contains(kind))
         .map(|kind| (kind, scope.decide(kind)))
         .collect())
 }

@@ -25,6 +25,9 @@ pub enum ComposeTool {
     DockerComposeV1,
     /// `podman-compose`.
     PodmanCompose,
+    /// `podman kube play` of YAML the harness generates from the compose files (not a compose
+    /// tool, but it takes the compose tool's place for the kube-play targets).
+    PodmanKubePlay,
 }
 
 impl fmt::Display for ComposeTool {
@@ -33,6 +36,7 @@ impl fmt::Display for ComposeTool {
             ComposeTool::DockerComposeV2 => "docker compose",
             ComposeTool::DockerComposeV1 => "docker-compose",
             ComposeTool::PodmanCompose => "podman-compose",
+            ComposeTool::PodmanKubePlay => "podman kube play",
         })
     }
 }
@@ -64,6 +68,7 @@ pub fn tool_for(kind: RuntimeKind) -> ComposeTool {
         RuntimeKind::Docker | RuntimeKind::PodmanV2 | RuntimeKind::PodmanRootlessV2 => ComposeTool::DockerComposeV2,
         RuntimeKind::DockerV1 => ComposeTool::DockerComposeV1,
         RuntimeKind::Podman | RuntimeKind::PodmanRootless => ComposeTool::PodmanCompose,
+        RuntimeKind::PodmanKube | RuntimeKind::PodmanRootlessKube => ComposeTool::PodmanKubePlay,
     }
 }
 
@@ -96,6 +101,7 @@ pub fn detect(runtime: &Runtime) -> Result<Provider> {
             ComposeTool::PodmanCompose => {
                 "run `sudo scripts/setup-host.sh` (installs podman-compose 1.6.0 in /opt/hydra/podman-compose)".into()
             }
+            ComposeTool::PodmanKubePlay => "run `sudo scripts/setup-host.sh` (installs Podman 4.3)".into(),
         },
     })
 }
@@ -105,6 +111,7 @@ fn version_command(runtime: &Runtime, tool: ComposeTool) -> CommandSpec {
         ComposeTool::DockerComposeV2 => runtime.command("docker").args(["compose", "version"]),
         ComposeTool::DockerComposeV1 => runtime.command("docker-compose").arg("version"),
         ComposeTool::PodmanCompose => runtime.command("podman-compose").arg("--version"),
+        ComposeTool::PodmanKubePlay => runtime.command("podman").arg("--version"),
     }
 }
 
@@ -120,6 +127,8 @@ pub struct Project {
     /// Environment for the tool on top of the runtime's own: the run's port and bind-address
     /// variables, the caller's variables the files use, `DOCKER_HOST` of the run's API service.
     pub env: Vec<(String, String)>,
+    /// For the kube-play targets: the played YAML and the names the actions need.
+    pub kube: Option<crate::kube::play::Played>,
 }
 
 /// Compose subcommands the harness uses.
@@ -163,10 +172,14 @@ pub enum Action {
 
 /// The argv for `action` on `project` with `tool`, run as the runtime's user. Pure.
 pub fn command(runtime: &Runtime, tool: ComposeTool, project: &Project, action: &Action) -> CommandSpec {
+    if tool == ComposeTool::PodmanKubePlay {
+        return kube_command(runtime, project, action);
+    }
     let mut spec = match tool {
         ComposeTool::DockerComposeV2 => runtime.command("docker").arg("compose"),
         ComposeTool::DockerComposeV1 => runtime.command("docker-compose"),
         ComposeTool::PodmanCompose => runtime.command("podman-compose"),
+        ComposeTool::PodmanKubePlay => unreachable!("handled above"),
     };
     spec = spec.args(["-p", &project.name]);
     for f in &project.files {
@@ -177,6 +190,23 @@ pub fn command(runtime: &Runtime, tool: ComposeTool, project: &Project, action: 
         spec = spec.env(k, v);
     }
     // For a user switch the working directory must be one that user can enter: the project's own.
+    spec.cwd(&project.workdir)
+}
+
+/// The command for `action` on a played stack: `podman kube play` / `kube down` / `pod stop`...;
+/// `config` prints the played YAML, the kube-play targets' resolved model.
+fn kube_command(runtime: &Runtime, project: &Project, action: &Action) -> CommandSpec {
+    let spec = match &project.kube {
+        Some(played) if *action == Action::Config => runtime.command("cat").arg(played.workloads.display().to_string()),
+        Some(played) => runtime
+            .engine()
+            .args(crate::kube::play::action_args(played, &project.name, action)),
+        // A record of a kube-play run always has its played files; one without is not ours to drive.
+        None => CommandSpec::new("sh").args([
+            "-c",
+            "echo 'this kube-play run has no played YAML in its record: run `harness gc` to sweep it by label' >&2; exit 2",
+        ]),
+    };
     spec.cwd(&project.workdir)
 }
 
@@ -195,6 +225,7 @@ fn action_args(tool: ComposeTool, action: &Action) -> Vec<String> {
             ComposeTool::DockerComposeV2 => v(&["ps", "-a", "--format", "json"]),
             ComposeTool::DockerComposeV1 => v(&["ps", "-a", "-q"]),
             ComposeTool::PodmanCompose => v(&["ps", "-a", "--format", "json"]),
+            ComposeTool::PodmanKubePlay => unreachable!("kube_command"),
         },
         Action::DownKeepVolumes { timeout_secs } => {
             let t = timeout_secs.to_string();
@@ -230,6 +261,7 @@ mod tests {
             files: vec!["/p/compose/phoenix.yml".into(), "/s/override.yml".into()],
             workdir: "/p/compose".into(),
             env: vec![("PHOENIX_NGINX_PORT".into(), "41000".into())],
+            kube: None,
         }
     }
 

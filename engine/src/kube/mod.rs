@@ -55,11 +55,12 @@
 //! from the compose model: a stack without `depends_on` gets no `depends_on` divergence.
 
 pub mod objects;
+pub mod play;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::compose::file::{interpolate, ComposeFile, MountKind, Service as ComposeService};
 use crate::error::{HarnessError, Result};
@@ -82,6 +83,18 @@ pub struct KubeOptions {
     /// Label keys added to every pod with the compose service's name as value
     /// (`com.docker.compose.service`, so the harness finds a played service's container).
     pub service_label_keys: Vec<String>,
+    /// Every service a bare Pod, so each keeps its compose name as its DNS name under podman
+    /// kube play (a Deployment `x` plays as pod `x-pod-0`, which no one resolves as `x`). Compose
+    /// gives every service its name on the network; the played stack must too.
+    pub pods_only: bool,
+    /// Every pod with `restartPolicy: Never`: the remedy for podman kube play 4.3.1, under which
+    /// a restart cannot rejoin a one-container pod whose infra container stopped with it (see the
+    /// `pod_exit` divergence). The YAML for a cluster keeps compose's policy.
+    pub never_restart: bool,
+    /// Leave memory limits out: rootless Podman on cgroup v1 cannot apply them, and where
+    /// `podman run` (so podman-compose) drops them with a warning, `podman kube play` 4.3.1 hands
+    /// them to the runtime, and every container fails to start.
+    pub drop_limits: bool,
 }
 
 impl KubeOptions {
@@ -93,13 +106,19 @@ impl KubeOptions {
             claim_size: "1Gi".to_string(),
             extra_labels: BTreeMap::new(),
             service_label_keys: Vec::new(),
+            pods_only: false,
+            never_restart: false,
+            drop_limits: false,
         }
     }
 }
 
 /// Something that does not carry over from compose unchanged: what, and why (and what to do).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KubeDivergence {
+    /// Which kind of divergence (`networks`, `pids_limit`, `pod_exit`, ...): what the harness
+    /// matches a played target's check results against.
+    pub kind: String,
     /// What changes, naming the services or volumes concerned.
     pub what: String,
     /// Why, under `podman kube play` 4.3.1 and on a cluster.
@@ -266,11 +285,16 @@ const DIVERGENCE_ORDER: &[(&str, &str)] = &[
     ("anonymous", "anonymous volumes become emptyDir for"),
     ("seccomp", "seccomp profiles become Localhost profiles"),
     ("devices", "devices are not carried for"),
+    ("limits", "memory limits not played for"),
     ("pids_limit", "pids_limit has no equivalent for"),
     ("stop_signal", "stop_signal has no equivalent for"),
     ("ports", "published ports become hostPort/hostIP for"),
     ("secrets", "env file values become Secret references"),
     ("restart", "restart: unless-stopped becomes restartPolicy Always for"),
+    (
+        "pod_exit",
+        "a container that dies stays down under podman kube play 4.3.1 for",
+    ),
     ("user", "user by name is not carried for"),
     ("images", "locally built images"),
     ("renamed", "names changed to DNS-1123 labels"),
@@ -316,8 +340,16 @@ impl Gen<'_> {
                 labels.insert(key.clone(), name.clone());
             }
             let (container, volumes, annotations) = self.container(name, svc, &label, &mut volumes_used)?;
-            let restart_policy = restart_policy(svc.run.restart.as_deref());
+            let restart_policy = match self.opts.never_restart {
+                true => "Never",
+                false => restart_policy(svc.run.restart.as_deref()),
+            };
             let (kind, reason) = match (reached.get(name), restart_policy) {
+                _ if self.opts.pods_only => (
+                    WorkloadKind::Pod,
+                    "played by podman kube play 4.3.1: a bare Pod keeps the service's name as its DNS name, as compose does"
+                        .to_string(),
+                ),
                 (Some(by), _) => (
                     WorkloadKind::Pod,
                     format!("reached by name ({by}): under podman kube play 4.3.1 a Deployment's pod is named {label}-pod-0, and the network's DNS answers with pod names"),
@@ -453,6 +485,7 @@ impl Gen<'_> {
         for (key, intro) in DIVERGENCE_ORDER {
             if let Some((subjects, reason)) = self.divergences.0.remove(key) {
                 divergences.push(KubeDivergence {
+                    kind: key.to_string(),
                     what: format!("{intro}: {}", subjects.into_iter().collect::<Vec<_>>().join(", ")),
                     reason,
                 });
@@ -521,7 +554,11 @@ impl Gen<'_> {
                 limits: BTreeMap::from([("memory".to_string(), q)]),
             })
         });
-        let resources = resources.transpose()?;
+        let mut resources = resources.transpose()?;
+        if self.opts.drop_limits && resources.is_some() {
+            resources = None;
+            self.divergences.add("limits", format!("{name} ({})", run.mem_limit.as_deref().unwrap_or_default()), "left out of the played YAML: rootless Podman on cgroup v1 cannot set memory limits, and where `podman run` (so podman-compose) drops them with a warning, podman kube play 4.3.1 passes them on and every container fails to start (`cannot set memory limit: container could not join or create cgroup`, seen here); the checks of limits are not enforceable on this host either way");
+        }
         if let Some(p) = run.pids_limit {
             self.divergences.add("pids_limit", format!("{name} ({p})"), "a container has no pids limit in Kubernetes (the kubelet's podPidsLimit applies per node) and podman kube play 4.3.1 sets none");
         }
@@ -529,7 +566,12 @@ impl Gen<'_> {
             self.divergences.add("stop_signal", format!("{name} ({sig})"), "a pod has no stop signal field: podman kube play and the cluster's runtime send the image's STOPSIGNAL, so the image must declare it");
         }
         if run.restart.as_deref() == Some("unless-stopped") {
-            self.divergences.add("restart", name.to_string(), "Kubernetes has no 'unless-stopped': a stopped container is restarted, and podman restarts it when its liveness check fails");
+            self.divergences.add("restart", name.to_string(), "Kubernetes has no 'unless-stopped': a stopped container is restarted, and a failing liveness probe restarts it (a cluster's kubelet; podman kube play 4.3.1 tries, see the next row)");
+        }
+        if restart_policy(run.restart.as_deref()) != "Never" && self.opts.never_restart {
+            self.divergences.add("pod_exit", name.to_string(), "the played pods restart nothing (restartPolicy Never, where compose says restart): podman kube play 4.3.1 creates every pod with exit policy `stop`, so when a pod's only container exits (killed, or stopped by the restart a failing liveness probe asks for under Always) its infra container stops too and the restart fails (seen here: `cannot get namespace path unless container ... is running`), leaving the service down for good after any transient failure; under Never a failing probe only marks the container unhealthy, as under compose. A container that dies stays down; a cluster's kubelet restarts it under the YAML's own policy");
+        } else if restart_policy(run.restart.as_deref()) != "Never" {
+            self.divergences.add("pod_exit", name.to_string(), "podman kube play 4.3.1 creates every pod with exit policy `stop`: when the pod's only container exits (killed, or stopped by the restart a failing liveness probe asks for), the pod's infra container stops with it and the restart fails (seen here: `cannot get namespace path unless container ... is running`), so the service stays down where compose's restart policy brings it back; a cluster's kubelet restarts it");
         }
         let mut annotations = BTreeMap::new();
         let mut sc = SecurityContext {

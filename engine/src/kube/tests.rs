@@ -305,8 +305,11 @@ fn a_plain_stack_has_no_divergence_it_does_not_need() {
     let whats = divergence_keys(&stack);
     assert_eq!(
         whats,
-        ["bare Pods (not Deployments) for: web"],
-        "only web is reached by name (from worker's environment)"
+        [
+            "bare Pods (not Deployments) for: web",
+            "a container that dies stays down under podman kube play 4.3.1 for: web, worker"
+        ],
+        "only web is reached by name (from worker's environment); both restart"
     );
     assert!(stack.secrets.is_empty());
     assert_eq!(ids(&stack, "Deployment"), ["Deployment/worker"]);
@@ -403,4 +406,38 @@ fn every_service_gets_its_own_empty_dir_volume() {
     distinct.dedup();
     assert_eq!(distinct.len(), names.len(), "{names:?}");
     assert!(names.iter().all(|n| n.len() <= 63 && dns_label(n) == *n), "{names:?}");
+}
+
+#[test]
+fn the_played_variant_is_all_pods_never_restarted_with_labels_and_optionally_no_limits() {
+    let mut opts = KubeOptions::new("hydra-podman-kube-1a2b3c4d");
+    opts.extra_labels = BTreeMap::from([("io.hydra.run".to_string(), "1a2b3c4d".to_string())]);
+    opts.service_label_keys = vec!["com.docker.compose.service".into()];
+    opts.pods_only = true;
+    opts.never_restart = true;
+    opts.drop_limits = true;
+    let stack = generate(&bundled(), &opts, &defaults).unwrap();
+    assert!(ids(&stack, "Deployment").is_empty());
+    for o in &stack.objects {
+        match o {
+            Object::Pod(p) => {
+                assert_eq!(p.spec.restart_policy, "Never");
+                assert_eq!(p.metadata.labels["io.hydra.run"], "1a2b3c4d");
+                assert_eq!(p.metadata.labels["com.docker.compose.service"], p.metadata.name);
+                assert!(
+                    p.spec.containers.iter().all(|c| c.resources.is_none()),
+                    "{}",
+                    p.metadata.name
+                );
+            }
+            Object::PersistentVolumeClaim(c) => assert_eq!(c.metadata.labels["io.hydra.run"], "1a2b3c4d"),
+            _ => {}
+        }
+    }
+    let kinds: Vec<&str> = stack.divergences.iter().map(|d| d.kind.as_str()).collect();
+    for k in ["networks", "pod_exit", "limits", "pids_limit"] {
+        assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
+    }
+    let pod_exit = stack.divergences.iter().find(|d| d.kind == "pod_exit").unwrap();
+    assert!(pod_exit.reason.contains("restartPolicy Never"), "{}", pod_exit.reason);
 }

@@ -60,6 +60,11 @@ impl EngineKind {
 /// | `podman-v2` | rootful Podman, through its Docker-compatible API | Docker Compose v2 |
 /// | `podman-rootless` | rootless Podman | podman-compose |
 /// | `podman-rootless-v2` | rootless Podman, through the user's API | Docker Compose v2 |
+/// | `podman-kube` | rootful Podman | `podman kube play` of YAML generated from the compose files |
+/// | `podman-rootless-kube` | rootless Podman | `podman kube play`, as the user |
+///
+/// The compose targets ([`RuntimeKind::ALL`]) are the default selection; the kube-play targets
+/// ([`RuntimeKind::KUBE`]) are chosen by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "kebab-case")]
 pub enum RuntimeKind {
@@ -78,10 +83,15 @@ pub enum RuntimeKind {
     /// Rootless Podman with Docker Compose v2 through the user's API.
     #[serde(rename = "podman-rootless-v2")]
     PodmanRootlessV2,
+    /// Rootful Podman playing the stack as Kubernetes YAML.
+    PodmanKube,
+    /// Rootless Podman playing the stack as Kubernetes YAML.
+    PodmanRootlessKube,
 }
 
 impl RuntimeKind {
-    /// Every target, in report order: each engine with its usual tool, then the other tool.
+    /// Every compose target, in report order: each engine with its usual tool, then the other
+    /// tool. The default selection.
     pub const ALL: [RuntimeKind; 6] = [
         RuntimeKind::Docker,
         RuntimeKind::DockerV1,
@@ -89,6 +99,21 @@ impl RuntimeKind {
         RuntimeKind::PodmanV2,
         RuntimeKind::PodmanRootless,
         RuntimeKind::PodmanRootlessV2,
+    ];
+
+    /// The targets that play the stack as Kubernetes YAML: chosen by name, not by default.
+    pub const KUBE: [RuntimeKind; 2] = [RuntimeKind::PodmanKube, RuntimeKind::PodmanRootlessKube];
+
+    /// Every target there is, in report order.
+    pub const EVERY: [RuntimeKind; 8] = [
+        RuntimeKind::Docker,
+        RuntimeKind::DockerV1,
+        RuntimeKind::Podman,
+        RuntimeKind::PodmanV2,
+        RuntimeKind::PodmanKube,
+        RuntimeKind::PodmanRootless,
+        RuntimeKind::PodmanRootlessV2,
+        RuntimeKind::PodmanRootlessKube,
     ];
 
     /// The target's name (`podman-rootless-v2`), as users write it and run labels record it.
@@ -100,6 +125,8 @@ impl RuntimeKind {
             RuntimeKind::PodmanV2 => "podman-v2",
             RuntimeKind::PodmanRootless => "podman-rootless",
             RuntimeKind::PodmanRootlessV2 => "podman-rootless-v2",
+            RuntimeKind::PodmanKube => "podman-kube",
+            RuntimeKind::PodmanRootlessKube => "podman-rootless-kube",
         }
     }
 
@@ -112,6 +139,8 @@ impl RuntimeKind {
             RuntimeKind::PodmanV2 => "podman_v2",
             RuntimeKind::PodmanRootless => "podman_rootless",
             RuntimeKind::PodmanRootlessV2 => "podman_rootless_v2",
+            RuntimeKind::PodmanKube => "podman_kube",
+            RuntimeKind::PodmanRootlessKube => "podman_rootless_kube",
         }
     }
 
@@ -119,8 +148,25 @@ impl RuntimeKind {
     pub fn engine(self) -> EngineKind {
         match self {
             RuntimeKind::Docker | RuntimeKind::DockerV1 => EngineKind::Docker,
-            RuntimeKind::Podman | RuntimeKind::PodmanV2 => EngineKind::Podman,
-            RuntimeKind::PodmanRootless | RuntimeKind::PodmanRootlessV2 => EngineKind::PodmanRootless,
+            RuntimeKind::Podman | RuntimeKind::PodmanV2 | RuntimeKind::PodmanKube => EngineKind::Podman,
+            RuntimeKind::PodmanRootless | RuntimeKind::PodmanRootlessV2 | RuntimeKind::PodmanRootlessKube => {
+                EngineKind::PodmanRootless
+            }
+        }
+    }
+
+    /// Whether the target plays the stack as Kubernetes YAML (`podman kube play`).
+    pub fn is_kube(self) -> bool {
+        matches!(self, RuntimeKind::PodmanKube | RuntimeKind::PodmanRootlessKube)
+    }
+
+    /// The compose target of the same engine with its usual tool: what a kube-play target's
+    /// parity is read against.
+    pub fn compose_counterpart(self) -> RuntimeKind {
+        match self.engine() {
+            EngineKind::Docker => RuntimeKind::Docker,
+            EngineKind::Podman => RuntimeKind::Podman,
+            EngineKind::PodmanRootless => RuntimeKind::PodmanRootless,
         }
     }
 
@@ -175,12 +221,15 @@ impl FromStr for RuntimeKind {
         } else {
             norm
         };
-        RuntimeKind::ALL.into_iter().find(|k| k.name() == norm).ok_or_else(|| {
-            HarnessError::usage(format!("unknown runtime '{norm}'")).with_hint(format!(
-                "use one of {}",
-                RuntimeKind::ALL.map(RuntimeKind::name).join(", ")
-            ))
-        })
+        RuntimeKind::EVERY
+            .into_iter()
+            .find(|k| k.name() == norm)
+            .ok_or_else(|| {
+                HarnessError::usage(format!("unknown runtime '{norm}'")).with_hint(format!(
+                    "use one of {}",
+                    RuntimeKind::EVERY.map(RuntimeKind::name).join(", ")
+                ))
+            })
     }
 }
 
@@ -725,7 +774,7 @@ mod tests {
         assert_eq!(err.to_string(), "unknown runtime 'containerd'");
         assert_eq!(
             err.hint(),
-            Some("use one of docker, docker-v1, podman, podman-v2, podman-rootless, podman-rootless-v2")
+            Some("use one of docker, docker-v1, podman, podman-v2, podman-kube, podman-rootless, podman-rootless-v2, podman-rootless-kube")
         );
     }
 

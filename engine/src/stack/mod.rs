@@ -109,6 +109,8 @@ pub struct UpReport {
     /// Each time Compose v2 aborted `up` because a service was unhealthy for a moment (it is run
     /// again until the stack is ready or the deadline passes): when, and what it said.
     pub compose_gave_up: Vec<String>,
+    /// For the kube-play targets: what did not carry over from compose into the played YAML.
+    pub kube_divergences: Vec<crate::kube::KubeDivergence>,
 }
 
 /// Compose v2 could not pass the project's seccomp profile to the engine, so the run's API
@@ -241,6 +243,7 @@ impl Stack {
                         files: files.clone(),
                         workdir: workdir.clone(),
                         env: env.clone(),
+                        kube: None,
                     };
                     start_v2_api(runtime, provider.tool, &project, &run_id, &run_dir)
                 })
@@ -287,6 +290,26 @@ impl Stack {
             }
             None => (None, None),
         };
+        // The kube-play targets: the YAML played instead of the compose files.
+        let kube = opts
+            .runtime
+            .is_kube()
+            .then(|| {
+                on_event(&Event::Phase("kube YAML from the compose files".into()));
+                // What `podman run` drops on this host, kube play must not be given.
+                let drop_limits =
+                    runtime.kind().is_rootless() && runtime.cgroup_version() == crate::runtime::CgroupVersion::V1;
+                crate::kube::play::write(
+                    &merged,
+                    &project,
+                    &env,
+                    &labels,
+                    &images.service_images(),
+                    drop_limits,
+                    &run_dir,
+                )
+            })
+            .transpose()?;
         let record = RunRecord {
             run_id: run_id.clone(),
             project: project.clone(),
@@ -302,6 +325,7 @@ impl Stack {
             owner_start,
             status: RunStatus::Starting,
             created_unix: runs::now_unix(),
+            kube: kube.as_ref().map(|k| k.played.clone()),
         };
         record.save()?;
         // From here on, anything that fails tears down through Drop.
@@ -316,6 +340,10 @@ impl Stack {
             slot,
         };
 
+        if let Some(kube) = &kube {
+            on_event(&Event::Phase("the run's network, secrets and claims".into()));
+            crate::kube::play::create_objects(&stack.runtime, kube, &labels, &project)?;
+        }
         on_event(&Event::Phase(format!("{} up", provider.tool)));
         let waited = stack.up_and_wait(started, opts.ready_timeout, on_event)?;
         let report = UpReport {
@@ -332,6 +360,7 @@ impl Stack {
             harness_ready_seconds: waited.harness_ready_seconds,
             seccomp_remedy,
             compose_gave_up: waited.compose_gave_up,
+            kube_divergences: kube.map(|k| k.divergences).unwrap_or_default(),
         };
         Ok((stack, report))
     }
@@ -787,6 +816,7 @@ pub(crate) fn project_of(record: &RunRecord) -> Project {
         files: record.compose_files.clone(),
         workdir: record.workdir.clone(),
         env: record.env.clone(),
+        kube: record.kube.clone(),
     }
 }
 
@@ -839,6 +869,7 @@ mod tests {
             owner_start: 0,
             status: RunStatus::Starting,
             created_unix: 0,
+            kube: None,
         };
         let stack = Stack {
             runtime: Runtime::resolve(RuntimeKind::Docker).unwrap(),

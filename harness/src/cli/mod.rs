@@ -285,7 +285,7 @@ impl clap::builder::TypedValueParser for RuntimeParser {
 
     fn possible_values(&self) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
         Some(Box::new(
-            RuntimeKind::ALL
+            RuntimeKind::EVERY
                 .into_iter()
                 .map(|k| clap::builder::PossibleValue::new(k.name())),
         ))

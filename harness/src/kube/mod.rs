@@ -3,4 +3,5 @@
 
 pub use hydra_engine::kube::*;
 
+pub mod divergent;
 pub mod validate;

@@ -435,6 +435,9 @@ struct RawConfig {
     labels: Option<BTreeMap<String, String>>,
     #[serde(default)]
     healthcheck: Option<RawHealthcheck>,
+    /// Podman's OCI annotations: where `podman kube play` records a pod's seccomp profiles.
+    #[serde(default)]
+    annotations: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -527,7 +530,12 @@ fn normalise(raw: RawContainer) -> Result<ContainerFacts> {
     let engine = engine_of(&raw);
     let user = UserFact::parse(&raw.config.user);
     let caps = capabilities(&raw, &user);
-    let security = SecurityOpts::parse(hc, &raw.process_label, engine)?;
+    let mut security = SecurityOpts::parse(hc, &raw.process_label, engine)?;
+    if security.seccomp == Seccomp::EngineDefault && !hc.privileged {
+        if let Some(kube) = kube_seccomp(&raw.config) {
+            security.seccomp = kube;
+        }
+    }
     Ok(ContainerFacts {
         engine,
         service: service_label(&raw.config),
@@ -654,6 +662,32 @@ impl SecurityOpts {
             opts.seccomp = Seccomp::Unconfined { by_privileged: true };
         }
         Ok(opts)
+    }
+}
+
+/// The seccomp profile `podman kube play` applied from the pod's annotation
+/// (`container.seccomp.security.alpha.kubernetes.io/<container>` or the pod-wide
+/// `seccomp.security.alpha.kubernetes.io/pod`): Podman 4.3 records it there, not in the security
+/// options. A `localhost/<file>` profile is a path relative to the run's seccomp profile root.
+fn kube_seccomp(config: &RawConfig) -> Option<Seccomp> {
+    let annotations = config.annotations.as_ref()?;
+    let value = annotations
+        .iter()
+        .find(|(k, _)| k.starts_with("container.seccomp.security.alpha.kubernetes.io/"))
+        .or_else(|| {
+            annotations
+                .iter()
+                .find(|(k, _)| *k == "seccomp.security.alpha.kubernetes.io/pod")
+        })
+        .map(|(_, v)| v.as_str())?;
+    match value {
+        "unconfined" => Some(Seccomp::Unconfined { by_privileged: false }),
+        v => v.strip_prefix("localhost/").map(|file| {
+            Seccomp::Custom(ProfileSource::Path {
+                path: file.to_string(),
+                content: None,
+            })
+        }),
     }
 }
 

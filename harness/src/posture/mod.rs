@@ -125,7 +125,11 @@ pub fn evaluate_detailed(stack: &Stack, config: &PostureConfig) -> Result<Evalua
             continue;
         };
         let started = Instant::now();
-        f.resolve_seccomp(&workdir);
+        // A played stack's profiles are file names under its seccomp profile root.
+        match stack.record().kube.as_ref().and_then(|k| k.seccomp_root.as_deref()) {
+            Some(root) => f.resolve_seccomp(root),
+            None => f.resolve_seccomp(&workdir),
+        }
         if let Some(remedy) = stack.seccomp_remedy().filter(|r| r.services.contains(&service)) {
             f.apply_engine_wide_seccomp(&remedy.profile);
         }

@@ -108,7 +108,7 @@ pub fn merge(parts: Vec<(PathBuf, RunSummary)>) -> Result<RunSummary> {
         out.observations
             .extend(part.observations.into_iter().filter(|o| from_owner(o.runtime, i)));
     }
-    let rank = |k: Option<RuntimeKind>| k.and_then(|k| RuntimeKind::ALL.iter().position(|a| *a == k));
+    let rank = |k: Option<RuntimeKind>| k.and_then(|k| RuntimeKind::EVERY.iter().position(|a| *a == k));
     out.runtimes.sort_by_key(|r| rank(r.runtime));
     out.outcomes.sort_by_key(|o| rank(Some(o.runtime)));
     out.observations.sort_by_key(|o| rank(Some(o.runtime)));

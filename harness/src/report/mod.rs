@@ -186,6 +186,7 @@ pub(crate) mod fixtures {
             crate::compose::ComposeTool::DockerComposeV2 => "2.26.1-4",
             crate::compose::ComposeTool::DockerComposeV1 => "1.29.2",
             crate::compose::ComposeTool::PodmanCompose => "1.6.0",
+            crate::compose::ComposeTool::PodmanKubePlay => "4.3.1",
         };
         let rootless = runtime.is_rootless();
         RuntimeInfo {
