@@ -18,7 +18,7 @@ fn unknown_runtime_is_a_usage_error_with_the_choices() {
         .code(2)
         .stderr(
             predicate::str::contains("unknown runtime 'containerd'").and(predicate::str::contains(
-                "docker, docker-v1, podman, podman-v2, podman-rootless, podman-rootless-v2",
+                "docker, docker-v1, podman, podman-v2, podman-kube, podman-rootless, podman-rootless-v2, podman-rootless-kube",
             )),
         );
 }

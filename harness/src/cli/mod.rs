@@ -541,11 +541,11 @@ fn cmd_images(runtimes: &[RuntimeKind], compose: Vec<PathBuf>, base_only: bool) 
 }
 
 fn cmd_units(runtime: RuntimeKind, args: &StackArgs, report: &Path, format: Format) -> Result<i32, HarnessError> {
-    if !runtime.is_podman() {
+    if !runtime.is_podman() || runtime.is_kube() {
         return Err(HarnessError::usage(format!(
-            "{runtime} has no systemd unit generator: units come from Podman (`podman generate systemd`)"
+            "{runtime} has no systemd unit generator here: units come from Podman (`podman generate systemd`) for a compose stack"
         ))
-        .with_hint("pass a Podman target, e.g. --runtime podman or --runtime podman-rootless"));
+        .with_hint("pass a Podman compose target, e.g. --runtime podman or --runtime podman-rootless"));
     }
     let opts = args.options(runtime);
     let redactor = learn_secrets(&opts.compose_files)?;
@@ -873,6 +873,13 @@ fn cmd_migrate(
             "bind address {} is not a loopback address",
             opts.stack.bind_ip
         )));
+    }
+    if let Some(kube) = [opts.from, opts.to].into_iter().find(|k| k.is_kube()) {
+        // A played stack's volumes are its claims, named differently from compose's.
+        return Err(HarnessError::usage(format!(
+            "{kube}: the migration drill moves compose stacks; a kube-play target is validated with `harness validate`"
+        ))
+        .with_hint("pick compose targets for --from and --to, e.g. --from docker --to podman-rootless"));
     }
     let progress = output::Progress::new(&format!("migrate {} → {}", opts.from, opts.to));
     let (report, result) = migrate::drill(&plan, opts, &mut |e| progress.event(e));
