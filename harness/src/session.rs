@@ -57,6 +57,8 @@ pub struct RuntimeRun {
     pub outcomes: Vec<CheckOutcome>,
     /// What differed in how the tools behaved, for the parity report.
     pub observations: Vec<Observation>,
+    /// A kube-play target's played YAML (claims, then workloads), for the report directory.
+    pub played_yaml: Option<String>,
 }
 
 /// Runs the selected checks of `plan` under `kind`. Never panics on stack trouble: a stack that
@@ -115,6 +117,10 @@ pub fn run(
         up.total_seconds,
     );
     run.observations.extend(observe_up(kind, &up, &stack));
+    run.played_yaml = stack.record().kube.as_ref().map(|k| {
+        let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+        k.claims.as_deref().map(read).unwrap_or_default() + &read(&k.workloads)
+    });
     run_areas(&stack, plan, selected, &mut rec, on_event);
     run.observations.extend(teardown(kind, stack, &mut rec, on_event));
     account_for_every_check(plan, selected, &mut rec);

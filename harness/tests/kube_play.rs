@@ -117,6 +117,25 @@ fn spec_passes(kind: RuntimeKind) -> Result<(), Failed> {
             return Err(format!("parity.json has no observation {key}").into());
         }
     }
+    // The played YAML is in the report directory, with the run's labels, no value of the env
+    // file, and (where the validator is installed) valid against the Kubernetes schemas.
+    let played = dir.path().join(format!("kube/{}.played.yaml", kind.name()));
+    let yaml = std::fs::read_to_string(&played).map_err(|e| format!("{}: {e}", played.display()))?;
+    if !yaml.contains("kind: Pod") || !yaml.contains("io.hydra.run:") || !yaml.contains("restartPolicy: Never") {
+        return Err(format!("{} is not the played stack:\n{yaml}", played.display()).into());
+    }
+    let env = std::fs::read_to_string(hydra::workspace::root().join("compose/phoenix.env"))?;
+    for (name, value) in hydra::envfile::readings(&env) {
+        if yaml.contains(&value) {
+            return Err(format!("the value of {name} is in {}", played.display()).into());
+        }
+    }
+    if hydra::kube::validate::validator().is_some() {
+        let report = hydra::kube::validate::validate(&played)?;
+        if !report.valid() {
+            return Err(format!("{} fails the schemas: {:?}", played.display(), report.findings).into());
+        }
+    }
     let rt = Runtime::resolve(kind)?;
     let label = format!("io.hydra.runtime={}", kind.name());
     let left = common::objects_with(&rt, &label);

@@ -1015,7 +1015,11 @@ fn cmd_validate(args: &ValidateArgs) -> Result<i32, HarnessError> {
         }
     });
     results.sort_by_key(|(kind, _, _)| asked.iter().position(|k| k == kind));
-    for (_, run, ran) in results {
+    for (kind, run, ran) in results {
+        if let Some(yaml) = &run.played_yaml {
+            let path = hydra::report::write_played_yaml(&args.report, kind, yaml, Some(&redactor))?;
+            eprintln!("{kind}: played YAML in {}", path.display());
+        }
         if ran {
             summary.runtimes.push(run.info);
         }

@@ -66,6 +66,19 @@ pub fn write_all(
     })
 }
 
+/// Writes a kube-play target's played YAML to `DIR/kube/<target>.played.yaml` (redacted, though
+/// it holds no value of an env file: those are secret references).
+pub fn write_played_yaml(
+    report_dir: &Path,
+    kind: RuntimeKind,
+    yaml: &str,
+    redactor: Option<&Redactor>,
+) -> Result<PathBuf> {
+    let path = report_dir.join("kube").join(format!("{}.played.yaml", kind.name()));
+    write_file(&path, redact::redact_opt(redactor, yaml).as_bytes())?;
+    Ok(path)
+}
+
 /// Sanitises then redacts text that came from outside the harness (messages, logs, facts).
 /// Sanitising first means a secret split by an escape sequence or NUL is still found.
 pub(crate) fn clean(text: &str, redactor: Option<&Redactor>) -> String {
