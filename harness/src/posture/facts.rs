@@ -884,6 +884,27 @@ mod tests {
     }
 
     #[test]
+    fn a_played_container_filters_with_the_profile_its_annotation_names() {
+        // Recorded under podman-kube: SecurityOpt says only no-new-privileges; the profile is in
+        // the pod's seccomp annotation, a file name under the run's seccomp profile root.
+        let mut played = parse_facts(&fixture("podman-kube-db.json")).unwrap().remove(0);
+        assert_eq!(played.service.as_deref(), Some("db"));
+        assert!(played.no_new_privileges);
+        let Seccomp::Custom(ProfileSource::Path { path, .. }) = &played.seccomp else {
+            panic!("{:?}", played.seccomp)
+        };
+        assert_eq!(path, "phoenix.json");
+        played.resolve_seccomp(&crate::workspace::root().join("fixtures/seccomp"));
+        let mut composed = parse_facts(&fixture("podman-db.json")).unwrap().remove(0);
+        composed.resolve_seccomp(&crate::workspace::root().join("compose"));
+        let (Seccomp::Custom(k), Seccomp::Custom(c)) = (&played.seccomp, &composed.seccomp) else {
+            panic!()
+        };
+        assert!(k.content().is_some());
+        assert_eq!(k.content(), c.content());
+    }
+
+    #[test]
     fn docker_inline_profile_and_podman_path_are_the_same_profile() {
         let docker = &parse_facts(&fixture("docker-db.json")).unwrap()[0];
         let mut podman = parse_facts(&fixture("podman-db.json")).unwrap().remove(0);
