@@ -24,6 +24,15 @@ fn unknown_runtime_is_a_usage_error_with_the_choices() {
 }
 
 #[test]
+fn validate_reads_a_comma_separated_runtime_list_and_names_the_bad_entry() {
+    harness()
+        .args(["validate", "--runtime", "podman-kube,containerd"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unknown runtime 'containerd'"));
+}
+
+#[test]
 fn doctor_names_a_missing_engine_and_how_to_fix_it() {
     harness()
         .args(["doctor", "--runtime", "docker"])

@@ -148,11 +148,12 @@ enum Command {
     /// Validate a stack under each runtime: lifecycle, DNS, ports, health, monitoring, persistence,
     /// posture.
     Validate {
-        /// Runtimes to use (default: HYDRA_RUNTIMES, else every runtime doctor finds usable).
-        #[arg(long = "runtime", value_name = "R", value_parser = RuntimeParser)]
+        /// Runtimes to use, repeated or comma-separated as in HYDRA_RUNTIMES (default:
+        /// HYDRA_RUNTIMES, else every compose target doctor finds usable).
+        #[arg(long = "runtime", value_name = "R", value_parser = RuntimeParser, value_delimiter = ',')]
         runtimes: Vec<RuntimeKind>,
-        /// Runtimes whose absence is a failure (default: HYDRA_REQUIRE).
-        #[arg(long = "require", value_name = "R", value_parser = RuntimeParser)]
+        /// Runtimes whose absence is a failure, repeated or comma-separated (default: HYDRA_REQUIRE).
+        #[arg(long = "require", value_name = "R", value_parser = RuntimeParser, value_delimiter = ',')]
         require: Vec<RuntimeKind>,
         /// Compose file(s), in -f order (default: the spec's list).
         #[arg(long = "compose", value_name = "FILE")]
