@@ -193,11 +193,9 @@ pub fn command(runtime: &Runtime, tool: ComposeTool, project: &Project, action: 
     spec.cwd(&project.workdir)
 }
 
-/// The command for `action` on a played stack: `podman kube play` / `kube down` / `pod stop`...;
-/// `config` prints the played YAML, the kube-play targets' resolved model.
+/// The command for `action` on a played stack: `podman kube play` / `kube down` / `pod stop`...
 fn kube_command(runtime: &Runtime, project: &Project, action: &Action) -> CommandSpec {
     let spec = match &project.kube {
-        Some(played) if *action == Action::Config => runtime.command("cat").arg(played.workloads.display().to_string()),
         Some(played) => runtime
             .engine()
             .args(crate::kube::play::action_args(played, &project.name, action)),

@@ -98,8 +98,12 @@ pub fn action_args(played: &Played, project: &str, action: &Action) -> Vec<Strin
             // An unknown service: Podman says so.
             None => v(&["pod", "inspect", &pod(service)]),
         },
-        // The resolved model of a played stack is the YAML itself.
-        Action::Config => v(&["kube", "play", "--help"]),
+        // The resolved model of a played stack: the YAML Podman generates from its pods.
+        Action::Config => {
+            let mut args = v(&["kube", "generate"]);
+            args.extend(played.pods.values().cloned());
+            args
+        }
     }
 }
 
@@ -325,6 +329,7 @@ mod tests {
         assert!(line(Action::Recreate { service: "db".into() })
             .starts_with("kube play --replace --network hydra-podman-kube-1a2b3c4d_kube"));
         assert!(line(Action::Recreate { service: "db".into() }).ends_with("service-db.yaml"));
+        assert_eq!(line(Action::Config), "kube generate db nginx-pod-0");
         assert_eq!(
             line(Action::Ps),
             "ps -a --filter label=com.docker.compose.project=hydra-podman-kube-1a2b3c4d --format json"
