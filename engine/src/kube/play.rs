@@ -261,6 +261,15 @@ pub fn create_objects(
     let run = |spec: CommandSpec| exec::run_ok(&spec, Duration::from_secs(120), Interrupt::Allowed);
     run(label_args(runtime.engine().args(["network", "create"])).arg(&prepared.played.network))?;
     for secret in &prepared.stack.secrets {
+        // The env file is named by the compose files: root reads it only if the engine's user
+        // could, so a rootless run cannot turn root's reads into the user's secret.
+        if let Some(user) = runtime.rootless_user().filter(|u| !u.can_read(&secret.source)) {
+            return Err(HarnessError::usage(format!(
+                "env file {} is not readable by {}, whose engine would hold its values",
+                secret.source.display(),
+                user.name
+            )));
+        }
         let text = std::fs::read_to_string(&secret.source)
             .map_err(|e| HarnessError::usage(format!("cannot read env file {}: {e}", secret.source.display())))?;
         let mut map = serde_json::Map::new();
