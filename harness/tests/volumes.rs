@@ -35,6 +35,11 @@ fn main() {
             &availability,
             move || copy_keeps_the_tree(from, to),
         ));
+        trials.push(common::trial(
+            format!("{prefix}::a_copy_given_up_at_its_gates_writes_nothing"),
+            &availability,
+            move || a_copy_given_up_writes_nothing(from, to),
+        ));
         if to.is_rootless() {
             trials.push(common::trial(
                 format!("{prefix}::owners_outside_the_user_namespace_are_refused"),
@@ -168,6 +173,43 @@ fn copy_keeps_the_tree(from: RuntimeKind, to: RuntimeKind) -> Result<(), Failed>
     }
     if !back.target.entries.contains_key("pgdata/base/1/new-row") || back.target.entries.contains_key("blob.hardlink") {
         return Err("the rollback did not replace the source's tree with the target's".into());
+    }
+    Ok(())
+}
+
+/// A copy whose helpers were started (as the drill starts every volume's at once) and then given
+/// up, as on Ctrl-C or a failed check: the target stays empty and no helper container is left.
+fn a_copy_given_up_writes_nothing(from: RuntimeKind, to: RuntimeKind) -> Result<(), Failed> {
+    let (src_rt, dst_rt) = (Runtime::resolve(from)?, Runtime::resolve(to)?);
+    let mut vols = Volumes::new("voltest")?;
+    let src = vols.create(&src_rt, "src")?;
+    let dst = vols.create(&dst_rt, "dst")?;
+    vols.shell(&src_rt, &src, SEED)?;
+    let prepared = transfer::prepare(&src_rt, &src, &dst_rt, &dst, Fill::Empty, &vols.labels, DEADLINE)?;
+    // Long enough for both helpers to reach their gates here (about 0.5 s).
+    std::thread::sleep(Duration::from_secs(3));
+    drop(prepared);
+    // The helpers are gone first (a helper let through would still be writing), then the target
+    // is read.
+    let run = hydra::labels::filter(hydra::labels::RUN, &vols.labels[hydra::labels::RUN]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let left: Vec<String> = [&src_rt, &dst_rt]
+            .iter()
+            .map(|rt| rt.list_by_label(ObjectKind::Container, &run))
+            .collect::<Result<Vec<_>, _>>()?
+            .concat();
+        if left.is_empty() {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(format!("helper containers left after a copy was given up: {left:?}").into());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let target = transfer::fingerprint(&dst_rt, &dst, &vols.labels, DEADLINE)?;
+    if target.entries.len() != 1 {
+        return Err(format!("a copy given up wrote into the target: {:?}", target.entries.keys()).into());
     }
     Ok(())
 }

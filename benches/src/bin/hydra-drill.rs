@@ -1,5 +1,5 @@
 //! The migration drill on the bundled stack, per direction and strategy: downtime (source stop to
-//! target healthy), rollback downtime, the whole drill, and each volume copy's bytes-moving rate,
+//! target healthy), rollback downtime, the whole drill, and each volume copy's rate (helpers let go until both exited),
 //! read from the `migration.json` of real `harness migrate` runs. The strategies of one direction
 //! run in turn (raw, logical, raw, logical, ...), so that a noisy neighbour hits both alike, and
 //! the table compares their medians.
@@ -44,7 +44,7 @@ struct Report {
 #[derive(Deserialize)]
 struct Move {
     bytes: u64,
-    data_seconds: f64,
+    copy_seconds: f64,
 }
 
 #[derive(Deserialize)]
@@ -59,9 +59,9 @@ struct Figures {
     rollback: f64,
     whole: f64,
     bytes: u64,
-    /// MB/s of the volume copies' bytes moving (all copies together; 0 for a logical move
+    /// MB/s of the volume copies (helpers let go until both exited; all copies together; 0 for a logical move
     /// without raw copies).
-    moving_mbps: f64,
+    copy_mbps: f64,
 }
 
 fn main() -> Result<()> {
@@ -88,13 +88,13 @@ fn main() -> Result<()> {
             for (i, strategy) in args.strategies.iter().enumerate() {
                 let f = one(&harness, from, to, strategy)?;
                 println!(
-                    "{from} -> {to} {strategy} run {}: downtime {:.1}s, rollback downtime {:.1}s, drill {:.0}s, {} bytes, moving {:.0} MB/s",
+                    "{from} -> {to} {strategy} run {}: downtime {:.1}s, rollback downtime {:.1}s, drill {:.0}s, {} bytes, copy {:.0} MB/s",
                     run + 1,
                     f.downtime,
                     f.rollback,
                     f.whole,
                     f.bytes,
-                    f.moving_mbps
+                    f.copy_mbps
                 );
                 per[i].push(f);
             }
@@ -104,7 +104,7 @@ fn main() -> Result<()> {
         }
     }
     println!(
-        "\nmedians of {} run(s):\n| direction | strategy | downtime s | rollback downtime s | drill s | bytes moved | moving MB/s |\n|---|---|---|---|---|---|---|",
+        "\nmedians of {} run(s):\n| direction | strategy | downtime s | rollback downtime s | drill s | bytes moved | copy MB/s |\n|---|---|---|---|---|---|---|",
         args.runs
     );
     for (direction, strategy, figures) in rows {
@@ -115,7 +115,7 @@ fn main() -> Result<()> {
             m(&|f| f.rollback),
             m(&|f| f.whole),
             figures.last().map_or(0, |f| f.bytes),
-            m(&|f| f.moving_mbps)
+            m(&|f| f.copy_mbps)
         );
     }
     Ok(())
@@ -148,7 +148,7 @@ fn one(harness: &std::path::Path, from: &str, to: &str, strategy: &str) -> Resul
     let (bytes, secs) = r
         .moves
         .iter()
-        .fold((0u64, 0f64), |(b, s), m| (b + m.bytes, s + m.data_seconds));
+        .fold((0u64, 0f64), |(b, s), m| (b + m.bytes, s + m.copy_seconds));
     Ok(Figures {
         downtime: r.downtime_seconds.context("no downtime in migration.json")?,
         rollback: r
@@ -156,7 +156,7 @@ fn one(harness: &std::path::Path, from: &str, to: &str, strategy: &str) -> Resul
             .context("no rollback downtime in migration.json")?,
         whole: r.seconds,
         bytes: r.bytes_moved,
-        moving_mbps: if secs > 0.0 { bytes as f64 / 1e6 / secs } else { 0.0 },
+        copy_mbps: if secs > 0.0 { bytes as f64 / 1e6 / secs } else { 0.0 },
     })
 }
 

@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use crate::error::HarnessError;
 
+mod fifo_pair;
+pub use fifo_pair::{pair_through_fifo, FifoPair, GO};
+
 /// A count of SIGINT/SIGTERM received. The process has one ([`cancel`], [`is_cancelled`]); tests
 /// make their own so that cancelling one does not disturb the others.
 #[derive(Debug, Default)]
@@ -93,7 +96,7 @@ pub const POLL: Duration = Duration::from_millis(50);
 /// outlives it) before the process group is killed.
 const PIPE_GRACE: Duration = Duration::from_secs(2);
 
-/// How long a failed or stopped [`pair_through_fifo`] keeps letting late opens of its pipe through.
+/// How long a failed or stopped [`FifoPair`] keeps letting late opens of its pipe through.
 const RELEASE_GRACE: Duration = Duration::from_secs(1);
 
 /// Records one SIGINT/SIGTERM (called from the signal handler). The first asks for an orderly
@@ -402,119 +405,6 @@ pub fn pipe<T>(
     relay: impl FnOnce(&mut dyn Read, &mut dyn std::io::Write) -> std::io::Result<T>,
 ) -> Result<Piped<T>, HarnessError> {
     pipe_into(producer, Some(consumer), Link::Stdio, timeout, interrupt, relay)
-}
-
-/// Runs `producer` and `consumer` side by side, joined by the named pipe `fifo` that both open
-/// themselves (helper containers that have it bind-mounted): the bytes never pass through this
-/// process, so they move as fast as between two processes on the host. Both are ended at
-/// `timeout` or, with [`Interrupt::Allowed`], on Ctrl-C. When one side fails, or the run is
-/// stopped, a side still blocked opening the pipe is let through (`release_fifo`), so that it
-/// ends too instead of waiting forever. Each side's output is returned, stdout included.
-pub fn pair_through_fifo(
-    producer: &CommandSpec,
-    consumer: &CommandSpec,
-    fifo: &std::path::Path,
-    timeout: Duration,
-    interrupt: Interrupt,
-) -> Result<(Output, Output), HarnessError> {
-    tracing::debug!(producer = %producer.display(), consumer = %consumer.display(), fifo = %fifo.display(), "pair");
-    let spawn = |spec: &CommandSpec| {
-        let mut cmd = command_for(spec);
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        cmd.spawn().map_err(|source| HarnessError::Spawn {
-            cmd: spec.display(),
-            source,
-        })
-    };
-    let start = Instant::now();
-    let mut sides = vec![spawn(producer)?];
-    match spawn(consumer) {
-        Ok(c) => sides.push(c),
-        Err(e) => {
-            kill_group_now(sides[0].id() as i32);
-            release_fifo(fifo);
-            let _ = sides[0].wait();
-            return Err(e);
-        }
-    }
-    let pipes: Vec<(Pipe, Pipe)> = sides
-        .iter_mut()
-        .map(|c| {
-            (
-                Pipe::read(c.stdout.take().expect("piped stdout")),
-                Pipe::read(c.stderr.take().expect("piped stderr")),
-            )
-        })
-        .collect();
-    let mut status: Vec<Option<std::process::ExitStatus>> = vec![None, None];
-    let mut stopped = None;
-    let mut nap = Duration::from_millis(2);
-    loop {
-        for (c, st) in sides.iter_mut().zip(status.iter_mut()) {
-            if st.is_none() {
-                *st = c.try_wait().ok().flatten();
-            }
-        }
-        if status.iter().all(Option::is_some) {
-            break;
-        }
-        if status.iter().flatten().any(|s| !s.success()) {
-            release_fifo(fifo);
-        }
-        if start.elapsed() >= timeout {
-            stopped = Some(StopReason::Timeout);
-        } else if interrupt.stops_now(&SIGNALS) {
-            stopped = Some(StopReason::Interrupted);
-        }
-        if stopped.is_some() {
-            for c in sides.iter_mut() {
-                kill_group_now(c.id() as i32);
-            }
-            release_fifo(fifo);
-            for c in sides.iter_mut() {
-                let _ = c.wait();
-            }
-            break;
-        }
-        std::thread::sleep(nap);
-        nap = (nap * 2).min(Duration::from_millis(20));
-    }
-    // A helper whose client is gone (killed at the deadline) may still be starting: keep letting
-    // a late open through for a moment, so that it meets a closed pipe rather than waiting forever.
-    if stopped.is_some() || status.iter().flatten().any(|s| !s.success()) {
-        let until = Instant::now() + RELEASE_GRACE;
-        while Instant::now() < until {
-            release_fifo(fifo);
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    for (out, err) in &pipes {
-        Pipe::wait_both(out, err, PIPE_GRACE, || false);
-    }
-    let display = format!("{} <fifo> {}", producer.display(), consumer.display());
-    match stopped {
-        Some(StopReason::Timeout) => Err(HarnessError::Timeout {
-            cmd: display,
-            after: timeout,
-            stderr: pipes
-                .iter()
-                .map(|(_, e)| e.text())
-                .collect::<Vec<_>>()
-                .join("\n")
-                .trim()
-                .to_string(),
-        }),
-        Some(StopReason::Interrupted) => Err(HarnessError::Interrupted),
-        None => {
-            let output = |i: usize| Output {
-                status: status[i].and_then(|s| s.code()),
-                stdout: pipes[i].0.text(),
-                stderr: pipes[i].1.text(),
-                elapsed: start.elapsed(),
-            };
-            Ok((output(0), output(1)))
-        }
-    }
 }
 
 /// [`read_stream`] from the named pipe `from` that `producer` writes into.
@@ -839,7 +729,7 @@ impl Pipe {
 
 /// `spec` as a process in its own group (so a deadline or Ctrl-C ends all of it) that dies with
 /// its parent; the caller sets the standard streams.
-fn command_for(spec: &CommandSpec) -> Command {
+pub(crate) fn command_for(spec: &CommandSpec) -> Command {
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(&spec.program);
     cmd.args(&spec.args).process_group(0);

@@ -4,7 +4,10 @@
 //! they come out identical inside the container (mapped through the user namespace). The stream
 //! goes through named pipes mounted into the helpers ([`super::stream_dir`]), not through the
 //! engines' attach streams; the harness itself only reads the trees (fingerprints), never the
-//! stream between the engines, which moves as fast as between two processes on the host.
+//! stream between the engines, which moves as fast as between two processes on the host. A copy's
+//! helpers are started first and wait at a gate each ([`prepare`]), so that their containers'
+//! start overlaps reading the source (or the other volumes' copies), and their exit overlaps
+//! reading the target back: the copy itself is the bytes moving.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -29,10 +32,17 @@ pub struct Transfer {
     pub stream_bytes: u64,
     /// The stream alone: from starting the two helpers to both exiting.
     pub stream_seconds: f64,
+    /// Starting the two helpers until both waited at their gates (container start: a fixed cost
+    /// of about 0.4 s here, overlapped with reading the source where the caller has not already).
+    pub start_seconds: f64,
+    /// The copy proper: from both helpers let through their gates to both done (their containers'
+    /// exit overlaps reading the target back).
+    pub copy_seconds: f64,
     /// The bytes moving: from both tars started to the import's end, without the helpers'
     /// container start and exit (a fixed cost of about 0.4 s here, whatever the volume's size).
     pub data_seconds: f64,
-    /// The whole copy: reading the source and checks before, the stream, reading the target back.
+    /// The whole copy: reading the source (alongside the helpers' start) and checks before, the
+    /// stream, reading the target back.
     pub seconds: f64,
 }
 
@@ -82,6 +92,10 @@ pub fn create(rt: &Runtime, name: &str, labels: &BTreeMap<String, String>) -> Re
 
 /// Where a helper finds its named pipe.
 const STREAM: &str = "/stream";
+/// Where a copy's helper finds its gate: it waits there, started, until the copy begins.
+const GATE: &str = "/gate";
+/// What a gated helper runs first: wait at the gate, and go on only when told to.
+const GATED: &str = "read -r g < /gate && [ \"$g\" = go ] || exit 125; ";
 
 /// A helper container of the base image with `volume` at /v and the named pipe `fifo` at
 /// [`STREAM`], without network, with only the capabilities tar needs, carrying `labels` so that
@@ -90,6 +104,7 @@ fn helper(
     rt: &Runtime,
     volume: &str,
     fifo: &std::path::Path,
+    gate: Option<&std::path::Path>,
     labels: &BTreeMap<String, String>,
     writes: bool,
     script: &str,
@@ -121,15 +136,23 @@ fn helper(
         spec = spec.args(["--cap-add", cap]);
     }
     // The exporting side writes the pipe, the importing side only reads it.
-    spec.arg("-v")
+    spec = spec
+        .arg("-v")
         .arg(format!("{volume}:/v{}", if writes { "" } else { ":ro" }))
         .arg("-v")
         .arg(format!(
             "{}:{STREAM}{}",
             fifo.display(),
             if writes { ":ro" } else { "" }
-        ))
-        .args(["--entrypoint", "sh", BASE_IMAGE, "-c", script])
+        ));
+    let script = match gate {
+        Some(g) => {
+            spec = spec.arg("-v").arg(format!("{}:{GATE}:ro", g.display()));
+            format!("{GATED}{script}")
+        }
+        None => script.to_string(),
+    };
+    spec.args(["--entrypoint", "sh", BASE_IMAGE, "-c", &script])
 }
 
 /// The volume as a tar stream into the pipe (to be fingerprinted by the harness).
@@ -137,9 +160,17 @@ const EXPORT: &str = "cd /v && exec tar --numeric-owner -cf /stream .";
 /// The same for a copy: the pipe goes to the other engine's helper; the start and tar's totals
 /// are reported (see `StreamTiming`).
 const EXPORT_TIMED: &str =
-    "s=$(date +%s%N); cd /v && tar --numeric-owner --totals -cf /stream .; rc=$?; echo \"hydra-start $s\"; exit $rc";
+    "s=$(date +%s%N); cd /v && tar --numeric-owner --totals -b 256 -cf /stream .; rc=$?; echo \"hydra-start $s\"; echo \"hydra-rc $rc\"; exit $rc";
 /// The stream unpacked into the volume, numeric owners and modes kept, start and end reported.
-const IMPORT: &str = "s=$(date +%s%N); cd /v && tar --numeric-owner -xpf /stream; rc=$?; echo \"hydra-start $s\"; echo \"hydra-end $(date +%s%N)\"; exit $rc";
+const IMPORT: &str = "s=$(date +%s%N); tar --numeric-owner -b 256 -B -xpf /stream; rc=$?; echo \"hydra-start $s\"; echo \"hydra-end $(date +%s%N)\"; echo \"hydra-rc $rc\"; exit $rc";
+/// What both sides of a copy print last: their work is done, the rest is their container's exit.
+const REPORTED: &str = "hydra-rc ";
+/// Before [`IMPORT`] into a volume that must be empty: checked when the copy begins, inside the
+/// helper that writes, so nothing can slip in between the check and the copy.
+const REFUSE_FILLED: &str =
+    "cd /v && n=$(find . -mindepth 1 -maxdepth 1 | wc -l) && { [ \"$n\" = 0 ] || { echo \"hydra-not-empty $n\"; exit 3; }; } && ";
+/// Before [`IMPORT`] into a volume whose tree is replaced.
+const EMPTY_FIRST: &str = "cd /v && find . -mindepth 1 -delete && ";
 
 /// Read size of the fingerprint's reader: one system call per this many bytes, not per block.
 const READ_CHUNK: usize = 1 << 20;
@@ -178,7 +209,7 @@ pub fn fingerprint(
     let mut dir = StreamDir::create()?;
     let fifo = dir.fifo("out", rt)?;
     let piped = exec::read_fifo(
-        &helper(rt, volume, &fifo, labels, false, EXPORT),
+        &helper(rt, volume, &fifo, None, labels, false, EXPORT),
         &fifo,
         timeout,
         Interrupt::Allowed,
@@ -197,7 +228,8 @@ pub fn fingerprint(
 }
 
 /// Copies volume `from_volume` on `from` into the existing volume `to_volume` on `to`, then
-/// reads the target back. The source is only ever mounted read-only.
+/// reads the target back. The source is only ever mounted read-only. It is read (fingerprinted)
+/// while the copy's helpers start.
 pub fn copy(
     from: &Runtime,
     from_volume: &str,
@@ -208,9 +240,10 @@ pub fn copy(
     timeout: Duration,
 ) -> Result<Transfer> {
     let started = Instant::now();
+    let prepared = prepare(from, from_volume, to, to_volume, into, labels, timeout)?;
     // The source as the copy will see it: stopped and mounted read-only, it cannot change.
     let source = fingerprint(from, from_volume, labels, timeout)?;
-    copy_from(from, from_volume, source, to, to_volume, into, labels, timeout, started)
+    prepared.run_from(source, labels, timeout, started)
 }
 
 /// [`copy`] of a source already fingerprinted while stopped (the drill reads every volume at
@@ -226,31 +259,35 @@ pub fn copy_fingerprinted(
     labels: &BTreeMap<String, String>,
     timeout: Duration,
 ) -> Result<Transfer> {
-    copy_from(
-        from,
-        from_volume,
-        source,
-        to,
-        to_volume,
-        into,
-        labels,
-        timeout,
-        Instant::now(),
-    )
+    prepare(from, from_volume, to, to_volume, into, labels, timeout)?.run(source, labels, timeout)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn copy_from(
+/// A copy whose two helper containers are starting, or waiting at their gates: nothing is read
+/// or written until [`PreparedCopy::run`]. Dropped, it tells them to stop, and they exit without
+/// touching either volume.
+pub struct PreparedCopy {
+    // Before `_dir`: the helpers end before their pipes go.
+    pair: exec::FifoPair,
+    _dir: StreamDir,
+    from: Runtime,
+    from_volume: String,
+    to: Runtime,
+    to_volume: String,
+    spawned: Instant,
+}
+
+/// Starts the helpers of a copy of `from_volume` on `from` into `to_volume` on `to` (both must
+/// exist), held at their gates: their start (a container each) overlaps whatever the caller does
+/// next, such as reading the source or preparing the next volume.
+pub fn prepare(
     from: &Runtime,
     from_volume: &str,
-    source: Fingerprint,
     to: &Runtime,
     to_volume: &str,
     into: Fill,
     labels: &BTreeMap<String, String>,
     timeout: Duration,
-    started: Instant,
-) -> Result<Transfer> {
+) -> Result<PreparedCopy> {
     check_volume_name(from_volume)?;
     check_volume_name(to_volume)?;
     for (rt, v) in [(from, from_volume), (to, to_volume)] {
@@ -258,83 +295,134 @@ fn copy_from(
             return Err(HarnessError::usage(format!("{}: volume {v} does not exist", rt.kind())));
         }
     }
-    // A rootless target can only own files with the IDs of its user namespace: files owned by
-    // others would fail half-way through the copy, or come out owned by nobody.
-    if let Some(limits) = to.container_id_limits()? {
-        let outside = owners_outside(&source, limits);
-        if !outside.is_empty() {
-            return Err(HarnessError::usage(format!(
-                "volume {from_volume} ({}) has files whose owners {} cannot represent (user IDs below {}, group IDs below {}): {}",
-                from.kind(),
-                to.kind(),
-                limits.0,
-                limits.1,
-                outside.join(", ")
-            ))
-            .with_hint(
-                "give the rootless user a larger subordinate range in /etc/subuid and /etc/subgid (then `podman system migrate` as that user), or chown those files in the source first",
-            ));
-        }
-    }
-    if into == Fill::Empty {
-        let there = fingerprint(to, to_volume, labels, timeout)?;
-        if there.entries.len() > 1 {
-            return Err(HarnessError::usage(format!(
-                "{}: volume {to_volume} already holds {} entries; refusing to mix two trees",
-                to.kind(),
-                there.entries.len() - 1
-            )));
-        }
-    }
     let script = match into {
-        Fill::Empty => IMPORT.to_string(),
-        Fill::Replace => format!("cd /v && find . -mindepth 1 -delete && {IMPORT}"),
+        Fill::Empty => format!("{REFUSE_FILLED}{IMPORT}"),
+        Fill::Replace => format!("{EMPTY_FIRST}{IMPORT}"),
     };
     // One pipe between the two helpers: the rootless side's user owns it, the rootful side's
-    // root opens it with DAC_OVERRIDE.
+    // root opens it with DAC_OVERRIDE. Each gate belongs to its own helper's user.
     let mut dir = StreamDir::create()?;
     let stream = dir.fifo("stream", if to.rootless_user().is_some() { to } else { from })?;
-    let stream_started = Instant::now();
-    let (export, import) = exec::pair_through_fifo(
-        &helper(from, from_volume, &stream, labels, false, EXPORT_TIMED),
-        &helper(to, to_volume, &stream, labels, true, &script),
+    let gates = [dir.fifo("gate-out", from)?, dir.fifo("gate-in", to)?];
+    let spawned = Instant::now();
+    let pair = exec::FifoPair::spawn(
+        &helper(from, from_volume, &stream, Some(&gates[0]), labels, false, EXPORT_TIMED),
+        &helper(to, to_volume, &stream, Some(&gates[1]), labels, true, &script),
         &stream,
+        &gates,
         timeout,
         Interrupt::Allowed,
     )?;
-    let stream_seconds = stream_started.elapsed().as_secs_f64();
-    let what = || {
-        format!(
+    Ok(PreparedCopy {
+        pair,
+        _dir: dir,
+        from: from.clone(),
+        from_volume: from_volume.to_string(),
+        to: to.clone(),
+        to_volume: to_volume.to_string(),
+        spawned,
+    })
+}
+
+impl PreparedCopy {
+    /// Checks that the target can hold `source` (the source's tree, read while stopped), lets the
+    /// helpers go, and reads the target back.
+    pub fn run(self, source: Fingerprint, labels: &BTreeMap<String, String>, timeout: Duration) -> Result<Transfer> {
+        let started = Instant::now();
+        self.run_from(source, labels, timeout, started)
+    }
+
+    fn run_from(
+        mut self,
+        source: Fingerprint,
+        labels: &BTreeMap<String, String>,
+        timeout: Duration,
+        started: Instant,
+    ) -> Result<Transfer> {
+        let (from, to) = (&self.from, &self.to);
+        let (from_volume, to_volume) = (self.from_volume.clone(), self.to_volume.clone());
+        // A rootless target can only own files with the IDs of its user namespace: files owned by
+        // others would fail half-way through the copy, or come out owned by nobody.
+        if let Some(limits) = to.container_id_limits()? {
+            let outside = owners_outside(&source, limits);
+            if !outside.is_empty() {
+                return Err(HarnessError::usage(format!(
+                    "volume {from_volume} ({}) has files whose owners {} cannot represent (user IDs below {}, group IDs below {}): {}",
+                    from.kind(),
+                    to.kind(),
+                    limits.0,
+                    limits.1,
+                    outside.join(", ")
+                ))
+                .with_hint(
+                    "give the rootless user a larger subordinate range in /etc/subuid and /etc/subgid (then `podman system migrate` as that user), or chown those files in the source first",
+                ));
+            }
+        }
+        let what = format!(
             "copying volume {from_volume} ({}) to {to_volume} ({})",
             from.kind(),
             to.kind()
-        )
-    };
-    if !export.success() || !import.success() {
-        let sides: Vec<String> = [("reading", &export), ("writing", &import)]
-            .iter()
-            .filter(|(_, o)| !o.success())
-            .map(|(side, o)| format!("{side} side exited {:?}: {}", o.status, exec::tail(o.stderr.trim(), 10)))
-            .collect();
-        return Err(HarnessError::usage(format!("{} failed: {}", what(), sides.join("; "))));
+        );
+        let gone = self.pair.go()?;
+        let start_seconds = gone.duration_since(self.spawned).as_secs_f64();
+        let done = self.pair.wait_reported(REPORTED)?;
+        let copy_seconds = done.duration_since(gone).as_secs_f64();
+        let PreparedCopy {
+            pair,
+            _dir: dir,
+            to,
+            spawned,
+            ..
+        } = self;
+        // The helpers' containers exit while the target is read back.
+        let exits = std::thread::spawn(move || {
+            let out = pair.finish();
+            (out, spawned.elapsed().as_secs_f64())
+        });
+        let target = fingerprint(&to, &to_volume, labels, timeout);
+        let (outputs, stream_seconds) = exits
+            .join()
+            .map_err(|_| HarnessError::usage(format!("{what}: the helpers' waiter panicked")))?;
+        let (export, import) = outputs?;
+        drop(dir);
+        if let Some(n) = import
+            .stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("hydra-not-empty "))
+        {
+            return Err(HarnessError::usage(format!(
+                "{}: volume {to_volume} already holds {} entries; refusing to mix two trees",
+                to.kind(),
+                n.trim()
+            )));
+        }
+        if !export.success() || !import.success() {
+            let sides: Vec<String> = [("reading", &export), ("writing", &import)]
+                .iter()
+                .filter(|(_, o)| !o.success())
+                .map(|(side, o)| format!("{side} side exited {:?}: {}", o.status, exec::tail(o.stderr.trim(), 10)))
+                .collect();
+            return Err(HarnessError::usage(format!("{what} failed: {}", sides.join("; "))));
+        }
+        let timing = StreamTiming::parse(&export.stdout, &export.stderr, &import.stdout).ok_or_else(|| {
+            HarnessError::usage(format!(
+                "{what}: the helpers did not report their times and totals ({:?}, {:?})",
+                export.stdout, import.stdout
+            ))
+        })?;
+        let target = target?;
+        Ok(Transfer {
+            source,
+            target,
+            stream_bytes: timing.bytes,
+            stream_seconds,
+            start_seconds,
+            copy_seconds,
+            data_seconds: timing.data_seconds(),
+            seconds: started.elapsed().as_secs_f64(),
+        })
     }
-    let timing = StreamTiming::parse(&export.stdout, &export.stderr, &import.stdout).ok_or_else(|| {
-        HarnessError::usage(format!(
-            "{}: the helpers did not report their times and totals ({:?}, {:?})",
-            what(),
-            export.stdout,
-            import.stdout
-        ))
-    })?;
-    let target = fingerprint(to, to_volume, labels, timeout)?;
-    Ok(Transfer {
-        source,
-        target,
-        stream_bytes: timing.bytes,
-        stream_seconds,
-        data_seconds: timing.data_seconds(),
-        seconds: started.elapsed().as_secs_f64(),
-    })
 }
 
 /// What the two helpers of a copy print about it: when each began (nanoseconds of the host's
@@ -464,7 +552,7 @@ mod tests {
         let rt = Runtime::for_tests(crate::runtime::RuntimeKind::Docker);
         let labels = BTreeMap::from([("io.hydra.run".to_string(), "r1".to_string())]);
         let fifo = std::path::Path::new("/var/lib/hydra/state/streams/1-2/out");
-        let read = helper(&rt, "vol", fifo, &labels, false, EXPORT).args;
+        let read = helper(&rt, "vol", fifo, None, &labels, false, EXPORT).args;
         assert!(read.windows(2).any(|w| w == ["-v", "vol:/v:ro"]), "{read:?}");
         assert!(read
             .windows(2)
@@ -473,7 +561,12 @@ mod tests {
         assert!(read.windows(2).any(|w| w == ["--log-driver", "none"]));
         assert!(read.windows(2).any(|w| w == ["--label", "io.hydra.run=r1"]));
         assert!(!read.contains(&"CHOWN".to_string()));
-        let write = helper(&rt, "vol", fifo, &labels, true, IMPORT).args;
+        let gate = std::path::Path::new("/var/lib/hydra/state/streams/1-2/gate-in");
+        let write = helper(&rt, "vol", fifo, Some(gate), &labels, true, IMPORT).args;
+        assert!(write
+            .windows(2)
+            .any(|w| w == ["-v", "/var/lib/hydra/state/streams/1-2/gate-in:/gate:ro"]));
+        assert!(write.last().unwrap().starts_with(GATED), "{write:?}");
         assert!(write.windows(2).any(|w| w == ["-v", "vol:/v"]), "{write:?}");
         assert!(write
             .windows(2)

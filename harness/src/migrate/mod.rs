@@ -85,6 +85,11 @@ pub struct VolumeMove {
     pub seconds: f64,
     /// The stream with its helper containers, in seconds.
     pub stream_seconds: f64,
+    /// The helpers' start until both waited at their gates, in seconds (overlapped with the
+    /// other volumes' copies, all but the first).
+    pub start_seconds: f64,
+    /// The copy proper: helpers let through their gates until both exited, in seconds.
+    pub copy_seconds: f64,
     /// The bytes moving (first to last byte), in seconds.
     pub data_seconds: f64,
     /// Digest of the source tree, as fingerprinted at the stop.

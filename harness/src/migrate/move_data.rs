@@ -140,6 +140,9 @@ impl Drill<'_> {
             rt: &to_rt,
             names: Vec::new(),
         };
+        // Every volume's helpers start at once, held at their gates: all but the first copy's
+        // start overlap the copies before them.
+        let mut prepared = Vec::new();
         for (key, (name, fp)) in vols {
             if self.strategy == Strategy::Logical && p.is_some_and(|p| &p.volume == key) {
                 continue;
@@ -149,17 +152,20 @@ impl Drill<'_> {
             labels.insert("com.docker.compose.volume".into(), key.clone());
             volumes::create(&to_rt, &target_name, &labels)?;
             created.names.push(target_name.clone());
-            // Fingerprinted at the stop: the copy takes that tree as its source.
-            let tr = volumes::transfer::copy_fingerprinted(
+            let copy = volumes::transfer::prepare(
                 from.runtime(),
                 name,
-                fp.clone(),
                 &to_rt,
                 &target_name,
                 volumes::Fill::Empty,
                 &helper,
                 MOVE_TIMEOUT,
             )?;
+            prepared.push((key, fp, copy));
+        }
+        for (key, fp, copy) in prepared {
+            // Fingerprinted at the stop: the copy takes that tree as its source.
+            let tr = copy.run(fp.clone(), &helper, MOVE_TIMEOUT)?;
             let diff = fp.first_difference(&tr.target).map(|d| d.to_string());
             let m = VolumeMove {
                 volume: key.clone(),
@@ -168,6 +174,8 @@ impl Drill<'_> {
                 bytes: tr.stream_bytes,
                 seconds: tr.seconds,
                 stream_seconds: tr.stream_seconds,
+                start_seconds: tr.start_seconds,
+                copy_seconds: tr.copy_seconds,
                 data_seconds: tr.data_seconds,
                 source_digest: fp.digest(),
                 target_digest: tr.target.digest(),

@@ -74,22 +74,23 @@ pub fn markdown(r: &DrillReport) -> String {
         );
     }
     if !r.moves.is_empty() {
-        let _ = writeln!(md, "\n## Volumes moved\n\nSeconds: the whole copy (owner check, stream, read-back); the stream with its helper containers; the bytes moving (first to last byte), whose rate is shown.\n\n| volume | from → to | bytes | whole s | stream s | moving s | MB/s moving | identical | source digest |\n|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(md, "\n## Volumes moved\n\nSeconds: the whole copy (owner check, helpers' start, copy, read-back); the helpers' start (containers started, held at their gates; all but the first volume's overlap the copies before); the copy (helpers let go until both exited); the bytes moving (first to last byte). The rate is the copy's.\n\n| volume | from → to | bytes | whole s | start s | copy s | moving s | MB/s copy | identical | source digest |\n|---|---|---|---|---|---|---|---|---|---|");
         for m in &r.moves {
-            let rate = if m.data_seconds > 0.0 {
-                m.bytes as f64 / 1e6 / m.data_seconds
+            let rate = if m.copy_seconds > 0.0 {
+                m.bytes as f64 / 1e6 / m.copy_seconds
             } else {
                 0.0
             };
             let _ = writeln!(
                 md,
-                "| {} | {} → {} | {} | {:.2} | {:.2} | {:.3} | {:.0} | {} | `{}` |",
+                "| {} | {} → {} | {} | {:.2} | {:.2} | {:.2} | {:.3} | {:.0} | {} | `{}` |",
                 m.volume,
                 m.from,
                 m.to,
                 m.bytes,
                 m.seconds,
-                m.stream_seconds,
+                m.start_seconds,
+                m.copy_seconds,
                 m.data_seconds,
                 rate,
                 if m.identical {
