@@ -1,6 +1,7 @@
 //! What "ready" means for a stack (every expected service has a running container whose
 //! healthcheck passes, or that has none) and the loop that waits for it. On Podman without
-//! systemd nothing runs healthchecks, so the loop runs `podman healthcheck run` itself.
+//! systemd nothing runs healthchecks, so the loop runs `podman healthcheck run` itself; where the
+//! engine runs them (Docker), its health events wake the loop the moment one passes.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -21,6 +22,8 @@ const EXITED_GRACE: Duration = Duration::from_secs(15);
 /// healthcheck interval is longer (the role of Docker's `start_interval`), so readiness is seen
 /// as soon as it holds.
 const START_PROBE_PERIOD: Duration = Duration::from_secs(1);
+/// How long the loop waits between looks at the containers (woken early by a health event).
+const POLL_PERIOD: Duration = Duration::from_millis(500);
 /// Restarts during the wait after which a service counts as crash-looping.
 const RESTART_LOOP: u64 = 3;
 
@@ -132,6 +135,11 @@ pub fn wait_while(
 ) -> Result<Vec<ServiceReady>> {
     let driver = runtime.health_driver();
     let run_filter = labels::filter(labels::RUN, run_id);
+    // Where the engine announces health, its events say at once what the poll would see late.
+    let events = match driver {
+        HealthDriver::Engine => runtime.health_events(&run_filter, std::time::SystemTime::now()),
+        HealthDriver::Harness => None,
+    };
     let mut ready: BTreeMap<String, ServiceReady> = BTreeMap::new();
     let mut probes = Probes::default();
     let mut exited_since: BTreeMap<String, Instant> = BTreeMap::new();
@@ -220,7 +228,31 @@ pub fn wait_while(
         if wait_start.elapsed() >= timeout {
             return Err(timed_out(runtime, project, &pending, &by_service, &states, timeout));
         }
-        exec::sleep(Duration::from_millis(500))?;
+        let Some(events) = &events else {
+            exec::sleep(POLL_PERIOD)?;
+            continue;
+        };
+        for h in events.next_within(POLL_PERIOD)? {
+            let Some(svc) = h.service.filter(|s| pending.contains(s)) else {
+                continue;
+            };
+            ready.entry(svc.clone()).or_insert_with(|| ServiceReady {
+                service: svc,
+                container: h.name,
+                seconds: started.elapsed().as_secs_f64(),
+                unix_ms: unix_ms_now(),
+                probes: 0,
+            });
+        }
+        if services.iter().all(|s| ready.contains_key(s)) {
+            on_progress(&WaitProgress {
+                created: services.len(),
+                ready: ready.len(),
+                total: services.len(),
+                pending: Vec::new(),
+            });
+            return Ok(services.iter().filter_map(|s| ready.remove(s)).collect());
+        }
     }
 }
 

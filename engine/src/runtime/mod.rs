@@ -6,6 +6,7 @@ pub mod dns_leftovers;
 pub mod dns_server;
 pub mod environment;
 pub mod exec;
+pub mod health_events;
 pub mod inspect;
 pub mod rootless;
 pub mod rootless_netns;
