@@ -7,7 +7,7 @@
 //! to the import's end), for the stream with its helper containers' start and exit, and for the
 //! whole copy (source read, owner pre-check, copy and read-back).
 //!
-//!   hydra-volume-copy --from docker --to podman-rootless [--mb 256] [--runs 5]
+//!   hydra-volume-copy --from docker --to podman-rootless [--mb 256] [--runs 5] [--volume NAME]
 //!
 //! Under a rootless source the floor runs as the engine's user, in its user namespace.
 //!
@@ -36,6 +36,10 @@ struct Args {
     mb: u32,
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Copy this existing volume of --from instead of a filled one (read only, never removed):
+    /// a stopped stack's database volume, for the figure on real data.
+    #[arg(long)]
+    volume: Option<String>,
 }
 
 const DEADLINE: Duration = Duration::from_secs(1800);
@@ -49,10 +53,22 @@ fn main() -> Result<()> {
     let run_id = hydra::runs::fresh_run_id();
     let labels = hydra::compose::file::run_labels_of_this_process(&run_id, "bench");
     let mut made = Made(Vec::new());
-    let source = format!("hydra-bench-{run_id}-src");
-    volumes::create(&from, &source, &labels)?;
-    made.0.push((from.clone(), source.clone()));
-    fill(&from, &source, &labels, args.mb)?;
+    let source = match &args.volume {
+        Some(v) => {
+            volumes::transfer::check_volume_name(v)?;
+            if !from.exists(ObjectKind::Volume, v) {
+                bail!("{}: volume {v} does not exist", args.from);
+            }
+            v.clone()
+        }
+        None => {
+            let source = format!("hydra-bench-{run_id}-src");
+            volumes::create(&from, &source, &labels)?;
+            made.0.push((from.clone(), source.clone()));
+            fill(&from, &source, &labels, args.mb)?;
+            source
+        }
+    };
     // Root reads the volume's directory only for a root-owned engine. Under a rootless source that
     // directory is the user's to swap for a link to anywhere, so its floor runs as that user.
     let source_dir = if from.kind().is_rootless() {
