@@ -20,8 +20,10 @@ pub const SERVICE_LABEL: &str = "com.docker.compose.service";
 const EXITED_GRACE: Duration = Duration::from_secs(15);
 /// While a service is still starting, the harness probes it at least this often even when its
 /// healthcheck interval is longer (the role of Docker's `start_interval`), so readiness is seen
-/// as soon as it holds.
-const START_PROBE_PERIOD: Duration = Duration::from_secs(1);
+/// as soon as it holds. Every loop round (the poll period plus the round's own calls): Compose
+/// v2 starts a dependant only once its dependency is healthy, so each probe period of delay is
+/// paid once per level of `depends_on`.
+const START_PROBE_PERIOD: Duration = POLL_PERIOD;
 /// How long the loop waits between looks at the containers (woken early by a health event).
 const POLL_PERIOD: Duration = Duration::from_millis(500);
 /// Restarts during the wait after which a service counts as crash-looping.
