@@ -94,6 +94,13 @@ pub fn sweep_run(runtime: &Runtime, run_id: &str) -> Result<Vec<RunFound>> {
     Ok(found)
 }
 
+/// Removes the objects a dead run `run_id` left on `runtime`, an engine other than its own (the
+/// helpers of a drill's copy carry the source run's labels on the target's engine); its run
+/// record is left alone, for its own engine's sweep to decide.
+pub fn sweep_run_elsewhere(runtime: &Runtime, run_id: &str) -> Result<Vec<RunFound>> {
+    sweep_where(runtime, false, &|r| r == run_id)
+}
+
 fn sweep_where(runtime: &Runtime, all: bool, wanted: &dyn Fn(&str) -> bool) -> Result<Vec<RunFound>> {
     let managed = labels::filter(labels::MANAGED, "true");
     let mut runs: BTreeMap<String, (Owner, Vec<(ObjectKind, String)>)> = BTreeMap::new();

@@ -85,8 +85,8 @@ impl StreamDir {
     }
 }
 
-/// Removes the stream directories of harness processes that are gone (killed mid-copy), and
-/// returns them. Only directories named as [`StreamDir::create`] names them, and within them only
+/// Removes the stream directories of harness processes that are gone (killed mid-copy), letting
+/// their helpers still waiting on a pipe through first, and returns them. Only directories named as [`StreamDir::create`] names them, and within them only
 /// named pipes, are removed.
 pub fn sweep_orphans() -> Result<Vec<PathBuf>> {
     sweep_orphans_in(&crate::runs::state_dir().join("streams"), &crate::runs::owner_alive)
@@ -111,6 +111,9 @@ fn sweep_orphans_in(parent: &Path, alive: &dyn Fn(u32, u64) -> bool) -> Result<V
         for f in std::fs::read_dir(&dir)? {
             let f = f?;
             if f.file_type()?.is_fifo() {
+                // A helper of the killed copy may still wait on it (at its gate, or opening the
+                // stream): let it through first, so that it sees an empty pipe and exits.
+                release(&f.path());
                 std::fs::remove_file(f.path())?;
             }
         }
@@ -118,6 +121,17 @@ fn sweep_orphans_in(parent: &Path, alive: &dyn Fn(u32, u64) -> bool) -> Result<V
         removed.push(dir);
     }
     Ok(removed)
+}
+
+/// Lets whoever is blocked opening the named pipe `path` through (never through a link): a
+/// reader then sees end-of-file, a writer a closed pipe.
+fn release(path: &Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path);
 }
 
 /// The process that made a stream directory, from its name. Pure.

@@ -94,8 +94,14 @@ pub fn create(rt: &Runtime, name: &str, labels: &BTreeMap<String, String>) -> Re
 const STREAM: &str = "/stream";
 /// Where a copy's helper finds its gate: it waits there, started, until the copy begins.
 const GATE: &str = "/gate";
-/// What a gated helper runs first: wait at the gate, and go on only when told to.
-const GATED: &str = "read -r g < /gate && [ \"$g\" = go ] || exit 125; ";
+/// What a gated helper runs first: wait at the gate, at most `wait` (the copy's deadline: a
+/// helper whose harness was killed never waits longer), and go on only when told to.
+fn gated(wait: Duration) -> String {
+    format!(
+        "g=$(timeout {} head -n 1 {GATE}) && [ \"$g\" = go ] || exit 125; ",
+        wait.as_secs().max(1)
+    )
+}
 
 /// A helper container of the base image with `volume` at /v and the named pipe `fifo` at
 /// [`STREAM`], without network, with only the capabilities tar needs, carrying `labels` so that
@@ -104,7 +110,7 @@ fn helper(
     rt: &Runtime,
     volume: &str,
     fifo: &std::path::Path,
-    gate: Option<&std::path::Path>,
+    gate: Option<(&std::path::Path, Duration)>,
     labels: &BTreeMap<String, String>,
     writes: bool,
     script: &str,
@@ -146,9 +152,9 @@ fn helper(
             if writes { ":ro" } else { "" }
         ));
     let script = match gate {
-        Some(g) => {
+        Some((g, wait)) => {
             spec = spec.arg("-v").arg(format!("{}:{GATE}:ro", g.display()));
-            format!("{GATED}{script}")
+            format!("{}{script}", gated(wait))
         }
         None => script.to_string(),
     };
@@ -306,8 +312,24 @@ pub fn prepare(
     let gates = [dir.fifo("gate-out", from)?, dir.fifo("gate-in", to)?];
     let spawned = Instant::now();
     let pair = exec::FifoPair::spawn(
-        &helper(from, from_volume, &stream, Some(&gates[0]), labels, false, EXPORT_TIMED),
-        &helper(to, to_volume, &stream, Some(&gates[1]), labels, true, &script),
+        &helper(
+            from,
+            from_volume,
+            &stream,
+            Some((&gates[0], timeout)),
+            labels,
+            false,
+            EXPORT_TIMED,
+        ),
+        &helper(
+            to,
+            to_volume,
+            &stream,
+            Some((&gates[1], timeout)),
+            labels,
+            true,
+            &script,
+        ),
         &stream,
         &gates,
         timeout,
@@ -562,11 +584,26 @@ mod tests {
         assert!(read.windows(2).any(|w| w == ["--label", "io.hydra.run=r1"]));
         assert!(!read.contains(&"CHOWN".to_string()));
         let gate = std::path::Path::new("/var/lib/hydra/state/streams/1-2/gate-in");
-        let write = helper(&rt, "vol", fifo, Some(gate), &labels, true, IMPORT).args;
+        let write = helper(
+            &rt,
+            "vol",
+            fifo,
+            Some((gate, Duration::from_secs(900))),
+            &labels,
+            true,
+            IMPORT,
+        )
+        .args;
         assert!(write
             .windows(2)
             .any(|w| w == ["-v", "/var/lib/hydra/state/streams/1-2/gate-in:/gate:ro"]));
-        assert!(write.last().unwrap().starts_with(GATED), "{write:?}");
+        assert!(
+            write
+                .last()
+                .unwrap()
+                .starts_with("g=$(timeout 900 head -n 1 /gate) && [ \"$g\" = go ] || exit 125; "),
+            "{write:?}"
+        );
         assert!(write.windows(2).any(|w| w == ["-v", "vol:/v"]), "{write:?}");
         assert!(write
             .windows(2)

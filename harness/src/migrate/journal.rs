@@ -167,7 +167,11 @@ fn clean_one(record: &RunRecord) -> Result<Interrupted> {
         }
     }
     for (kind, run) in journal.iter().flat_map(|j| &j.other_runs) {
-        crate::gc::sweep_run(&Runtime::resolve(*kind)?, run)?;
+        let other = Runtime::resolve(*kind)?;
+        // The copy's helpers on that engine carry the source run's labels, and may hold the
+        // other run's volumes.
+        crate::gc::sweep_run_elsewhere(&other, &record.run_id)?;
+        crate::gc::sweep_run(&other, run)?;
     }
     let removed = changed.is_empty();
     if removed {
