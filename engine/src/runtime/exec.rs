@@ -432,7 +432,7 @@ enum Link<'a> {
 
 /// Lets whoever is blocked opening the named pipe `path` through: a reader then sees end-of-file,
 /// a writer a closed pipe.
-fn release_fifo(path: &std::path::Path) {
+pub(crate) fn release_fifo(path: &std::path::Path) {
     use std::os::unix::fs::OpenOptionsExt;
     let _ = std::fs::OpenOptions::new()
         .read(true)

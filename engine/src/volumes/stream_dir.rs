@@ -113,7 +113,7 @@ fn sweep_orphans_in(parent: &Path, alive: &dyn Fn(u32, u64) -> bool) -> Result<V
             if f.file_type()?.is_fifo() {
                 // A helper of the killed copy may still wait on it (at its gate, or opening the
                 // stream): let it through first, so that it sees an empty pipe and exits.
-                release(&f.path());
+                crate::runtime::exec::release_fifo(&f.path());
                 std::fs::remove_file(f.path())?;
             }
         }
@@ -121,17 +121,6 @@ fn sweep_orphans_in(parent: &Path, alive: &dyn Fn(u32, u64) -> bool) -> Result<V
         removed.push(dir);
     }
     Ok(removed)
-}
-
-/// Lets whoever is blocked opening the named pipe `path` through (never through a link): a
-/// reader then sees end-of-file, a writer a closed pipe.
-fn release(path: &Path) {
-    use std::os::unix::fs::OpenOptionsExt;
-    let _ = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
-        .open(path);
 }
 
 /// The process that made a stream directory, from its name. Pure.

@@ -98,8 +98,9 @@ const GATE: &str = "/gate";
 /// helper whose harness was killed never waits longer), and go on only when told to.
 fn gated(wait: Duration) -> String {
     format!(
-        "g=$(timeout {} head -n 1 {GATE}) && [ \"$g\" = go ] || exit 125; ",
-        wait.as_secs().max(1)
+        "g=$(timeout {} head -n 1 {GATE}) && [ \"$g\" = {} ] || exit 125; ",
+        wait.as_secs().max(1),
+        exec::GO
     )
 }
 
