@@ -157,6 +157,18 @@ pub fn wait_while(
             .filter_map(|c| Some((c.label(SERVICE_LABEL)?, c)))
             .collect();
         let mut states: BTreeMap<&str, ServiceState> = BTreeMap::new();
+        let mut probed = match driver {
+            HealthDriver::Harness => {
+                let due: Vec<(&str, &ContainerInspect)> = services
+                    .iter()
+                    .filter(|svc| !ready.contains_key(*svc))
+                    .filter_map(|svc| Some((svc.as_str(), *by_service.get(svc.as_str())?)))
+                    .filter(|(svc, c)| probes.due(svc, c, classify(c)))
+                    .collect();
+                probes.run_all(runtime, &due)?
+            }
+            HealthDriver::Engine => BTreeMap::new(),
+        };
         for svc in services {
             if ready.contains_key(svc) {
                 continue;
@@ -165,10 +177,10 @@ pub fn wait_while(
                 states.insert(svc, ServiceState::Missing);
                 continue;
             };
-            let mut state = classify(c);
-            if driver == HealthDriver::Harness {
-                state = probes.drive(runtime, svc, c, state)?;
-            }
+            let state = match probed.remove(svc.as_str()) {
+                Some(state) => state,
+                None => classify(c),
+            };
             if c.restart_count >= RESTART_LOOP {
                 return Err(stuck(
                     runtime,
@@ -275,37 +287,50 @@ struct Probes {
 }
 
 impl Probes {
-    /// Runs one `healthcheck run` when `svc` is running, not yet healthy and a probe is due;
-    /// returns its state after the probe. A container that exits while being probed makes the
-    /// engine's probe fail: that is an exited service, not an error of the harness.
-    fn drive(
-        &mut self,
-        runtime: &Runtime,
-        svc: &str,
-        c: &ContainerInspect,
-        state: ServiceState,
-    ) -> Result<ServiceState> {
+    /// Whether `svc` is running, not yet healthy, and due for a probe.
+    fn due(&self, svc: &str, c: &ContainerInspect, state: ServiceState) -> bool {
         if !matches!(state, ServiceState::Starting | ServiceState::Unhealthy) || !c.state.running {
-            return Ok(state);
+            return false;
         }
-        let due = self
-            .last
+        self.last
             .get(svc)
             .map(|t| t.elapsed() >= c.health_interval().min(START_PROBE_PERIOD))
-            .unwrap_or(true);
-        if !due {
-            return Ok(state);
+            .unwrap_or(true)
+    }
+
+    /// Runs one `healthcheck run` for each of `due` at the same time (one after another, a round
+    /// with three services starting took as long as their three probes); returns each one's state
+    /// after its probe. A container that exits while being probed makes the engine's probe fail:
+    /// that is an exited service, not an error of the harness.
+    fn run_all<'a>(
+        &mut self,
+        runtime: &Runtime,
+        due: &[(&'a str, &ContainerInspect)],
+    ) -> Result<BTreeMap<&'a str, ServiceState>> {
+        for (svc, _) in due {
+            self.last.insert(svc.to_string(), Instant::now());
+            *self.count.entry(svc.to_string()).or_default() += 1;
         }
-        self.last.insert(svc.to_string(), Instant::now());
-        *self.count.entry(svc.to_string()).or_default() += 1;
-        match runtime.run_healthcheck(&c.id) {
-            Ok(true) => Ok(ServiceState::Ready),
-            Ok(false) => Ok(state),
-            Err(e) => match runtime.inspect_containers(std::slice::from_ref(&c.id))?.first() {
-                Some(now) if !now.state.running => Ok(ServiceState::Exited(now.state.exit_code)),
-                _ => Err(e),
-            },
-        }
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = due
+                .iter()
+                .map(|&(svc, c)| (svc, c, scope.spawn(move || runtime.run_healthcheck(&c.id))))
+                .collect();
+            let mut states = BTreeMap::new();
+            for (svc, c, handle) in handles {
+                let outcome = handle.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+                let state = match outcome {
+                    Ok(true) => ServiceState::Ready,
+                    Ok(false) => classify(c),
+                    Err(e) => match runtime.inspect_containers(std::slice::from_ref(&c.id))?.first() {
+                        Some(now) if !now.state.running => ServiceState::Exited(now.state.exit_code),
+                        _ => return Err(e),
+                    },
+                };
+                states.insert(svc, state);
+            }
+            Ok(states)
+        })
     }
 }
 
