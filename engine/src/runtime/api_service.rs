@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Child;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::{exec, EngineKind, Interrupt, Runtime};
@@ -50,7 +51,9 @@ pub fn stop_recorded(run_dir: &Path) {
 
 /// A running `podman system service` owned by this process; dropping it stops the service.
 pub struct ApiService {
-    child: Option<Child>,
+    child: Mutex<Option<Child>>,
+    /// Whether the service has answered a ping (it is not waited for again once it has).
+    answering: Mutex<bool>,
     runtime: Runtime,
     socket: PathBuf,
     conf: PathBuf,
@@ -61,6 +64,15 @@ impl ApiService {
     /// Starts a service for `run_id`, with the engine's own configuration plus, when given, the
     /// default seccomp profile `seccomp_profile` (a path the engine's user can read).
     pub fn start(runtime: &Runtime, run_id: &str, run_dir: &Path, seccomp_profile: Option<&Path>) -> Result<Self> {
+        let service = Self::spawn(runtime, run_id, run_dir, seccomp_profile)?;
+        service.wait_answering()?;
+        Ok(service)
+    }
+
+    /// [`ApiService::start`] without waiting for the service to answer: the caller does other
+    /// work while it starts (about 0.1 s) and calls [`ApiService::wait_answering`] before its
+    /// first request.
+    pub fn spawn(runtime: &Runtime, run_id: &str, run_dir: &Path, seccomp_profile: Option<&Path>) -> Result<Self> {
         if !runtime.kind().is_podman() {
             return Err(HarnessError::usage(format!(
                 "{} has no Podman API service to start",
@@ -89,15 +101,14 @@ impl ApiService {
             run_dir.join(PID_FILE),
             format!("{pid} {}\n", crate::runs::process_start_time(pid).unwrap_or(0)),
         );
-        let mut service = ApiService {
-            child: Some(child),
+        Ok(ApiService {
+            child: Mutex::new(Some(child)),
+            answering: Mutex::new(false),
             runtime: runtime.clone(),
             socket,
             conf,
             run_dir: run_dir.to_path_buf(),
-        };
-        service.wait_until_answering(&run_dir.join("api-service.log"))?;
-        Ok(service)
+        })
     }
 
     /// The `DOCKER_HOST` value that reaches this service.
@@ -105,15 +116,28 @@ impl ApiService {
         format!("unix://{}", self.socket.display())
     }
 
-    fn wait_until_answering(&mut self, log: &Path) -> Result<()> {
+    /// Waits until the service answers a ping, at most [`START_DEADLINE`]; at once when it
+    /// already has.
+    pub fn wait_answering(&self) -> Result<()> {
+        let mut answering = self.answering.lock().unwrap_or_else(|p| p.into_inner());
+        if *answering {
+            return Ok(());
+        }
+        let log = self.run_dir.join("api-service.log");
         let started = Instant::now();
         loop {
             if ping(&self.socket) {
+                *answering = true;
                 return Ok(());
             }
-            let exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            let exited = self
+                .child
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
             if exited.is_some() || started.elapsed() >= START_DEADLINE {
-                let said = std::fs::read_to_string(log).unwrap_or_default();
+                let said = std::fs::read_to_string(&log).unwrap_or_default();
                 return Err(HarnessError::RuntimeUnusable {
                     runtime: self.runtime.kind().to_string(),
                     reason: format!(
@@ -135,8 +159,12 @@ impl ApiService {
 
 impl Drop for ApiService {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            exec::kill_group(child.id() as i32);
+        let child = self.child.get_mut().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(mut child) = child {
+            // SIGKILL at once: the service takes about 2 s to act on SIGTERM (the grace period
+            // always ran out), and it holds nothing of its own once the run's compose commands
+            // have returned; the engine's state lives in its database, not in the service.
+            exec::kill_group_now(child.id() as i32);
             let _ = child.wait();
             let _ = std::fs::remove_file(self.run_dir.join(PID_FILE));
         }

@@ -294,8 +294,7 @@ pub fn run_with(
             Ok(Some(status)) => break Some(status),
             Ok(None) => {}
             Err(source) => {
-                kill_group(pgid);
-                let _ = child.wait();
+                stop_child(&mut child);
                 return Err(HarnessError::Spawn {
                     cmd: spec.display(),
                     source,
@@ -308,8 +307,7 @@ pub fn run_with(
             stop_reason = Some(StopReason::Interrupted);
         }
         if stop_reason.is_some() {
-            kill_group(pgid);
-            let _ = child.wait();
+            stop_child(&mut child);
             break None;
         }
         std::thread::sleep(nap);
@@ -764,12 +762,42 @@ fn die_with_parent(cmd: &mut Command) {
     }
 }
 
+/// How long a process group we stop gets between SIGTERM and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_millis(200);
+
+/// SIGTERM to a process group we started, SIGKILL to whatever of it is left after
+/// [`STOP_GRACE`]. Returns as soon as the group is gone, so a command that obeys SIGTERM at once
+/// (an interrupted compose tool, a timed-out query) is not charged the whole grace period. A
+/// group whose leader is our own unreaped child stays visible until reaped: use [`stop_child`]
+/// for those.
 pub(crate) fn kill_group(pgid: i32) {
+    terminate_group(pgid, || {});
+}
+
+/// [`kill_group`] for our own child, reaped as soon as it exits so that its group can be seen to
+/// end before the grace period is over; the child is reaped on return.
+pub(crate) fn stop_child(child: &mut std::process::Child) {
+    let pgid = child.id() as i32;
+    terminate_group(pgid, || {
+        let _ = child.try_wait();
+    });
+    let _ = child.wait();
+}
+
+fn terminate_group(pgid: i32, mut reap: impl FnMut()) {
     // SAFETY: killpg only sends a signal to the process group we created for our own child.
     unsafe {
         libc::killpg(pgid, libc::SIGTERM);
     }
-    std::thread::sleep(Duration::from_millis(200));
+    let start = Instant::now();
+    while start.elapsed() < STOP_GRACE {
+        std::thread::sleep(Duration::from_millis(2));
+        reap();
+        // SAFETY: signal 0 only asks whether any process of the group is left.
+        if unsafe { libc::killpg(pgid, 0) } != 0 {
+            return;
+        }
+    }
     unsafe {
         libc::killpg(pgid, libc::SIGKILL);
     }
@@ -793,6 +821,34 @@ pub fn tail(text: &str, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn spawn_in_own_group(script: &str) -> std::process::Child {
+        use std::os::unix::process::CommandExt;
+        let child = Command::new("sh").args(["-c", script]).process_group(0).spawn().unwrap();
+        // Let the shell set its traps before it is signalled.
+        std::thread::sleep(Duration::from_millis(100));
+        child
+    }
+
+    #[test]
+    fn a_group_that_obeys_sigterm_is_not_charged_the_grace_period() {
+        let mut child = spawn_in_own_group("exec sleep 30");
+        let started = Instant::now();
+        stop_child(&mut child);
+        assert!(started.elapsed() < STOP_GRACE, "took {:?}", started.elapsed());
+        assert!(child.try_wait().unwrap().is_some());
+    }
+
+    #[test]
+    fn a_group_that_ignores_sigterm_is_killed_after_the_grace_period() {
+        use std::os::unix::process::ExitStatusExt;
+        let mut child = spawn_in_own_group("trap '' TERM; while :; do sleep 0.05; done");
+        let started = Instant::now();
+        stop_child(&mut child);
+        assert!(started.elapsed() >= STOP_GRACE, "took {:?}", started.elapsed());
+        let status = child.try_wait().unwrap().expect("reaped");
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+    }
 
     fn sh(script: &str) -> CommandSpec {
         CommandSpec::new("sh").args(["-c", script])

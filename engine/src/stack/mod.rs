@@ -512,7 +512,9 @@ impl Stack {
         let slot = crate::runtime::slots::acquire(record.runtime, crate::runtime::slots::SLOT_WAIT)?;
         // Compose v2 on Podman needs the run's API service to take the stack down again.
         let api = match record.runtime.via_podman_api() {
-            true => Some(ApiService::start(&runtime, &record.run_id, &record.dir(), None)?),
+            // Started here, waited for by the first compose command: `down` looks up the run's
+            // anonymous volumes meanwhile.
+            true => Some(ApiService::spawn(&runtime, &record.run_id, &record.dir(), None)?),
             false => None,
         };
         Ok(Stack {
@@ -565,7 +567,13 @@ impl Stack {
 
     /// Runs a compose action on this run's project; the tool's exit code is returned, not trusted.
     pub fn compose_run(&self, action: &Action) -> Result<exec::Output> {
+        self.api_answering()?;
         exec::run(&self.compose(action), UP_TIMEOUT, Interrupt::Allowed)
+    }
+
+    /// Waits for the run's API service (Compose v2 on Podman) to answer, if it has one.
+    pub fn api_answering(&self) -> Result<()> {
+        self.api.as_ref().map_or(Ok(()), ApiService::wait_answering)
     }
 
     /// Waits until every service is ready again (after a stop/start or a restart).
@@ -644,7 +652,7 @@ impl Stack {
     /// Removes everything the run created and verifies nothing with its labels is left.
     pub fn down(mut self) -> Result<TeardownReport> {
         self.armed = false;
-        let result = teardown(&self.runtime, &self.provider, &self.record);
+        let result = teardown(&self.runtime, &self.provider, &self.record, self.api.as_ref());
         match &result {
             Ok(_) => self.record.remove(),
             Err(e) => note_teardown_failure(&self.record.project, e),
@@ -652,7 +660,8 @@ impl Stack {
         result
     }
 
-    /// The compose command for `action` on this run's project.
+    /// The compose command for `action` on this run's project. Call [`Stack::api_answering`]
+    /// before running it on a reattached Compose v2 on Podman run.
     pub fn compose(&self, action: &Action) -> crate::runtime::CommandSpec {
         compose::command(&self.runtime, self.provider.tool, &project_of(&self.record), action)
     }
@@ -663,7 +672,7 @@ impl Drop for Stack {
         if !self.armed {
             return;
         }
-        match teardown(&self.runtime, &self.provider, &self.record) {
+        match teardown(&self.runtime, &self.provider, &self.record, self.api.as_ref()) {
             Ok(_) => self.record.remove(),
             Err(e) => {
                 eprintln!(

@@ -10,6 +10,7 @@ use crate::compose::{self, Action, Provider};
 use crate::error::{HarnessError, Result};
 use crate::labels;
 use crate::runs::RunRecord;
+use crate::runtime::api_service::ApiService;
 use crate::runtime::{dns_leftovers, exec, short_id, Interrupt, ObjectKind, Runtime};
 
 /// What `down` found and removed.
@@ -29,7 +30,15 @@ pub struct TeardownReport {
 /// no other container uses them. Volumes that are not the run's own (`external: true`, or created
 /// by someone else) are never removed, and nothing is removed by force: a volume another
 /// container still uses stays, and is reported as left behind.
-pub fn teardown(runtime: &Runtime, provider: &Provider, record: &RunRecord) -> Result<TeardownReport> {
+///
+/// `api` is the run's Podman API service (Compose v2 on Podman), possibly still starting: it is
+/// waited for only right before the compose tool needs it.
+pub fn teardown(
+    runtime: &Runtime,
+    provider: &Provider,
+    record: &RunRecord,
+    api: Option<&ApiService>,
+) -> Result<TeardownReport> {
     let started = Instant::now();
     let mut report = TeardownReport::default();
     let run_filter = labels::filter(labels::RUN, &record.run_id);
@@ -56,8 +65,11 @@ pub fn teardown(runtime: &Runtime, provider: &Provider, record: &RunRecord) -> R
     );
     // A second signal skips the compose tool (or kills it mid-way): the label sweep below removes
     // everything on its own, only faster.
+    let api_down = api.and_then(|a| a.wait_answering().err());
     if exec::is_aborted() {
         tracing::warn!("second interrupt: skipping compose down, removing the run's objects by label");
+    } else if let Some(e) = api_down {
+        tracing::warn!("skipping compose down, removing the run's objects by label: {e}");
     } else {
         match exec::run(&down, DOWN_TIMEOUT, Interrupt::UntilAborted) {
             Ok(out) => report.compose_down_status = out.status,
@@ -70,7 +82,14 @@ pub fn teardown(runtime: &Runtime, provider: &Provider, record: &RunRecord) -> R
         .into_iter()
         .flat_map(|kind| [(kind, run_filter.as_str()), (kind, project_filter.as_str())])
         .collect();
-    let mut listed = list_at_once(runtime, &queries)?;
+    // What a killed `podman start` of this run (or an earlier one) left in Podman's DNS server,
+    // swept while the listings run; again below if the harness removes networks itself.
+    let (listed, mut dns) = std::thread::scope(|scope| {
+        let dns = scope.spawn(|| dns_leftovers::sweep(runtime));
+        let listed = list_at_once(runtime, &queries);
+        (listed, dns.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+    });
+    let mut listed = listed?;
     let mut removed_any = false;
     for (kind, by_run) in ObjectKind::ALL.into_iter().zip(listed.iter().step_by(2)) {
         let mut left = by_run.clone();
@@ -93,6 +112,7 @@ pub fn teardown(runtime: &Runtime, provider: &Provider, record: &RunRecord) -> R
     // harness reports but does not remove unless they carry the run's label).
     if removed_any {
         listed = list_at_once(runtime, &queries)?;
+        dns = dns_leftovers::sweep(runtime);
     }
     let mut remaining = Vec::new();
     for ((kind, _), ids) in queries.iter().zip(listed) {
@@ -107,8 +127,7 @@ pub fn teardown(runtime: &Runtime, provider: &Provider, record: &RunRecord) -> R
     }
     remaining.sort();
     remaining.dedup();
-    // What a killed `podman start` of this run (or an earlier one) left in Podman's DNS server.
-    match dns_leftovers::sweep(runtime) {
+    match dns {
         Ok(sweep) => report.removed_after_compose.extend(
             sweep
                 .removed
