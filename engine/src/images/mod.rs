@@ -158,7 +158,8 @@ pub fn prepare(runtime: &Runtime, file: &ComposeFile, on_progress: &mut dyn FnMu
         let mut ids = Vec::new();
         for b in &bases {
             if !base_ids.contains_key(b) {
-                if b == base::BASE_IMAGE {
+                // The listing above already says whether the base image is there.
+                if b == base::BASE_IMAGE && !existing.contains(b) {
                     base_imported |= base::ensure(runtime)?;
                 }
                 let id = runtime.image_id(b)?.unwrap_or_else(|| b.clone());

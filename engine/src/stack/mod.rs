@@ -182,15 +182,10 @@ impl Stack {
             );
         }
         let runtime = Runtime::resolve(opts.runtime)?;
-        let provider = compose::detect(&runtime)?;
+        // The compose tool is asked for its version while the run is prepared; which tool it is
+        // follows from the target.
+        let tool = compose::tool_for(opts.runtime);
         let slot = crate::runtime::slots::acquire(opts.runtime, crate::runtime::slots::SLOT_WAIT)?;
-        // A stale rootless network namespace (a killed teardown's) would leave every container
-        // `created`; with the engine's slot held, nothing of this process is setting one up.
-        match crate::runtime::rootless_netns::repair_stale(&runtime) {
-            Ok(Some(removed)) => on_event(&Event::Phase(format!("repaired: {removed}"))),
-            Ok(None) => {}
-            Err(e) => tracing::warn!("could not check the rootless network namespace: {e}"),
-        }
         let run_id = match &opts.run_id {
             Some(id) if runs::valid_run_id(id) => id.clone(),
             Some(id) => return Err(runs::invalid_run_id(id)),
@@ -221,7 +216,7 @@ impl Stack {
         // Compose v2 on Podman: its resolved model and the run's API service are made while the
         // images are prepared (neither needs the other). The service is started from this
         // thread: its parent-death signal follows the thread that spawned it.
-        let (images, v2_api) = std::thread::scope(|scope| {
+        let (provider, images, v2_api) = std::thread::scope(|scope| {
             let (progress, messages) = std::sync::mpsc::channel::<String>();
             let (runtime, merged) = (&runtime, &merged);
             let images = scope.spawn(move || {
@@ -232,6 +227,11 @@ impl Stack {
             // Names a killed start left in Podman's DNS server would answer for this run's
             // networks too, when they get the same subnet: removed before any network is made.
             let dns = scope.spawn(move || dns_leftovers::sweep(runtime));
+            let provider = scope.spawn(move || compose::detect(runtime));
+            // A stale rootless network namespace (a killed teardown's) would leave every
+            // container `created`; with the engine's slot held, nothing of this process is
+            // setting one up (image lookups, `compose config` and the API service use none).
+            let netns = scope.spawn(move || crate::runtime::rootless_netns::repair_stale(runtime));
             on_event(&Event::Phase(format!("images ({})", opts.runtime)));
             let v2_api = opts
                 .runtime
@@ -245,7 +245,7 @@ impl Stack {
                         env: env.clone(),
                         kube: None,
                     };
-                    start_v2_api(runtime, provider.tool, &project, &run_id, &run_dir)
+                    start_v2_api(runtime, tool, &project, &run_id, &run_dir)
                 })
                 .transpose();
             // Ends when the images thread is done (it drops the sender).
@@ -253,6 +253,11 @@ impl Stack {
                 on_event(&Event::Phase(msg));
             }
             let images = images.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            match netns.join().unwrap_or_else(|p| std::panic::resume_unwind(p)) {
+                Ok(Some(removed)) => on_event(&Event::Phase(format!("repaired: {removed}"))),
+                Ok(None) => {}
+                Err(e) => tracing::warn!("could not check the rootless network namespace: {e}"),
+            }
             match dns.join().unwrap_or_else(|p| std::panic::resume_unwind(p)) {
                 Ok(sweep) => {
                     for f in sweep.foreign {
@@ -266,9 +271,12 @@ impl Stack {
                 }
                 Err(e) => tracing::warn!("could not look for stale aardvark-dns entries: {e}"),
             }
-            (images, v2_api)
+            let provider = provider.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (provider, images, v2_api)
         });
-        let (images, v2_api) = (images?, v2_api?);
+        // A missing compose tool first: it explains a failed `compose config` too.
+        let (provider, images, v2_api) = (provider?, images?, v2_api?);
+        debug_assert_eq!(provider.tool, tool);
 
         let override_path = run_dir.join("hydra.override.yml");
         std::fs::write(
