@@ -824,7 +824,11 @@ mod tests {
 
     fn spawn_in_own_group(script: &str) -> std::process::Child {
         use std::os::unix::process::CommandExt;
-        let child = Command::new("sh").args(["-c", script]).process_group(0).spawn().unwrap();
+        let child = Command::new("sh")
+            .args(["-c", script])
+            .process_group(0)
+            .spawn()
+            .unwrap();
         // Let the shell set its traps before it is signalled.
         std::thread::sleep(Duration::from_millis(100));
         child

@@ -153,6 +153,7 @@ fn io_error(path: &Path, what: &str, e: std::io::Error) -> HarnessError {
 mod tests {
     use super::*;
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    use std::time::Duration;
 
     #[rstest::rstest]
     #[case("123-456-789", Some((123, 456)))]
@@ -184,6 +185,35 @@ mod tests {
         assert!(!orphan.exists());
         assert!(live.path().exists());
         assert!(parent.join("not-ours").exists());
+    }
+
+    #[test]
+    fn sweeping_lets_a_reader_still_waiting_on_a_dead_process_pipe_through() {
+        use std::io::Read;
+        let state = tempfile::tempdir().unwrap();
+        let parent = state.path().join("streams");
+        let rt = Runtime::for_tests(crate::runtime::RuntimeKind::Docker);
+        let mut dead = StreamDir::create_in(&parent).unwrap();
+        let gate = dead.fifo("gate", &rt).unwrap();
+        let orphan = parent.join("4000000-1-2");
+        std::fs::rename(dead.path(), &orphan).unwrap();
+        std::mem::forget(dead);
+        let gate = orphan.join(gate.file_name().unwrap());
+        // A helper at its gate: blocked in open() until someone opens the pipe for writing.
+        let (said, heard) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let read = std::fs::File::open(&gate).and_then(|mut f| f.read_to_string(&mut line));
+            let _ = said.send(read.map(|_| line));
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        let removed = sweep_orphans_in(&parent, &|_, _| false).unwrap();
+        assert_eq!(removed, vec![orphan.clone()]);
+        let line = heard
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the reader still waits after the sweep");
+        assert_eq!(line.unwrap(), "", "the reader must see an empty pipe, never a word");
+        assert!(!orphan.exists());
     }
 
     #[test]
