@@ -112,6 +112,10 @@ pub fn teardown(
     // harness reports but does not remove unless they carry the run's label).
     if removed_any {
         listed = list_at_once(runtime, &queries)?;
+        // The first sweep's removals stay reported; the second one decides whether any is left.
+        if let Ok(first) = &dns {
+            report.removed_after_compose.extend(dns_removed(first));
+        }
         dns = dns_leftovers::sweep(runtime);
     }
     let mut remaining = Vec::new();
@@ -128,12 +132,7 @@ pub fn teardown(
     remaining.sort();
     remaining.dedup();
     match dns {
-        Ok(sweep) => report.removed_after_compose.extend(
-            sweep
-                .removed
-                .iter()
-                .map(|f| format!("dns entries of network {}", f.network)),
-        ),
+        Ok(sweep) => report.removed_after_compose.extend(dns_removed(&sweep)),
         Err(e) => remaining.push(format!("dns entries of removed networks (could not sweep them: {e})")),
     }
     if !remaining.is_empty() {
@@ -144,6 +143,14 @@ pub fn teardown(
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// How the report names the DNS entries a sweep removed.
+fn dns_removed(sweep: &dns_leftovers::DnsSweep) -> impl Iterator<Item = String> + '_ {
+    sweep
+        .removed
+        .iter()
+        .map(|f| format!("dns entries of network {}", f.network))
 }
 
 /// `list_by_label` for each (kind, filter), run at the same time (they are independent reads, and

@@ -165,6 +165,19 @@ mod tests {
         assert_eq!(owner_of(name), owner);
     }
 
+    /// A stream directory with one pipe named `name`, left as a process that is gone would have
+    /// left it (its name says a pid that does not run); returns it and the pipe's path.
+    fn orphaned_dir_with_fifo(parent: &Path, name: &str) -> (PathBuf, PathBuf) {
+        let rt = Runtime::for_tests(crate::runtime::RuntimeKind::Docker);
+        let mut dead = StreamDir::create_in(parent).unwrap();
+        let fifo = dead.fifo(name, &rt).unwrap();
+        let orphan = parent.join("4000000-1-2");
+        std::fs::rename(dead.path(), &orphan).unwrap();
+        std::mem::forget(dead);
+        let fifo = orphan.join(fifo.file_name().unwrap());
+        (orphan, fifo)
+    }
+
     #[test]
     fn only_dead_processes_directories_are_swept() {
         let state = tempfile::tempdir().unwrap();
@@ -172,13 +185,7 @@ mod tests {
         let rt = Runtime::for_tests(crate::runtime::RuntimeKind::Docker);
         let mut live = StreamDir::create_in(&parent).unwrap();
         live.fifo("out", &rt).unwrap();
-        let mut dead = StreamDir::create_in(&parent).unwrap();
-        dead.fifo("out", &rt).unwrap();
-        let dead_path = dead.path().to_path_buf();
-        // The dead one is renamed as a process that is gone would have left it.
-        let orphan = parent.join("4000000-1-2");
-        std::fs::rename(&dead_path, &orphan).unwrap();
-        std::mem::forget(dead);
+        let (orphan, _) = orphaned_dir_with_fifo(&parent, "out");
         std::fs::create_dir(parent.join("not-ours")).unwrap();
         let removed = sweep_orphans_in(&parent, &|pid, _| pid == std::process::id()).unwrap();
         assert_eq!(removed, vec![orphan.clone()]);
@@ -192,13 +199,7 @@ mod tests {
         use std::io::Read;
         let state = tempfile::tempdir().unwrap();
         let parent = state.path().join("streams");
-        let rt = Runtime::for_tests(crate::runtime::RuntimeKind::Docker);
-        let mut dead = StreamDir::create_in(&parent).unwrap();
-        let gate = dead.fifo("gate", &rt).unwrap();
-        let orphan = parent.join("4000000-1-2");
-        std::fs::rename(dead.path(), &orphan).unwrap();
-        std::mem::forget(dead);
-        let gate = orphan.join(gate.file_name().unwrap());
+        let (orphan, gate) = orphaned_dir_with_fifo(&parent, "gate");
         // A helper at its gate: blocked in open() until someone opens the pipe for writing.
         let (said, heard) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
