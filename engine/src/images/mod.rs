@@ -159,10 +159,13 @@ pub fn prepare(runtime: &Runtime, file: &ComposeFile, on_progress: &mut dyn FnMu
         for b in &bases {
             if !base_ids.contains_key(b) {
                 // The listing above already says whether the base image is there.
-                if b == base::BASE_IMAGE && !existing.contains(b) {
+                if b == base::BASE_IMAGE && !existing.contains_key(b) {
                     base_imported |= base::ensure(runtime)?;
                 }
-                let id = runtime.image_id(b)?.unwrap_or_else(|| b.clone());
+                let id = match existing.get(b) {
+                    Some(id) => id.clone(),
+                    None => runtime.image_id(b)?.unwrap_or_else(|| b.clone()),
+                };
                 base_ids.insert(b.clone(), id);
             }
             ids.push(base_ids[b].clone());
@@ -170,7 +173,7 @@ pub fn prepare(runtime: &Runtime, file: &ComposeFile, on_progress: &mut dyn FnMu
         let digest = hash::content_hash(&plan.context, &plan.dockerfile, &plan.args, &ids)?;
         let reference = plan.reference(&digest);
         let t = Instant::now();
-        let built = if existing.contains(&reference) {
+        let built = if existing.contains_key(&reference) {
             false
         } else {
             on_progress(&format!("building {} ({})", reference, plan.services.join(", ")));

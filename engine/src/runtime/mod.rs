@@ -380,16 +380,11 @@ impl Runtime {
         Ok(exec::run(&spec, QUERY_TIMEOUT, Interrupt::Ignored)?.success())
     }
 
-    /// Every `repository:tag` in this runtime's storage, in one call (cheaper than one inspect
-    /// per image when checking which hashed tags exist).
-    pub fn image_references(&self) -> Result<std::collections::HashSet<String>> {
-        let out = self.query(&["images", "--format", "{{.Repository}}:{{.Tag}}"])?;
-        Ok(out
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.contains("<none>"))
-            .map(String::from)
-            .collect())
+    /// Every `repository:tag` in this runtime's storage with its image ID, in one call (cheaper
+    /// than one inspect per image when checking which hashed tags exist and reading base IDs).
+    pub fn image_references(&self) -> Result<std::collections::HashMap<String, String>> {
+        let out = self.query(&["images", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"])?;
+        Ok(parse_image_listing(&out, self.kind.is_podman()))
     }
 
     /// The image ID of a reference, if present.
@@ -636,6 +631,25 @@ fn parse_storage_and_cgroups(out: &str) -> (String, String) {
 }
 
 /// The IDs a `-q` listing printed, one per line. Pure.
+/// `images --no-trunc` lines (`reference id`) into reference → ID, the ID written as
+/// `image inspect --format {{.Id}}` gives it (Podman's without the `sha256:` its listing adds),
+/// so that content hashes stay what they were when taken from `image inspect`.
+fn parse_image_listing(out: &str, podman: bool) -> std::collections::HashMap<String, String> {
+    out.lines()
+        .filter_map(|l| l.trim().split_once(' '))
+        .filter(|(reference, _)| !reference.contains("<none>"))
+        .map(|(reference, id)| {
+            let id = id.trim();
+            let id = if podman {
+                id.strip_prefix("sha256:").unwrap_or(id)
+            } else {
+                id
+            };
+            (reference.to_string(), id.to_string())
+        })
+        .collect()
+}
+
 fn ids_of(out: &str) -> Vec<String> {
     out.lines()
         .map(str::trim)
@@ -733,6 +747,35 @@ pub fn id_map_size(lines: &[&str]) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    /// `images --no-trunc --format '{{.Repository}}:{{.Tag}} {{.ID}}'` as each engine printed it
+    /// here, and the ID its `image inspect --format {{.Id}}` printed for the same image.
+    #[rstest::rstest]
+    #[case::docker(
+        false,
+        "localhost/hydra/bookworm-minbase:latest sha256:088591bf8a9784536c8de5a275ff233abc6ac76560c001094f4b7ac1bbccfb70\n<none>:<none> sha256:1111\n",
+        "sha256:088591bf8a9784536c8de5a275ff233abc6ac76560c001094f4b7ac1bbccfb70"
+    )]
+    #[case::podman(
+        true,
+        "localhost/podman-pause:4.3.1-0 sha256:2222\n<none>:<none> sha256:1111\nlocalhost/hydra/bookworm-minbase:latest sha256:550dd8d3fce6179b59c795e630be5c4ccf0a532f3888cae004642434529e7ab0\n",
+        "550dd8d3fce6179b59c795e630be5c4ccf0a532f3888cae004642434529e7ab0"
+    )]
+    fn image_listing_gives_ids_as_image_inspect_does(
+        #[case] podman: bool,
+        #[case] listing: &str,
+        #[case] inspected: &str,
+    ) {
+        let images = super::parse_image_listing(listing, podman);
+        assert_eq!(
+            images
+                .get("localhost/hydra/bookworm-minbase:latest")
+                .map(String::as_str),
+            Some(inspected)
+        );
+        assert!(!images.keys().any(|r| r.contains("<none>")), "{images:?}");
+        assert_eq!(images.len(), if podman { 2 } else { 1 });
+    }
+
     #[test]
     fn diff_lines_parse_on_both_engines() {
         let text = "C /var\nA /var/lib/state/counter.txt\nD /etc/motd\nsomething else\nX /x\n";
