@@ -144,18 +144,14 @@ pub fn wait_while(
     };
     let mut ready: BTreeMap<String, ServiceReady> = BTreeMap::new();
     let mut probes = Probes::default();
-    let mut roster = Roster::default();
     let mut exited_since: BTreeMap<String, Instant> = BTreeMap::new();
     let wait_start = Instant::now();
     loop {
         if exec::is_cancelled() || !keep_going() {
             return Err(HarnessError::Interrupted);
         }
-        let containers = roster.containers(
-            services,
-            || runtime.list_by_label(ObjectKind::Container, &run_filter),
-            |ids| runtime.inspect_containers(ids),
-        )?;
+        let ids = runtime.list_by_label(ObjectKind::Container, &run_filter)?;
+        let containers = runtime.inspect_containers(&ids)?;
         let by_service: BTreeMap<&str, &ContainerInspect> = containers
             .iter()
             .filter_map(|c| Some((c.label(SERVICE_LABEL)?, c)))
@@ -280,50 +276,6 @@ pub fn unix_ms_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// The run's containers as the loop last listed them. Once every service has one, a round only
-/// inspects them again (one engine call instead of two: on Podman each costs a CLI start, taken
-/// from the services starting alongside); the run is listed again when a service has lost its
-/// container, and every few rounds, so a container a compose tool replaced is seen.
-#[derive(Default)]
-struct Roster {
-    ids: Vec<String>,
-    rounds_since_listed: u32,
-}
-
-/// Rounds a roster that covers every service is reused before the run is listed again.
-const RELIST_EVERY: u32 = 4;
-
-impl Roster {
-    /// The run's containers now: from the known IDs when they still cover every service,
-    /// otherwise from a new listing (`list`); `inspect` reads their state.
-    fn containers(
-        &mut self,
-        services: &[String],
-        list: impl FnOnce() -> Result<Vec<String>>,
-        inspect: impl Fn(&[String]) -> Result<Vec<ContainerInspect>>,
-    ) -> Result<Vec<ContainerInspect>> {
-        if !self.ids.is_empty() && self.rounds_since_listed < RELIST_EVERY {
-            let containers = inspect(&self.ids)?;
-            if covers(services, &containers) {
-                self.rounds_since_listed += 1;
-                return Ok(containers);
-            }
-        }
-        let ids = list()?;
-        let containers = inspect(&ids)?;
-        self.ids = if covers(services, &containers) { ids } else { Vec::new() };
-        self.rounds_since_listed = 0;
-        Ok(containers)
-    }
-}
-
-/// Whether every service has a container among `containers`.
-fn covers(services: &[String], containers: &[ContainerInspect]) -> bool {
-    services
-        .iter()
-        .all(|svc| containers.iter().any(|c| c.label(SERVICE_LABEL) == Some(svc.as_str())))
 }
 
 /// The harness's own healthcheck probes (Podman without systemd): when each service was last
@@ -486,95 +438,6 @@ mod tests {
     #[case("restarting", Some("starting"), ServiceState::Starting)]
     fn classifies_containers(#[case] state: &str, #[case] health: Option<&str>, #[case] expected: ServiceState) {
         assert_eq!(classify(&container(state, health)), expected);
-    }
-
-    /// A fake engine for the roster: its containers (ID, service) and how often it was listed
-    /// and inspected.
-    #[derive(Default)]
-    struct FakeEngine {
-        containers: std::cell::RefCell<Vec<(String, String)>>,
-        lists: std::cell::Cell<u32>,
-        inspects: std::cell::Cell<u32>,
-    }
-
-    impl FakeEngine {
-        fn with(containers: &[(&str, &str)]) -> Self {
-            let engine = FakeEngine::default();
-            *engine.containers.borrow_mut() = containers.iter().map(|(i, s)| (i.to_string(), s.to_string())).collect();
-            engine
-        }
-
-        fn round(&self, roster: &mut Roster, services: &[String]) -> Vec<String> {
-            let list = || {
-                self.lists.set(self.lists.get() + 1);
-                Ok(self.containers.borrow().iter().map(|(id, _)| id.clone()).collect())
-            };
-            let inspect = |ids: &[String]| {
-                self.inspects.set(self.inspects.get() + 1);
-                let found: Vec<String> = self
-                    .containers
-                    .borrow()
-                    .iter()
-                    .filter(|(id, _)| ids.contains(id))
-                    .map(|(id, svc)| {
-                        format!(
-                            r#"{{"Id":"{id}","Name":"/{id}","State":{{"Status":"running","Running":true,"ExitCode":0}},"Config":{{"Healthcheck":null,"Labels":{{"{SERVICE_LABEL}":"{svc}"}}}}}}"#
-                        )
-                    })
-                    .collect();
-                parse_containers(&format!("[{}]", found.join(",")))
-            };
-            let mut ids: Vec<String> = roster
-                .containers(services, list, inspect)
-                .unwrap()
-                .into_iter()
-                .map(|c| c.id)
-                .collect();
-            ids.sort();
-            ids
-        }
-    }
-
-    fn services(names: &[&str]) -> Vec<String> {
-        names.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn a_roster_that_covers_every_service_is_inspected_without_listing_until_it_is_due_again() {
-        let engine = FakeEngine::with(&[("a1", "a"), ("b1", "b")]);
-        let (mut roster, services) = (Roster::default(), services(&["a", "b"]));
-        for _ in 0..=RELIST_EVERY {
-            assert_eq!(engine.round(&mut roster, &services), ["a1", "b1"]);
-        }
-        assert_eq!((engine.lists.get(), engine.inspects.get()), (1, 1 + RELIST_EVERY));
-        // Due again: listed once more, which sees a container that replaced one.
-        engine.containers.borrow_mut().push(("b2".into(), "b".into()));
-        assert_eq!(engine.round(&mut roster, &services), ["a1", "b1", "b2"]);
-        assert_eq!(engine.lists.get(), 2);
-    }
-
-    #[test]
-    fn a_service_without_a_container_makes_every_round_list_the_run() {
-        let engine = FakeEngine::with(&[("a1", "a")]);
-        let (mut roster, services) = (Roster::default(), services(&["a", "b"]));
-        engine.round(&mut roster, &services);
-        engine.round(&mut roster, &services);
-        assert_eq!((engine.lists.get(), engine.inspects.get()), (2, 2));
-        engine.containers.borrow_mut().push(("b1".into(), "b".into()));
-        assert_eq!(engine.round(&mut roster, &services), ["a1", "b1"]);
-        assert_eq!(engine.round(&mut roster, &services), ["a1", "b1"]);
-        assert_eq!((engine.lists.get(), engine.inspects.get()), (3, 4));
-    }
-
-    #[test]
-    fn a_container_gone_from_the_roster_is_looked_for_in_the_same_round() {
-        let engine = FakeEngine::with(&[("a1", "a"), ("b1", "b")]);
-        let (mut roster, services) = (Roster::default(), services(&["a", "b"]));
-        engine.round(&mut roster, &services);
-        engine.containers.borrow_mut().retain(|(id, _)| id != "b1");
-        engine.containers.borrow_mut().push(("b2".into(), "b".into()));
-        assert_eq!(engine.round(&mut roster, &services), ["a1", "b2"]);
-        assert_eq!((engine.lists.get(), engine.inspects.get()), (2, 3));
     }
 
     /// What podman-compose 1.6 leaves when `podman start` fails (a broken rootless network
