@@ -177,9 +177,11 @@ pub fn wait_while(
                 states.insert(svc, ServiceState::Missing);
                 continue;
             };
-            let state = match probed.remove(svc.as_str()) {
-                Some(state) => state,
-                None => classify(c),
+            // A probe's result is known when its call returned, not when the round's last
+            // probe did: that moment is the one recorded.
+            let (state, known_at) = match probed.remove(svc.as_str()) {
+                Some((state, at)) => (state, Some(at)),
+                None => (classify(c), None),
             };
             if c.restart_count >= RESTART_LOOP {
                 return Err(stuck(
@@ -215,13 +217,14 @@ pub fn wait_while(
                 exited_since.remove(svc);
             }
             if state == ServiceState::Ready {
+                let (at, unix_ms) = known_at.unwrap_or_else(|| (Instant::now(), unix_ms_now()));
                 ready.insert(
                     svc.clone(),
                     ServiceReady {
                         service: svc.clone(),
                         container: c.short_name().to_string(),
-                        seconds: started.elapsed().as_secs_f64(),
-                        unix_ms: unix_ms_now(),
+                        seconds: at.saturating_duration_since(started).as_secs_f64(),
+                        unix_ms,
                         probes: probes.count.get(svc).copied().unwrap_or(0),
                     },
                 );
@@ -278,6 +281,9 @@ pub fn unix_ms_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// When a probe's result came back: on the monotonic clock and in Unix milliseconds.
+type Returned = (Instant, u64);
+
 /// The harness's own healthcheck probes (Podman without systemd): when each service was last
 /// probed and how often.
 #[derive(Default)]
@@ -300,25 +306,33 @@ impl Probes {
 
     /// Runs one `healthcheck run` for each of `due` at the same time (one after another, a round
     /// with three services starting took as long as their three probes); returns each one's state
-    /// after its probe. A container that exits while being probed makes the engine's probe fail:
-    /// that is an exited service, not an error of the harness.
+    /// after its probe, with the moment its result came back (a probe that passed is known then,
+    /// not once the round's slowest probe has returned). A container that exits while being
+    /// probed makes the engine's probe fail: that is an exited service, not an error of the
+    /// harness.
     fn run_all<'a>(
         &mut self,
         runtime: &Runtime,
         due: &[(&'a str, &ContainerInspect)],
-    ) -> Result<BTreeMap<&'a str, ServiceState>> {
+    ) -> Result<BTreeMap<&'a str, (ServiceState, Returned)>> {
         for (svc, _) in due {
             self.last.insert(svc.to_string(), Instant::now());
             *self.count.entry(svc.to_string()).or_default() += 1;
         }
         std::thread::scope(|scope| {
-            let handles: Vec<_> = due
-                .iter()
-                .map(|&(svc, c)| (svc, c, scope.spawn(move || runtime.run_healthcheck(&c.id))))
-                .collect();
+            let (results, arrived) = std::sync::mpsc::channel();
+            for &(svc, c) in due {
+                let results = results.clone();
+                scope.spawn(move || {
+                    let _ = results.send((svc, c, runtime.run_healthcheck(&c.id)));
+                });
+            }
+            drop(results);
             let mut states = BTreeMap::new();
-            for (svc, c, handle) in handles {
-                let outcome = handle.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            // In the order the probes return; a probe thread that panicked sends nothing, and the
+            // scope resumes its panic once the others are done.
+            for (svc, c, outcome) in arrived {
+                let at = (Instant::now(), unix_ms_now());
                 let state = match outcome {
                     Ok(true) => ServiceState::Ready,
                     Ok(false) => classify(c),
@@ -327,7 +341,7 @@ impl Probes {
                         _ => return Err(e),
                     },
                 };
-                states.insert(svc, state);
+                states.insert(svc, (state, at));
             }
             Ok(states)
         })
