@@ -630,7 +630,6 @@ fn parse_storage_and_cgroups(out: &str) -> (String, String) {
     (driver, cgroups.to_string())
 }
 
-/// The IDs a `-q` listing printed, one per line. Pure.
 /// `images --no-trunc` lines (`reference id`) into reference → ID, the ID written as
 /// `image inspect --format {{.Id}}` gives it (Podman's without the `sha256:` its listing adds),
 /// so that content hashes stay what they were when taken from `image inspect`.
@@ -650,6 +649,7 @@ fn parse_image_listing(out: &str, podman: bool) -> std::collections::HashMap<Str
         .collect()
 }
 
+/// The IDs a `-q` listing printed, one per line. Pure.
 fn ids_of(out: &str) -> Vec<String> {
     out.lines()
         .map(str::trim)
