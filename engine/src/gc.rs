@@ -158,6 +158,12 @@ fn sweep_where(runtime: &Runtime, all: bool, wanted: &dyn Fn(&str) -> bool) -> R
                     .collect();
                 runtime.remove(kind, &ids)?;
             }
+            let containers = objects
+                .iter()
+                .filter(|(k, _)| *k == ObjectKind::Container)
+                .map(|(_, id)| id.clone())
+                .collect();
+            crate::runtime::lost_containers::end_lost(runtime, &containers);
             if let Some(r) = record {
                 // The API service a killed Compose v2 run had started for itself.
                 crate::runtime::api_service::stop_recorded(&r.dir());

@@ -108,6 +108,7 @@ fn up_healthy_down_leaves_nothing(kind: RuntimeKind) -> Result<(), Failed> {
         .flat_map(|l| common::objects_with(&rt, l))
         .collect();
     left.extend(common::stale_dns_of(&rt, &project));
+    left.extend(common::monitors_of(&rt, &project));
     if !left.is_empty() {
         return Err(format!("left after down: {left:?}").into());
     }
@@ -184,6 +185,7 @@ fn sigint_during_readiness_leaves_nothing(kind: RuntimeKind) -> Result<(), Faile
     let code = wait_exit(&mut child, Duration::from_secs(300))?;
     let mut left = common::objects_with(&rt, &run_label);
     left.extend(common::stale_dns_of(&rt, &hydra::stack::project_name(kind, &run_id)));
+    left.extend(common::monitors_of(&rt, &hydra::stack::project_name(kind, &run_id)));
     if !left.is_empty() {
         let _ = hydra::gc::sweep(&rt, false);
         return Err(format!("left after SIGINT: {left:?}").into());
@@ -258,6 +260,7 @@ fn gc_sweeps_killed_run_only(kind: RuntimeKind) -> Result<(), Failed> {
     }
     let mut left = common::objects_with(&rt, &run_label);
     left.extend(common::stale_dns_of(&rt, &hydra::stack::project_name(kind, &run_id)));
+    left.extend(common::monitors_of(&rt, &hydra::stack::project_name(kind, &run_id)));
     if !left.is_empty() {
         return Err(format!("left after gc: {left:?}").into());
     }

@@ -238,8 +238,9 @@ fn until_db_stopped(kind: RuntimeKind, tag: &str) -> Result<(Validate, Runtime),
     }
 }
 
-/// Objects of the run left in the engine (by run label and by compose project), and the DNS
-/// entries of its removed networks (a compose start killed by the second signal leaves them).
+/// Objects of the run left in the engine (by run label and by compose project), the DNS entries
+/// of its removed networks and the processes of containers Podman dropped while they ran (a
+/// compose start killed by the second signal leaves both).
 fn leftovers(rt: &Runtime, kind: RuntimeKind, run_id: &str) -> Vec<String> {
     let project = hydra::stack::project_name(kind, run_id);
     let mut left: Vec<String> = [
@@ -250,6 +251,7 @@ fn leftovers(rt: &Runtime, kind: RuntimeKind, run_id: &str) -> Vec<String> {
     .flat_map(|l| common::objects_with(rt, l))
     .collect();
     left.extend(common::stale_dns_of(rt, &project));
+    left.extend(common::monitors_of(rt, &project));
     left
 }
 
@@ -403,6 +405,13 @@ fn second_sigint_skips_to_the_sweep(kind: RuntimeKind) -> Result<(), Failed> {
         return Err(format!("left after two signals: {left:?}\nharness printed:\n{output}").into());
     }
     eprintln!("{kind}: exit {code:?} {took:?} after the second signal");
+    // What teardown had to end itself: Podman dropped a container while its processes ran.
+    for line in output
+        .lines()
+        .filter(|l| l.contains("ended the processes of container"))
+    {
+        eprintln!("{kind}: {line}");
+    }
     if code != Some(hydra::error::exit::INTERRUPTED) {
         return Err(format!("exit code {code:?}, expected 130\nharness printed:\n{output}").into());
     }

@@ -8,6 +8,7 @@ pub mod environment;
 pub mod exec;
 pub mod health_events;
 pub mod inspect;
+pub mod lost_containers;
 pub mod rootless;
 pub mod rootless_netns;
 pub mod slots;

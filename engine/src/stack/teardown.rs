@@ -1,6 +1,7 @@
 //! Removing a run's objects: compose `down`, then only what carries the run's label (and its
 //! containers' anonymous volumes nothing else uses), never by force; then verifying nothing is left.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -11,7 +12,7 @@ use crate::error::{HarnessError, Result};
 use crate::labels;
 use crate::runs::RunRecord;
 use crate::runtime::api_service::ApiService;
-use crate::runtime::{dns_leftovers, exec, short_id, Interrupt, ObjectKind, Runtime};
+use crate::runtime::{dns_leftovers, exec, lost_containers, short_id, Interrupt, ObjectKind, Runtime};
 
 /// What `down` found and removed.
 #[derive(Debug, Clone, Serialize, Default)]
@@ -45,8 +46,12 @@ pub fn teardown(
     let project_filter = labels::filter("com.docker.compose.project", &record.project);
     // Only Podman marks anonymous volumes (Docker's compose tools remove them with their
     // containers): elsewhere there is nothing to look up.
+    // The run's containers as Podman lists them now: one whose record Podman drops while its
+    // processes run (see `lost_containers`) is found from these IDs afterwards.
+    let mut container_ids: HashSet<String> = HashSet::new();
     let anonymous = if runtime.kind().is_podman() {
         let ids = runtime.list_by_label(ObjectKind::Container, &run_filter)?;
+        container_ids.extend(ids.iter().cloned());
         let mounted: Vec<String> = runtime
             .inspect_containers(&ids)?
             .iter()
@@ -90,6 +95,11 @@ pub fn teardown(
         (listed, dns.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
     });
     let mut listed = listed?;
+    for ((kind, _), ids) in queries.iter().zip(&listed) {
+        if *kind == ObjectKind::Container && runtime.kind().is_podman() {
+            container_ids.extend(ids.iter().cloned());
+        }
+    }
     let mut removed_any = false;
     for (kind, by_run) in ObjectKind::ALL.into_iter().zip(listed.iter().step_by(2)) {
         let mut left = by_run.clone();
@@ -107,6 +117,12 @@ pub fn teardown(
             runtime.remove(kind, &left)?;
             removed_any = true;
         }
+    }
+    for lost in lost_containers::end_lost(runtime, &container_ids) {
+        report.removed_after_compose.push(format!(
+            "processes of container {} (Podman had dropped it while they ran)",
+            lost.monitor.name
+        ));
     }
     // Verify: nothing of the run may remain (objects with its project label included, which the
     // harness reports but does not remove unless they carry the run's label).

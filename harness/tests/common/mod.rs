@@ -26,6 +26,20 @@ pub fn stale_dns_of(rt: &Runtime, project: &str) -> Vec<String> {
         .collect()
 }
 
+/// Container monitors (conmon) still running for containers of `project` (`process <name>`):
+/// what a `podman start` killed mid-way leaves once Podman dropped the container.
+pub fn monitors_of(rt: &Runtime, project: &str) -> Vec<String> {
+    hydra::runtime::lost_containers::monitors(rt)
+        .into_iter()
+        .filter(|m| {
+            m.name
+                .strip_prefix(project)
+                .is_some_and(|rest| rest.starts_with('-') || rest.starts_with('_'))
+        })
+        .map(|m| format!("process {} (conmon pid {})", m.name, m.pid))
+        .collect()
+}
+
 /// Both engines usable: use; one required and unusable: broken; else skipped.
 pub fn pair_availability(
     available: &std::collections::BTreeMap<hydra::RuntimeKind, hydra::session::Availability>,

@@ -1,0 +1,310 @@
+//! Container processes that outlive Podman's record of them.
+//!
+//! A `podman start` killed after the OCI runtime started the container but before Podman saved
+//! the new state (a second Ctrl-C while teardown races a start; seen here on rootful and rootless
+//! Podman 4.3 in the signals tests) leaves Podman believing the container is not running. The
+//! label sweep's `podman rm -f` then drops its record and storage without stopping it: conmon
+//! goes on monitoring the service's process, and `podman ps -a --external` no longer shows it.
+//! Nothing in the engine can find it any more, so the harness ends it itself, by PID, starting
+//! from the container IDs the engine listed for the run.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::{exec, Interrupt, ObjectKind, Runtime};
+use crate::runs::parse_start_time;
+
+/// The monitor Podman starts for each container (the container's init is its child).
+const MONITOR: &str = "conmon";
+
+/// How long a monitor gets to leave on its own once its container's processes are gone.
+const MONITOR_EXIT: Duration = Duration::from_secs(5);
+
+/// One container monitor found running.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Monitor {
+    /// The monitor's PID.
+    pub pid: u32,
+    /// The container it monitors (full ID).
+    pub id: String,
+    /// The container's name, as Podman gave it to the monitor.
+    pub name: String,
+    /// The OCI runtime the monitor drives (an absolute path to `runc` or `crun`), if it names one.
+    #[serde(skip)]
+    pub oci_runtime: Option<String>,
+}
+
+/// A container Podman no longer knows whose processes were still running, and what ended them.
+#[derive(Debug, Clone, Serialize)]
+pub struct LostContainer {
+    /// Its monitor.
+    pub monitor: Monitor,
+    /// PIDs the harness killed (the container's init, then the monitor if it stayed).
+    pub killed: Vec<u32>,
+}
+
+/// OCI runtimes the harness runs to delete a lost container's state.
+const OCI_RUNTIMES: [&str; 2] = ["runc", "crun"];
+
+/// What a monitor's arguments name (`-c`/`--cid`, `-n`/`--name`, `-r`/`--runtime`); `None`
+/// unless the ID is a full hexadecimal container ID. The runtime is kept only when it is an
+/// absolute path to one of [`OCI_RUNTIMES`]. Pure.
+pub(crate) fn parse_monitor_args<'a>(
+    args: impl IntoIterator<Item = &'a str>,
+) -> Option<(String, String, Option<String>)> {
+    let (mut id, mut name, mut oci) = (None, None, None);
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let (key, inline) = match arg.split_once('=') {
+            Some((k, v)) if k.starts_with("--") => (k, Some(v)),
+            _ => (arg, None),
+        };
+        let slot = match key {
+            "-c" | "--cid" => &mut id,
+            "-n" | "--name" => &mut name,
+            "-r" | "--runtime" => &mut oci,
+            // Arguments passed through to other programs (the exit command is Podman with its
+            // own `--runtime runc`): their values are not the monitor's options.
+            "--exit-command" | "--exit-command-arg" | "--runtime-arg" | "--runtime-opt" => {
+                if inline.is_none() {
+                    args.next();
+                }
+                continue;
+            }
+            _ => continue,
+        };
+        let value = match inline {
+            Some(v) => Some(v),
+            None => args.next(),
+        };
+        if slot.is_none() {
+            *slot = value;
+        }
+    }
+    let id = id.filter(|i| i.len() == 64 && i.bytes().all(|b| b.is_ascii_hexdigit()))?;
+    let oci = oci.filter(|p| {
+        let path = std::path::Path::new(p);
+        path.is_absolute()
+            && !p.contains("/../")
+            && path.file_name().is_some_and(|f| OCI_RUNTIMES.iter().any(|r| f == *r))
+    });
+    Some((
+        id.to_string(),
+        name.unwrap_or_default().to_string(),
+        oci.map(String::from),
+    ))
+}
+
+/// The parent PID in a `/proc/PID/stat` line (field 4; the command may contain spaces and
+/// parentheses). Pure.
+pub(crate) fn parse_parent(stat: &str) -> Option<u32> {
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The PIDs under `/proc`.
+fn pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The user a process runs as (the owner of its `/proc` directory).
+fn owner(pid: u32) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}")).ok().map(|m| m.uid())
+}
+
+/// The user whose processes this runtime's containers are monitored by.
+fn engine_uid(runtime: &Runtime) -> u32 {
+    runtime.rootless_user().map_or(0, |u| u.uid)
+}
+
+/// The container monitors running as this runtime's engine user (none for Docker).
+pub fn monitors(runtime: &Runtime) -> Vec<Monitor> {
+    if !runtime.kind().is_podman() {
+        return Vec::new();
+    }
+    let uid = engine_uid(runtime);
+    pids()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == MONITOR)
+                && owner(*pid) == Some(uid)
+        })
+        .filter_map(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let text = String::from_utf8_lossy(&cmdline);
+            let (id, name, oci_runtime) = parse_monitor_args(text.split('\0'))?;
+            Some(Monitor {
+                pid,
+                id,
+                name,
+                oci_runtime,
+            })
+        })
+        .collect()
+}
+
+/// The direct children of `parent`, each with its start time (to kill it only if its PID was not
+/// reused meanwhile).
+fn children(parent: u32) -> Vec<(u32, u64)> {
+    pids()
+        .into_iter()
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            (parse_parent(&stat)? == parent).then_some((pid, parse_start_time(&stat)?))
+        })
+        .collect()
+}
+
+/// The start time of `pid` while it runs; `None` once it is gone or a zombie (a monitor whose
+/// parent has not reaped it yet has ended all the same).
+fn running_since(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let state = stat[stat.rfind(')')? + 1..].split_whitespace().next()?;
+    (state != "Z").then(|| parse_start_time(&stat)).flatten()
+}
+
+/// SIGKILL to `pid` if it is still the process that started at `start`, and still running.
+fn kill_same(pid: u32, start: u64) -> bool {
+    if running_since(pid) != Some(start) {
+        return false;
+    }
+    // SAFETY: kill(2) with a PID just checked to be the process we mean (same start time).
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) == 0 }
+}
+
+/// Ends the processes of those of `ids` (containers the engine listed for a run) that Podman has
+/// dropped while their monitor still runs. Containers Podman still knows are left to the label
+/// sweep. A no-op for Docker.
+pub fn end_lost(runtime: &Runtime, ids: &HashSet<String>) -> Vec<LostContainer> {
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    let mut ended = Vec::new();
+    for monitor in monitors(runtime) {
+        if !ids.contains(&monitor.id) || runtime.exists(ObjectKind::Container, &monitor.id) {
+            continue;
+        }
+        let Some(monitor_start) = running_since(monitor.pid) else {
+            continue;
+        };
+        // The container's init is the monitor's child; when it dies, the kernel ends the rest of
+        // the container's PID namespace, and the monitor leaves after it.
+        let mut killed: Vec<u32> = children(monitor.pid)
+            .into_iter()
+            .filter(|&(pid, start)| kill_same(pid, start))
+            .map(|(pid, _)| pid)
+            .collect();
+        let deadline = Instant::now() + MONITOR_EXIT;
+        while running_since(monitor.pid) == Some(monitor_start) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if kill_same(monitor.pid, monitor_start) {
+            killed.push(monitor.pid);
+        }
+        let state = match delete_state(runtime, &monitor) {
+            Ok(()) => "its runtime state deleted".to_string(),
+            Err(e) => format!("its runtime state left: {e}"),
+        };
+        tracing::warn!(
+            container = %monitor.name,
+            "ended the processes of container {} ({}): Podman had dropped it while they ran (a killed \
+             `podman start`); killed pids {killed:?}, {state}",
+            monitor.name,
+            super::short_id(&monitor.id)
+        );
+        ended.push(LostContainer { monitor, killed });
+    }
+    ended
+}
+
+/// Deletes the OCI runtime's state of a lost container whose processes were just ended (as the
+/// engine's user, as Podman would have), so that the runtime no longer lists it. `--force`: a
+/// process the kill did not reach (one reparented away from the monitor) goes with it.
+fn delete_state(runtime: &Runtime, monitor: &Monitor) -> std::result::Result<(), String> {
+    let Some(oci) = &monitor.oci_runtime else {
+        return Err("the monitor names no known OCI runtime".into());
+    };
+    let spec = runtime
+        .command(oci)
+        .args(["delete", "--force", monitor.id.as_str()])
+        .cwd("/");
+    match exec::run(&spec, Duration::from_secs(30), Interrupt::Ignored) {
+        Ok(out) if out.success() => Ok(()),
+        Ok(out) => Err(format!("`{}` failed: {}", spec.display(), exec::tail(&out.stderr, 3))),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "4cc5c0358aa75092848272e8005c10212d1b7c872234b2586f382560e932b67e";
+
+    #[test]
+    fn monitor_arguments_as_podman_passes_them() {
+        // Recorded from a rootless Podman 4.3 container's conmon on this host, one argument per
+        // line (one is empty); Podman's exit command carries its own `--runtime runc`.
+        let args = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fixtures/runtime/conmon-cmdline-podman-rootless.txt"
+        ))
+        .unwrap();
+        assert_eq!(
+            parse_monitor_args(args.lines()),
+            Some((
+                ID.to_string(),
+                "hydra-podman-rootless-td-podman-rootless-003e28-model-service-1".to_string(),
+                Some("/usr/bin/runc".to_string())
+            ))
+        );
+    }
+
+    #[test]
+    fn long_options_and_bad_ids() {
+        assert_eq!(
+            parse_monitor_args([format!("--cid={ID}").as_str(), "--name", "n", "--runtime=/usr/bin/crun"]),
+            Some((ID.to_string(), "n".to_string(), Some("/usr/bin/crun".to_string())))
+        );
+        for runtime in [
+            "runc",
+            "/tmp/evil",
+            "/usr/bin/../../tmp/runc/../x",
+            "/usr/bin/runc-evil",
+        ] {
+            assert_eq!(
+                parse_monitor_args(["-c", ID, "-r", runtime]),
+                Some((ID.to_string(), String::new(), None)),
+                "{runtime}"
+            );
+        }
+        assert_eq!(parse_monitor_args(["-c", "4cc5c0358aa7", "-n", "short"]), None);
+        assert_eq!(parse_monitor_args(["-c", &"g".repeat(64)]), None);
+        assert_eq!(parse_monitor_args(["-n", "no-id"]), None);
+        assert_eq!(parse_monitor_args(["-c"]), None);
+    }
+
+    #[test]
+    fn parent_from_stat() {
+        assert_eq!(
+            parse_parent("22567 (python3 -m (x)) S 22556 22567 22567 0 -1 4194560 0 0"),
+            Some(22556)
+        );
+        assert_eq!(parse_parent("garbage"), None);
+    }
+
+    #[test]
+    fn docker_has_no_monitors_to_end() {
+        let rt = Runtime::for_tests(super::super::RuntimeKind::Docker);
+        assert!(monitors(&rt).is_empty());
+        assert!(end_lost(&rt, &HashSet::from([ID.to_string()])).is_empty());
+    }
+}
