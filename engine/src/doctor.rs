@@ -10,7 +10,9 @@ use crate::compose;
 use crate::images::base::BASE_IMAGE;
 use crate::labels;
 use crate::runtime::rootless::{has_subid_range, RootlessUser};
-use crate::runtime::{dns_leftovers, exec, CommandSpec, EngineKind, HealthDriver, Interrupt, Runtime, RuntimeKind};
+use crate::runtime::{
+    dns_leftovers, exec, lost_containers, CommandSpec, EngineKind, HealthDriver, Interrupt, Runtime, RuntimeKind,
+};
 
 /// How one check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -195,6 +197,7 @@ pub fn diagnose(kind: RuntimeKind) -> RuntimeReport {
     });
     if kind.is_podman() {
         findings.push(dns_leftovers_finding(&runtime));
+        findings.push(lost_containers_finding(&runtime));
     }
     match compose::detect(&runtime) {
         Ok(p) => findings.push(ok("compose tool", format!("{} {}", p.tool, p.version))),
@@ -314,6 +317,39 @@ fn dns_leftovers_finding(runtime: &Runtime) -> Finding {
                     names.join(", ")
                 ),
                 fix.join("; "),
+            )
+        }
+        Err(e) => warn(CHECK, format!("could not look: {e}"), SETUP),
+    }
+}
+
+/// Container processes Podman no longer knows (see [`lost_containers`]): a warning, since they
+/// hold ports, memory and the volumes they write while no engine command shows them.
+fn lost_containers_finding(runtime: &Runtime) -> Finding {
+    const CHECK: &str = "lost containers";
+    match lost_containers::unknown_monitors(runtime) {
+        Ok(lost) if lost.is_empty() => ok(CHECK, "every conmon monitors a container Podman knows"),
+        Ok(lost) => {
+            let what: Vec<String> = lost
+                .iter()
+                .map(|m| format!("{} (conmon pid {})", m.name, m.pid))
+                .collect();
+            let oci = lost
+                .iter()
+                .find_map(|m| m.oci_runtime.clone())
+                .unwrap_or_else(|| "runc".into());
+            warn(
+                CHECK,
+                format!(
+                    "container process(es) run on that Podman has no record of: {} (a `podman start` was \
+                     killed mid-way, then the container removed)",
+                    what.join(", ")
+                ),
+                format!(
+                    "for each: as root, `kill -9` the conmon's child (the container's init), then as the \
+                     engine's user `{oci} delete --force <id>` (the conmon's `-c`); a harness run's own are \
+                     ended by its teardown or `harness gc`"
+                ),
             )
         }
         Err(e) => warn(CHECK, format!("could not look: {e}"), SETUP),

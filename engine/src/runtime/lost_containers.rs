@@ -151,6 +151,21 @@ pub fn monitors(runtime: &Runtime) -> Vec<Monitor> {
         .collect()
 }
 
+/// Monitors of containers Podman has no record of, whichever run they were (for `doctor`): the
+/// monitors are read before Podman's list, so a container created meanwhile is not among them.
+pub fn unknown_monitors(runtime: &Runtime) -> crate::error::Result<Vec<Monitor>> {
+    let running = monitors(runtime);
+    if running.is_empty() {
+        return Ok(running);
+    }
+    let known: HashSet<String> = runtime
+        .query(&["ps", "-a", "--external", "-q", "--no-trunc"])?
+        .lines()
+        .map(|l| l.trim().to_string())
+        .collect();
+    Ok(running.into_iter().filter(|m| !known.contains(&m.id)).collect())
+}
+
 /// The direct children of `parent`, each with its start time (to kill it only if its PID was not
 /// reused meanwhile).
 fn children(parent: u32) -> Vec<(u32, u64)> {
