@@ -332,7 +332,7 @@ fn lost_containers_finding(runtime: &Runtime) -> Finding {
         Ok(lost) => {
             let what: Vec<String> = lost
                 .iter()
-                .map(|m| format!("{} (conmon pid {})", m.name, m.pid))
+                .map(|m| format!("{} (conmon pid {})", m.container(), m.pid))
                 .collect();
             let oci = lost
                 .iter()

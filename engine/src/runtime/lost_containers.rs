@@ -1,8 +1,9 @@
 //! Container processes that outlive Podman's record of them.
 //!
 //! A `podman start` killed after the OCI runtime started the container but before Podman saved
-//! the new state (a second Ctrl-C while teardown races a start; seen here on rootful and rootless
-//! Podman 4.3 in the signals tests) leaves Podman believing the container is not running. The
+//! the new state (the first Ctrl-C kills the compose tool's process group while it starts
+//! services; seen here on rootful and rootless Podman 4.3 in the signals tests) leaves Podman
+//! believing the container is not running. The
 //! label sweep's `podman rm -f` then drops its record and storage without stopping it: conmon
 //! goes on monitoring the service's process, and `podman ps -a --external` no longer shows it.
 //! Nothing in the engine can find it any more, so the harness ends it itself, by PID, starting
@@ -36,6 +37,17 @@ pub struct Monitor {
     pub oci_runtime: Option<String>,
 }
 
+impl Monitor {
+    /// How reports name the container: its name, or its short ID when the monitor named none.
+    pub fn container(&self) -> &str {
+        if self.name.is_empty() {
+            super::short_id(&self.id)
+        } else {
+            &self.name
+        }
+    }
+}
+
 /// A container Podman no longer knows whose processes were still running, and what ended them.
 #[derive(Debug, Clone, Serialize)]
 pub struct LostContainer {
@@ -49,7 +61,8 @@ pub struct LostContainer {
 const OCI_RUNTIMES: [&str; 2] = ["runc", "crun"];
 
 /// What a monitor's arguments name (`-c`/`--cid`, `-n`/`--name`, `-r`/`--runtime`); `None`
-/// unless the ID is a full hexadecimal container ID. The runtime is kept only when it is an
+/// unless the ID is a full hexadecimal container ID. A name that breaks Podman's naming rule is
+/// left empty. The runtime is kept only when it is an
 /// absolute path to one of [`OCI_RUNTIMES`]. Pure.
 pub(crate) fn parse_monitor_args<'a>(
     args: impl IntoIterator<Item = &'a str>,
@@ -84,6 +97,8 @@ pub(crate) fn parse_monitor_args<'a>(
         }
     }
     let id = id.filter(|i| i.len() == 64 && i.bytes().all(|b| b.is_ascii_hexdigit()))?;
+    // The name ends up in reports: one that is not a container name (Podman's rule) is dropped.
+    let name = name.filter(|n| super::dns_leftovers::valid_network_name(n));
     let oci = oci.filter(|p| {
         let path = std::path::Path::new(p);
         path.is_absolute()
@@ -229,7 +244,7 @@ pub fn end_lost(runtime: &Runtime, ids: &HashSet<String>) -> Vec<LostContainer> 
             Err(e) => format!("its runtime state left: {e}"),
         };
         tracing::warn!(
-            container = %monitor.name,
+            container = %monitor.container(),
             "ended the processes of container {} ({}): Podman had dropped it while they ran (a killed \
              `podman start`); killed pids {killed:?}, {state}",
             monitor.name,
@@ -304,6 +319,10 @@ mod tests {
         assert_eq!(parse_monitor_args(["-c", "4cc5c0358aa7", "-n", "short"]), None);
         assert_eq!(parse_monitor_args(["-c", &"g".repeat(64)]), None);
         assert_eq!(parse_monitor_args(["-n", "no-id"]), None);
+        assert_eq!(
+            parse_monitor_args(["-c", ID, "-n", "x\u{1b}[31m"]),
+            Some((ID.to_string(), String::new(), None))
+        );
         assert_eq!(parse_monitor_args(["-c"]), None);
     }
 

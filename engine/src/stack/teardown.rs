@@ -121,7 +121,7 @@ pub fn teardown(
     for lost in lost_containers::end_lost(runtime, &container_ids) {
         report.removed_after_compose.push(format!(
             "processes of container {} (Podman had dropped it while they ran)",
-            lost.monitor.name
+            lost.monitor.container()
         ));
     }
     // Verify: nothing of the run may remain (objects with its project label included, which the
