@@ -3,11 +3,11 @@
 //! A `podman start` killed after the OCI runtime started the container but before Podman saved
 //! the new state (the first Ctrl-C kills the compose tool's process group while it starts
 //! services; seen here on rootful and rootless Podman 4.3 in the signals tests) leaves Podman
-//! believing the container is not running. The
-//! label sweep's `podman rm -f` then drops its record and storage without stopping it: conmon
-//! goes on monitoring the service's process, and `podman ps -a --external` no longer shows it.
-//! Nothing in the engine can find it any more, so the harness ends it itself, by PID, starting
-//! from the container IDs the engine listed for the run.
+//! believing the container is not running. The label sweep's `podman rm -f` then drops its
+//! record and storage without stopping it: conmon goes on monitoring the service's process, and
+//! `podman ps -a --external` no longer shows it. Nothing in the engine can find it any more, so
+//! the harness ends it itself, by PID, starting from the container IDs the engine listed for the
+//! run.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -62,8 +62,8 @@ const OCI_RUNTIMES: [&str; 2] = ["runc", "crun"];
 
 /// What a monitor's arguments name (`-c`/`--cid`, `-n`/`--name`, `-r`/`--runtime`); `None`
 /// unless the ID is a full hexadecimal container ID. A name that breaks Podman's naming rule is
-/// left empty. The runtime is kept only when it is an
-/// absolute path to one of [`OCI_RUNTIMES`]. Pure.
+/// left empty. The runtime is kept only when it is an absolute path to one of [`OCI_RUNTIMES`].
+/// Pure.
 pub(crate) fn parse_monitor_args<'a>(
     args: impl IntoIterator<Item = &'a str>,
 ) -> Option<(String, String, Option<String>)> {
@@ -129,10 +129,20 @@ fn pids() -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// The user a process runs as (the owner of its `/proc` directory).
+/// The user a process runs as, from its `/proc/PID/status`: only when its real, effective, saved
+/// and filesystem IDs are all that one user. (The owner of `/proc/PID` is root for any process
+/// that made itself non-dumpable, and a setuid program keeps its caller's real ID: neither may
+/// pass for a root monitor, whose arguments root runs.)
 fn owner(pid: u32) -> Option<u32> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(format!("/proc/{pid}")).ok().map(|m| m.uid())
+    parse_uid(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+}
+
+/// The one user ID of a `/proc/PID/status` text's `Uid:` line; `None` when its four IDs differ.
+/// Pure.
+pub(crate) fn parse_uid(status: &str) -> Option<u32> {
+    let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    let ids: Vec<u32> = line.split_whitespace().map(|u| u.parse().ok()).collect::<Option<_>>()?;
+    (ids.len() == 4 && ids.iter().all(|&u| u == ids[0])).then(|| ids[0])
 }
 
 /// The user whose processes this runtime's containers are monitored by.
@@ -247,7 +257,7 @@ pub fn end_lost(runtime: &Runtime, ids: &HashSet<String>) -> Vec<LostContainer> 
             container = %monitor.container(),
             "ended the processes of container {} ({}): Podman had dropped it while they ran (a killed \
              `podman start`); killed pids {killed:?}, {state}",
-            monitor.name,
+            monitor.container(),
             super::short_id(&monitor.id)
         );
         ended.push(LostContainer { monitor, killed });
@@ -324,6 +334,18 @@ mod tests {
             Some((ID.to_string(), String::new(), None))
         );
         assert_eq!(parse_monitor_args(["-c"]), None);
+    }
+
+    #[test]
+    fn uid_only_when_all_four_agree() {
+        assert_eq!(
+            parse_uid("Name:\tconmon\nUid:\t1001\t1001\t1001\t1001\nGid:\t1001\n"),
+            Some(1001)
+        );
+        // A setuid-root program started by user 1001.
+        assert_eq!(parse_uid("Uid:\t1001\t0\t0\t0\n"), None);
+        assert_eq!(parse_uid("Uid:\t0\t0\t0\n"), None);
+        assert_eq!(parse_uid("Name:\tconmon\n"), None);
     }
 
     #[test]

@@ -44,11 +44,11 @@ pub fn teardown(
     let mut report = TeardownReport::default();
     let run_filter = labels::filter(labels::RUN, &record.run_id);
     let project_filter = labels::filter("com.docker.compose.project", &record.project);
-    // Only Podman marks anonymous volumes (Docker's compose tools remove them with their
-    // containers): elsewhere there is nothing to look up.
-    // The run's containers as Podman lists them now: one whose record Podman drops while its
+    // The run's containers as the engine lists them now: one whose record Podman drops while its
     // processes run (see `lost_containers`) is found from these IDs afterwards.
     let mut container_ids: HashSet<String> = HashSet::new();
+    // Only Podman marks anonymous volumes (Docker's compose tools remove them with their
+    // containers): elsewhere there is nothing to look up.
     let anonymous = if runtime.kind().is_podman() {
         let ids = runtime.list_by_label(ObjectKind::Container, &run_filter)?;
         container_ids.extend(ids.iter().cloned());
@@ -96,7 +96,7 @@ pub fn teardown(
     });
     let mut listed = listed?;
     for ((kind, _), ids) in queries.iter().zip(&listed) {
-        if *kind == ObjectKind::Container && runtime.kind().is_podman() {
+        if *kind == ObjectKind::Container {
             container_ids.extend(ids.iter().cloned());
         }
     }
