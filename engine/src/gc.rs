@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::labels;
 use crate::runs::{owner_alive, RunRecord, RunStatus};
-use crate::runtime::{ObjectKind, Runtime};
+use crate::runtime::{ObjectKind, Runtime, RuntimeKind};
 
 /// Why a run was kept or swept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -129,8 +129,10 @@ fn sweep_where(runtime: &Runtime, all: bool, wanted: &dyn Fn(&str) -> bool) -> R
         }
     }
     let mut found = Vec::new();
+    // Listed once, when the first orphaned run is swept.
+    let mut storage_only: Option<Vec<crate::runtime::storage_only::StorageOnly>> = None;
     for (run_id, (owner, objects)) in runs.into_iter().filter(|(r, _)| wanted(r)) {
-        let names = objects
+        let mut names: Vec<String> = objects
             .iter()
             .map(|(k, id)| format!("{} {}", k.name(), crate::runtime::short_id(id)))
             .collect();
@@ -164,6 +166,26 @@ fn sweep_where(runtime: &Runtime, all: bool, wanted: &dyn Fn(&str) -> bool) -> R
                 .map(|(_, id)| id.clone())
                 .collect();
             crate::runtime::lost_containers::end_lost(runtime, &containers);
+            // A create cut off by the kill leaves a container with a name but no label.
+            let projects: Vec<String> = match &record {
+                Some(r) => vec![r.project.clone()],
+                None => RuntimeKind::ALL
+                    .into_iter()
+                    .filter(|k| k.engine() == runtime.kind().engine())
+                    .map(|k| crate::stack::project_name(k, &run_id))
+                    .collect(),
+            };
+            let storage = match &storage_only {
+                Some(listed) => listed,
+                None => storage_only.insert(crate::runtime::storage_only::list(runtime)?),
+            };
+            let ours: Vec<_> = storage
+                .iter()
+                .filter(|c| projects.iter().any(|p| c.of_project(p)))
+                .cloned()
+                .collect();
+            crate::runtime::storage_only::remove(runtime, &ours)?;
+            names.extend(ours.iter().map(|c| format!("storage-only container {}", c.name)));
             if let Some(r) = record {
                 // The API service a killed Compose v2 run had started for itself.
                 crate::runtime::api_service::stop_recorded(&r.dir());

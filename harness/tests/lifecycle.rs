@@ -1,6 +1,7 @@
 //! Lifecycle under every runtime, for real: the bundled stack comes up healthy and `down` leaves
 //! nothing; SIGINT during readiness leaves nothing; after `kill -9` of `harness up`, `harness gc`
-//! removes that run's objects and leaves an unrelated container alone.
+//! removes that run's objects and leaves an unrelated container alone; on Podman, `gc` also
+//! removes the storage-only container (no record, no label) a create cut off by kill -9 leaves.
 //!
 //! Trials are named `<runtime>::lifecycle::<check>`. A runtime that is not usable here is shown as
 //! ignored (reason on stderr), or fails when `HYDRA_REQUIRE` names it.
@@ -34,6 +35,14 @@ fn main() {
             let trial_name = format!("{}::lifecycle::{name}", kind.ident());
             let trial = common::trial(trial_name, &availability, move || check(kind));
             trials.push(trial);
+        }
+        // Docker has no container without a record: the check exists for Podman's engines only.
+        if kind.is_podman() {
+            let name = "gc_removes_storage_only_containers";
+            let trial_name = format!("{}::lifecycle::{name}", kind.ident());
+            trials.push(common::trial(trial_name, &availability, move || {
+                gc_removes_storage_only_containers(kind)
+            }));
         }
         per_target.push((kind, trials));
     }
@@ -109,6 +118,7 @@ fn up_healthy_down_leaves_nothing(kind: RuntimeKind) -> Result<(), Failed> {
         .collect();
     left.extend(common::stale_dns_of(&rt, &project));
     left.extend(common::monitors_of(&rt, &project));
+    left.extend(common::storage_only_of(&rt, &project));
     if !left.is_empty() {
         return Err(format!("left after down: {left:?}").into());
     }
@@ -186,6 +196,7 @@ fn sigint_during_readiness_leaves_nothing(kind: RuntimeKind) -> Result<(), Faile
     let mut left = common::objects_with(&rt, &run_label);
     left.extend(common::stale_dns_of(&rt, &hydra::stack::project_name(kind, &run_id)));
     left.extend(common::monitors_of(&rt, &hydra::stack::project_name(kind, &run_id)));
+    left.extend(common::storage_only_of(&rt, &hydra::stack::project_name(kind, &run_id)));
     if !left.is_empty() {
         let _ = hydra::gc::sweep(&rt, false);
         return Err(format!("left after SIGINT: {left:?}").into());
@@ -261,6 +272,7 @@ fn gc_sweeps_killed_run_only(kind: RuntimeKind) -> Result<(), Failed> {
     let mut left = common::objects_with(&rt, &run_label);
     left.extend(common::stale_dns_of(&rt, &hydra::stack::project_name(kind, &run_id)));
     left.extend(common::monitors_of(&rt, &hydra::stack::project_name(kind, &run_id)));
+    left.extend(common::storage_only_of(&rt, &hydra::stack::project_name(kind, &run_id)));
     if !left.is_empty() {
         return Err(format!("left after gc: {left:?}").into());
     }
@@ -272,5 +284,139 @@ fn gc_sweeps_killed_run_only(kind: RuntimeKind) -> Result<(), Failed> {
         return Err("gc removed an unrelated container".into());
     }
     drop(unrelated);
+    Ok(())
+}
+
+/// Removes what [`gc_removes_storage_only_containers`] set up, whatever happened.
+struct StorageOnlySetup {
+    rt: Runtime,
+    image: String,
+    volume: String,
+    project: String,
+    build: Option<std::process::Child>,
+}
+
+impl Drop for StorageOnlySetup {
+    fn drop(&mut self) {
+        if let Some(mut build) = self.build.take() {
+            // SAFETY: SIGKILL to the process group of our own child.
+            unsafe { libc::killpg(build.id() as i32, libc::SIGKILL) };
+            let _ = build.wait();
+        }
+        if let Ok(left) = hydra::runtime::storage_only::list(&self.rt) {
+            let ours: Vec<_> = left.into_iter().filter(|c| c.of_project(&self.project)).collect();
+            let _ = hydra::runtime::storage_only::remove(&self.rt, &ours);
+        }
+        let _ = self
+            .rt
+            .remove(hydra::runtime::ObjectKind::Volume, std::slice::from_ref(&self.volume));
+        let _ = self.rt.query(&["rmi", &self.image]);
+    }
+}
+
+/// A killed run whose only trace besides a labelled volume is a container Podman has storage
+/// for but no record of: made for real by killing `podman build` (-9) while its `ADD` waits on a
+/// loopback server that never answers (the build's working container exists from `FROM` on and
+/// is named after its base image, here one tagged with the run's project name). `harness gc`
+/// must remove both.
+fn gc_removes_storage_only_containers(kind: RuntimeKind) -> Result<(), Failed> {
+    use hydra::runtime::storage_only;
+    let rt = Runtime::resolve(kind)?;
+    let run_id = test_run_id("s", kind);
+    let project = hydra::stack::project_name(kind, &run_id);
+    // An owner that has exited: the run is orphaned.
+    let mut gone = Command::new("true").spawn()?;
+    let dead_pid = gone.id();
+    gone.wait()?;
+    let mut setup = StorageOnlySetup {
+        rt: rt.clone(),
+        image: format!("localhost/{project}-db:test"),
+        volume: format!("{project}_data"),
+        project: project.clone(),
+        build: None,
+    };
+    rt.query(&["tag", hydra::images::base::BASE_IMAGE, &setup.image])?;
+    let labels = [
+        format!("{}=true", labels::MANAGED),
+        format!("{}={run_id}", labels::RUN),
+        format!("{}={dead_pid}", labels::OWNER_PID),
+        format!("{}=1", labels::OWNER_START),
+    ];
+    let mut create = vec!["volume", "create"];
+    for l in &labels {
+        create.extend(["--label", l.as_str()]);
+    }
+    create.push(&setup.volume);
+    rt.query(&create)?;
+
+    let server = std::net::TcpListener::bind("127.0.0.1:0")?;
+    server.set_nonblocking(true)?;
+    let port = server.local_addr()?.port();
+    let dir = tempfile::Builder::new().prefix("hydra-storage-only").tempdir()?;
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    let containerfile = dir.path().join("Containerfile");
+    std::fs::write(
+        &containerfile,
+        format!("FROM {}\nADD http://127.0.0.1:{port}/never /never\n", setup.image),
+    )?;
+    std::fs::set_permissions(&containerfile, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+    let build = rt.engine().args([
+        "build".to_string(),
+        "--layers=false".into(),
+        "-f".into(),
+        containerfile.display().to_string(),
+        dir.path().display().to_string(),
+    ]);
+    setup.build = Some(exec::spawn_background(&build, &dir.path().join("build.log"))?);
+    // The download has begun once the server has a connection: the working container exists.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let _held = loop {
+        match server.accept() {
+            Ok((conn, _)) => break conn,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => {
+                let log = std::fs::read_to_string(dir.path().join("build.log")).unwrap_or_default();
+                return Err(format!("the build never fetched its ADD ({e}); it printed:\n{log}").into());
+            }
+        }
+    };
+    if let Some(mut build) = setup.build.take() {
+        // SAFETY: SIGKILL to the process group of our own child: no cleanup runs.
+        unsafe { libc::killpg(build.id() as i32, libc::SIGKILL) };
+        build.wait()?;
+    }
+    let before = common::storage_only_of(&rt, &project);
+    if before.is_empty() {
+        return Err("no storage-only container after killing the build: the test proves nothing".into());
+    }
+    if storage_only::list(&rt)?
+        .iter()
+        .any(|c| c.of_project(&project) && rt.exists(hydra::runtime::ObjectKind::Container, &c.id))
+    {
+        return Err("the working container has a record: it is not storage-only".into());
+    }
+
+    let gc = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["gc", "--runtime", kind.name()])
+        .output()?;
+    let stdout = String::from_utf8_lossy(&gc.stdout);
+    if gc.status.code() != Some(0) {
+        return Err(format!(
+            "gc exited {:?}: {}{stdout}",
+            gc.status.code(),
+            String::from_utf8_lossy(&gc.stderr)
+        )
+        .into());
+    }
+    if !stdout.contains(&format!("run {run_id} removed")) || !stdout.contains("storage-only container") {
+        return Err(format!("gc did not report removing {run_id} with its storage-only container:\n{stdout}").into());
+    }
+    let mut left = common::storage_only_of(&rt, &project);
+    left.extend(common::objects_with(&rt, &labels::filter(labels::RUN, &run_id)));
+    if !left.is_empty() {
+        return Err(format!("left after gc: {left:?} (had {before:?})").into());
+    }
     Ok(())
 }

@@ -252,6 +252,7 @@ fn leftovers(rt: &Runtime, kind: RuntimeKind, run_id: &str) -> Vec<String> {
     .collect();
     left.extend(common::stale_dns_of(rt, &project));
     left.extend(common::monitors_of(rt, &project));
+    left.extend(common::storage_only_of(rt, &project));
     left
 }
 

@@ -3,7 +3,7 @@
 
 use std::io::Read;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -88,6 +88,16 @@ impl Signals {
 
 /// The process's signal count, fed by the CLI's SIGINT/SIGTERM handler.
 static SIGNALS: Signals = Signals::new();
+
+/// Set once this process has stopped a command before it finished.
+static CUT_OFF: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process has stopped any command before it finished (at its deadline or on an
+/// interrupt). An engine command cut off mid-way can leave state that only a deeper sweep finds
+/// (see [`super::storage_only`]); without one, that sweep is skipped.
+pub fn cut_off_any() -> bool {
+    CUT_OFF.load(Ordering::SeqCst)
+}
 
 /// How often waits look at the signal count: well under the 1 s within which teardown must start.
 pub const POLL: Duration = Duration::from_millis(50);
@@ -307,6 +317,7 @@ pub fn run_with(
             stop_reason = Some(StopReason::Interrupted);
         }
         if stop_reason.is_some() {
+            CUT_OFF.store(true, Ordering::SeqCst);
             stop_child(&mut child);
             break None;
         }
@@ -549,6 +560,7 @@ fn pipe_into<T>(
                     None
                 };
                 if let Some(reason) = reason {
+                    CUT_OFF.store(true, Ordering::SeqCst);
                     *stopped.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
                     groups.iter().for_each(|g| kill_group_now(*g));
                     return;

@@ -12,6 +12,7 @@ pub mod lost_containers;
 pub mod rootless;
 pub mod rootless_netns;
 pub mod slots;
+pub mod storage_only;
 pub mod systemd;
 
 use std::fmt;

@@ -12,7 +12,7 @@ use crate::error::{HarnessError, Result};
 use crate::labels;
 use crate::runs::RunRecord;
 use crate::runtime::api_service::ApiService;
-use crate::runtime::{dns_leftovers, exec, lost_containers, short_id, Interrupt, ObjectKind, Runtime};
+use crate::runtime::{dns_leftovers, exec, lost_containers, short_id, storage_only, Interrupt, ObjectKind, Runtime};
 
 /// What `down` found and removed.
 #[derive(Debug, Clone, Serialize, Default)]
@@ -116,6 +116,16 @@ pub fn teardown(
                 .extend(left.iter().map(|id| format!("{} {}", kind.name(), short_id(id))));
             runtime.remove(kind, &left)?;
             removed_any = true;
+        }
+    }
+    // A create the harness cut off (an interrupt, or a deadline) can leave a container Podman has
+    // storage for but no record, hence no label: found by the project's name. Without a cut-off
+    // there is none to find, and the listing is skipped.
+    if runtime.kind().is_podman() && (exec::cut_off_any() || exec::signal_count() > 0) {
+        for name in storage_only::sweep_project(runtime, &record.project)? {
+            report
+                .removed_after_compose
+                .push(format!("storage-only container {name}"));
         }
     }
     for lost in lost_containers::end_lost(runtime, &container_ids) {

@@ -40,6 +40,17 @@ pub fn monitors_of(rt: &Runtime, project: &str) -> Vec<String> {
         .collect()
 }
 
+/// Containers of `project` that Podman has storage for but no record (`storage-only <name>`):
+/// what a create cut off mid-way leaves, unlabelled, and teardown and gc must remove.
+pub fn storage_only_of(rt: &Runtime, project: &str) -> Vec<String> {
+    hydra::runtime::storage_only::list(rt)
+        .expect("list storage-only containers")
+        .into_iter()
+        .filter(|c| c.of_project(project))
+        .map(|c| format!("storage-only {}", c.name))
+        .collect()
+}
+
 /// Both engines usable: use; one required and unusable: broken; else skipped.
 pub fn pair_availability(
     available: &std::collections::BTreeMap<hydra::RuntimeKind, hydra::session::Availability>,
