@@ -140,6 +140,43 @@ pub fn parse_labelled(json: &str) -> Result<Vec<LabelledObject>> {
     })
 }
 
+/// One entry of a Podman listing in JSON (`ps -a`, `pod ps`, `network ls`, `volume ls`): its
+/// key and labels. Podman 4 prints network keys in lower case.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ListedObject {
+    /// Full ID (containers, pods, networks).
+    #[serde(default, alias = "Id", alias = "id")]
+    pub id: Option<String>,
+    /// Name (pods, networks, volumes; containers print `Names` instead).
+    #[serde(default, alias = "Name", alias = "name")]
+    pub name: Option<String>,
+    /// Its labels, if any (`null` on a container without any).
+    #[serde(default, alias = "Labels", alias = "labels")]
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+/// Whether `labels` match a label filter: `key=value`, or `key` for the label being set.
+pub fn labels_match(labels: Option<&BTreeMap<String, String>>, filter: &str) -> bool {
+    let Some(labels) = labels else {
+        return false;
+    };
+    match filter.split_once('=') {
+        Some((key, value)) => labels.get(key).is_some_and(|v| v == value),
+        None => labels.contains_key(filter),
+    }
+}
+
+/// Parses a Podman listing in JSON (an empty output is an empty list).
+pub fn parse_listed(json: &str) -> Result<Vec<ListedObject>> {
+    if json.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_str(json).map_err(|e| HarnessError::Parse {
+        what: "podman listing (--format json)".into(),
+        reason: e.to_string(),
+    })
+}
+
 /// Parses `pod inspect`: Podman 4.3 prints one object for one pod, an array for several.
 pub fn parse_pods(json: &str) -> Result<Vec<LabelledObject>> {
     #[derive(Deserialize)]

@@ -15,6 +15,7 @@ pub mod slots;
 pub mod storage_only;
 pub mod systemd;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -425,6 +426,35 @@ impl Runtime {
         Ok(ids_of(&self.query(&args)?))
     }
 
+    /// Objects of `kind` carrying each of `filters` (`key=value`, as [`Self::list_by_label`]):
+    /// one list per filter, in order. Podman ANDs label filters (but ORs them on volumes), so one
+    /// listing with labels serves every filter there, where asking once per filter cost a Podman
+    /// process each; Docker is asked once per filter.
+    pub fn list_by_labels(&self, kind: ObjectKind, filters: &[&str]) -> Result<Vec<Vec<String>>> {
+        if !self.kind.is_podman() || filters.len() < 2 {
+            return filters.iter().map(|f| self.list_by_label(kind, f)).collect();
+        }
+        let objects: Vec<(String, Option<BTreeMap<String, String>>)> = match kind {
+            ObjectKind::Secret => {
+                let ids = ids_of(&self.query(&["secret", "ls", "--noheading", "--format", "{{.ID}}"])?);
+                self.inspect_labelled(ObjectKind::Secret, &ids)?
+                    .into_iter()
+                    .map(|s| (s.name, s.labels))
+                    .collect()
+            }
+            _ => {
+                let args: &[&str] = match kind {
+                    ObjectKind::Pod => &["pod", "ps", "--format", "json"],
+                    ObjectKind::Container => &["ps", "-a", "--format", "json"],
+                    ObjectKind::Network => &["network", "ls", "--format", "json"],
+                    _ => &["volume", "ls", "--format", "json"],
+                };
+                keyed(kind, inspect::parse_listed(&self.query(args)?)?)
+            }
+        };
+        Ok(filters.iter().map(|f| keys_matching(&objects, f)).collect())
+    }
+
     /// Removes objects by ID; containers with their anonymous volumes.
     pub fn remove(&self, kind: ObjectKind, ids: &[String]) -> Result<()> {
         if ids.is_empty() {
@@ -648,6 +678,30 @@ fn parse_image_listing(out: &str, podman: bool) -> std::collections::HashMap<Str
             };
             (reference.to_string(), id.to_string())
         })
+        .collect()
+}
+
+/// A listing's objects by the key `list_by_label` prints for `kind` (IDs for pods and
+/// containers, names for networks and volumes), with their labels.
+fn keyed(kind: ObjectKind, listed: Vec<inspect::ListedObject>) -> Vec<(String, Option<BTreeMap<String, String>>)> {
+    listed
+        .into_iter()
+        .filter_map(|o| {
+            let key = match kind {
+                ObjectKind::Pod | ObjectKind::Container => o.id,
+                _ => o.name,
+            }?;
+            Some((key, o.labels))
+        })
+        .collect()
+}
+
+/// The keys of the objects whose labels match `filter`.
+fn keys_matching(objects: &[(String, Option<BTreeMap<String, String>>)], filter: &str) -> Vec<String> {
+    objects
+        .iter()
+        .filter(|(_, labels)| inspect::labels_match(labels.as_ref(), filter))
+        .map(|(key, _)| key.clone())
         .collect()
 }
 
@@ -877,5 +931,49 @@ mod tests {
             rootless: None,
         };
         assert_eq!(docker.build_args(), ["--force-rm"]);
+    }
+
+    /// Podman listings in JSON as recorded here (a running bundled stack on rootful Podman, and a
+    /// labelled pod): keyed as `list_by_label` prints them, each filter matched on its own.
+    #[rstest::rstest]
+    #[case::containers(ObjectKind::Container, "ps-all-podman.json", "io.hydra.run=8834f0b7", 2, 64)]
+    #[case::volumes(ObjectKind::Volume, "volume-ls-podman.json", "io.hydra.run=8834f0b7", 2, 0)]
+    #[case::networks(ObjectKind::Network, "network-ls-podman.json", "io.hydra.run=8834f0b7", 2, 0)]
+    #[case::pods(ObjectKind::Pod, "pod-ps-podman.json", "io.hydra.run=fixture", 1, 64)]
+    fn podman_listings_serve_each_label_filter(
+        #[case] kind: ObjectKind,
+        #[case] file: &str,
+        #[case] run: &str,
+        #[case] matched: usize,
+        #[case] id_len: usize,
+    ) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures/runtime")
+            .join(file);
+        let json = std::fs::read_to_string(&path).unwrap();
+        let objects = keyed(kind, inspect::parse_listed(&json).unwrap());
+        let by_run = keys_matching(&objects, run);
+        assert_eq!(by_run.len(), matched, "{by_run:?}");
+        if id_len > 0 {
+            assert!(by_run
+                .iter()
+                .all(|k| k.len() == id_len && k.bytes().all(|b| b.is_ascii_hexdigit())));
+        } else {
+            assert!(
+                by_run.iter().all(|k| k.starts_with("hydra-podman-8834f0b7")),
+                "{by_run:?}"
+            );
+        }
+        // The project's label finds the same objects; another run's, a missing value or another
+        // key finds none; the key alone finds every labelled one.
+        let project = if kind == ObjectKind::Pod {
+            "com.docker.compose.project=hydra-podman-kube-fixture"
+        } else {
+            "com.docker.compose.project=hydra-podman-8834f0b7"
+        };
+        assert_eq!(keys_matching(&objects, project), by_run);
+        assert!(keys_matching(&objects, "io.hydra.run=8834f0b").is_empty());
+        assert!(keys_matching(&objects, "io.hydra.run=").is_empty());
+        assert_eq!(keys_matching(&objects, "io.hydra.run"), by_run);
     }
 }
