@@ -146,16 +146,20 @@ pub fn wait_while(
     let mut probes = Probes::default();
     let mut exited_since: BTreeMap<String, Instant> = BTreeMap::new();
     let wait_start = Instant::now();
+    // Each service's container, as last listed.
+    let mut known: BTreeMap<String, String> = BTreeMap::new();
     loop {
         if exec::is_cancelled() || !keep_going() {
             return Err(HarnessError::Interrupted);
         }
-        let ids = runtime.list_by_label(ObjectKind::Container, &run_filter)?;
-        let containers = runtime.inspect_containers(&ids)?;
+        let containers = containers_now(runtime, &run_filter, services, &ready, &known, tool_done())?;
         let by_service: BTreeMap<&str, &ContainerInspect> = containers
             .iter()
             .filter_map(|c| Some((c.label(SERVICE_LABEL)?, c)))
             .collect();
+        for (svc, c) in &by_service {
+            known.insert(svc.to_string(), c.id.clone());
+        }
         let mut states: BTreeMap<&str, ServiceState> = BTreeMap::new();
         let mut probed = match driver {
             HealthDriver::Harness => {
@@ -234,7 +238,10 @@ pub fn wait_while(
         }
         let pending: Vec<String> = services.iter().filter(|s| !ready.contains_key(*s)).cloned().collect();
         on_progress(&WaitProgress {
-            created: services.iter().filter(|s| by_service.contains_key(s.as_str())).count(),
+            created: services
+                .iter()
+                .filter(|s| by_service.contains_key(s.as_str()) || ready.contains_key(*s))
+                .count(),
             ready: ready.len(),
             total: services.len(),
             pending: pending.clone(),
@@ -271,6 +278,34 @@ pub fn wait_while(
             return Ok(services.iter().filter_map(|s| ready.remove(s)).collect());
         }
     }
+}
+
+/// The run's containers the wait needs this round. Once the compose tool has returned and every
+/// service has a container, that set is final (the harness restarts a service in place, and
+/// nothing recreates one): only the pending services' containers are inspected, and the listing
+/// that went before each inspection (a Podman process per round) is skipped. Should one of them
+/// be gone, the round lists the run's containers again.
+fn containers_now(
+    runtime: &Runtime,
+    run_filter: &str,
+    services: &[String],
+    ready: &BTreeMap<String, ServiceReady>,
+    known: &BTreeMap<String, String>,
+    tool_done: bool,
+) -> Result<Vec<ContainerInspect>> {
+    if tool_done && services.iter().all(|s| known.contains_key(s)) {
+        let ids: Vec<String> = services
+            .iter()
+            .filter(|s| !ready.contains_key(*s))
+            .filter_map(|s| known.get(s).cloned())
+            .collect();
+        let found = runtime.inspect_containers(&ids)?;
+        if found.len() == ids.len() {
+            return Ok(found);
+        }
+    }
+    let ids = runtime.list_by_label(ObjectKind::Container, run_filter)?;
+    runtime.inspect_containers(&ids)
 }
 
 /// The wall clock in Unix milliseconds.
