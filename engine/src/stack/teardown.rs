@@ -48,16 +48,17 @@ pub fn teardown(
     // processes run (see `lost_containers`) is found from these IDs afterwards.
     let mut container_ids: HashSet<String> = HashSet::new();
     // Only Podman marks anonymous volumes (Docker's compose tools remove them with their
-    // containers): elsewhere there is nothing to look up.
-    let anonymous = if runtime.kind().is_podman() {
+    // containers): elsewhere there is nothing to look up. Which of the volumes the run's
+    // containers mount are anonymous is asked after `down`, alongside the listings: the ones
+    // that matter are those `down` left.
+    let mounted: Vec<String> = if runtime.kind().is_podman() {
         let ids = runtime.list_by_label(ObjectKind::Container, &run_filter)?;
         container_ids.extend(ids.iter().cloned());
-        let mounted: Vec<String> = runtime
+        runtime
             .inspect_containers(&ids)?
             .iter()
             .flat_map(|c| c.volume_names())
-            .collect();
-        runtime.anonymous_volumes(&mounted)?
+            .collect()
     } else {
         Vec::new()
     };
@@ -89,12 +90,18 @@ pub fn teardown(
         .collect();
     // What a killed `podman start` of this run (or an earlier one) left in Podman's DNS server,
     // swept while the listings run; again below if the harness removes networks itself.
-    let (listed, mut dns) = std::thread::scope(|scope| {
+    let (listed, anonymous, mut dns) = std::thread::scope(|scope| {
         let dns = scope.spawn(|| dns_leftovers::sweep(runtime));
+        let anonymous = scope.spawn(|| runtime.anonymous_volumes(&mounted));
         let listed = list_at_once(runtime, &queries);
-        (listed, dns.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+        (
+            listed,
+            anonymous.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            dns.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+        )
     });
     let mut listed = listed?;
+    let anonymous = anonymous?;
     for ((kind, _), ids) in queries.iter().zip(&listed) {
         if *kind == ObjectKind::Container {
             container_ids.extend(ids.iter().cloned());
