@@ -11,7 +11,8 @@ use crate::images::base::BASE_IMAGE;
 use crate::labels;
 use crate::runtime::rootless::{has_subid_range, RootlessUser};
 use crate::runtime::{
-    dns_leftovers, exec, lost_containers, CommandSpec, EngineKind, HealthDriver, Interrupt, Runtime, RuntimeKind,
+    dns_leftovers, exec, lost_containers, storage_only, CommandSpec, EngineKind, HealthDriver, Interrupt, Runtime,
+    RuntimeKind,
 };
 
 /// How one check came out.
@@ -198,6 +199,7 @@ pub fn diagnose(kind: RuntimeKind) -> RuntimeReport {
     if kind.is_podman() {
         findings.push(dns_leftovers_finding(&runtime));
         findings.push(lost_containers_finding(&runtime));
+        findings.push(storage_only_finding(&runtime));
     }
     match compose::detect(&runtime) {
         Ok(p) => findings.push(ok("compose tool", format!("{} {}", p.tool, p.version))),
@@ -349,6 +351,49 @@ fn lost_containers_finding(runtime: &Runtime) -> Finding {
                     "for each: as root, `kill -9` the conmon's child (the container's init), then as the \
                      engine's user `{oci} delete --force <id>` (the conmon's `-c`); a harness run's own are \
                      ended by its teardown or `harness gc`"
+                ),
+            )
+        }
+        Err(e) => warn(CHECK, format!("could not look: {e}"), SETUP),
+    }
+}
+
+/// Containers named like the harness's projects that Podman holds in storage only (see
+/// [`storage_only`]), except those of runs still in progress (a create passes through that
+/// state): a warning, since they hold their names and disk space and no label finds them.
+fn storage_only_finding(runtime: &Runtime) -> Finding {
+    const CHECK: &str = "storage-only containers";
+    let live: Vec<String> = crate::runs::RunRecord::load_all()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| crate::runs::owner_alive(r.owner_pid, r.owner_start))
+        .map(|r| r.project)
+        .collect();
+    match storage_only::list(runtime) {
+        Ok(found) => {
+            let left: Vec<_> = found
+                .into_iter()
+                .filter(|c| !live.iter().any(|p| c.of_project(p)))
+                .collect();
+            if left.is_empty() {
+                return ok(CHECK, "no harness container is left in storage only");
+            }
+            let names: Vec<String> = left
+                .iter()
+                .map(|c| format!("{} ({})", c.name, crate::runtime::short_id(&c.id)))
+                .collect();
+            let ids: Vec<&str> = left.iter().map(|c| crate::runtime::short_id(&c.id)).collect();
+            warn(
+                CHECK,
+                format!(
+                    "Podman holds container(s) in storage only, with no record or label: {} (a create was \
+                     cut off mid-way)",
+                    names.join(", ")
+                ),
+                format!(
+                    "`harness gc` removes those of the runs it sweeps; otherwise, as the engine's user, \
+                     `podman rm -f {}`",
+                    ids.join(" ")
                 ),
             )
         }
