@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use hydra::runtime::{exec, Interrupt, Runtime, RuntimeKind};
@@ -181,18 +180,7 @@ fn gc_sweeps_stale_dns_entries(kind: RuntimeKind) -> Result<(), Failed> {
         )
         .into());
     }
-    let gc = Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args(["gc", "--runtime", kind.name()])
-        .output()?;
-    let stdout = String::from_utf8_lossy(&gc.stdout);
-    if gc.status.code() != Some(0) {
-        return Err(format!(
-            "gc exited {:?}: {}",
-            gc.status.code(),
-            String::from_utf8_lossy(&gc.stderr)
-        )
-        .into());
-    }
+    let stdout = common::run_gc(kind)?;
     if !stdout.contains(&format!("removed network {ours} removed")) {
         return Err(format!("gc did not report removing the DNS entries of {ours}:\n{stdout}").into());
     }

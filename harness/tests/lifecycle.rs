@@ -254,18 +254,7 @@ fn gc_sweeps_killed_run_only(kind: RuntimeKind) -> Result<(), Failed> {
     if leaked.is_empty() {
         return Err("nothing leaked after kill -9: the test proves nothing".into());
     }
-    let gc = Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args(["gc", "--runtime", kind.name()])
-        .output()?;
-    if gc.status.code() != Some(0) {
-        return Err(format!(
-            "gc exited {:?}: {}",
-            gc.status.code(),
-            String::from_utf8_lossy(&gc.stderr)
-        )
-        .into());
-    }
-    let stdout = String::from_utf8_lossy(&gc.stdout);
+    let stdout = common::run_gc(kind)?;
     if !stdout.contains(&format!("run {run_id} removed")) {
         return Err(format!("gc did not report removing {run_id}:\n{stdout}").into());
     }
@@ -303,10 +292,7 @@ impl Drop for StorageOnlySetup {
             unsafe { libc::killpg(build.id() as i32, libc::SIGKILL) };
             let _ = build.wait();
         }
-        if let Ok(left) = hydra::runtime::storage_only::list(&self.rt) {
-            let ours: Vec<_> = left.into_iter().filter(|c| c.of_project(&self.project)).collect();
-            let _ = hydra::runtime::storage_only::remove(&self.rt, &ours);
-        }
+        let _ = hydra::runtime::storage_only::sweep_project(&self.rt, &self.project);
         let _ = self
             .rt
             .remove(hydra::runtime::ObjectKind::Volume, std::slice::from_ref(&self.volume));
@@ -398,18 +384,7 @@ fn gc_removes_storage_only_containers(kind: RuntimeKind) -> Result<(), Failed> {
         return Err("the working container has a record: it is not storage-only".into());
     }
 
-    let gc = Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args(["gc", "--runtime", kind.name()])
-        .output()?;
-    let stdout = String::from_utf8_lossy(&gc.stdout);
-    if gc.status.code() != Some(0) {
-        return Err(format!(
-            "gc exited {:?}: {}{stdout}",
-            gc.status.code(),
-            String::from_utf8_lossy(&gc.stderr)
-        )
-        .into());
-    }
+    let stdout = common::run_gc(kind)?;
     if !stdout.contains(&format!("run {run_id} removed")) || !stdout.contains("storage-only container") {
         return Err(format!("gc did not report removing {run_id} with its storage-only container:\n{stdout}").into());
     }

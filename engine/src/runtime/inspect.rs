@@ -141,7 +141,7 @@ pub fn parse_labelled(json: &str) -> Result<Vec<LabelledObject>> {
 }
 
 /// One entry of a Podman listing in JSON (`ps -a`, `pod ps`, `network ls`, `volume ls`): its
-/// key and labels. Podman 4 prints network keys in lower case.
+/// key, labels and (containers) state. Podman 4 prints network keys in lower case.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ListedObject {
     /// Full ID (containers, pods, networks).
@@ -150,6 +150,12 @@ pub struct ListedObject {
     /// Name (pods, networks, volumes; containers print `Names` instead).
     #[serde(default, alias = "Name", alias = "name")]
     pub name: Option<String>,
+    /// A container's names.
+    #[serde(default, rename = "Names")]
+    pub names: Vec<String>,
+    /// A container's state (`running`, ..., `storage` for one Podman holds in storage only).
+    #[serde(default, rename = "State")]
+    pub state: Option<String>,
     /// Its labels, if any (`null` on a container without any).
     #[serde(default, alias = "Labels", alias = "labels")]
     pub labels: Option<BTreeMap<String, String>>,

@@ -96,7 +96,7 @@ pub(crate) fn parse_monitor_args<'a>(
             *slot = value;
         }
     }
-    let id = id.filter(|i| i.len() == 64 && i.bytes().all(|b| b.is_ascii_hexdigit()))?;
+    let id = id.filter(|i| super::is_full_id(i))?;
     // The name ends up in reports: one that is not a container name (Podman's rule) is dropped.
     let name = name.filter(|n| super::dns_leftovers::valid_network_name(n));
     let oci = oci.filter(|p| {

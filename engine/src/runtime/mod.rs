@@ -413,10 +413,9 @@ impl Runtime {
             ObjectKind::Volume => vec!["volume", "ls", "-q", "--filter", &filter],
             // Podman 4.3 filters secrets by name and ID only: their labels are read instead.
             ObjectKind::Secret => {
-                let ids = ids_of(&self.query(&["secret", "ls", "--noheading", "--format", "{{.ID}}"])?);
                 let (key, value) = label.split_once('=').unwrap_or((label, ""));
                 return Ok(self
-                    .inspect_labelled(ObjectKind::Secret, &ids)?
+                    .secrets()?
                     .into_iter()
                     .filter(|s| s.label(key) == Some(value))
                     .map(|s| s.name)
@@ -435,13 +434,7 @@ impl Runtime {
             return filters.iter().map(|f| self.list_by_label(kind, f)).collect();
         }
         let objects: Vec<(String, Option<BTreeMap<String, String>>)> = match kind {
-            ObjectKind::Secret => {
-                let ids = ids_of(&self.query(&["secret", "ls", "--noheading", "--format", "{{.ID}}"])?);
-                self.inspect_labelled(ObjectKind::Secret, &ids)?
-                    .into_iter()
-                    .map(|s| (s.name, s.labels))
-                    .collect()
-            }
+            ObjectKind::Secret => self.secrets()?.into_iter().map(|s| (s.name, s.labels)).collect(),
             _ => {
                 let args: &[&str] = match kind {
                     ObjectKind::Pod => &["pod", "ps", "--format", "json"],
@@ -453,6 +446,12 @@ impl Runtime {
             }
         };
         Ok(filters.iter().map(|f| keys_matching(&objects, f)).collect())
+    }
+
+    /// Every secret with its labels: Podman 4.3 filters secrets by name and ID only.
+    fn secrets(&self) -> Result<Vec<inspect::LabelledObject>> {
+        let ids = ids_of(&self.query(&["secret", "ls", "--noheading", "--format", "{{.ID}}"])?);
+        self.inspect_labelled(ObjectKind::Secret, &ids)
     }
 
     /// Removes objects by ID; containers with their anonymous volumes.
@@ -766,9 +765,14 @@ pub fn parse_diff(text: &str) -> Vec<(char, String)> {
         .collect()
 }
 
+/// Whether `id` is a full engine ID (64 hexadecimal digits): safe to pass on as an argument.
+pub fn is_full_id(id: &str) -> bool {
+    id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// A 64-hex-digit engine ID shortened to 12 digits; names are left whole.
 pub fn short_id(id: &str) -> &str {
-    if id.len() == 64 && id.chars().all(|c| c.is_ascii_hexdigit()) {
+    if is_full_id(id) {
         &id[..12]
     } else {
         id

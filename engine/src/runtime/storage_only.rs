@@ -8,10 +8,8 @@
 //! podman-compose), so the label sweep never sees it: it is found by the run's project name.
 //! Docker has no such state.
 
-use serde::Deserialize;
-
 use super::{exec, Interrupt, Runtime};
-use crate::error::{HarnessError, Result};
+use crate::error::Result;
 
 /// Names of the harness's projects start with this (`hydra-<target>-<run id>`).
 const HARNESS_PREFIX: &str = "hydra-";
@@ -36,32 +34,17 @@ impl StorageOnly {
     }
 }
 
-/// One entry of `podman ps --format json`, as far as it is read here.
-#[derive(Debug, Deserialize)]
-struct Listed {
-    #[serde(rename = "Id")]
-    id: String,
-    #[serde(rename = "Names", default)]
-    names: Vec<String>,
-    #[serde(rename = "State", default)]
-    state: String,
-}
-
 /// The storage-only containers in a `podman ps -a --external --format json` listing. Only full
-/// hexadecimal IDs are kept: the ID is passed on to `podman rm`.
-pub fn parse(json: &str) -> std::result::Result<Vec<StorageOnly>, serde_json::Error> {
-    let listed: Vec<Listed> = if json.trim().is_empty() {
-        Vec::new()
-    } else {
-        serde_json::from_str(json)?
-    };
-    Ok(listed
+/// hexadecimal IDs are kept (the ID is passed on to `podman rm`), and only names that follow
+/// Podman's naming rule (the name ends up in reports; the rootless user's listing is theirs).
+pub fn parse(json: &str) -> Result<Vec<StorageOnly>> {
+    Ok(super::inspect::parse_listed(json)?
         .into_iter()
-        .filter(|c| c.state.eq_ignore_ascii_case("storage"))
-        .filter(|c| c.id.len() == 64 && c.id.bytes().all(|b| b.is_ascii_hexdigit()))
-        .map(|c| StorageOnly {
-            name: c.names.into_iter().next().unwrap_or_default(),
-            id: c.id,
+        .filter(|c| c.state.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("storage")))
+        .filter_map(|c| {
+            let id = c.id.filter(|i| super::is_full_id(i))?;
+            let name = c.names.into_iter().next()?;
+            super::dns_leftovers::valid_network_name(&name).then_some(StorageOnly { id, name })
         })
         .collect())
 }
@@ -72,11 +55,7 @@ pub fn list(runtime: &Runtime) -> Result<Vec<StorageOnly>> {
         return Ok(Vec::new());
     }
     let filter = format!("name=^{HARNESS_PREFIX}");
-    let json = runtime.query(&["ps", "-a", "--external", "--filter", &filter, "--format", "json"])?;
-    parse(&json).map_err(|e| HarnessError::Parse {
-        what: "podman ps --external --format json".into(),
-        reason: e.to_string(),
-    })
+    parse(&runtime.query(&["ps", "-a", "--external", "--filter", &filter, "--format", "json"])?)
 }
 
 /// Removes storage-only containers by ID (`podman rm -f` deletes the storage of a container it
@@ -139,10 +118,15 @@ mod tests {
     }
 
     #[test]
-    fn short_or_foreign_ids_are_dropped() {
-        let json = r#"[{"Id":"../x","Names":["hydra-a-b-db-1"],"State":"storage"},
-                      {"Id":"abc","Names":["hydra-a-b-db-1"],"State":"storage"}]"#;
-        assert_eq!(parse(json).unwrap(), []);
+    fn short_or_foreign_ids_and_odd_names_are_dropped() {
+        let id = "a".repeat(64);
+        let json = format!(
+            r#"[{{"Id":"../x","Names":["hydra-a-b-db-1"],"State":"storage"}},
+                {{"Id":"abc","Names":["hydra-a-b-db-1"],"State":"storage"}},
+                {{"Id":"{id}","Names":["hydra-a-b-db-1\u001b[31m"],"State":"storage"}},
+                {{"Id":"{id}","Names":[],"State":"storage"}}]"#
+        );
+        assert_eq!(parse(&json).unwrap(), []);
     }
 
     #[test]

@@ -84,16 +84,17 @@ pub fn teardown(
     }
     // One round of listings both sweeps and verifies: what carries the run's label is removed
     // (and listed again afterwards); what carries only the project's label is reported.
+    let filters = [run_filter.as_str(), project_filter.as_str()];
     let queries: Vec<(ObjectKind, &str)> = ObjectKind::ALL
         .into_iter()
-        .flat_map(|kind| [(kind, run_filter.as_str()), (kind, project_filter.as_str())])
+        .flat_map(|kind| filters.map(|f| (kind, f)))
         .collect();
     // What a killed `podman start` of this run (or an earlier one) left in Podman's DNS server,
     // swept while the listings run; again below if the harness removes networks itself.
     let (listed, anonymous, mut dns) = std::thread::scope(|scope| {
         let dns = scope.spawn(|| dns_leftovers::sweep(runtime));
         let anonymous = scope.spawn(|| runtime.anonymous_volumes(&mounted));
-        let listed = list_at_once(runtime, &queries);
+        let listed = list_at_once(runtime, &filters);
         (
             listed,
             anonymous.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
@@ -127,8 +128,8 @@ pub fn teardown(
     }
     // A create the harness cut off (an interrupt, or a deadline) can leave a container Podman has
     // storage for but no record, hence no label: found by the project's name. Without a cut-off
-    // there is none to find, and the listing is skipped.
-    if runtime.kind().is_podman() && (exec::cut_off_any() || exec::signal_count() > 0) {
+    // there is none to find, and the listing is skipped (Docker has no such state: none is listed).
+    if exec::cut_off_any() || exec::signal_count() > 0 {
         for name in storage_only::sweep_project(runtime, &record.project)? {
             report
                 .removed_after_compose
@@ -144,7 +145,7 @@ pub fn teardown(
     // Verify: nothing of the run may remain (objects with its project label included, which the
     // harness reports but does not remove unless they carry the run's label).
     if removed_any {
-        listed = list_at_once(runtime, &queries)?;
+        listed = list_at_once(runtime, &filters)?;
         // The first sweep's removals stay reported; the second one decides whether any is left.
         if let Ok(first) = &dns {
             report.removed_after_compose.extend(dns_removed(first));
@@ -186,38 +187,22 @@ fn dns_removed(sweep: &dns_leftovers::DnsSweep) -> impl Iterator<Item = String> 
         .map(|f| format!("dns entries of network {}", f.network))
 }
 
-/// `list_by_label` for each (kind, filter); results in the order asked. The kinds are listed at
-/// the same time (independent reads: one after another they added up to half a second on
-/// Podman), each kind's filters by one `list_by_labels` (one Podman process for both).
-fn list_at_once(runtime: &Runtime, queries: &[(ObjectKind, &str)]) -> Result<Vec<Vec<String>>> {
-    let mut kinds: Vec<ObjectKind> = Vec::new();
-    for (kind, _) in queries {
-        if !kinds.contains(kind) {
-            kinds.push(*kind);
-        }
-    }
+/// For each kind of [`ObjectKind::ALL`] in turn, what carries each of `filters`: the lists in
+/// the order of `queries` in [`teardown`]. The kinds are listed at the same time (independent
+/// reads: one after another they added up to half a second on Podman), each kind's filters by
+/// one `list_by_labels` (one Podman process for all of them).
+fn list_at_once(runtime: &Runtime, filters: &[&str]) -> Result<Vec<Vec<String>>> {
     let per_kind: Vec<Vec<Vec<String>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = kinds
-            .iter()
-            .map(|&kind| {
-                let filters: Vec<&str> = queries.iter().filter(|(k, _)| *k == kind).map(|(_, f)| *f).collect();
-                scope.spawn(move || runtime.list_by_labels(kind, &filters))
-            })
+        let handles: Vec<_> = ObjectKind::ALL
+            .into_iter()
+            .map(|kind| scope.spawn(move || runtime.list_by_labels(kind, filters)))
             .collect();
         handles
             .into_iter()
             .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect::<Result<_>>()
     })?;
-    // Back in the order asked: each kind's lists in the order of its filters.
-    let mut next: Vec<std::vec::IntoIter<Vec<String>>> = per_kind.into_iter().map(Vec::into_iter).collect();
-    Ok(queries
-        .iter()
-        .map(|(kind, _)| {
-            let i = kinds.iter().position(|k| k == kind).expect("listed kind");
-            next[i].next().expect("one list per filter")
-        })
-        .collect())
+    Ok(per_kind.into_iter().flatten().collect())
 }
 
 /// Deadline for `compose down`.

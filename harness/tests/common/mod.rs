@@ -51,6 +51,23 @@ pub fn storage_only_of(rt: &Runtime, project: &str) -> Vec<String> {
         .collect()
 }
 
+/// Runs `harness gc --runtime <kind>` and returns its stdout; an error unless it exited 0.
+pub fn run_gc(kind: hydra::RuntimeKind) -> Result<String, libtest_mimic::Failed> {
+    let gc = std::process::Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["gc", "--runtime", kind.name()])
+        .output()?;
+    let stdout = String::from_utf8_lossy(&gc.stdout).into_owned();
+    if gc.status.code() != Some(0) {
+        return Err(format!(
+            "gc exited {:?}: {}{stdout}",
+            gc.status.code(),
+            String::from_utf8_lossy(&gc.stderr)
+        )
+        .into());
+    }
+    Ok(stdout)
+}
+
 /// Both engines usable: use; one required and unusable: broken; else skipped.
 pub fn pair_availability(
     available: &std::collections::BTreeMap<hydra::RuntimeKind, hydra::session::Availability>,
