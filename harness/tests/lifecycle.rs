@@ -224,7 +224,13 @@ impl Drop for Unrelated {
     }
 }
 
+/// Held by the trials that kill a run and run `harness gc`: gc sweeps every dead run of an
+/// engine, so one trial's gc would sweep the run another trial just killed, before that trial
+/// looked at what its kill left (seen in CI: podman-rootless-v2's two gc trials at once).
+static GC_TRIALS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn gc_sweeps_killed_run_only(kind: RuntimeKind) -> Result<(), Failed> {
+    let _gc = GC_TRIALS.lock().unwrap_or_else(|p| p.into_inner());
     let rt = Runtime::resolve(kind)?;
     let spec: CommandSpec = rt.engine().args([
         "run",
@@ -307,6 +313,7 @@ impl Drop for StorageOnlySetup {
 /// must remove both.
 fn gc_removes_storage_only_containers(kind: RuntimeKind) -> Result<(), Failed> {
     use hydra::runtime::storage_only;
+    let _gc = GC_TRIALS.lock().unwrap_or_else(|p| p.into_inner());
     let rt = Runtime::resolve(kind)?;
     let run_id = test_run_id("s", kind);
     let project = hydra::stack::project_name(kind, &run_id);
