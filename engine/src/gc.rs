@@ -101,7 +101,54 @@ pub fn sweep_run_elsewhere(runtime: &Runtime, run_id: &str) -> Result<Vec<RunFou
     sweep_where(runtime, false, &|r| r == run_id)
 }
 
+/// Ends the Podman commands of runs that are wanted and orphaned (see [`stray_commands`]),
+/// before anything of those runs is listed; returns each such run's owner and what was ended.
+///
+/// [`stray_commands`]: crate::runtime::stray_commands
+fn end_stray_commands(
+    runtime: &Runtime,
+    all: bool,
+    wanted: &dyn Fn(&str) -> bool,
+) -> BTreeMap<String, (Owner, Vec<String>)> {
+    use crate::runtime::stray_commands;
+    let mut by_run: BTreeMap<String, (Owner, Vec<stray_commands::StrayCommand>)> = BTreeMap::new();
+    for command in stray_commands::list(runtime) {
+        let run_id = command.run_id().to_string();
+        // Never a path or a report line from a malformed id: such a run is not ours.
+        if !crate::runs::valid_run_id(&run_id) || !wanted(&run_id) {
+            continue;
+        }
+        let Some(owner) = Owner::from_labels(&|k| command.labels.get(k).cloned()) else {
+            continue;
+        };
+        by_run
+            .entry(run_id)
+            .or_insert_with(|| (owner, Vec::new()))
+            .1
+            .push(command);
+    }
+    let mut ended = BTreeMap::new();
+    for (run_id, (owner, commands)) in by_run {
+        let record = RunRecord::load(&run_id).filter(|r| r.runtime.engine() == runtime.kind().engine());
+        if verdict(&owner, record.as_ref(), all, &owner_alive) != Verdict::Orphaned {
+            continue;
+        }
+        let killed = stray_commands::end(&commands);
+        tracing::warn!(run = %run_id, ?killed, "ended podman commands a killed run had left running");
+        let names = commands
+            .iter()
+            .filter(|c| killed.contains(&c.pid))
+            .map(|c| c.describe())
+            .collect();
+        ended.insert(run_id, (owner, names));
+    }
+    ended
+}
+
 fn sweep_where(runtime: &Runtime, all: bool, wanted: &dyn Fn(&str) -> bool) -> Result<Vec<RunFound>> {
+    // Podman commands a dead run left running end first: one still creating a container while
+    // the run is removed would leave its processes running with no record.
+    let stray = end_stray_commands(runtime, all, wanted);
     let managed = labels::filter(labels::MANAGED, "true");
     let mut runs: BTreeMap<String, (Owner, Vec<(ObjectKind, String)>)> = BTreeMap::new();
     for kind in ObjectKind::ALL {
@@ -128,6 +175,11 @@ fn sweep_where(runtime: &Runtime, all: bool, wanted: &dyn Fn(&str) -> bool) -> R
             entry.1.push((kind, id));
         }
     }
+    // A run known only by its commands is swept all the same (what they made before they ended).
+    for (run_id, (owner, _)) in &stray {
+        runs.entry(run_id.clone())
+            .or_insert_with(|| (owner.clone(), Vec::new()));
+    }
     let mut found = Vec::new();
     // Listed once, when the first orphaned run is swept.
     let mut storage_only: Option<Vec<crate::runtime::storage_only::StorageOnly>> = None;
@@ -136,6 +188,9 @@ fn sweep_where(runtime: &Runtime, all: bool, wanted: &dyn Fn(&str) -> bool) -> R
             .iter()
             .map(|(k, id)| format!("{} {}", k.name(), crate::runtime::short_id(id)))
             .collect();
+        if let Some((_, ended)) = stray.get(&run_id) {
+            names.extend(ended.iter().cloned());
+        }
         if !crate::runs::valid_run_id(&run_id) {
             // Not a run of ours, whatever its labels say: anyone who can create objects in this
             // engine can set them. Nothing of it is removed, and it is never made into a path.

@@ -1,7 +1,8 @@
 //! Lifecycle under every runtime, for real: the bundled stack comes up healthy and `down` leaves
 //! nothing; SIGINT during readiness leaves nothing; after `kill -9` of `harness up`, `harness gc`
 //! removes that run's objects and leaves an unrelated container alone; on Podman, `gc` also
-//! removes the storage-only container (no record, no label) a create cut off by kill -9 leaves.
+//! removes the storage-only container (no record, no label) a create cut off by kill -9 leaves,
+//! and ends the Podman commands a killed run left running before it sweeps.
 //!
 //! Trials are named `<runtime>::lifecycle::<check>`. A runtime that is not usable here is shown as
 //! ignored (reason on stderr), or fails when `HYDRA_REQUIRE` names it.
@@ -36,12 +37,18 @@ fn main() {
             let trial = common::trial(trial_name, &availability, move || check(kind));
             trials.push(trial);
         }
-        // Docker has no container without a record: the check exists for Podman's engines only.
+        // Docker has no container without a record and no engine command that outlives its client:
+        // these checks exist for Podman's engines only.
         if kind.is_podman() {
             let name = "gc_removes_storage_only_containers";
             let trial_name = format!("{}::lifecycle::{name}", kind.ident());
             trials.push(common::trial(trial_name, &availability, move || {
                 gc_removes_storage_only_containers(kind)
+            }));
+            let name = "gc_ends_a_dead_runs_podman_commands";
+            let trial_name = format!("{}::lifecycle::{name}", kind.ident());
+            trials.push(common::trial(trial_name, &availability, move || {
+                gc_ends_a_dead_runs_podman_commands(kind)
             }));
         }
         per_target.push((kind, trials));
@@ -282,22 +289,151 @@ fn gc_sweeps_killed_run_only(kind: RuntimeKind) -> Result<(), Failed> {
     Ok(())
 }
 
-/// Removes what [`gc_removes_storage_only_containers`] set up, whatever happened.
-struct StorageOnlySetup {
+/// A `podman build` of a killed run, waiting on its `ADD` from a loopback server that never
+/// answers (its working container exists from `FROM` on and is named after its base image, here
+/// one tagged with the run's project name). Dropping it removes what it set up, whatever happened.
+struct HangingBuild {
     rt: Runtime,
+    run_id: String,
+    project: String,
     image: String,
     volume: String,
-    project: String,
+    labels: [String; 4],
     build: Option<std::process::Child>,
+    _dir: tempfile::TempDir,
+    _server: std::net::TcpListener,
+    _held: std::net::TcpStream,
 }
 
-impl Drop for StorageOnlySetup {
-    fn drop(&mut self) {
+impl HangingBuild {
+    /// Starts it (with the run's labels on its command line when `labelled`, as podman-compose
+    /// and the volume helpers pass them) and returns once the `ADD` waits.
+    fn start(kind: RuntimeKind, prefix: &str, labelled: bool) -> Result<HangingBuild, Failed> {
+        let rt = Runtime::resolve(kind)?;
+        let run_id = test_run_id(prefix, kind);
+        let project = hydra::stack::project_name(kind, &run_id);
+        // An owner that has exited: the run is orphaned.
+        let mut gone = Command::new("true").spawn()?;
+        let dead_pid = gone.id();
+        gone.wait()?;
+        let labels = [
+            format!("{}=true", labels::MANAGED),
+            format!("{}={run_id}", labels::RUN),
+            format!("{}={dead_pid}", labels::OWNER_PID),
+            format!("{}=1", labels::OWNER_START),
+        ];
+        let image = format!("localhost/{project}-db:test");
+        rt.query(&["tag", hydra::images::base::BASE_IMAGE, &image])?;
+        let server = std::net::TcpListener::bind("127.0.0.1:0")?;
+        server.set_nonblocking(true)?;
+        let port = server.local_addr()?.port();
+        let dir = tempfile::Builder::new().prefix("hydra-hanging-build").tempdir()?;
+        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        let containerfile = dir.path().join("Containerfile");
+        std::fs::write(
+            &containerfile,
+            format!("FROM {image}\nADD http://127.0.0.1:{port}/never /never\n"),
+        )?;
+        std::fs::set_permissions(&containerfile, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+        let mut args = vec!["build".to_string(), "--layers=false".into()];
+        if labelled {
+            for l in &labels {
+                args.extend(["--label".to_string(), l.clone()]);
+            }
+        }
+        args.extend([
+            "-f".into(),
+            containerfile.display().to_string(),
+            dir.path().display().to_string(),
+        ]);
+        let log = dir.path().join("build.log");
+        let build = exec::spawn_background(&rt.engine().args(args), &log)?;
+        // The download has begun once the server has a connection: the working container exists.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let held = loop {
+            match server.accept() {
+                Ok((conn, _)) => break conn,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => {
+                    let mut build = build;
+                    // SAFETY: SIGKILL to the process group of our own child.
+                    unsafe { libc::killpg(build.id() as i32, libc::SIGKILL) };
+                    let _ = build.wait();
+                    let _ = hydra::runtime::storage_only::sweep_project(&rt, &project);
+                    let _ = rt.query(&["rmi", &image]);
+                    let printed = std::fs::read_to_string(&log).unwrap_or_default();
+                    return Err(format!("the build never fetched its ADD ({e}); it printed:\n{printed}").into());
+                }
+            }
+        };
+        Ok(HangingBuild {
+            volume: format!("{project}_data"),
+            rt,
+            run_id,
+            project,
+            image,
+            labels,
+            build: Some(build),
+            _dir: dir,
+            _server: server,
+            _held: held,
+        })
+    }
+
+    /// A volume with the run's labels, as a killed run leaves them.
+    fn labelled_volume(&self) -> Result<(), Failed> {
+        let mut create = vec!["volume", "create"];
+        for l in &self.labels {
+            create.extend(["--label", l.as_str()]);
+        }
+        create.push(&self.volume);
+        self.rt.query(&create)?;
+        Ok(())
+    }
+
+    /// Whether the build is still running, given up to `wait` to end.
+    fn still_running(&mut self, wait: Duration) -> Result<bool, Failed> {
+        let deadline = Instant::now() + wait;
+        let Some(build) = self.build.as_mut() else {
+            return Ok(false);
+        };
+        loop {
+            if build.try_wait()?.is_some() {
+                return Ok(false);
+            }
+            if Instant::now() >= deadline {
+                return Ok(true);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// kill -9 of the build, as the harness's death gives it: no cleanup runs.
+    fn kill(&mut self) -> Result<(), Failed> {
         if let Some(mut build) = self.build.take() {
             // SAFETY: SIGKILL to the process group of our own child.
             unsafe { libc::killpg(build.id() as i32, libc::SIGKILL) };
-            let _ = build.wait();
+            build.wait()?;
         }
+        Ok(())
+    }
+
+    /// What is left of the run: labelled objects and storage-only containers of its project.
+    fn left(&self) -> Vec<String> {
+        let mut left = common::storage_only_of(&self.rt, &self.project);
+        left.extend(common::objects_with(
+            &self.rt,
+            &labels::filter(labels::RUN, &self.run_id),
+        ));
+        left
+    }
+}
+
+impl Drop for HangingBuild {
+    fn drop(&mut self) {
+        let _ = self.kill();
         let _ = hydra::runtime::storage_only::sweep_project(&self.rt, &self.project);
         let _ = self
             .rt
@@ -307,86 +443,22 @@ impl Drop for StorageOnlySetup {
 }
 
 /// A killed run whose only trace besides a labelled volume is a container Podman has storage
-/// for but no record of: made for real by killing `podman build` (-9) while its `ADD` waits on a
-/// loopback server that never answers (the build's working container exists from `FROM` on and
-/// is named after its base image, here one tagged with the run's project name). `harness gc`
-/// must remove both.
+/// for but no record of: made for real by killing a [`HangingBuild`] (-9). `harness gc` must
+/// remove both.
 fn gc_removes_storage_only_containers(kind: RuntimeKind) -> Result<(), Failed> {
     use hydra::runtime::storage_only;
     let _gc = GC_TRIALS.lock().unwrap_or_else(|p| p.into_inner());
-    let rt = Runtime::resolve(kind)?;
-    let run_id = test_run_id("s", kind);
-    let project = hydra::stack::project_name(kind, &run_id);
-    // An owner that has exited: the run is orphaned.
-    let mut gone = Command::new("true").spawn()?;
-    let dead_pid = gone.id();
-    gone.wait()?;
-    let mut setup = StorageOnlySetup {
-        rt: rt.clone(),
-        image: format!("localhost/{project}-db:test"),
-        volume: format!("{project}_data"),
-        project: project.clone(),
-        build: None,
-    };
-    rt.query(&["tag", hydra::images::base::BASE_IMAGE, &setup.image])?;
-    let labels = [
-        format!("{}=true", labels::MANAGED),
-        format!("{}={run_id}", labels::RUN),
-        format!("{}={dead_pid}", labels::OWNER_PID),
-        format!("{}=1", labels::OWNER_START),
-    ];
-    let mut create = vec!["volume", "create"];
-    for l in &labels {
-        create.extend(["--label", l.as_str()]);
-    }
-    create.push(&setup.volume);
-    rt.query(&create)?;
-
-    let server = std::net::TcpListener::bind("127.0.0.1:0")?;
-    server.set_nonblocking(true)?;
-    let port = server.local_addr()?.port();
-    let dir = tempfile::Builder::new().prefix("hydra-storage-only").tempdir()?;
-    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-    let containerfile = dir.path().join("Containerfile");
-    std::fs::write(
-        &containerfile,
-        format!("FROM {}\nADD http://127.0.0.1:{port}/never /never\n", setup.image),
-    )?;
-    std::fs::set_permissions(&containerfile, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
-    let build = rt.engine().args([
-        "build".to_string(),
-        "--layers=false".into(),
-        "-f".into(),
-        containerfile.display().to_string(),
-        dir.path().display().to_string(),
-    ]);
-    setup.build = Some(exec::spawn_background(&build, &dir.path().join("build.log"))?);
-    // The download has begun once the server has a connection: the working container exists.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let _held = loop {
-        match server.accept() {
-            Ok((conn, _)) => break conn,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(e) => {
-                let log = std::fs::read_to_string(dir.path().join("build.log")).unwrap_or_default();
-                return Err(format!("the build never fetched its ADD ({e}); it printed:\n{log}").into());
-            }
-        }
-    };
-    if let Some(mut build) = setup.build.take() {
-        // SAFETY: SIGKILL to the process group of our own child: no cleanup runs.
-        unsafe { libc::killpg(build.id() as i32, libc::SIGKILL) };
-        build.wait()?;
-    }
-    let before = common::storage_only_of(&rt, &project);
+    let mut setup = HangingBuild::start(kind, "s", false)?;
+    setup.labelled_volume()?;
+    setup.kill()?;
+    let (rt, project, run_id) = (&setup.rt, &setup.project, &setup.run_id);
+    let before = common::storage_only_of(rt, project);
     if before.is_empty() {
         return Err("no storage-only container after killing the build: the test proves nothing".into());
     }
-    if storage_only::list(&rt)?
+    if storage_only::list(rt)?
         .iter()
-        .any(|c| c.of_project(&project) && rt.exists(hydra::runtime::ObjectKind::Container, &c.id))
+        .any(|c| c.of_project(project) && rt.exists(hydra::runtime::ObjectKind::Container, &c.id))
     {
         return Err("the working container has a record: it is not storage-only".into());
     }
@@ -395,10 +467,48 @@ fn gc_removes_storage_only_containers(kind: RuntimeKind) -> Result<(), Failed> {
     if !stdout.contains(&format!("run {run_id} removed")) || !stdout.contains("storage-only container") {
         return Err(format!("gc did not report removing {run_id} with its storage-only container:\n{stdout}").into());
     }
-    let mut left = common::storage_only_of(&rt, &project);
-    left.extend(common::objects_with(&rt, &labels::filter(labels::RUN, &run_id)));
+    let left = setup.left();
     if !left.is_empty() {
         return Err(format!("left after gc: {left:?} (had {before:?})").into());
+    }
+    Ok(())
+}
+
+/// A Podman command a killed run left running (the harness's children die with it, theirs do
+/// not: podman-compose's `podman create`, rootless Podman's re-executed copy), here a
+/// [`HangingBuild`] with the run's labels on its command line. `harness gc` must end it before it
+/// sweeps, then remove what it made: a sweep that leaves it running races with it.
+fn gc_ends_a_dead_runs_podman_commands(kind: RuntimeKind) -> Result<(), Failed> {
+    use hydra::runtime::stray_commands;
+    let _gc = GC_TRIALS.lock().unwrap_or_else(|p| p.into_inner());
+    let mut setup = HangingBuild::start(kind, "c", true)?;
+    let listed: Vec<u32> = stray_commands::list(&setup.rt)
+        .into_iter()
+        .filter(|c| c.run_id() == setup.run_id)
+        .map(|c| c.pid)
+        .collect();
+    if listed.is_empty() {
+        return Err("the build's podman process is not listed with its run: the test proves nothing".into());
+    }
+    let stdout = common::run_gc(kind)?;
+    if setup.still_running(Duration::from_secs(10))? {
+        return Err(format!("gc left the dead run's podman command running (pids {listed:?}):\n{stdout}").into());
+    }
+    let run_id = &setup.run_id;
+    if !stdout.contains(&format!("run {run_id} removed")) || !stdout.contains("podman command pid") {
+        return Err(format!("gc did not report ending {run_id}'s podman command:\n{stdout}").into());
+    }
+    let running: Vec<u32> = stray_commands::list(&setup.rt)
+        .into_iter()
+        .filter(|c| c.run_id() == *run_id)
+        .map(|c| c.pid)
+        .collect();
+    if !running.is_empty() {
+        return Err(format!("podman processes of {run_id} still run after gc: {running:?}").into());
+    }
+    let left = setup.left();
+    if !left.is_empty() {
+        return Err(format!("left after gc: {left:?}").into());
     }
     Ok(())
 }

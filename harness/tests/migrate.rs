@@ -274,6 +274,35 @@ fn owned_by(pids: &[u32], kinds: &[RuntimeKind]) -> Vec<String> {
     out
 }
 
+/// Processes a killed drill (`pids`) may leave on the Podman engines of `kinds`: Podman commands
+/// carrying its labels, and container monitors Podman has no record of (the trials that call this
+/// run alone, so no other drill's container is being created meanwhile).
+fn processes_left(pids: &[u32], kinds: &[RuntimeKind]) -> Vec<String> {
+    let mut out = Vec::new();
+    for k in kinds {
+        let rt = Runtime::resolve(*k).expect("runtime");
+        for c in hydra::runtime::stray_commands::list(&rt) {
+            if c.labels
+                .get(hydra::labels::OWNER_PID)
+                .is_some_and(|p| pids.iter().any(|pid| pid.to_string() == *p))
+            {
+                out.push(format!("{k}: {} of run {}", c.describe(), c.run_id()));
+            }
+        }
+        match hydra::runtime::lost_containers::unknown_monitors(&rt) {
+            Ok(lost) => out.extend(lost.iter().map(|m| {
+                format!(
+                    "{k}: monitor pid {} of container {} Podman has no record of",
+                    m.pid,
+                    m.container()
+                )
+            })),
+            Err(e) => out.push(format!("{k}: monitors not checked: {e}")),
+        }
+    }
+    out
+}
+
 /// Runs `cmd` to its end, with its PID (to find what it created) and its output.
 fn run_to_end(mut cmd: Command) -> std::io::Result<(u32, std::process::Output)> {
     let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
@@ -618,7 +647,8 @@ fn kill_9_during_the_move(from: RuntimeKind, to: RuntimeKind) -> Result<(), Fail
     if hydra::runs::RunRecord::load(&record.run_id).is_some() {
         return Err("the killed drill's source record is still there".into());
     }
-    let left = owned_by(&[killed, next_pid], &[from, to]);
+    let mut left = owned_by(&[killed, next_pid], &[from, to]);
+    left.extend(processes_left(&[killed, next_pid], &[from, to]));
     if !left.is_empty() {
         return Err(format!("left after the next drill: {left:?}").into());
     }
@@ -680,7 +710,8 @@ fn kill_9_while_the_source_starts(from: RuntimeKind, to: RuntimeKind) -> Result<
     if hydra::runs::RunRecord::load(&run.run_id).is_some() {
         return Err("the killed drill's source record is still there".into());
     }
-    let left = owned_by(&[killed, next_pid], &[from, to]);
+    let mut left = owned_by(&[killed, next_pid], &[from, to]);
+    left.extend(processes_left(&[killed, next_pid], &[from, to]));
     if !left.is_empty() {
         return Err(format!("left after the next drill: {left:?}").into());
     }

@@ -14,6 +14,7 @@ pub mod rootless;
 pub mod rootless_netns;
 pub mod slots;
 pub mod storage_only;
+pub mod stray_commands;
 pub mod systemd;
 
 use std::collections::BTreeMap;
