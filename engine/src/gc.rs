@@ -79,13 +79,13 @@ pub struct RunFound {
 
 /// Finds every harness-labelled object in `runtime`, groups them by run and removes orphaned runs.
 pub fn sweep(runtime: &Runtime, all: bool) -> Result<Vec<RunFound>> {
-    sweep_where(runtime, all, &|_| true)
+    sweep_where(runtime, all, &|_| true, None)
 }
 
 /// [`sweep`] restricted to run `run_id` (removed only if orphaned), and its record when no
 /// object of it is left in the engine but its owner is gone all the same.
 pub fn sweep_run(runtime: &Runtime, run_id: &str) -> Result<Vec<RunFound>> {
-    let found = sweep_where(runtime, false, &|r| r == run_id)?;
+    let found = sweep_where(runtime, false, &|r| r == run_id, Some(run_id))?;
     if found.is_empty() {
         if let Some(r) = RunRecord::load(run_id).filter(|r| !owner_alive(r.owner_pid, r.owner_start)) {
             r.remove();
@@ -98,7 +98,7 @@ pub fn sweep_run(runtime: &Runtime, run_id: &str) -> Result<Vec<RunFound>> {
 /// helpers of a drill's copy carry the source run's labels on the target's engine); its run
 /// record is left alone, for its own engine's sweep to decide.
 pub fn sweep_run_elsewhere(runtime: &Runtime, run_id: &str) -> Result<Vec<RunFound>> {
-    sweep_where(runtime, false, &|r| r == run_id)
+    sweep_where(runtime, false, &|r| r == run_id, Some(run_id))
 }
 
 /// Ends the Podman commands of runs that are wanted and orphaned (see [`stray_commands`]),
@@ -145,7 +145,15 @@ fn end_stray_commands(
     ended
 }
 
-fn sweep_where(runtime: &Runtime, all: bool, wanted: &dyn Fn(&str) -> bool) -> Result<Vec<RunFound>> {
+/// `named`: a run swept even when nothing of it is listed: what only the engine's event log and
+/// storage still hold of it (a container dropped during its create, a storage-only one) is
+/// found from its id.
+fn sweep_where(
+    runtime: &Runtime,
+    all: bool,
+    wanted: &dyn Fn(&str) -> bool,
+    named: Option<&str>,
+) -> Result<Vec<RunFound>> {
     // Podman commands a dead run left running end first: one still creating a container while
     // the run is removed would leave its processes running with no record.
     let stray = end_stray_commands(runtime, all, wanted);
@@ -179,6 +187,13 @@ fn sweep_where(runtime: &Runtime, all: bool, wanted: &dyn Fn(&str) -> bool) -> R
     for (run_id, (owner, _)) in &stray {
         runs.entry(run_id.clone())
             .or_insert_with(|| (owner.clone(), Vec::new()));
+    }
+    if let Some(run_id) = named.filter(|r| crate::runs::valid_run_id(r)) {
+        let owner = Owner {
+            run_id: run_id.to_string(),
+            ..Owner::default()
+        };
+        runs.entry(run_id.to_string()).or_insert_with(|| (owner, Vec::new()));
     }
     let mut found = Vec::new();
     // Listed once, when the first orphaned run is swept.
@@ -215,12 +230,22 @@ fn sweep_where(runtime: &Runtime, all: bool, wanted: &dyn Fn(&str) -> bool) -> R
                     .collect();
                 runtime.remove(kind, &ids)?;
             }
-            let containers = objects
+            let mut containers: std::collections::HashSet<String> = objects
                 .iter()
                 .filter(|(k, _)| *k == ObjectKind::Container)
                 .map(|(_, id)| id.clone())
                 .collect();
-            crate::runtime::lost_containers::end_lost(runtime, &containers);
+            // Containers Podman dropped while their create was under way are in its event log only.
+            match crate::runtime::lost_containers::created_for_run(runtime, &run_id) {
+                Ok(created) => containers.extend(created),
+                Err(e) => tracing::warn!(run = %run_id, "could not read the containers the run created: {e}"),
+            }
+            for lost in crate::runtime::lost_containers::end_lost(runtime, &containers) {
+                names.push(format!(
+                    "processes of container {} Podman had dropped",
+                    lost.monitor.container()
+                ));
+            }
             // A create cut off by the kill leaves a container with a name but no label.
             let projects: Vec<String> = match &record {
                 Some(r) => vec![r.project.clone()],

@@ -158,6 +158,49 @@ pub fn unknown_monitors(runtime: &Runtime) -> crate::error::Result<Vec<Monitor>>
     Ok(running.into_iter().filter(|m| !known.contains(&m.id)).collect())
 }
 
+/// One line of `podman events --format json`: only what [`created_for_run`] needs.
+#[derive(Debug, serde::Deserialize)]
+struct CreateEvent {
+    #[serde(rename = "ID")]
+    id: String,
+}
+
+/// The IDs in `podman events --format json` output (one object per line); lines that do not parse
+/// and IDs that are not full container IDs are skipped. Pure.
+pub(crate) fn parse_create_events(stdout: &str) -> HashSet<String> {
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<CreateEvent>(l.trim()).ok())
+        .map(|e| e.id)
+        .filter(|id| super::is_full_id(id))
+        .collect()
+}
+
+/// Every container Podman ever created with run `run_id`'s label, from its event log, including
+/// those it has since dropped: a container whose record went while its create was under way
+/// (a `podman run --rm` of a copy's helper, cut off by a kill -9 of the harness) is listed
+/// nowhere else, and its monitor names only its ID. Empty for Docker, whose containers never
+/// outlive its record.
+pub fn created_for_run(runtime: &Runtime, run_id: &str) -> crate::error::Result<HashSet<String>> {
+    if !runtime.kind().is_podman() || !crate::runs::valid_run_id(run_id) {
+        return Ok(HashSet::new());
+    }
+    let label = format!("label={}={run_id}", crate::labels::RUN);
+    let out = runtime.query(&[
+        "events",
+        "--stream=false",
+        "--filter",
+        "type=container",
+        "--filter",
+        "event=create",
+        "--filter",
+        &label,
+        "--format",
+        "json",
+    ])?;
+    Ok(parse_create_events(&out))
+}
+
 /// Ends the processes of those of `ids` (containers the engine listed for a run) that Podman has
 /// dropped while their monitor still runs. Containers Podman still knows are left to the label
 /// sweep. A no-op for Docker.
@@ -272,6 +315,24 @@ mod tests {
             Some((ID.to_string(), String::new(), None))
         );
         assert_eq!(parse_monitor_args(["-c"]), None);
+    }
+
+    #[test]
+    fn created_containers_from_the_event_log() {
+        // Recorded on this host: the create event of a copy's helper Podman dropped during its
+        // create (its monitor and `runc init` ran on), then one with a short ID and a line that is
+        // not an event.
+        let log = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fixtures/runtime/events-create-podman-rootless.json"
+        ))
+        .unwrap();
+        let ids = parse_create_events(&log);
+        assert_eq!(
+            ids,
+            HashSet::from(["01e1d6870da29841d66bc41c946db46b34dedd8b4d6aa4347509a7bd7ef0b5fb".to_string()])
+        );
+        assert!(parse_create_events("{\"ID\":\"abc\"}\nnot json\n").is_empty());
     }
 
     #[test]

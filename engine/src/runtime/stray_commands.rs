@@ -3,9 +3,9 @@
 //! The harness's own children die with it (parent-death signal), but their children do not:
 //! the `podman create` and `podman start` processes podman-compose runs, and the copy of itself
 //! that rootless Podman re-executes inside the user's namespaces, go on after a `kill -9` of the
-//! harness. One that is still creating a container while a sweep removes the run can leave that
-//! container's processes running with no record in Podman: a volume helper's `runc init` and its
-//! monitor were found so after the migrate kill -9 trial. So before a dead run is swept, the
+//! harness. One that is still creating a container while a sweep removes the run races with the
+//! sweep, and can leave that container's processes running with no record in Podman (see
+//! [`super::lost_containers`]). So before a dead run is swept, the
 //! Podman processes whose arguments carry its run label are ended, and only then is the run
 //! listed. Their arguments are the engine user's input, read only for labels.
 

@@ -135,6 +135,11 @@ pub fn teardown(
                 .removed_after_compose
                 .push(format!("storage-only container {name}"));
         }
+        // Nor does one Podman dropped while its create was under way show in any listing.
+        match lost_containers::created_for_run(runtime, &record.run_id) {
+            Ok(created) => container_ids.extend(created),
+            Err(e) => tracing::warn!("could not read the containers run {} created: {e}", record.run_id),
+        }
     }
     for lost in lost_containers::end_lost(runtime, &container_ids) {
         report.removed_after_compose.push(format!(
