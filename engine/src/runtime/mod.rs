@@ -9,6 +9,7 @@ pub mod exec;
 pub mod health_events;
 pub mod inspect;
 pub mod lost_containers;
+pub mod orphan_netns;
 pub(crate) mod procs;
 pub mod rootless;
 pub mod rootless_netns;

@@ -12,7 +12,9 @@ use crate::error::{HarnessError, Result};
 use crate::labels;
 use crate::runs::RunRecord;
 use crate::runtime::api_service::ApiService;
-use crate::runtime::{dns_leftovers, exec, lost_containers, short_id, storage_only, Interrupt, ObjectKind, Runtime};
+use crate::runtime::{
+    dns_leftovers, exec, lost_containers, orphan_netns, short_id, storage_only, Interrupt, ObjectKind, Runtime,
+};
 
 /// What `down` found and removed.
 #[derive(Debug, Clone, Serialize, Default)]
@@ -59,6 +61,17 @@ pub fn teardown(
             .iter()
             .flat_map(|c| c.volume_names())
             .collect()
+    } else {
+        Vec::new()
+    };
+
+    // A start the harness cut off can leave a container's network namespace on one of the run's
+    // bridges (see `orphan_netns`): which bridges is read now, while the run's networks exist.
+    let bridges = if exec::cut_off_any() || exec::signal_count() > 0 {
+        orphan_netns::bridges_of(runtime, Some(&run_filter)).unwrap_or_else(|e| {
+            tracing::warn!("could not read the bridges of the run's networks: {e}");
+            Vec::new()
+        })
     } else {
         Vec::new()
     };
@@ -147,6 +160,11 @@ pub fn teardown(
             lost.monitor.container()
         ));
     }
+    // The run's networks are gone by now: what is still on their bridges is a cut-off start's.
+    let netns_swept = orphan_netns::sweep(runtime, &bridges);
+    if let Ok(removed) = &netns_swept {
+        report.removed_after_compose.extend(removed.iter().cloned());
+    }
     // Verify: nothing of the run may remain (objects with its project label included, which the
     // harness reports but does not remove unless they carry the run's label).
     if removed_any {
@@ -167,6 +185,11 @@ pub fn teardown(
         if runtime.exists(ObjectKind::Volume, v) {
             remaining.push(format!("volume {} (anonymous, still in use)", short_id(v)));
         }
+    }
+    if let Err(e) = netns_swept {
+        remaining.push(format!(
+            "network namespaces on the run's bridges (could not sweep them: {e})"
+        ));
     }
     remaining.sort();
     remaining.dedup();
