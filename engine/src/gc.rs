@@ -82,16 +82,10 @@ pub fn sweep(runtime: &Runtime, all: bool) -> Result<Vec<RunFound>> {
     sweep_where(runtime, all, &|_| true, None)
 }
 
-/// [`sweep`] restricted to run `run_id` (removed only if orphaned), and its record when no
-/// object of it is left in the engine but its owner is gone all the same.
+/// [`sweep`] restricted to run `run_id` (removed only if orphaned), with its record, even when
+/// no object of it is left in the engine.
 pub fn sweep_run(runtime: &Runtime, run_id: &str) -> Result<Vec<RunFound>> {
-    let found = sweep_where(runtime, false, &|r| r == run_id, Some(run_id))?;
-    if found.is_empty() {
-        if let Some(r) = RunRecord::load(run_id).filter(|r| !owner_alive(r.owner_pid, r.owner_start)) {
-            r.remove();
-        }
-    }
-    Ok(found)
+    sweep_where(runtime, false, &|r| r == run_id, Some(run_id))
 }
 
 /// Removes the objects a dead run `run_id` left on `runtime`, an engine other than its own (the

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::procs::{children, kill_same, owner, pids, running_since};
+use super::procs::{children, engine_uid, kill_same, owner, pids, running_since};
 use super::{exec, Interrupt, ObjectKind, Runtime};
 
 /// The monitor Podman starts for each container (the container's init is its child).
@@ -110,11 +110,6 @@ pub(crate) fn parse_monitor_args<'a>(
         name.unwrap_or_default().to_string(),
         oci.map(String::from),
     ))
-}
-
-/// The user whose processes this runtime's containers are monitored by.
-fn engine_uid(runtime: &Runtime) -> u32 {
-    runtime.rootless_user().map_or(0, |u| u.uid)
 }
 
 /// The container monitors running as this runtime's engine user (none for Docker).

@@ -2,7 +2,13 @@
 //! outlive what the engine knows: who runs a process, its parent, its start time (so that a PID
 //! reused meanwhile is never signalled).
 
+use super::Runtime;
 use crate::runs::parse_start_time;
+
+/// The user this runtime's engine runs its commands and container monitors as.
+pub(crate) fn engine_uid(runtime: &Runtime) -> u32 {
+    runtime.rootless_user().map_or(0, |u| u.uid)
+}
 
 /// The parent PID in a `/proc/PID/stat` line (field 4; the command may contain spaces and
 /// parentheses). Pure.

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::procs::{kill_same, owner, pids, running_since};
+use super::procs::{engine_uid, kill_same, owner, pids, running_since};
 use super::Runtime;
 use crate::labels;
 
@@ -69,7 +69,7 @@ pub fn list(runtime: &Runtime) -> Vec<StrayCommand> {
     if !runtime.kind().is_podman() {
         return Vec::new();
     }
-    let uid = runtime.rootless_user().map_or(0, |u| u.uid);
+    let uid = engine_uid(runtime);
     let me = std::process::id();
     pids()
         .into_iter()
