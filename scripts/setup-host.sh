@@ -138,6 +138,7 @@ fi
 # --- packages -------------------------------------------------------------------------------
 PKGS=(docker.io podman runc uidmap slirp4netns fuse-overlayfs debootstrap docker-compose
       python3-venv netavark aardvark-dns containernetworking-plugins iptables catatonit wrk curl
+      iproute2  # `ip`: teardown removes the network namespaces a cut-off rootful start left
       systemd)  # systemd-analyze verifies the units `harness units` writes; nothing starts systemd
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
