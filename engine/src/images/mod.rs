@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::compose::file::{interpolate, ComposeFile};
 use crate::error::{HarnessError, Result};
-use crate::runtime::{exec, Interrupt, Runtime};
+use crate::runtime::{exec, ImageLookup, Interrupt, Runtime};
 
 /// Deadline for one image build.
 pub const BUILD_TIMEOUT: Duration = Duration::from_secs(1200);
@@ -140,9 +140,9 @@ pub fn prepare(runtime: &Runtime, file: &ComposeFile, on_progress: &mut dyn FnMu
     let mut images = Vec::new();
     let mut base_ids: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     let existing = if plans.is_empty() {
-        Default::default()
+        ImageLookup::Listed(Default::default())
     } else {
-        runtime.image_references()?
+        runtime.image_lookup()?
     };
     for plan in &plans {
         let dockerfile_text = std::fs::read_to_string(&plan.dockerfile).map_err(|e| HarnessError::Compose {
@@ -158,13 +158,14 @@ pub fn prepare(runtime: &Runtime, file: &ComposeFile, on_progress: &mut dyn FnMu
         let mut ids = Vec::new();
         for b in &bases {
             if !base_ids.contains_key(b) {
-                // The listing above already says whether the base image is there.
-                if b == base::BASE_IMAGE && !existing.contains_key(b) {
-                    base_imported |= base::ensure(runtime)?;
-                }
-                let id = match existing.get(b) {
-                    Some(id) => id.clone(),
-                    None => runtime.image_id(b)?.unwrap_or_else(|| b.clone()),
+                let id = match existing.id(b)? {
+                    Some(id) => id,
+                    None => {
+                        if b == base::BASE_IMAGE {
+                            base_imported |= base::ensure(runtime)?;
+                        }
+                        runtime.image_id(b)?.unwrap_or_else(|| b.clone())
+                    }
                 };
                 base_ids.insert(b.clone(), id);
             }
@@ -173,7 +174,7 @@ pub fn prepare(runtime: &Runtime, file: &ComposeFile, on_progress: &mut dyn FnMu
         let digest = hash::content_hash(&plan.context, &plan.dockerfile, &plan.args, &ids)?;
         let reference = plan.reference(&digest);
         let t = Instant::now();
-        let built = if existing.contains_key(&reference) {
+        let built = if existing.id(&reference)?.is_some() {
             false
         } else {
             on_progress(&format!("building {} ({})", reference, plan.services.join(", ")));

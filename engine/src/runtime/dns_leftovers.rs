@@ -91,11 +91,7 @@ pub fn stale(runtime: &Runtime) -> Result<Vec<StaleDnsFile>> {
     if files.is_empty() {
         return Ok(Vec::new());
     }
-    let networks: HashSet<String> = runtime
-        .query(&["network", "ls", "--format", "{{.Name}}"])?
-        .lines()
-        .map(|l| l.trim().to_string())
-        .collect();
+    let networks: HashSet<String> = runtime.network_names()?.into_iter().collect();
     Ok(files
         .into_iter()
         .filter(|name| !networks.contains(*name))

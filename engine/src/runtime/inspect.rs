@@ -215,6 +215,21 @@ pub fn parse_secrets(json: &str) -> Result<Vec<LabelledObject>> {
     Ok(secrets.into_iter().map(|s| s.spec).collect())
 }
 
+/// The `Id` of an image's inspect object from Podman's API: bare hex, as Podman's
+/// `image inspect --format {{.Id}}` prints it.
+pub fn parse_image_id(json: &str) -> Result<String> {
+    #[derive(Deserialize)]
+    struct Image {
+        #[serde(rename = "Id")]
+        id: String,
+    }
+    let image: Image = serde_json::from_str(json).map_err(|e| HarnessError::Parse {
+        what: "image inspect".into(),
+        reason: e.to_string(),
+    })?;
+    Ok(image.id)
+}
+
 /// A container's run state.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]

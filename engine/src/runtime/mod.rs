@@ -4,6 +4,7 @@
 pub mod api_service;
 pub mod dns_leftovers;
 pub mod dns_server;
+pub mod engine_api;
 pub mod environment;
 pub mod exec;
 pub mod health_events;
@@ -21,11 +22,13 @@ pub mod systemd;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{HarnessError, Result};
+use engine_api::{json_array, segment, Answer, EngineApi};
 pub use exec::{CommandSpec, Interrupt, Output};
 pub use rootless::RootlessUser;
 
@@ -280,6 +283,8 @@ pub struct Runtime {
     kind: RuntimeKind,
     /// For rootless: whose podman we drive, and whether we must switch to that user.
     rootless: Option<RootlessUser>,
+    /// Rootful Podman's standing API service, for reads, once looked for (see `engine_api`).
+    api: Arc<OnceLock<Option<EngineApi>>>,
 }
 
 impl Runtime {
@@ -289,7 +294,11 @@ impl Runtime {
             true => Some(RootlessUser::resolve()?),
             false => None,
         };
-        Ok(Self { kind, rootless })
+        Ok(Self {
+            kind,
+            rootless,
+            api: Arc::default(),
+        })
     }
 
     /// A runtime with a fixed identity, for argv tests that must not look at the host.
@@ -303,7 +312,21 @@ impl Runtime {
             runtime_dir: "/run/user/1001".into(),
             switch: true,
         });
-        Self { kind, rootless }
+        Self {
+            kind,
+            rootless,
+            api: Arc::new(OnceLock::from(None)),
+        }
+    }
+
+    /// The engine's API service for reads: rootful Podman's standing one when it answers (looked
+    /// for once per runtime), none elsewhere (the rootless user's socket is the user's to serve;
+    /// Docker's CLI is already a thin client of its daemon).
+    fn api(&self) -> Option<&EngineApi> {
+        if self.kind.engine() != EngineKind::Podman {
+            return None;
+        }
+        self.api.get_or_init(EngineApi::rootful).as_ref()
     }
 
     /// The target this runtime reaches.
@@ -380,6 +403,12 @@ impl Runtime {
 
     /// Whether an image reference exists in this runtime's storage.
     pub fn image_exists(&self, reference: &str) -> Result<bool> {
+        if let Some(answer) = self
+            .api()
+            .and_then(|a| a.libpod(&format!("images/{}/exists", segment(reference))))
+        {
+            return Ok(answer != Answer::Missing);
+        }
         let spec = self
             .engine()
             .args(["image", "inspect", "--format", "{{.Id}}", reference]);
@@ -393,8 +422,27 @@ impl Runtime {
         Ok(parse_image_listing(&out, self.kind.is_podman()))
     }
 
+    /// How to look images up by reference for a while: through the engine's API service one by
+    /// one (1-2 ms each), else from one listing of every reference (one CLI process; asking the
+    /// CLI per image costs a process each).
+    pub fn image_lookup(&self) -> Result<ImageLookup<'_>> {
+        match self.api() {
+            Some(_) => Ok(ImageLookup::Asked(self)),
+            None => Ok(ImageLookup::Listed(self.image_references()?)),
+        }
+    }
+
     /// The image ID of a reference, if present.
     pub fn image_id(&self, reference: &str) -> Result<Option<String>> {
+        if let Some(answer) = self
+            .api()
+            .and_then(|a| a.libpod(&format!("images/{}/json", segment(reference))))
+        {
+            return match answer {
+                Answer::Missing => Ok(None),
+                Answer::Found(body) => Ok(Some(inspect::parse_image_id(&body)?)),
+            };
+        }
         let spec = self
             .engine()
             .args(["image", "inspect", "--format", "{{.Id}}", reference]);
@@ -407,6 +455,9 @@ impl Runtime {
     pub fn list_by_label(&self, kind: ObjectKind, label: &str) -> Result<Vec<String>> {
         if !self.kind.is_podman() && matches!(kind, ObjectKind::Pod | ObjectKind::Secret) {
             return Ok(Vec::new());
+        }
+        if let Some(objects) = self.api_listing(kind)? {
+            return Ok(keys_matching(&objects, label));
         }
         let filter = format!("label={label}");
         let args: Vec<&str> = match kind {
@@ -436,19 +487,70 @@ impl Runtime {
         if !self.kind.is_podman() || filters.len() < 2 {
             return filters.iter().map(|f| self.list_by_label(kind, f)).collect();
         }
-        let objects: Vec<(String, Option<BTreeMap<String, String>>)> = match kind {
-            ObjectKind::Secret => self.secrets()?.into_iter().map(|s| (s.name, s.labels)).collect(),
-            _ => {
-                let args: &[&str] = match kind {
-                    ObjectKind::Pod => &["pod", "ps", "--format", "json"],
-                    ObjectKind::Container => &["ps", "-a", "--format", "json"],
-                    ObjectKind::Network => &["network", "ls", "--format", "json"],
-                    _ => &["volume", "ls", "--format", "json"],
-                };
-                keyed(kind, inspect::parse_listed(&self.query(args)?)?)
-            }
+        let objects: Vec<Keyed> = match self.api_listing(kind)? {
+            Some(objects) => objects,
+            None => match kind {
+                ObjectKind::Secret => self.secrets()?.into_iter().map(|s| (s.name, s.labels)).collect(),
+                _ => {
+                    let args: &[&str] = match kind {
+                        ObjectKind::Pod => &["pod", "ps", "--format", "json"],
+                        ObjectKind::Container => &["ps", "-a", "--format", "json"],
+                        ObjectKind::Network => &["network", "ls", "--format", "json"],
+                        _ => &["volume", "ls", "--format", "json"],
+                    };
+                    keyed(kind, inspect::parse_listed(&self.query(args)?)?)
+                }
+            },
         };
         Ok(filters.iter().map(|f| keys_matching(&objects, f)).collect())
+    }
+
+    /// Every object of `kind` keyed as [`Self::list_by_label`] prints it, with its labels, from
+    /// the engine's API service (`None`: there is none, or it failed: ask the CLI). The service
+    /// answers with the JSON the CLI prints for `--format json` listings and `secret inspect`.
+    fn api_listing(&self, kind: ObjectKind) -> Result<Option<Vec<Keyed>>> {
+        let Some(api) = self.api() else {
+            return Ok(None);
+        };
+        let path = match kind {
+            ObjectKind::Pod => "pods/json",
+            ObjectKind::Container => "containers/json?all=true",
+            ObjectKind::Network => "networks/json",
+            ObjectKind::Volume => "volumes/json",
+            ObjectKind::Secret => "secrets/json",
+        };
+        let Some(Answer::Found(body)) = api.libpod(path) else {
+            return Ok(None);
+        };
+        Ok(Some(match kind {
+            ObjectKind::Secret => inspect::parse_secrets(&body)?
+                .into_iter()
+                .map(|s| (s.name, s.labels))
+                .collect(),
+            _ => keyed(kind, inspect::parse_listed(&body)?),
+        }))
+    }
+
+    /// Each of `ids` (of `kind`) as the engine's API service inspects it, in the array the CLI's
+    /// `inspect` prints (those that no longer exist left out). `None`: ask the CLI.
+    fn api_inspect(&self, kind: ObjectKind, ids: &[String]) -> Option<String> {
+        let api = self.api()?;
+        let mut found = Vec::new();
+        for id in ids {
+            match api.libpod(&format!("{}/{}/json", kind.api_collection(), segment(id)))? {
+                Answer::Found(body) => found.push(body),
+                Answer::Missing => {}
+            }
+        }
+        Some(json_array(&found))
+    }
+
+    /// The name of every network the engine has.
+    pub fn network_names(&self) -> Result<Vec<String>> {
+        if let Some(objects) = self.api_listing(ObjectKind::Network)? {
+            return Ok(objects.into_iter().map(|(name, _)| name).collect());
+        }
+        Ok(ids_of(&self.query(&["network", "ls", "--format", "{{.Name}}"])?))
     }
 
     /// Every secret with its labels: Podman 4.3 filters secrets by name and ID only.
@@ -549,6 +651,17 @@ impl Runtime {
             ObjectKind::Volume => "volume",
             ObjectKind::Secret => "secret",
         };
+        // Secrets have no `exists` endpoint: their inspect answers the same.
+        let endpoint = match kind {
+            ObjectKind::Secret => "json",
+            _ => "exists",
+        };
+        if let Some(answer) = self
+            .api()
+            .and_then(|a| a.libpod(&format!("{}/{}/{endpoint}", kind.api_collection(), segment(id))))
+        {
+            return answer != Answer::Missing;
+        }
         let spec = self.engine().args([sub, "inspect", id]);
         exec::run(&spec, QUERY_TIMEOUT, Interrupt::Ignored)
             .map(|o| o.success())
@@ -559,6 +672,9 @@ impl Runtime {
     pub fn inspect_containers(&self, ids: &[String]) -> Result<Vec<inspect::ContainerInspect>> {
         if ids.is_empty() {
             return Ok(Vec::new());
+        }
+        if let Some(json) = self.api_inspect(ObjectKind::Container, ids) {
+            return inspect::parse_containers(&json);
         }
         let spec = self.engine().arg("container").arg("inspect").args(ids.iter().cloned());
         let out = exec::run(&spec, QUERY_TIMEOUT, Interrupt::Ignored)?;
@@ -585,15 +701,20 @@ impl Runtime {
             ObjectKind::Volume => "volume",
             ObjectKind::Secret => "secret",
         };
-        let spec = self.engine().args([sub, "inspect"]).args(ids.iter().cloned());
-        let out = exec::run(&spec, QUERY_TIMEOUT, Interrupt::Ignored)?;
-        if out.stdout.trim().is_empty() {
+        let stdout = match self.api_inspect(kind, ids) {
+            Some(json) => json,
+            None => {
+                let spec = self.engine().args([sub, "inspect"]).args(ids.iter().cloned());
+                exec::run(&spec, QUERY_TIMEOUT, Interrupt::Ignored)?.stdout
+            }
+        };
+        if stdout.trim().is_empty() {
             return Ok(Vec::new());
         }
         match kind {
-            ObjectKind::Pod => inspect::parse_pods(&out.stdout),
-            ObjectKind::Secret => inspect::parse_secrets(&out.stdout),
-            _ => inspect::parse_labelled(&out.stdout),
+            ObjectKind::Pod => inspect::parse_pods(&stdout),
+            ObjectKind::Secret => inspect::parse_secrets(&stdout),
+            _ => inspect::parse_labelled(&stdout),
         }
     }
 
@@ -683,9 +804,12 @@ fn parse_image_listing(out: &str, podman: bool) -> std::collections::HashMap<Str
         .collect()
 }
 
+/// An object by the key `list_by_label` prints for its kind, with its labels.
+type Keyed = (String, Option<BTreeMap<String, String>>);
+
 /// A listing's objects by the key `list_by_label` prints for `kind` (IDs for pods and
 /// containers, names for networks and volumes), with their labels.
-fn keyed(kind: ObjectKind, listed: Vec<inspect::ListedObject>) -> Vec<(String, Option<BTreeMap<String, String>>)> {
+fn keyed(kind: ObjectKind, listed: Vec<inspect::ListedObject>) -> Vec<Keyed> {
     listed
         .into_iter()
         .filter_map(|o| {
@@ -699,7 +823,7 @@ fn keyed(kind: ObjectKind, listed: Vec<inspect::ListedObject>) -> Vec<(String, O
 }
 
 /// The keys of the objects whose labels match `filter`.
-fn keys_matching(objects: &[(String, Option<BTreeMap<String, String>>)], filter: &str) -> Vec<String> {
+fn keys_matching(objects: &[Keyed], filter: &str) -> Vec<String> {
     objects
         .iter()
         .filter(|(_, labels)| inspect::labels_match(labels.as_ref(), filter))
@@ -750,6 +874,36 @@ impl ObjectKind {
             ObjectKind::Network => "network",
             ObjectKind::Volume => "volume",
             ObjectKind::Secret => "secret",
+        }
+    }
+
+    /// The kind's collection in Podman's libpod API (`containers`, `volumes`).
+    fn api_collection(self) -> &'static str {
+        match self {
+            ObjectKind::Pod => "pods",
+            ObjectKind::Container => "containers",
+            ObjectKind::Network => "networks",
+            ObjectKind::Volume => "volumes",
+            ObjectKind::Secret => "secrets",
+        }
+    }
+}
+
+/// Images looked up by reference over a while (one build preparation), the cheapest way the
+/// engine offers: see [`Runtime::image_lookup`].
+pub enum ImageLookup<'a> {
+    /// Every reference listed once: reference → ID.
+    Listed(std::collections::HashMap<String, String>),
+    /// Each reference asked of the engine's API service when needed.
+    Asked(&'a Runtime),
+}
+
+impl ImageLookup<'_> {
+    /// The ID of `reference`, if the engine has it.
+    pub fn id(&self, reference: &str) -> Result<Option<String>> {
+        match self {
+            ImageLookup::Listed(ids) => Ok(ids.get(reference).cloned()),
+            ImageLookup::Asked(runtime) => runtime.image_id(reference),
         }
     }
 }
@@ -927,17 +1081,48 @@ mod tests {
 
     #[test]
     fn podman_builds_keep_healthchecks() {
-        let rt = Runtime {
-            kind: RuntimeKind::Podman,
-            rootless: None,
-        };
+        let rt = Runtime::for_tests(RuntimeKind::Podman);
         assert!(rt.build_args().windows(2).any(|w| w == ["--format", "docker"]));
         assert!(rt.compose_env().contains(&("BUILDAH_FORMAT".into(), "docker".into())));
-        let docker = Runtime {
-            kind: RuntimeKind::Docker,
-            rootless: None,
-        };
+        let docker = Runtime::for_tests(RuntimeKind::Docker);
         assert_eq!(docker.build_args(), ["--force-rm"]);
+    }
+
+    /// What rootful Podman's API service answered here for a running bundled stack (compact
+    /// JSON, the CLI's types): read by the same parsers as the CLI's output.
+    #[test]
+    fn podman_api_answers_read_like_the_cli() {
+        let fixture = |f: &str| {
+            std::fs::read_to_string(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../fixtures/runtime")
+                    .join(f),
+            )
+            .unwrap()
+        };
+        // `GET /libpod/containers/json?all=true`: the run's seven containers by full ID.
+        let listed = keyed(
+            ObjectKind::Container,
+            inspect::parse_listed(&fixture("api-containers-json-podman.json")).unwrap(),
+        );
+        let by_run = keys_matching(&listed, "io.hydra.run=06342722");
+        assert_eq!(by_run.len(), 7);
+        assert!(by_run.iter().all(|id| is_full_id(id)));
+        assert!(keys_matching(&listed, "io.hydra.run=0634272").is_empty());
+        // `GET /libpod/containers/{id}/json` objects, joined as the CLI's inspect array.
+        let one = fixture("api-container-json-podman.json");
+        let inspected = inspect::parse_containers(&engine_api::json_array(&[one.clone(), one])).unwrap();
+        assert_eq!(inspected.len(), 2);
+        assert_eq!(inspected[0].name, "hydra-podman-06342722-db-1");
+        assert!(inspected[0]
+            .volume_names()
+            .contains(&"hydra-podman-06342722_db_data".to_string()));
+        // `GET /libpod/images/{reference}/json`: the bare ID `image inspect --format {{.Id}}` prints.
+        assert_eq!(
+            inspect::parse_image_id(&fixture("api-image-json-podman.json")).unwrap(),
+            "34e2cc8d9aa3ae21a79cb9b31a75d2d6943bcd47ec488cc7bf17eba2a898c245"
+        );
+        assert!(inspect::parse_image_id("{}").is_err());
     }
 
     /// Podman listings in JSON as recorded here (a running bundled stack on rootful Podman, and a
