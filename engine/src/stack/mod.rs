@@ -213,10 +213,20 @@ impl Stack {
         let owner_start = runs::process_start_time(owner_pid).unwrap_or(0);
         let labels = run_labels(&run_id, opts.runtime.name(), owner_pid, owner_start);
 
+        // The compose tool's version only goes into the report: it is asked alongside the whole
+        // start (podman-compose answers in 0.12-0.16 s, more than the image lookups take) and
+        // awaited once `up` is over; a missing tool still fails the run, with its own error.
+        let detect = {
+            let runtime = runtime.clone();
+            std::thread::spawn(move || compose::detect(&runtime))
+        };
+        let detected = |detect: std::thread::JoinHandle<Result<Provider>>| {
+            detect.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+        };
         // Compose v2 on Podman: its resolved model and the run's API service are made while the
         // images are prepared (neither needs the other). The service is started from this
         // thread: its parent-death signal follows the thread that spawned it.
-        let (provider, images, v2_api) = std::thread::scope(|scope| {
+        let (images, v2_api) = std::thread::scope(|scope| {
             let (progress, messages) = std::sync::mpsc::channel::<String>();
             let (runtime, merged) = (&runtime, &merged);
             let images = scope.spawn(move || {
@@ -227,7 +237,6 @@ impl Stack {
             // Names a killed start left in Podman's DNS server would answer for this run's
             // networks too, when they get the same subnet: removed before any network is made.
             let dns = scope.spawn(move || dns_leftovers::sweep(runtime));
-            let provider = scope.spawn(move || compose::detect(runtime));
             // A stale rootless network namespace (a killed teardown's) would leave every
             // container `created`; with the engine's slot held, nothing of this process is
             // setting one up (image lookups, `compose config` and the API service use none).
@@ -271,12 +280,13 @@ impl Stack {
                 }
                 Err(e) => tracing::warn!("could not look for stale aardvark-dns entries: {e}"),
             }
-            let provider = provider.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-            (provider, images, v2_api)
+            (images, v2_api)
         });
         // A missing compose tool first: it explains a failed `compose config` too.
-        let (provider, images, v2_api) = (provider?, images?, v2_api?);
-        debug_assert_eq!(provider.tool, tool);
+        let (images, v2_api) = match (images, v2_api) {
+            (Ok(images), Ok(v2_api)) => (images, v2_api),
+            (Err(e), _) | (_, Err(e)) => return Err(detected(detect).err().unwrap_or(e)),
+        };
 
         let override_path = run_dir.join("hydra.override.yml");
         std::fs::write(
@@ -322,7 +332,7 @@ impl Stack {
             run_id: run_id.clone(),
             project: project.clone(),
             runtime: opts.runtime,
-            tool: provider.tool,
+            tool,
             compose_files,
             workdir,
             env,
@@ -338,9 +348,12 @@ impl Stack {
         record.save()?;
         // From here on, anything that fails tears down through Drop.
         run_dir_guard.0 = None;
-        let stack = Stack {
+        let mut stack = Stack {
             runtime,
-            provider: provider.clone(),
+            provider: Provider {
+                tool,
+                version: String::new(),
+            },
             record,
             armed: true,
             api,
@@ -352,8 +365,13 @@ impl Stack {
             on_event(&Event::Phase("the run's network, secrets and claims".into()));
             crate::kube::play::create_objects(&stack.runtime, kube, &labels, &project)?;
         }
-        on_event(&Event::Phase(format!("{} up", provider.tool)));
-        let waited = stack.up_and_wait(started, opts.ready_timeout, on_event)?;
+        on_event(&Event::Phase(format!("{tool} up")));
+        let waited = stack.up_and_wait(started, opts.ready_timeout, on_event);
+        // A tool that cannot say its version explains a failed `up` best; either fails the run.
+        let provider = detected(detect)?;
+        let waited = waited?;
+        debug_assert_eq!(provider.tool, tool);
+        stack.provider = provider.clone();
         let report = UpReport {
             runtime: opts.runtime,
             project,
