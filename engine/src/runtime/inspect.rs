@@ -230,6 +230,20 @@ pub fn parse_image_id(json: &str) -> Result<String> {
     Ok(image.id)
 }
 
+/// The IDs in Podman's secret listing (`secret ls --format json`, the API's `secrets/json`).
+pub fn parse_secret_ids(json: &str) -> Result<Vec<String>> {
+    #[derive(Deserialize)]
+    struct Listed {
+        #[serde(rename = "ID")]
+        id: String,
+    }
+    let listed: Vec<Listed> = serde_json::from_str(json).map_err(|e| HarnessError::Parse {
+        what: "secret listing".into(),
+        reason: e.to_string(),
+    })?;
+    Ok(listed.into_iter().map(|s| s.id).collect())
+}
+
 /// A container's run state.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]

@@ -319,6 +319,15 @@ impl Runtime {
         }
     }
 
+    /// This runtime with every read through the engine's CLI: an independent witness (tests
+    /// check what the harness left with it, so a wrong API answer cannot hide a leftover).
+    pub fn cli_only(&self) -> Self {
+        Self {
+            api: Arc::new(OnceLock::from(None)),
+            ..self.clone()
+        }
+    }
+
     /// The engine's API service for reads: rootful Podman's standing one when it answers (looked
     /// for once per runtime), none elsewhere (the rootless user's socket is the user's to serve;
     /// Docker's CLI is already a thin client of its daemon).
@@ -523,10 +532,17 @@ impl Runtime {
             return Ok(None);
         };
         Ok(Some(match kind {
-            ObjectKind::Secret => inspect::parse_secrets(&body)?
-                .into_iter()
-                .map(|s| (s.name, s.labels))
-                .collect(),
+            // Podman 4.3's secret listing answers `"Labels": null` for every secret: only their
+            // inspect carries the labels, so the listing gives the IDs to inspect.
+            ObjectKind::Secret => {
+                let Some(json) = self.api_inspect(ObjectKind::Secret, &inspect::parse_secret_ids(&body)?) else {
+                    return Ok(None);
+                };
+                inspect::parse_secrets(&json)?
+                    .into_iter()
+                    .map(|s| (s.name, s.labels))
+                    .collect()
+            }
             _ => keyed(kind, inspect::parse_listed(&body)?),
         }))
     }
@@ -1117,6 +1133,14 @@ mod tests {
         assert!(inspected[0]
             .volume_names()
             .contains(&"hydra-podman-06342722_db_data".to_string()));
+        // `GET /libpod/secrets/json` lists a labelled secret with `"Labels": null` (Podman
+        // 4.3): its labels must come from its inspect, so only the IDs are taken from it.
+        let secrets = fixture("api-secrets-json-podman.json");
+        assert!(inspect::parse_secrets(&secrets).unwrap()[0].labels.is_none());
+        assert_eq!(
+            inspect::parse_secret_ids(&secrets).unwrap(),
+            ["782326ee6bdf2f8a1c5114070"]
+        );
         // `GET /libpod/images/{reference}/json`: the bare ID `image inspect --format {{.Id}}` prints.
         assert_eq!(
             inspect::parse_image_id(&fixture("api-image-json-podman.json")).unwrap(),
