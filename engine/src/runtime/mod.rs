@@ -426,7 +426,7 @@ impl Runtime {
 
     /// Every `repository:tag` in this runtime's storage with its image ID, in one call (cheaper
     /// than one inspect per image when checking which hashed tags exist and reading base IDs).
-    pub fn image_references(&self) -> Result<std::collections::HashMap<String, String>> {
+    fn image_references(&self) -> Result<std::collections::HashMap<String, String>> {
         let out = self.query(&["images", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"])?;
         Ok(parse_image_listing(&out, self.kind.is_podman()))
     }
